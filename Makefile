@@ -1,0 +1,39 @@
+# The two commands of the README: `make demo` and `make test`. Both install what they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_PORT ?= 5066
+
+.PHONY: demo test unit integration bench deps venv clean
+
+deps:
+	@bash deploy/install-debian-packages.sh
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+venv: deps $(STAMP)
+
+## Start the console with the simulation bench on https://localhost:$(DEMO_PORT)
+demo: venv
+	$(BIN)/nhi-console serve --sim --port $(DEMO_PORT)
+
+## Run the whole test suite (unit, then integration with real processes)
+test: venv
+	@bash tests/run.sh
+
+unit: venv
+	$(BIN)/python -m pytest -q tests/unit
+
+integration: venv
+	$(BIN)/python -m pytest -q tests/integration
+
+bench: venv
+	$(BIN)/python bench/status_latency.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

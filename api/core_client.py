@@ -1,0 +1,91 @@
+"""The API side of the wire: one DEALER socket per thread, made after gunicorn forks.
+
+Lazy Pirate style: a request that gets no answer within its timeout closes its
+socket (so a late reply or a queued request can never surface later) and
+raises `CoreUnavailable`.  The client never resends on its own: a command that
+may have run once must not run twice.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from typing import Any
+
+import zmq
+
+from broker.protocol import CallMeta, ProtocolError, Reply, Request, build, parse
+
+
+class CoreUnavailable(Exception):
+    """The broker did not answer in time (restarting, or overloaded); nothing is known to have run."""
+
+
+class CoreClient:
+    def __init__(self, endpoint: str, timeout: float = 5.0, connect_timeout: float = 1.0) -> None:
+        self._endpoint = endpoint
+        self._timeout = timeout
+        self._connect_timeout = connect_timeout
+        self._local = threading.local()
+        self._context: zmq.Context | None = None
+        self._context_pid = -1
+        self._context_lock = threading.Lock()
+
+    def _socket(self) -> zmq.Socket:
+        with self._context_lock:
+            if self._context is None or self._context_pid != os.getpid():
+                # A context inherited across fork is unusable: make ours in this process.
+                self._context = zmq.Context()
+                self._context_pid = os.getpid()
+                self._local = threading.local()
+        socket: zmq.Socket | None = getattr(self._local, "socket", None)
+        if socket is None:
+            socket = self._context.socket(zmq.DEALER)
+            socket.setsockopt(zmq.LINGER, 0)
+            socket.setsockopt(zmq.IMMEDIATE, 1)  # queue nothing for a broker that is not there
+            socket.connect(self._endpoint)
+            self._local.socket = socket
+        return socket
+
+    def _discard(self) -> None:
+        socket = getattr(self._local, "socket", None)
+        if socket is not None:
+            socket.close(linger=0)
+            self._local.socket = None
+
+    def call(
+        self,
+        command: str,
+        args: dict[str, Any] | None = None,
+        call: CallMeta | None = None,
+        timeout: float | None = None,
+    ) -> Reply:
+        socket = self._socket()
+        request = Request(id=uuid.uuid4().hex, command=command, args=args or {}, call=call)
+        if not socket.poll(self._connect_timeout * 1000, zmq.POLLOUT):
+            self._discard()
+            raise CoreUnavailable("no broker connected")
+        try:
+            socket.send_multipart(build(request), zmq.NOBLOCK)
+        except zmq.Again as error:
+            self._discard()
+            raise CoreUnavailable("broker not accepting requests") from error
+        budget_ms = (timeout if timeout is not None else self._timeout) * 1000
+        deadline = _now_ms() + budget_ms
+        while True:
+            remaining = deadline - _now_ms()
+            if remaining <= 0 or not socket.poll(remaining, zmq.POLLIN):
+                self._discard()
+                raise CoreUnavailable(f"no answer to {command} within {budget_ms / 1000:.1f}s")
+            try:
+                reply = parse(socket.recv_multipart())
+            except ProtocolError:
+                continue
+            if isinstance(reply, Reply) and reply.id == request.id:
+                return reply
+
+
+def _now_ms() -> float:
+    return time.monotonic() * 1000

@@ -1,0 +1,62 @@
+"""How every failure becomes an HTTP answer, in one place.
+
+Spec'd business outcomes are HTTP 200 with a statusCode (rendered by the
+resources); what is handled here is the rest: malformed requests (400 with
+1704, and the call is still recorded), unknown paths (404), wrong methods
+(405), and a broker that is not answering (503 with nhi-console's 1099).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import falcon
+
+from api.core_client import CoreClient, CoreUnavailable
+from broker.protocol import CallMeta
+from broker.status_codes import StatusCode
+
+log = logging.getLogger(__name__)
+
+
+class BadRequest(Exception):
+    """A request outside the spec's formats; the message names the field and why, never its value."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def install_error_handling(app: falcon.App, core: CoreClient) -> None:
+    def bad_request(req: falcon.Request, resp: falcon.Response, error: BadRequest, params: dict[str, Any]) -> None:
+        call: CallMeta | None = getattr(req.context, "call", None)
+        if call is not None:
+            try:
+                core.call("RecordCall", {"statusCode": int(StatusCode.BAD_PARAMETER)}, call=call)
+            except CoreUnavailable:
+                log.warning("could not record a rejected call: broker unavailable")
+        resp.status = falcon.HTTP_400
+        resp.media = {"statusCode": int(StatusCode.BAD_PARAMETER), "message": error.message}
+
+    def core_unavailable(
+        req: falcon.Request, resp: falcon.Response, error: CoreUnavailable, params: dict[str, Any]
+    ) -> None:
+        log.warning("%s %s: %s", req.method, req.path, error)
+        resp.status = falcon.HTTP_503
+        resp.set_header("Retry-After", "1")
+        resp.media = {
+            "statusCode": int(StatusCode.CONSOLE_UNAVAILABLE),
+            "message": "the console's core is not answering (restarting?); nothing was done, retry shortly",
+        }
+
+    def serialize_http_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:
+        body: dict[str, Any] = {"message": error.description or error.title}
+        if error.status_code == 400:
+            body = {"statusCode": int(StatusCode.BAD_PARAMETER), **body}
+        resp.content_type = "application/json; charset=utf-8"
+        resp.media = body
+
+    app.add_error_handler(BadRequest, bad_request)
+    app.add_error_handler(CoreUnavailable, core_unavailable)
+    app.set_error_serializer(serialize_http_error)

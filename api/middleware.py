@@ -1,0 +1,41 @@
+"""Request-phase checks and the call's identity, before any resource runs."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import falcon
+
+from api.errors import BadRequest
+from broker.protocol import CallMeta
+
+MAX_BODY_BYTES = 64 * 1024
+JSON_UTF8 = "application/json; charset=utf-8"
+
+
+class CallIdentity:
+    """Give every routed `/api/` call its record uuid (echoed as X-Request-Id) and enforce the body cap.
+
+    `process_resource` runs only when a route matched, so unknown paths (404) are
+    never recorded; resources with `recorded = False` (the Record endpoints) are
+    not either.
+    """
+
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
+    ) -> None:
+        if resource is None:
+            return
+        call_uuid = str(uuid.uuid4())
+        resp.set_header("X-Request-Id", call_uuid)
+        if getattr(resource, "recorded", True) and req.path.startswith("/api/"):
+            req.context.call = CallMeta(url=req.path, uuid=call_uuid)
+        if (req.content_length or 0) > MAX_BODY_BYTES:
+            raise BadRequest(f"body larger than {MAX_BODY_BYTES} bytes")
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
+    ) -> None:
+        if resp.content_type and resp.content_type.startswith("application/json"):
+            resp.content_type = JSON_UTF8

@@ -1,0 +1,92 @@
+"""Commands the API sends the broker: one class per command, named in the imperative.
+
+`parse_command(name, args)` is the only way in; it checks every argument's type
+and range and raises `BadArguments` (answered as 1704) instead of trusting the
+wire.  The API validates the HTTP request first; this is the second, independent
+line, because the broker must not trust any peer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Union
+
+MAX_RECORD_TAKE = 1000
+"""The cap on `take` in `GET /api/common/v1/Record`: a HIS asking for more gets this many."""
+
+
+class BadArguments(ValueError):
+    """A command whose arguments are missing or malformed; the message names the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class GetStatus:
+    NAME: ClassVar[str] = "GetStatus"
+
+
+@dataclass(frozen=True, slots=True)
+class ListRecords:
+    NAME: ClassVar[str] = "ListRecords"
+    skip: int = 0
+    take: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class ClearRecords:
+    NAME: ClassVar[str] = "ClearRecords"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCall:
+    """Record a call the API answered itself (Version, a rejected request) with its statusCode."""
+
+    NAME: ClassVar[str] = "RecordCall"
+    status_code: int
+
+
+Command = Union[GetStatus, ListRecords, ClearRecords, RecordCall]
+
+
+def _integer(args: dict[str, Any], name: str, default: int | None = None) -> int:
+    if name not in args:
+        if default is None:
+            raise BadArguments(f"{name} is required")
+        return default
+    value = args[name]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadArguments(f"{name} must be an integer")
+    return value
+
+
+def _parse_list_records(args: dict[str, Any]) -> ListRecords:
+    skip = _integer(args, "skip", 0)
+    take = _integer(args, "take", 100)
+    if skip < 0:
+        raise BadArguments("skip must be 0 or more")
+    if take < 0:
+        raise BadArguments("take must be 0 or more")
+    return ListRecords(skip=skip, take=min(take, MAX_RECORD_TAKE))
+
+
+def _parse_record_call(args: dict[str, Any]) -> RecordCall:
+    code = _integer(args, "statusCode")
+    if not 0 <= code <= 9999:
+        raise BadArguments("statusCode must be 0..9999")
+    return RecordCall(status_code=code)
+
+
+_PARSERS = {
+    GetStatus.NAME: lambda args: GetStatus(),
+    ListRecords.NAME: _parse_list_records,
+    ClearRecords.NAME: lambda args: ClearRecords(),
+    RecordCall.NAME: _parse_record_call,
+}
+
+COMMAND_NAMES = frozenset(_PARSERS)
+
+
+def parse_command(name: str, args: dict[str, Any]) -> Command:
+    parser = _PARSERS.get(name)
+    if parser is None:
+        raise BadArguments(f"unknown command {name!r}")
+    return parser(args)

@@ -1,0 +1,30 @@
+"""What a worker's status report means for the state: the pure reconcile step.
+
+Reports arrive on every change and every heartbeat interval; this function
+turns the difference between what the state believes and what the worker sees
+into events, and returns nothing when they agree, so it is harmless to run on
+every report.
+"""
+
+from __future__ import annotations
+
+from broker.events import CardInserted, CardRemoved, Event, ReaderAttached
+from broker.protocol import WorkerStatus
+from broker.state import ConsoleState
+
+
+def presence_events(state: ConsoleState, report: WorkerStatus) -> list[Event]:
+    events: list[Event] = []
+    reader = state.readers.get(report.reader)
+    if reader is None:
+        events.append(ReaderAttached(reader=report.reader, backend=report.backend))
+    believed = reader.card if reader is not None else None
+    seen = report.card
+    same_card = (
+        believed is not None and seen is not None and believed.session == seen.session and believed.atr == seen.atr
+    )
+    if believed is not None and not same_card:
+        events.append(CardRemoved(reader=report.reader, session=believed.session, reason="removed"))
+    if seen is not None and not same_card:
+        events.append(CardInserted(reader=report.reader, atr=seen.atr, kind=seen.kind, session=seen.session))
+    return events

@@ -1,0 +1,1 @@
+"""Installation, service and local-TLS plumbing for the nhi-console."""

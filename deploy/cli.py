@@ -1,0 +1,157 @@
+"""The `nhi-console` command: serve, status, cert."""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+
+from deploy.paths import console_paths, default_data_dir, prepare
+from deploy.status_table import render_status_table
+from deploy.supervisor import ChildSpec, Supervisor
+from deploy.tls import ensure_certificates, export_ca, ssl_context_for_clients
+
+SIM_READERS = ("NHI Sim Reader 0", "NHI Sim Reader 1")
+SIM_READER_BACKEND = "sim.virtual_reader:open_reader"
+DEFAULT_PORT = 5066
+ADOPT_GRACE_HEARTBEATS = 2.5
+
+
+def _ipv6_loopback_available() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def _binds(host: str | None, port: int) -> list[str]:
+    if host is None:
+        binds = [f"127.0.0.1:{port}"]
+        if _ipv6_loopback_available():
+            binds.append(f"[::1]:{port}")
+        return binds
+    return [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+
+
+def serve(args: argparse.Namespace) -> int:
+    paths = console_paths(args.data_dir, sim=args.sim)
+    prepare(paths)
+    tls = ensure_certificates(paths.data_dir)
+    heartbeat = args.heartbeat
+    readers = [f"{name}={SIM_READER_BACKEND}" for name in SIM_READERS] if args.sim else []
+
+    def broker_argv(restarted: bool) -> list[str]:
+        argv = [
+            sys.executable, "-m", "broker",
+            "--api-endpoint", paths.api_endpoint,
+            "--worker-endpoint", paths.worker_endpoint,
+            "--database", str(paths.database),
+            "--durability", args.durability,
+            "--heartbeat", str(heartbeat),
+        ]
+        for reader in readers:
+            argv += ["--reader", reader]
+        if restarted:
+            argv += ["--adopt-grace", str(heartbeat * ADOPT_GRACE_HEARTBEATS)]
+        return argv
+
+    api_env = {
+        "NHI_CONSOLE_BROKER": paths.api_endpoint,
+        "NHI_CONSOLE_BIND": ",".join(_binds(args.host, args.port)),
+        "NHI_CONSOLE_CERTFILE": str(tls.server_cert),
+        "NHI_CONSOLE_KEYFILE": str(tls.server_key),
+        "NHI_CONSOLE_SIM": "1" if args.sim else "0",
+        "NHI_CONSOLE_LOCATION": str(Path(sys.argv[0]).resolve()),
+        "NHI_CONSOLE_API_PROCESSES": str(args.api_processes),
+    }
+
+    def api_argv(restarted: bool) -> list[str]:
+        return [sys.executable, "-m", "gunicorn", "--config", "python:deploy.gunicorn_conf", "api.app:get_app()"]
+
+    supervisor = Supervisor([ChildSpec("broker", broker_argv), ChildSpec("api", api_argv, api_env)])
+    mode = " with the simulation bench" if args.sim else ""
+    logging.getLogger(__name__).info(
+        "serving https://localhost:%d%s; data in %s; CA certificate %s", args.port, mode, paths.data_dir, tls.ca_cert
+    )
+    return supervisor.run()
+
+
+def status(args: argparse.Namespace) -> int:
+    host = args.host or "localhost"
+    context = ssl_context_for_clients(args.data_dir)
+    connection = http.client.HTTPSConnection(host, args.port, context=context, timeout=10)
+    try:
+        connection.request("GET", "/api/common/v1/Status")
+        response = connection.getresponse()
+        body = json.loads(response.read() or b"{}")
+    except OSError as error:
+        print(f"nhi-console is not answering on https://{host}:{args.port}: {error}", file=sys.stderr)
+        return 1
+    finally:
+        connection.close()
+    if response.status != 200 or body.get("statusCode") != 0:
+        print(f"nhi-console answered HTTP {response.status}: {body}", file=sys.stderr)
+        return 1
+    print(render_status_table(body["status"], f"https://{host}:{args.port}"))
+    return 0
+
+
+def cert(args: argparse.Namespace) -> int:
+    if args.export is None:
+        files = ensure_certificates(args.data_dir)
+        print(files.ca_cert)
+        return 0
+    written = export_ca(args.data_dir, args.export)
+    print(f"CA certificate written to {written}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nhi-console", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def common(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--data-dir", type=Path, default=default_data_dir())
+
+    serve_parser = commands.add_parser("serve", help="run the console (broker, API, reader workers)")
+    common(serve_parser)
+    serve_parser.add_argument("--sim", action="store_true", help="with the simulation bench instead of real hardware")
+    serve_parser.add_argument("--host", default=None, help="address to bind (default: 127.0.0.1 and ::1)")
+    serve_parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    serve_parser.add_argument("--durability", choices=["full", "normal"], default="full",
+                              help="SQLite synchronous setting for the event log (see docs)")
+    serve_parser.add_argument("--heartbeat", type=float, default=1.0, help="broker-worker heartbeat interval, seconds")
+    serve_parser.add_argument("--api-processes", type=int, default=2)
+    serve_parser.set_defaults(handler=serve)
+
+    status_parser = commands.add_parser("status", help="show the running console's state")
+    common(status_parser)
+    status_parser.add_argument("--host", default=None)
+    status_parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    status_parser.set_defaults(handler=status)
+
+    cert_parser = commands.add_parser("cert", help="the console's local CA certificate")
+    common(cert_parser)
+    cert_parser.add_argument("--export", type=Path, metavar="PATH", help="write the CA certificate to PATH")
+    cert_parser.set_defaults(handler=cert)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("NHI_CONSOLE_LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s supervisor %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

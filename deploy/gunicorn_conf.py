@@ -1,0 +1,26 @@
+"""gunicorn settings for the console's API, filled in by the supervisor through the environment.
+
+gthread workers: keep-alive connections (a HIS keeps one open), and a request
+waiting on a card or a keypad PIN occupies a thread, not the whole process, so
+gunicorn's worker timeout (a heartbeat of the worker's main loop) never kills it.
+"""
+
+import os
+
+bind = os.environ.get("NHI_CONSOLE_BIND", "127.0.0.1:5066").split(",")
+certfile = os.environ.get("NHI_CONSOLE_CERTFILE")
+keyfile = os.environ.get("NHI_CONSOLE_KEYFILE")
+worker_class = "gthread"
+workers = int(os.environ.get("NHI_CONSOLE_API_PROCESSES", "2"))
+threads = int(os.environ.get("NHI_CONSOLE_API_THREADS", "16"))
+keepalive = 75
+timeout = 30
+graceful_timeout = 5
+preload_app = False  # each process makes its own ZeroMQ context after the fork
+proc_name = "nhi-console-api"
+# gunicorn 24+ opens a control socket in ~/.gunicorn by default; two consoles (a test
+# bench beside a real one) would fight over it, and nothing here uses it.
+control_socket_disable = True
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("NHI_CONSOLE_LOG_LEVEL", "info")

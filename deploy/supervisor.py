@@ -1,0 +1,200 @@
+"""`nhi-console serve`: start the broker and the API, restart what dies, stop everything on SIGTERM.
+
+The supervisor is a child subreaper (PR_SET_CHILD_SUBREAPER): when the broker
+dies, its reader workers are re-parented here rather than to init, keep their
+card sessions, and re-register with the restarted broker; and at shutdown
+every descendant is ours to stop, so nothing is left behind.  Children get
+PR_SET_PDEATHSIG, so even a `kill -9` of the supervisor leaves no orphans.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import select
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from broker.backoff import RestartBackoff
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _prctl(option: int, value: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(option, value, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
+
+
+def _die_with_parent() -> None:
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class ChildSpec:
+    """A process to keep running; `argv(restarted)` may differ on a restart (the broker adopts workers)."""
+
+    name: str
+    argv: Callable[[bool], list[str]]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Running:
+    spec: ChildSpec
+    process: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    restart_at: float | None = 0.0
+    restarts: int = 0
+    backoff: RestartBackoff = field(default_factory=RestartBackoff)
+
+
+class Supervisor:
+    def __init__(self, specs: list[ChildSpec], stop_grace: float = 10.0) -> None:
+        self._children = [_Running(spec) for spec in specs]
+        self._stop_grace = stop_grace
+        self._stopping = False
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_write, False)
+        os.set_blocking(self._wake_read, False)
+
+    def request_stop(self, *_: object) -> None:
+        self._stopping = True
+
+    def run(self) -> int:
+        _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+        signal.set_wakeup_fd(self._wake_write)
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # only to wake the loop
+        try:
+            while not self._stopping:
+                self._start_due()
+                self._reap()
+                self._sleep(0.2)
+        finally:
+            self._shutdown()
+        return 0
+
+    def _start_due(self) -> None:
+        now = time.monotonic()
+        for child in self._children:
+            if child.process is None and child.restart_at is not None and now >= child.restart_at:
+                restarted = child.restarts > 0
+                env = {**os.environ, **child.spec.env}
+                child.process = subprocess.Popen(
+                    child.spec.argv(restarted), env=env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+                )
+                child.started = now
+                child.restart_at = None
+                log.info("%s started (pid %d)%s", child.spec.name, child.process.pid, " again" if restarted else "")
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            for child in self._children:
+                if child.process is not None and child.process.pid == pid:
+                    child.process.returncode = os.waitstatus_to_exitcode(status)
+                    uptime = time.monotonic() - child.started
+                    delay = child.backoff.delay_after_exit(uptime)
+                    log.warning(
+                        "%s (pid %d) exited with %s; restarting in %.1fs",
+                        child.spec.name, pid, child.process.returncode, delay,
+                    )
+                    child.process = None
+                    child.restarts += 1
+                    child.restart_at = time.monotonic() + delay
+            # Any other pid is an adopted orphan (a reader worker whose broker died): reaped, nothing more.
+
+    def _sleep(self, seconds: float) -> None:
+        try:
+            select.select([self._wake_read], [], [], seconds)
+        except InterruptedError:
+            pass
+        try:
+            while os.read(self._wake_read, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _shutdown(self) -> None:
+        log.info("stopping")
+        # The API first, so no new command arrives while the broker winds down its workers.
+        for child in reversed(self._children):
+            if child.process is not None:
+                _signal(child.process.pid, signal.SIGTERM)
+                self._wait_for(child.process.pid, self._stop_grace)
+        deadline = time.monotonic() + self._stop_grace
+        while True:
+            self._reap_quietly()
+            left = _children_of(os.getpid())
+            if not left:
+                break
+            for pid in left:
+                _signal(pid, signal.SIGTERM if time.monotonic() < deadline else signal.SIGKILL)
+            time.sleep(0.05)
+
+    def _wait_for(self, pid: int, grace: float) -> None:
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            self._reap_quietly()
+            if not _exists(pid):
+                return
+            time.sleep(0.02)
+        _signal(pid, signal.SIGKILL)
+
+    def _reap_quietly(self) -> None:
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _exists(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        return fields[0] != b"Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    except OSError as error:
+        return error.errno != errno.ESRCH
+
+
+def _children_of(parent: int) -> list[int]:
+    """Live (non-zombie) processes whose parent is `parent`, read from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent and fields[0] != b"Z":
+            found.append(int(entry))
+    return found

@@ -1,0 +1,110 @@
+"""An in-memory `EventStore` for unit tests of the broker.
+
+It mirrors SqliteEventStore's behaviour (the shared contract suite checks
+that), including the parts that matter to crash-recovery logic:
+
+- pending (uncommitted) appends are visible to this store's own reads, as a
+  SQLite connection sees its own open transaction;
+- `crash_and_reopen()` stands in for the process dying and restarting: the new
+  store holds only what was committed, so a test can show that unanswered work
+  is lost and answered work is not;
+- as in SQLite without AUTOINCREMENT, sequence numbers of rolled-back appends
+  are handed out again (no one ever saw them).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from eventlog.store import CallRecord, StoredEvent
+
+
+class MemoryEventStore:
+    """Two lists with a "committed up to" mark each; seq n lives at index n - 1."""
+
+    def __init__(self) -> None:
+        self._events: list[StoredEvent] = []
+        self._calls: list[CallRecord] = []
+        self._committed_events = 0
+        self._committed_calls = 0
+        self._closed = False
+
+    def append_event(self, type: str, version: int, payload: bytes, recorded_at: str) -> int:
+        """Same validation as SQLite's store, so a test can't pass here and fail there."""
+        self._check_open()
+        _check_payload(payload)
+        seq = len(self._events) + 1
+        # bytes(): a caller mutating its bytearray afterwards must not change history.
+        self._events.append(StoredEvent(seq, recorded_at, type, version, bytes(payload)))
+        return seq
+
+    def append_call(self, url: str, uuid: str, timestamp: str, status_code: int) -> int:
+        self._check_open()
+        seq = len(self._calls) + 1
+        self._calls.append(CallRecord(seq, url, uuid, timestamp, status_code))
+        return seq
+
+    def commit(self) -> None:
+        self._check_open()
+        self._committed_events = len(self._events)
+        self._committed_calls = len(self._calls)
+
+    def events(self, after: int = 0) -> Iterator[StoredEvent]:
+        """Like SQLite's: a "catch up" read that also yields events appended while it runs."""
+        self._check_open()
+        index = max(after, 0)
+        while index < len(self._events):
+            yield self._events[index]
+            index += 1
+
+    def calls_newest_first(self, skip: int, take: int, after_seq: int = 0) -> list[CallRecord]:
+        """Slice by index (seq n is at n - 1) rather than filter: same cost profile as the PK walk."""
+        self._check_open()
+        if skip < 0 or take < 0:
+            raise ValueError(f"skip and take must be >= 0 (skip={skip}, take={take})")
+        high = len(self._calls) - skip  # index bound, exclusive
+        low = max(after_seq, 0, high - take)  # index bound, inclusive
+        if high <= low:
+            return []
+        return self._calls[low:high][::-1]
+
+    def last_call_seq(self) -> int:
+        self._check_open()
+        return len(self._calls)
+
+    def close(self) -> None:
+        """Roll back anything uncommitted, like SqliteEventStore.close(); idempotent."""
+        if self._closed:
+            return
+        self._rollback()
+        self._closed = True
+
+    def crash_and_reopen(self) -> MemoryEventStore:
+        """Simulate the process dying now and restarting: only committed work survives.
+
+        This store is closed afterwards (the process that owned it is gone), so a
+        test that keeps using the old reference fails loudly.
+        """
+        self._check_open()
+        survivor = MemoryEventStore()
+        survivor._events = self._events[: self._committed_events]
+        survivor._calls = self._calls[: self._committed_calls]
+        survivor.commit()
+        self._closed = True
+        self._events = []
+        self._calls = []
+        return survivor
+
+    def _rollback(self) -> None:
+        del self._events[self._committed_events :]
+        del self._calls[self._committed_calls :]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("the event store is closed")
+
+
+def _check_payload(payload: bytes) -> None:
+    """Module-level because `append_event`'s parameter named `type` hides the builtin."""
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise TypeError(f"payload must be bytes, not {type(payload).__name__}")

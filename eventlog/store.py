@@ -1,0 +1,69 @@
+"""The storage contract shared by the SQLite store and the in-memory store.
+
+Both implementations run the same contract test suite
+(tests/unit/test_event_store_contract.py), so the broker can be unit-tested
+against the in-memory store and trusted against SQLite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One event as stored: its meaning lives in `payload`, which the store never reads."""
+
+    seq: int
+    recorded_at: str
+    type: str
+    version: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One `/api/` call: exactly the four fields the spec's Record API shows, plus its order."""
+
+    seq: int
+    url: str
+    uuid: str
+    timestamp: str
+    status_code: int
+
+
+class EventStore(Protocol):
+    """Append-only storage: nothing is ever updated or deleted through this interface.
+
+    Appends go into the current transaction; `commit()` makes everything appended
+    since the last commit durable at once (group commit), so the broker can answer
+    a batch of requests after a single fsync.
+    """
+
+    def append_event(self, type: str, version: int, payload: bytes, recorded_at: str) -> int:
+        """Append an event; return its sequence number (1, 2, 3, ...)."""
+        ...
+
+    def append_call(self, url: str, uuid: str, timestamp: str, status_code: int) -> int:
+        """Append a call record; return its sequence number (1, 2, 3, ...)."""
+        ...
+
+    def commit(self) -> None:
+        """Make every append since the previous commit durable."""
+        ...
+
+    def events(self, after: int = 0) -> Iterator[StoredEvent]:
+        """Every committed-or-pending event with seq > after, oldest first (streams)."""
+        ...
+
+    def calls_newest_first(self, skip: int, take: int, after_seq: int = 0) -> list[CallRecord]:
+        """Call records with seq > after_seq, newest first, skipping `skip`, at most `take`."""
+        ...
+
+    def last_call_seq(self) -> int:
+        """The highest call-record sequence number so far, 0 if none."""
+        ...
+
+    def close(self) -> None:
+        ...

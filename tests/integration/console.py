@@ -1,0 +1,181 @@
+"""A running `nhi-console serve` for tests: real processes, real TLS, real sockets.
+
+Waits are on conditions (a Status answer, a pid appearing), each with a
+deadline, never a bare sleep standing in for a state change.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import sqlite3
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def _stat(pid: int) -> list[bytes] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def alive(pid: int) -> bool:
+    fields = _stat(pid)
+    return fields is not None and fields[0] != b"Z"
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return [part.decode(errors="replace") for part in handle.read().split(b"\0") if part]
+    except OSError:
+        return []
+
+
+def descendants(root: int) -> set[int]:
+    """Every live process under `root`, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat(int(entry))
+            if fields is not None and fields[0] != b"Z":
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    found: set[int] = set()
+    stack = [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class RunningConsole:
+    data_dir: Path
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    _connection: http.client.HTTPSConnection | None = field(default=None, repr=False)
+
+    @property
+    def ca_file(self) -> Path:
+        return self.data_dir / "tls" / "ca.pem"
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    def request(self, method: str, path: str, body: Any = None, timeout: float = 10) -> Answer:
+        """One HTTPS call on a kept-alive connection, reconnecting if the server dropped it."""
+        payload = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        for attempt in range(2):
+            if self._connection is None:
+                self._connection = http.client.HTTPSConnection(
+                    "localhost", self.port, context=self.ssl_context(), timeout=timeout
+                )
+            try:
+                self._connection.request(method, path, body=payload, headers=headers)
+                response = self._connection.getresponse()
+                raw = response.read()
+                return Answer(response.status, {k.lower(): v for k, v in response.getheaders()},
+                              json.loads(raw) if raw else None)
+            except (http.client.HTTPException, ConnectionError, ssl.SSLError, OSError):
+                self._connection.close()
+                self._connection = None
+                if attempt == 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def status_ok(self) -> bool:
+        try:
+            answer = self.request("GET", "/api/common/v1/Status", timeout=2)
+        except OSError:
+            return False
+        return answer.status == 200 and answer.body.get("statusCode") == 0
+
+    def processes(self) -> dict[str, list[int]]:
+        """The console's processes by role, from their command lines."""
+        roles: dict[str, list[int]] = {"broker": [], "worker": [], "api": []}
+        for pid in descendants(self.process.pid):
+            line = " ".join(cmdline(pid))
+            if "-m broker" in line:
+                roles["broker"].append(pid)
+            elif "-m workers" in line:
+                roles["worker"].append(pid)
+            elif "gunicorn" in line:
+                roles["api"].append(pid)
+        return roles
+
+    def database_rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Read the event log read-only, as an auditor's tool would while the console runs."""
+        uri = f"file:{self.data_dir / 'sim-console.db'}?mode=ro"
+        with sqlite3.connect(uri, uri=True, timeout=5) as connection:
+            return connection.execute(sql, params).fetchall()
+
+    def stop(self, timeout: float = 20) -> int:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+
+def start_console(data_dir: Path, *extra: str, startup_timeout: float = 30) -> RunningConsole:
+    port = free_port()
+    log_path = data_dir.parent / f"console-{port}.log"
+    log = open(log_path, "wb")
+    script = Path(sys.executable).with_name("nhi-console")
+    entry = [str(script)] if script.exists() else [sys.executable, "-m", "deploy.cli"]
+    process = subprocess.Popen(
+        [*entry, "serve", "--sim", "--data-dir", str(data_dir), "--port", str(port), *extra],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )
+    console = RunningConsole(data_dir=data_dir, port=port, process=process, log_path=log_path)
+    try:
+        wait_for(lambda: process.poll() is not None or (console.ca_file.exists() and console.status_ok()),
+                 startup_timeout, "the console's first Status answer")
+        if process.poll() is not None:
+            raise RuntimeError(f"console exited with {process.returncode}:\n{log_path.read_text()}")
+    except BaseException:
+        if process.poll() is None:
+            process.kill()
+        raise
+    return console

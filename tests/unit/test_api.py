@@ -1,0 +1,170 @@
+"""The Falcon app with a recording fake of the broker client: what HTTP a HIS sees.
+
+The fake is fine here: the app is pure request/response logic; the real broker
+behind a real socket is exercised by tests/integration.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import falcon.testing
+import pytest
+
+from api.app import create_app
+from api.core_client import CoreUnavailable
+from api.resources.common import VersionInfo
+from broker.protocol import CallMeta, Reply
+
+EMPTY_STATUS = {
+    "hc": {"status": 0, "type": 0, "expireTime": None, "hasPin": None, "verifiedPin": None},
+    "hpc": {"status": 0, "type": 0, "expireTime": None},
+    "initialized": False,
+    "name": None,
+    "readerName": None,
+    "sam": {"status": 0, "type": 0, "expireTime": None},
+}
+
+
+@dataclass
+class SentCommand:
+    command: str
+    args: dict[str, Any]
+    call: CallMeta | None
+
+
+@dataclass
+class FakeCore:
+    replies: dict[str, Reply] = field(default_factory=dict)
+    sent: list[SentCommand] = field(default_factory=list)
+    unavailable: bool = False
+
+    def call(self, command: str, args: dict[str, Any] | None = None, call: CallMeta | None = None,
+             timeout: float | None = None) -> Reply:
+        self.sent.append(SentCommand(command, args or {}, call))
+        if self.unavailable:
+            raise CoreUnavailable("down")
+        return self.replies.get(command, Reply(id="r", code=0, body={}))
+
+
+@pytest.fixture
+def core() -> FakeCore:
+    return FakeCore(replies={
+        "GetStatus": Reply(id="r", code=0, body={"status": EMPTY_STATUS}),
+        "ListRecords": Reply(id="r", code=0, body={"records": [
+            {"url": "/api/common/v1/Status", "uuid": "u2", "timestamp": "t2", "statusCode": 0},
+            {"url": "/api/common/v1/Version", "uuid": "u1", "timestamp": "t1", "statusCode": 0},
+        ]}),
+    })
+
+
+@pytest.fixture
+def client(core: FakeCore) -> falcon.testing.TestClient:
+    return falcon.testing.TestClient(create_app(core, VersionInfo("1.2.3", "/opt/nhi-console/bin/nhi-console")))
+
+
+def test_status_is_the_spec_object_and_the_call_is_recorded(client: falcon.testing.TestClient, core: FakeCore) -> None:
+    response = client.simulate_get("/api/common/v1/Status")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json; charset=utf-8"
+    assert response.json == {"statusCode": 0, "status": EMPTY_STATUS}
+    [sent] = core.sent
+    assert sent.command == "GetStatus"
+    assert sent.call is not None and sent.call.url == "/api/common/v1/Status"
+    assert sent.call.uuid == response.headers["x-request-id"]
+
+
+def test_each_call_gets_its_own_uuid(client: falcon.testing.TestClient, core: FakeCore) -> None:
+    client.simulate_get("/api/common/v1/Status")
+    client.simulate_get("/api/common/v1/Status")
+    first, second = (sent.call for sent in core.sent)
+    assert first is not None and second is not None and first.uuid != second.uuid
+
+
+def test_version_answers_the_api_generation_and_records_itself(client: falcon.testing.TestClient, core: FakeCore) -> None:
+    response = client.simulate_get("/api/common/v1/Version")
+    assert response.json == {
+        "fileVersion": "1.2.3",
+        "shortVersion": "60",
+        "longVersion": "6000",
+        "location": "/opt/nhi-console/bin/nhi-console",
+        "statusCode": 0,
+    }
+    [sent] = core.sent
+    assert (sent.command, sent.args["statusCode"], sent.call.url) == ("RecordCall", 0, "/api/common/v1/Version")
+
+
+def test_record_is_a_bare_array_and_not_recorded_itself(client: falcon.testing.TestClient, core: FakeCore) -> None:
+    response = client.simulate_get("/api/common/v1/Record")
+    assert response.status_code == 200
+    assert [row["uuid"] for row in response.json] == ["u2", "u1"]
+    [sent] = core.sent
+    assert sent.command == "ListRecords" and sent.args == {"skip": 0, "take": 100} and sent.call is None
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [("skip=5&take=7", {"skip": 5, "take": 7}), ("take=0", {"skip": 0, "take": 0}), ("take=50000", {"skip": 0, "take": 1000})],
+)
+def test_record_skip_and_take(client: falcon.testing.TestClient, core: FakeCore, query: str, expected: dict[str, int]) -> None:
+    assert client.simulate_get("/api/common/v1/Record", query_string=query).status_code == 200
+    assert core.sent[0].args == expected
+
+
+@pytest.mark.parametrize("query", ["take=x", "skip=-1", "take=1.5", "skip=%EF%BC%91", "take=99999999999"])
+def test_malformed_record_query_is_400_1704_and_runs_nothing(
+    client: falcon.testing.TestClient, core: FakeCore, query: str
+) -> None:
+    response = client.simulate_get("/api/common/v1/Record", query_string=query)
+    assert response.status_code == 400
+    assert response.json["statusCode"] == 1704
+    assert ("skip" in response.json["message"]) or ("take" in response.json["message"])
+    assert core.sent == []  # the Record endpoints are not recorded, and nothing was listed
+
+
+def test_record_delete_answers_an_empty_200(client: falcon.testing.TestClient, core: FakeCore) -> None:
+    response = client.simulate_delete("/api/common/v1/Record")
+    assert response.status_code == 200
+    assert response.content == b""
+    assert [sent.command for sent in core.sent] == ["ClearRecords"]
+    assert core.sent[0].call is None
+
+
+def test_oversized_body_is_400_and_the_rejection_is_recorded(client: falcon.testing.TestClient, core: FakeCore) -> None:
+    response = client.simulate_get(
+        "/api/common/v1/Status", body=b"x" * (64 * 1024 + 1), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json["statusCode"] == 1704
+    assert [(s.command, s.args) for s in core.sent] == [("RecordCall", {"statusCode": 1704})]
+    assert core.sent[0].call is not None and core.sent[0].call.uuid == response.headers["x-request-id"]
+
+
+def test_unknown_path_is_404_json_and_not_recorded(client: falcon.testing.TestClient, core: FakeCore) -> None:
+    response = client.simulate_get("/api/common/v1/Nope")
+    assert response.status_code == 404
+    assert "message" in response.json
+    assert core.sent == []
+
+
+def test_wrong_method_is_405_json_with_allow(client: falcon.testing.TestClient, core: FakeCore) -> None:
+    response = client.simulate_put("/api/common/v1/Status", body=json.dumps({}))
+    assert response.status_code == 405
+    assert "GET" in response.headers["allow"]
+    assert "message" in response.json
+    assert core.sent == []
+
+
+def test_broker_down_is_503_with_the_console_code_and_retry_after(core: FakeCore, client: falcon.testing.TestClient) -> None:
+    core.unavailable = True
+    response = client.simulate_get("/api/common/v1/Status")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json["statusCode"] == 1099
+
+
+def test_a_broker_failure_code_is_passed_through(core: FakeCore, client: falcon.testing.TestClient) -> None:
+    core.replies["GetStatus"] = Reply(id="r", code=1704, body={"message": "skip must be 0 or more"})
+    assert client.simulate_get("/api/common/v1/Status").json == {"statusCode": 1704, "message": "skip must be 0 or more"}

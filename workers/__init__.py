@@ -1,0 +1,1 @@
+"""Reader workers: one OS process per reader, owning its hardware."""

@@ -1,0 +1,59 @@
+"""The `CardReader` seam: what a worker needs from a reader, whatever it is.
+
+PC/SC (pyscard), the NHI dedicated reader (pyserial) and the bench's in-process
+virtual reader all implement it; a worker is handed one by name
+(`module:factory`), so production code never imports the bench.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+
+class ReaderError(Exception):
+    """Base of what a reader back-end may raise."""
+
+
+class CardAbsent(ReaderError):
+    """No card in the reader (or it was pulled during the command)."""
+
+
+class ReaderGone(ReaderError):
+    """The reader itself disappeared (unplugged, driver gone)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceChanged:
+    """A card arrived (`atr` set) or left (`atr` None)."""
+
+    atr: bytes | None
+
+
+class CardReader(Protocol):
+    def wait_for_change(self, timeout: float) -> PresenceChanged | None:
+        """Block up to `timeout` seconds; None if nothing changed. Called from one watcher thread."""
+        ...
+
+    def transmit(self, apdu: bytes) -> bytes:
+        """Send one command APDU, return the response APDU (data + SW1 SW2)."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+ReaderFactory = Callable[[str], CardReader]
+
+
+def load_backend(path: str) -> ReaderFactory:
+    """Resolve `package.module:factory`; a bad name is a clear error, not an ImportError deep in a loop."""
+    module_name, separator, attribute = path.partition(":")
+    if not separator or not module_name or not attribute:
+        raise ValueError(f"reader back-end must be module:factory, got {path!r}")
+    module = importlib.import_module(module_name)
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        raise ValueError(f"{path!r} is not a callable reader factory")
+    return factory
