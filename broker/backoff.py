@@ -22,5 +22,7 @@ class RestartBackoff:
         if uptime >= self.stable_after:
             self.failures = 0
         delay = min(self.maximum, self.initial * self.factor**self.failures)
-        self.failures += 1
+        if delay < self.maximum:
+            # Stop counting once at the cap: a reader failing for hours must not overflow the exponent.
+            self.failures += 1
         return delay

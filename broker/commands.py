@@ -27,6 +27,7 @@ class GetStatus:
 @dataclass(frozen=True, slots=True)
 class ListRecords:
     NAME: ClassVar[str] = "ListRecords"
+    RECORDED: ClassVar[bool] = False
     skip: int = 0
     take: int = 100
 
@@ -34,6 +35,7 @@ class ListRecords:
 @dataclass(frozen=True, slots=True)
 class ClearRecords:
     NAME: ClassVar[str] = "ClearRecords"
+    RECORDED: ClassVar[bool] = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,11 @@ _PARSERS = {
 }
 
 COMMAND_NAMES = frozenset(_PARSERS)
+
+
+def is_recorded(command: Command) -> bool:
+    """The Record endpoints are never recorded themselves (the spec's Record would record its own reads)."""
+    return bool(getattr(command, "RECORDED", True))
 
 
 def parse_command(name: str, args: dict[str, Any]) -> Command:

@@ -20,6 +20,7 @@ from broker.commands import (
     GetStatus,
     ListRecords,
     RecordCall,
+    is_recorded,
     parse_command,
 )
 from broker.presence import presence_events
@@ -43,13 +44,15 @@ class ConsoleCore:
 
     def handle(self, request: Request) -> Reply:
         """Run one command; the call is recorded (if the request carries call metadata) with its outcome."""
+        recorded = request.call is not None
         try:
             command = parse_command(request.command, request.args)
         except BadArguments as error:
             code, body = int(StatusCode.BAD_PARAMETER), {"message": str(error)}
         else:
             code, body = self._run(command)
-        if request.call is not None:
+            recorded = recorded and is_recorded(command)
+        if recorded and request.call is not None:
             self._store.append_call(request.call.url, request.call.uuid, self._timestamp(), code)
         return Reply(id=request.id, code=code, body=body)
 

@@ -92,7 +92,12 @@ def decode(type_name: str, version: int, payload: bytes) -> Event:
         raise UnknownEvent(f"unknown event type {type_name!r}")
     if version != cls.VERSION:
         raise UnknownEvent(f"{type_name} version {version} is not readable by this console")
-    data: dict[str, Any] = json.loads(payload.decode("utf-8"))
+    try:
+        data = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UnknownEvent(f"{type_name} payload is not JSON") from error
+    if not isinstance(data, dict):
+        raise UnknownEvent(f"{type_name} payload is not a JSON object")
     names = {field.name for field in fields(cls)}
     if set(data) != names:
         raise UnknownEvent(f"{type_name} payload has fields {sorted(data)}, expected {sorted(names)}")

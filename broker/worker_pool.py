@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Callable, Protocol
 
 from broker.backoff import RestartBackoff
 from broker.liveness import WorkerRegistry
@@ -31,9 +32,36 @@ class ReaderSpec:
     backend: str
 
 
+class WorkerProcess(Protocol):
+    """What the pool needs of a started process (a `subprocess.Popen`)."""
+
+    pid: int
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+def _spawn_process(argv: list[str]) -> WorkerProcess:
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+
+
+def _send_signal(pid: int, signum: int) -> None:
+    if pid == os.getpid():
+        return
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+REGISTRATION_TIMEOUT = 10.0
+"""A new worker that has not reported within this long is hung (in start-up, or opening its reader)."""
+
+
 @dataclass
 class _Child:
-    process: subprocess.Popen[bytes]
+    process: WorkerProcess
     started: float
 
 
@@ -44,9 +72,21 @@ class _ReaderSlot:
 
 
 class WorkerPool:
-    def __init__(self, endpoint: str, registry: WorkerRegistry, *, adopt_until: float = 0.0) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        registry: WorkerRegistry,
+        *,
+        adopt_until: float = 0.0,
+        registration_timeout: float = REGISTRATION_TIMEOUT,
+        spawn: Callable[[list[str]], WorkerProcess] = _spawn_process,
+        send_signal: Callable[[int, int], None] = _send_signal,
+    ) -> None:
         self._endpoint = endpoint
         self._registry = registry
+        self._registration_timeout = registration_timeout
+        self._spawn_process = spawn
+        self._signal = send_signal
         self._children: dict[str, _Child] = {}
         self._slots: dict[str, _ReaderSlot] = {}
         self._adopt_until = adopt_until
@@ -64,12 +104,23 @@ class WorkerPool:
                     self._registry.forget(reader)
                 lost.append((reader, f"worker exited with {code}"))
                 self._schedule_restart(reader, now - child.started, now)
+        for reader, child in list(self._children.items()):
+            connection = self._registry.get(reader)
+            registered = connection is not None and connection.pid == child.process.pid
+            if not registered and now - child.started > self._registration_timeout:
+                self._signal(child.process.pid, signal.SIGKILL)
+                child.process.wait()
+                del self._children[reader]
+                lost.append((reader, "worker never reported"))
+                self._schedule_restart(reader, now - child.started, now)
         for connection in self._registry.silent(now):
             self._registry.forget(connection.reader)
-            self._kill(connection.pid)
+            self._signal(connection.pid, signal.SIGKILL)
             if connection.reader not in [reader for reader, _ in lost]:
                 lost.append((connection.reader, "worker stopped answering"))
             child = self._children.pop(connection.reader, None)
+            if child is not None:
+                child.process.wait()  # ours: reap it now, or it lingers as a zombie
             started = child.started if child else now
             self._schedule_restart(connection.reader, now - started, now)
         unwanted = [r for r in set(self._children) | {c.reader for c in self._registry.connections()} if r not in desired]
@@ -98,7 +149,7 @@ class WorkerPool:
             "--backend", spec.backend,
             "--heartbeat", str(self._registry.heartbeat_interval),
         ]
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        process = self._spawn_process(command)
         self._children[spec.name] = _Child(process, now)
         log.info("started worker pid %d for reader %r", process.pid, spec.name)
 
@@ -106,51 +157,34 @@ class WorkerPool:
         child = self._children.pop(reader, None)
         connection = self._registry.forget(reader)
         if child is not None:
-            _terminate(child.process.pid)
+            self._signal(child.process.pid, signal.SIGTERM)
             try:
                 child.process.wait(timeout=3)
             except subprocess.TimeoutExpired:
-                self._kill(child.process.pid)
+                self._signal(child.process.pid, signal.SIGKILL)
                 child.process.wait()
         elif connection is not None:
-            _terminate(connection.pid)
-
-    def _kill(self, pid: int) -> None:
-        if pid == os.getpid():
-            return
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+            self._signal(connection.pid, signal.SIGTERM)
 
     def stop_all(self, grace: float = 3.0) -> None:
         """Stop every worker, ours and adopted; the ones that ignore SIGTERM get SIGKILL after `grace`."""
         pids = {child.process.pid for child in self._children.values()}
         pids |= {connection.pid for connection in self._registry.connections()}
         for pid in pids:
-            _terminate(pid)
+            self._signal(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
         for child in self._children.values():
             try:
                 child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                self._kill(child.process.pid)
+                self._signal(child.process.pid, signal.SIGKILL)
                 child.process.wait()
         for pid in pids - {child.process.pid for child in self._children.values()}:
             while _alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
             if _alive(pid):
-                self._kill(pid)
+                self._signal(pid, signal.SIGKILL)
         self._children.clear()
-
-
-def _terminate(pid: int) -> None:
-    if pid == os.getpid():
-        return
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
 
 
 def _alive(pid: int) -> bool:

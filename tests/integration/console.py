@@ -149,6 +149,16 @@ class RunningConsole:
         with sqlite3.connect(uri, uri=True, timeout=5) as connection:
             return connection.execute(sql, params).fetchall()
 
+    def attached_readers(self) -> set[str]:
+        """Readers whose workers registered with the broker, from the event log."""
+        attached: set[str] = set()
+        for type_name, payload in self.database_rows(
+            "SELECT type, payload FROM events WHERE type IN ('ReaderAttached', 'ReaderDetached') ORDER BY seq"
+        ):
+            reader = json.loads(payload)["reader"]
+            (attached.add if type_name == "ReaderAttached" else attached.discard)(reader)
+        return attached
+
     def stop(self, timeout: float = 20) -> int:
         if self._connection is not None:
             self._connection.close()
@@ -158,7 +168,11 @@ class RunningConsole:
         return self.process.wait(timeout=timeout)
 
 
+SIM_READERS = {"NHI Sim Reader 0", "NHI Sim Reader 1"}
+
+
 def start_console(data_dir: Path, *extra: str, startup_timeout: float = 30) -> RunningConsole:
+    """Start `serve --sim` and return once Status answers and both bench readers' workers registered."""
     port = free_port()
     log_path = data_dir.parent / f"console-{port}.log"
     log = open(log_path, "wb")
@@ -174,6 +188,7 @@ def start_console(data_dir: Path, *extra: str, startup_timeout: float = 30) -> R
                  startup_timeout, "the console's first Status answer")
         if process.poll() is not None:
             raise RuntimeError(f"console exited with {process.returncode}:\n{log_path.read_text()}")
+        wait_for(lambda: console.attached_readers() == SIM_READERS, startup_timeout, "the bench readers' workers")
     except BaseException:
         if process.poll() is None:
             process.kill()

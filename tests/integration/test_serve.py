@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import ssl
 import threading
@@ -156,3 +157,54 @@ def test_sigterm_stops_every_process_it_started(tmp_path: Path) -> None:
     # stop() returned once the supervisor exited, and it exits only after its descendants did.
     orphans = [pid for pid in everything if alive(pid)]
     assert not orphans, f"orphans left: {orphans}"
+
+
+def test_a_hung_worker_is_noticed_within_3_heartbeats_and_replaced(console: RunningConsole) -> None:
+    workers = wait_for(lambda: len(console.processes()["worker"]) == 2 and console.processes()["worker"], 10, "2 workers")
+    victim = workers[1]
+    os.kill(victim, signal.SIGSTOP)  # alive as a process, silent as a worker
+    stopped_at = time.monotonic()
+    try:
+        wait_for(lambda: not alive(victim), 3 * 1.0 + 2, "the broker to kill the silent worker")
+        noticed_after = time.monotonic() - stopped_at
+    finally:
+        if alive(victim):
+            os.kill(victim, signal.SIGKILL)
+    assert noticed_after >= 3 * 1.0 * 0.9, "killed before 3 heartbeat intervals of silence"
+    wait_for(lambda: len(console.processes()["worker"]) == 2, 5, "a replacement worker")
+    reasons = console.database_rows("SELECT payload FROM events WHERE type = 'WorkerLost'")
+    assert any("stopped answering" in payload.decode() for (payload,) in reasons)
+
+
+def test_the_api_killed_is_restarted(console: RunningConsole) -> None:
+    api_master = min(console.processes()["api"])  # gunicorn's master starts before its workers
+    os.kill(api_master, signal.SIGKILL)
+    killed_at = time.monotonic()
+    wait_for(lambda: api_master not in console.processes()["api"] and console.status_ok(), 15, "the API back")
+    print(f"API answered again {time.monotonic() - killed_at:.2f}s after kill -9 of its master")
+
+
+def test_status_and_cert_commands(console: RunningConsole, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).with_name("nhi-console")
+    shown = subprocess.run(
+        [str(script), "status", "--data-dir", str(console.data_dir), "--port", str(console.port)],
+        capture_output=True, text=True, timeout=20,
+    )
+    assert shown.returncode == 0, shown.stderr
+    lines = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in shown.stdout.splitlines())
+    assert lines["initialized"].strip() == "no"
+    assert lines["SAM"].strip().startswith("0 (none)")
+    exported = subprocess.run(
+        [str(script), "cert", "--data-dir", str(console.data_dir), "--export", str(tmp_path / "ca.pem")],
+        capture_output=True, text=True, timeout=20,
+    )
+    assert exported.returncode == 0, exported.stderr
+    assert (tmp_path / "ca.pem").read_bytes() == console.ca_file.read_bytes()
+    stopped = subprocess.run(
+        [str(script), "status", "--data-dir", str(console.data_dir), "--port", str(console.port + 1 if console.port < 65535 else 1)],
+        capture_output=True, text=True, timeout=20,
+    )
+    assert stopped.returncode == 1 and "not answering" in stopped.stderr

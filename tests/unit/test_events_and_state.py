@@ -1,0 +1,273 @@
+"""Domain events and the fold: what is stored can be read back, and replaying it rebuilds the same state.
+
+A broker restart is "replay the log"; these tests are what make that
+indistinguishable from no restart at all.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import asdict, fields
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from broker.events import (
+    EVENT_TYPES,
+    CallRecordCleared,
+    CardInserted,
+    CardRemoved,
+    Event,
+    ReaderAttached,
+    ReaderDetached,
+    UnknownEvent,
+    WorkerLost,
+    decode,
+    encode,
+)
+from broker.state import (
+    CardInReader,
+    ConsoleState,
+    ReaderState,
+    apply,
+    project,
+    render_status,
+)
+
+# --- strategies ----------------------------------------------------------------
+
+READERS = st.sampled_from(["Reader 0", "Reader 1", "讀卡機 2"])
+TEXT = st.text(max_size=20)
+SESSIONS = st.integers(min_value=0, max_value=2**40)
+
+EVENTS: st.SearchStrategy[Event] = st.one_of(
+    st.builds(ReaderAttached, reader=READERS, backend=TEXT),
+    st.builds(ReaderDetached, reader=READERS, reason=TEXT),
+    st.builds(WorkerLost, reader=READERS, reason=TEXT),
+    st.builds(CardInserted, reader=READERS, atr=TEXT, kind=TEXT, session=SESSIONS),
+    st.builds(CardRemoved, reader=READERS, session=SESSIONS, reason=TEXT),
+    st.builds(CallRecordCleared, through_seq=st.integers(min_value=0, max_value=10**6)),
+)
+
+ONE_OF_EACH: list[Event] = [
+    ReaderAttached(reader="Reader 0", backend="pcsc"),
+    ReaderDetached(reader="Reader 0", reason="unplugged"),
+    WorkerLost(reader="Reader 0", reason="silent"),
+    CardInserted(reader="Reader 0", atr="3B 7F", kind="hc", session=4),
+    CardRemoved(reader="Reader 0", session=4, reason="removed"),
+    CallRecordCleared(through_seq=17),
+]
+
+
+def canonical(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+# --- encode / decode -----------------------------------------------------------
+
+
+def test_one_of_each_covers_every_event_type() -> None:
+    """If a new event type is added, the round-trip examples below must grow with it."""
+    assert {type(event).__name__ for event in ONE_OF_EACH} == set(EVENT_TYPES)
+
+
+@pytest.mark.parametrize("event", ONE_OF_EACH, ids=lambda event: type(event).__name__)
+def test_encode_decode_round_trip(event: Event) -> None:
+    type_name, version, payload = encode(event)
+    assert type_name == type(event).__name__
+    assert version == type(event).VERSION == 1
+    assert isinstance(payload, bytes)
+    assert decode(type_name, version, payload) == event
+
+
+@settings(max_examples=40, deadline=None)
+@given(EVENTS)
+def test_encode_decode_round_trip_any_event(event: Event) -> None:
+    """Any text (including non-ASCII) and any session number survives the store format."""
+    assert decode(*encode(event)) == event
+
+
+@settings(max_examples=40, deadline=None)
+@given(EVENTS)
+def test_payload_is_canonical_json(event: Event) -> None:
+    """Sorted keys, no spaces, UTF-8: the same event always gives the same bytes."""
+    _, _, payload = encode(event)
+    assert payload == canonical(json.loads(payload.decode("utf-8")))
+    assert json.loads(payload) == asdict(event)
+
+
+def test_payload_exact_bytes_keep_non_ascii_as_utf8() -> None:
+    """The literal bytes: keys sorted, no whitespace, 讀卡機 as UTF-8 rather than \\u escapes."""
+    event = CardInserted(reader="讀卡機 1", atr="3B", kind="hc", session=2)
+    _, _, payload = encode(event)
+    assert payload == '{"atr":"3B","kind":"hc","reader":"讀卡機 1","session":2}'.encode("utf-8")
+    assert b"\\u" not in payload
+    assert encode(CallRecordCleared(through_seq=5)) == ("CallRecordCleared", 1, b'{"through_seq":5}')
+
+
+@pytest.mark.parametrize("type_name", ["CardSwallowed", "", "cardinserted", "Event"])
+def test_decode_refuses_unknown_type(type_name: str) -> None:
+    with pytest.raises(UnknownEvent):
+        decode(type_name, 1, b'{"through_seq":1}')
+
+
+@pytest.mark.parametrize("event", ONE_OF_EACH, ids=lambda event: type(event).__name__)
+@pytest.mark.parametrize("version", [0, 2, 99])
+def test_decode_refuses_wrong_version(event: Event, version: int) -> None:
+    type_name, _, payload = encode(event)
+    with pytest.raises(UnknownEvent):
+        decode(type_name, version, payload)
+
+
+@pytest.mark.parametrize("event", ONE_OF_EACH, ids=lambda event: type(event).__name__)
+def test_decode_refuses_missing_field(event: Event) -> None:
+    type_name, version, payload = encode(event)
+    for name in (field.name for field in fields(event)):
+        data = json.loads(payload)
+        del data[name]
+        with pytest.raises(UnknownEvent):
+            decode(type_name, version, canonical(data))
+
+
+@pytest.mark.parametrize("event", ONE_OF_EACH, ids=lambda event: type(event).__name__)
+def test_decode_refuses_extra_field(event: Event) -> None:
+    """A payload from a newer console with more fields is not silently half-read."""
+    type_name, version, payload = encode(event)
+    data = json.loads(payload)
+    data["extra"] = 1
+    with pytest.raises(UnknownEvent):
+        decode(type_name, version, canonical(data))
+
+
+# --- the fold ----------------------------------------------------------------------
+
+
+def test_attach_insert_remove_detach() -> None:
+    state = ConsoleState()
+    state = apply(state, ReaderAttached(reader="R", backend="pcsc"))
+    assert dict(state.readers) == {"R": ReaderState("R", "pcsc", None)}
+    state = apply(state, CardInserted(reader="R", atr="3B", kind="hc", session=1))
+    assert state.readers["R"] == ReaderState("R", "pcsc", CardInReader("3B", "hc", 1))
+    state = apply(state, CardRemoved(reader="R", session=1, reason="removed"))
+    assert state.readers["R"] == ReaderState("R", "pcsc", None)
+    state = apply(state, ReaderDetached(reader="R", reason="unplugged"))
+    assert dict(state.readers) == {}
+
+
+def test_apply_does_not_mutate_the_previous_state() -> None:
+    """States are values: a caller holding an old state never sees it change."""
+    before = apply(ConsoleState(), ReaderAttached(reader="R", backend="pcsc"))
+    after = apply(before, CardInserted(reader="R", atr="3B", kind="hc", session=1))
+    assert before.readers["R"].card is None
+    assert after.readers["R"].card is not None
+    with pytest.raises(TypeError):
+        before.readers["X"] = ReaderState("X", "pcsc")  # type: ignore[index]
+
+
+def test_worker_lost_clears_card_but_keeps_reader() -> None:
+    state = project(
+        [
+            ReaderAttached(reader="R", backend="pcsc"),
+            CardInserted(reader="R", atr="3B", kind="hc", session=1),
+            WorkerLost(reader="R", reason="silent"),
+        ]
+    )
+    assert dict(state.readers) == {"R": ReaderState("R", "pcsc", None)}
+
+
+def test_worker_lost_for_unknown_reader_changes_nothing() -> None:
+    state = project([ReaderAttached(reader="R", backend="pcsc")])
+    assert apply(state, WorkerLost(reader="other", reason="silent")) == state
+
+
+def test_card_inserted_for_unknown_reader_attaches_it() -> None:
+    state = apply(ConsoleState(), CardInserted(reader="R", atr="3B", kind="hc", session=9))
+    assert set(state.readers) == {"R"}
+    assert state.readers["R"].card == CardInReader("3B", "hc", 9)
+
+
+def test_reattaching_a_reader_keeps_its_card() -> None:
+    """A repeated ReaderAttached (e.g. a backend change) is not a card removal."""
+    state = project(
+        [
+            ReaderAttached(reader="R", backend="pcsc"),
+            CardInserted(reader="R", atr="3B", kind="hc", session=1),
+            ReaderAttached(reader="R", backend="serial"),
+        ]
+    )
+    assert state.readers["R"] == ReaderState("R", "serial", CardInReader("3B", "hc", 1))
+
+
+def test_call_record_cleared_never_moves_watermark_backwards() -> None:
+    state = apply(ConsoleState(), CallRecordCleared(through_seq=5))
+    assert state.record_cleared_through == 5
+    state = apply(state, CallRecordCleared(through_seq=3))
+    assert state.record_cleared_through == 5
+    state = apply(state, CallRecordCleared(through_seq=8))
+    assert state.record_cleared_through == 8
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=10**6), max_size=10))
+def test_watermark_is_the_highest_clear(through: list[int]) -> None:
+    state = project(CallRecordCleared(through_seq=seq) for seq in through)
+    assert state.record_cleared_through == max([0, *through])
+
+
+def test_apply_refuses_a_non_event() -> None:
+    with pytest.raises(TypeError):
+        apply(ConsoleState(), "ReaderAttached")  # type: ignore[arg-type]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(EVENTS, max_size=15))
+def test_project_is_a_left_fold_of_apply(events: list[Event]) -> None:
+    assert project(events) == functools.reduce(apply, events, ConsoleState())
+
+
+def test_project_starts_from_initial_state() -> None:
+    start = project([ReaderAttached(reader="R", backend="pcsc")])
+    more = [CardInserted(reader="R", atr="3B", kind="hc", session=1)]
+    assert project(more, start) == project([ReaderAttached(reader="R", backend="pcsc"), *more])
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(EVENTS, max_size=20))
+def test_replay_of_stored_events_equals_original_state(events: list[Event]) -> None:
+    """project(decode(encode(e)) for e) == project(e): a restart rebuilds exactly the running state."""
+    replayed = [decode(*encode(event)) for event in events]
+    assert project(replayed) == project(events)
+
+
+# --- the Status object ----------------------------------------------------------------
+
+
+def test_render_status_of_initial_state_is_contract_zero_object() -> None:
+    """contract.md: initialized/name/readerName sit inside `status`; every level 0, every time null."""
+    assert render_status(ConsoleState()) == {
+        "hc": {"status": 0, "type": 0, "expireTime": None, "hasPin": None, "verifiedPin": None},
+        "hpc": {"status": 0, "type": 0, "expireTime": None},
+        "initialized": False,
+        "name": None,
+        "readerName": None,
+        "sam": {"status": 0, "type": 0, "expireTime": None},
+    }
+
+
+def test_render_status_keys_and_json_types() -> None:
+    """Exact key set (no snake_case leaks), and `initialized` a real bool, levels real ints."""
+    status = render_status(ConsoleState())
+    assert sorted(status) == ["hc", "hpc", "initialized", "name", "readerName", "sam"]
+    assert status["initialized"] is False
+    for part in ("hc", "hpc", "sam"):
+        assert type(status[part]["status"]) is int and type(status[part]["type"]) is int
+    assert json.loads(json.dumps(status)) == status
+
+
+@pytest.mark.parametrize("payload", [b"not json", b"\xff\xfe", b"[1, 2]", b"42", b'"text"'])
+def test_a_corrupt_payload_is_an_unknown_event_not_a_crash(payload: bytes) -> None:
+    with pytest.raises(UnknownEvent):
+        decode("CallRecordCleared", 1, payload)

@@ -1,0 +1,153 @@
+"""The worker pool's decisions, with fake processes: spawn, restart, hung, silent, adopted, unwanted."""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+
+import pytest
+
+from broker.liveness import WorkerRegistry
+from broker.worker_pool import ReaderSpec, WorkerPool
+
+READER_A = ReaderSpec("Reader A", "sim.virtual_reader:open_reader")
+READER_B = ReaderSpec("Reader B", "sim.virtual_reader:open_reader")
+
+
+@dataclass
+class FakeProcess:
+    pid: int
+    argv: list[str]
+    returncode: int | None = None
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            raise AssertionError("waited on a process that was never told to stop")
+        return self.returncode
+
+
+@dataclass
+class FakeOs:
+    processes: dict[int, FakeProcess] = field(default_factory=dict)
+    signals: list[tuple[int, int]] = field(default_factory=list)
+    next_pid: int = 100
+
+    def spawn(self, argv: list[str]) -> FakeProcess:
+        self.next_pid += 1
+        process = FakeProcess(self.next_pid, argv)
+        self.processes[process.pid] = process
+        return process
+
+    def send_signal(self, pid: int, signum: int) -> None:
+        self.signals.append((pid, signum))
+        if pid in self.processes:
+            self.processes[pid].returncode = -signum
+
+    def running_for(self, reader: str) -> list[FakeProcess]:
+        return [p for p in self.processes.values() if p.returncode is None and reader in p.argv]
+
+
+@pytest.fixture
+def fake_os() -> FakeOs:
+    return FakeOs()
+
+
+def make_pool(fake_os: FakeOs, registry: WorkerRegistry, adopt_until: float = 0.0) -> WorkerPool:
+    return WorkerPool("ipc:///tmp/w.sock", registry, adopt_until=adopt_until, registration_timeout=10.0,
+                      spawn=fake_os.spawn, send_signal=fake_os.send_signal)
+
+
+def register(registry: WorkerRegistry, process: FakeProcess, reader: str, now: float) -> None:
+    registry.seen(f"id-{process.pid}".encode(), reader, process.pid, now)
+
+
+def test_one_worker_per_reader_and_reconcile_is_idempotent(fake_os: FakeOs) -> None:
+    registry = WorkerRegistry(1.0)
+    pool = make_pool(fake_os, registry)
+    desired = {r.name: r for r in (READER_A, READER_B)}
+    assert pool.reconcile(desired, now=0.0) == ([], [])
+    assert pool.reconcile(desired, now=0.1) == ([], [])
+    assert len(fake_os.processes) == 2
+    [a] = fake_os.running_for("Reader A")
+    assert a.argv[a.argv.index("--backend") + 1] == READER_A.backend
+
+
+def test_an_exited_worker_is_reported_and_restarted_after_backoff(fake_os: FakeOs) -> None:
+    registry = WorkerRegistry(1.0)
+    pool = make_pool(fake_os, registry)
+    desired = {READER_A.name: READER_A}
+    pool.reconcile(desired, now=0.0)
+    [first] = fake_os.running_for("Reader A")
+    register(registry, first, "Reader A", 0.5)
+    first.returncode = -9
+    lost, _ = pool.reconcile(desired, now=1.0)
+    assert lost == [("Reader A", "worker exited with -9")]
+    assert registry.get("Reader A") is None
+    assert fake_os.running_for("Reader A") == []  # not before the backoff delay (0.1 s)
+    pool.reconcile(desired, now=1.05)
+    assert fake_os.running_for("Reader A") == []
+    pool.reconcile(desired, now=1.11)
+    assert len(fake_os.running_for("Reader A")) == 1
+
+
+def test_a_worker_that_never_reports_is_killed_and_replaced(fake_os: FakeOs) -> None:
+    registry = WorkerRegistry(1.0)
+    pool = make_pool(fake_os, registry)
+    desired = {READER_A.name: READER_A}
+    pool.reconcile(desired, now=0.0)
+    [hung] = fake_os.running_for("Reader A")
+    assert pool.reconcile(desired, now=9.9) == ([], [])
+    lost, _ = pool.reconcile(desired, now=10.1)
+    assert lost == [("Reader A", "worker never reported")]
+    assert (hung.pid, signal.SIGKILL) in fake_os.signals
+    pool.reconcile(desired, now=10.3)
+    assert [p.pid for p in fake_os.running_for("Reader A")] != [hung.pid]
+    assert len(fake_os.running_for("Reader A")) == 1
+
+
+def test_a_silent_worker_is_killed_after_three_intervals(fake_os: FakeOs) -> None:
+    registry = WorkerRegistry(1.0)
+    pool = make_pool(fake_os, registry)
+    desired = {READER_A.name: READER_A}
+    pool.reconcile(desired, now=0.0)
+    [worker] = fake_os.running_for("Reader A")
+    register(registry, worker, "Reader A", 1.0)
+    assert pool.reconcile(desired, now=3.9) == ([], [])
+    lost, _ = pool.reconcile(desired, now=4.1)
+    assert lost == [("Reader A", "worker stopped answering")]
+    assert fake_os.signals == [(worker.pid, signal.SIGKILL)]
+
+
+def test_during_adoption_grace_nothing_is_started_and_an_adopted_worker_is_kept(fake_os: FakeOs) -> None:
+    registry = WorkerRegistry(1.0)
+    pool = make_pool(fake_os, registry, adopt_until=2.5)
+    desired = {r.name: r for r in (READER_A, READER_B)}
+    pool.reconcile(desired, now=0.0)
+    assert fake_os.processes == {}
+    registry.seen(b"survivor", "Reader A", 4242, 1.0)  # a previous broker's worker re-registered
+    pool.reconcile(desired, now=2.6)
+    assert fake_os.running_for("Reader A") == []
+    assert len(fake_os.running_for("Reader B")) == 1
+
+
+def test_a_silent_adopted_worker_is_killed_by_pid(fake_os: FakeOs) -> None:
+    registry = WorkerRegistry(1.0)
+    pool = make_pool(fake_os, registry)
+    registry.seen(b"survivor", "Reader A", 4242, 0.0)
+    lost, _ = pool.reconcile({READER_A.name: READER_A}, now=3.5)
+    assert lost == [("Reader A", "worker stopped answering")]
+    assert (4242, signal.SIGKILL) in fake_os.signals
+
+
+def test_an_unwanted_reader_is_stopped_and_reported(fake_os: FakeOs) -> None:
+    registry = WorkerRegistry(1.0)
+    pool = make_pool(fake_os, registry)
+    pool.reconcile({READER_A.name: READER_A}, now=0.0)
+    [worker] = fake_os.running_for("Reader A")
+    lost, unwanted = pool.reconcile({}, now=0.5)
+    assert (lost, unwanted) == ([], ["Reader A"])
+    assert fake_os.signals == [(worker.pid, signal.SIGTERM)]
+    assert pool.reconcile({}, now=0.6) == ([], [])
