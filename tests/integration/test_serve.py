@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.spec_samples import EMPTY_STATUS
 from tests.integration.console import RunningConsole, alive, descendants, start_console, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -25,17 +26,7 @@ def test_status_over_https_trusted_only_through_the_generated_ca(console: Runnin
     answer = console.request("GET", STATUS)
     assert answer.status == 200
     assert answer.headers["content-type"] == "application/json; charset=utf-8"
-    assert answer.body == {
-        "statusCode": 0,
-        "status": {
-            "hc": {"status": 0, "type": 0, "expireTime": None, "hasPin": None, "verifiedPin": None},
-            "hpc": {"status": 0, "type": 0, "expireTime": None},
-            "initialized": False,
-            "name": None,
-            "readerName": None,
-            "sam": {"status": 0, "type": 0, "expireTime": None},
-        },
-    }
+    assert answer.body == {"statusCode": 0, "status": EMPTY_STATUS}
     untrusting = http.client.HTTPSConnection("localhost", console.port, context=ssl.create_default_context(), timeout=5)
     with pytest.raises(ssl.SSLCertVerificationError):
         untrusting.request("GET", STATUS)
@@ -69,9 +60,7 @@ def test_calls_are_recorded_and_served_newest_first(console: RunningConsole) -> 
 
 def _stream_calls(console: RunningConsole, stop: threading.Event, answered: list[str]) -> None:
     """Keep calling Status; note the uuid of every call the console acknowledged (answered 200)."""
-    from tests.integration.console import RunningConsole as _Console
-
-    own = _Console(console.data_dir, console.port, console.process, console.log_path)
+    own = RunningConsole(console.data_dir, console.port, console.process, console.log_path)  # its own connection
     while not stop.is_set():
         try:
             answer = own.request("GET", STATUS, timeout=3)

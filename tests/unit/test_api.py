@@ -17,15 +17,8 @@ from api.app import create_app
 from api.core_client import CoreUnavailable
 from api.resources.common import VersionInfo
 from broker.protocol import CallMeta, Reply
+from tests.spec_samples import EMPTY_STATUS
 
-EMPTY_STATUS = {
-    "hc": {"status": 0, "type": 0, "expireTime": None, "hasPin": None, "verifiedPin": None},
-    "hpc": {"status": 0, "type": 0, "expireTime": None},
-    "initialized": False,
-    "name": None,
-    "readerName": None,
-    "sam": {"status": 0, "type": 0, "expireTime": None},
-}
 
 
 @dataclass
