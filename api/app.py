@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import Callable
 
 import falcon
 
@@ -13,16 +15,31 @@ from api.core_client import CoreClient
 from api.errors import install_error_handling
 from api.middleware import JSON_UTF8, CallIdentity
 from api.resources.common import RecordResource, StatusResource, VersionInfo, VersionResource
+from api.resources.settings import AutoDetectedResource, DefaultReaderResource, ReadersResource
+
+Mount = Callable[[falcon.App, CoreClient], None]
 
 
-def create_app(core: CoreClient, version: VersionInfo, *, sim: bool = False) -> falcon.App:
+def create_app(core: CoreClient, version: VersionInfo, *, extra_routes: Mount | None = None) -> falcon.App:
     app = falcon.App(media_type=JSON_UTF8, middleware=[CallIdentity()])
     app.req_options.strip_url_path_trailing_slash = True
     install_error_handling(app, core)
     app.add_route("/api/common/v1/Status", StatusResource(core))
     app.add_route("/api/common/v1/Version", VersionResource(core, version))
     app.add_route("/api/common/v1/Record", RecordResource(core))
+    app.add_route("/api/settings/v1/PcscReader/Readers", ReadersResource(core))
+    app.add_route("/api/settings/v1/PcscReader/AutoDetected", AutoDetectedResource(core))
+    app.add_route("/api/settings/v1/PcscReader/Default", DefaultReaderResource(core))
+    if extra_routes is not None:
+        extra_routes(app, core)
     return app
+
+
+def load_mount(path: str) -> Mount:
+    """`module:function` that adds routes (the bench's control API): wiring by name, no import of sim/."""
+    module_name, _, attribute = path.partition(":")
+    mount: Mount = getattr(importlib.import_module(module_name), attribute)
+    return mount
 
 
 def installed_version() -> str:
@@ -38,8 +55,9 @@ def get_app() -> falcon.App:
     timeout = float(os.environ.get("NHI_CONSOLE_REQUEST_TIMEOUT", "5"))
     location = os.environ.get("NHI_CONSOLE_LOCATION") or str(Path(sys.executable).with_name("nhi-console"))
     core = CoreClient(endpoint, timeout=timeout)
+    extra = os.environ.get("NHI_CONSOLE_EXTRA_ROUTES")
     return create_app(
         core,
         VersionInfo(file_version=installed_version(), location=location),
-        sim=os.environ.get("NHI_CONSOLE_SIM") == "1",
+        extra_routes=load_mount(extra) if extra else None,
     )

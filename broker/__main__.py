@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from broker.loop import Broker, BrokerConfig, install_signal_handlers
+from broker.loop import Broker, BrokerConfig, SimStart, install_signal_handlers
 from broker.worker_pool import ReaderSpec
 
 
@@ -26,7 +26,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--heartbeat", type=float, default=1.0)
     parser.add_argument("--reader", type=_reader, action="append", default=[], help="NAME=module:factory")
     parser.add_argument("--adopt-grace", type=float, default=0.0)
+    parser.add_argument("--pcsc-backend", default=None, help="module:factory; every reader pcscd lists gets a worker")
+    parser.add_argument("--sim-backend", default=None, help="module:factory of the bench's in-process readers")
+    parser.add_argument("--sim-reader", action="append", default=[], metavar="NAME[=PROFILE]",
+                        help="a bench reader at start, with the profile of the card in it")
+    parser.add_argument("--sim-default-reader", default=None)
     args = parser.parse_args(argv)
+    sim_start = None
+    if args.sim_backend is not None:
+        readers, cards = [], {}
+        for item in args.sim_reader:
+            name, _, profile = item.partition("=")
+            readers.append(name)
+            if profile:
+                cards[name] = profile
+        sim_start = SimStart(readers=readers, cards=cards, default_reader=args.sim_default_reader)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s broker %(levelname)s %(name)s: %(message)s")
     broker = Broker(
         BrokerConfig(
@@ -37,6 +51,9 @@ def main(argv: list[str] | None = None) -> None:
             heartbeat_interval=args.heartbeat,
             readers=args.reader,
             adopt_grace=args.adopt_grace,
+            pcsc_backend=args.pcsc_backend,
+            sim_backend=args.sim_backend,
+            sim_start=sim_start,
         )
     )
     install_signal_handlers(broker)

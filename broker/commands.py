@@ -46,7 +46,78 @@ class RecordCall:
     status_code: int
 
 
-Command = Union[GetStatus, ListRecords, ClearRecords, RecordCall]
+@dataclass(frozen=True, slots=True)
+class ListReaders:
+    NAME: ClassVar[str] = "ListReaders"
+
+
+@dataclass(frozen=True, slots=True)
+class AutoDetectReader:
+    NAME: ClassVar[str] = "AutoDetectReader"
+
+
+@dataclass(frozen=True, slots=True)
+class GetDefaultReader:
+    NAME: ClassVar[str] = "GetDefaultReader"
+
+
+@dataclass(frozen=True, slots=True)
+class SetDefaultReader:
+    NAME: ClassVar[str] = "SetDefaultReader"
+    reader: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClearDefaultReader:
+    NAME: ClassVar[str] = "ClearDefaultReader"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadPublicData:
+    """Read a health card's public data block (on `reader`, or the one the routing rule picks)."""
+
+    NAME: ClassVar[str] = "ReadPublicData"
+    reader: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SimListReaders:
+    NAME: ClassVar[str] = "SimListReaders"
+
+
+@dataclass(frozen=True, slots=True)
+class SimPlugReader:
+    NAME: ClassVar[str] = "SimPlugReader"
+    reader: str
+
+
+@dataclass(frozen=True, slots=True)
+class SimUnplugReader:
+    NAME: ClassVar[str] = "SimUnplugReader"
+    reader: str
+
+
+@dataclass(frozen=True, slots=True)
+class SimPutCard:
+    NAME: ClassVar[str] = "SimPutCard"
+    reader: str
+    profile: str
+
+
+@dataclass(frozen=True, slots=True)
+class SimTakeCard:
+    NAME: ClassVar[str] = "SimTakeCard"
+    reader: str
+
+
+Command = Union[
+    GetStatus, ListRecords, ClearRecords, RecordCall, ListReaders, AutoDetectReader, GetDefaultReader,
+    SetDefaultReader, ClearDefaultReader, ReadPublicData, SimListReaders, SimPlugReader, SimUnplugReader,
+    SimPutCard, SimTakeCard,
+]
+
+MAX_READER_NAME = 128
+"""PC/SC reader names are at most 128 characters (MAX_READERNAME in pcsc-lite)."""
 
 
 def _integer(args: dict[str, Any], name: str, default: int | None = None) -> int:
@@ -57,6 +128,23 @@ def _integer(args: dict[str, Any], name: str, default: int | None = None) -> int
     value = args[name]
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadArguments(f"{name} must be an integer")
+    return value
+
+
+def _optional_text(args: dict[str, Any], name: str, *, max_length: int) -> str | None:
+    if args.get(name) is None:
+        return None
+    return _text(args, name, max_length=max_length)
+
+
+def _text(args: dict[str, Any], name: str, *, max_length: int) -> str:
+    if name not in args or args[name] is None:
+        raise BadArguments(f"{name} is required")
+    value = args[name]
+    if not isinstance(value, str):
+        raise BadArguments(f"{name} must be a string")
+    if not value or len(value) > max_length or not value.isprintable():
+        raise BadArguments(f"{name} must be 1 to {max_length} printable characters")
     return value
 
 
@@ -82,6 +170,17 @@ _PARSERS = {
     ListRecords.NAME: _parse_list_records,
     ClearRecords.NAME: lambda args: ClearRecords(),
     RecordCall.NAME: _parse_record_call,
+    ListReaders.NAME: lambda args: ListReaders(),
+    AutoDetectReader.NAME: lambda args: AutoDetectReader(),
+    GetDefaultReader.NAME: lambda args: GetDefaultReader(),
+    SetDefaultReader.NAME: lambda args: SetDefaultReader(reader=_text(args, "readerName", max_length=MAX_READER_NAME)),
+    ClearDefaultReader.NAME: lambda args: ClearDefaultReader(),
+    ReadPublicData.NAME: lambda args: ReadPublicData(reader=_optional_text(args, "reader", max_length=MAX_READER_NAME)),
+    SimListReaders.NAME: lambda args: SimListReaders(),
+    SimPlugReader.NAME: lambda args: SimPlugReader(reader=_text(args, "reader", max_length=MAX_READER_NAME)),
+    SimUnplugReader.NAME: lambda args: SimUnplugReader(reader=_text(args, "reader", max_length=MAX_READER_NAME)),
+    SimPutCard.NAME: lambda args: SimPutCard(reader=_text(args, "reader", max_length=MAX_READER_NAME), profile=_text(args, "profile", max_length=64)),
+    SimTakeCard.NAME: lambda args: SimTakeCard(reader=_text(args, "reader", max_length=MAX_READER_NAME)),
 }
 
 COMMAND_NAMES = frozenset(_PARSERS)

@@ -67,11 +67,59 @@ class CallRecordCleared:
     through_seq: int
 
 
-Event = Union[ReaderAttached, ReaderDetached, WorkerLost, CardInserted, CardRemoved, CallRecordCleared]
+@dataclass(frozen=True, slots=True)
+class DefaultReaderSet:
+    """`POST .../PcscReader/Default` or `AutoDetected`: card operations go to this reader first."""
+
+    VERSION: ClassVar[int] = 1
+    reader: str
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultReaderCleared:
+    VERSION: ClassVar[int] = 1
+
+
+@dataclass(frozen=True, slots=True)
+class SimReaderPlugged:
+    """The bench plugged in one of its in-process virtual readers (only ever in a `--sim` log)."""
+
+    VERSION: ClassVar[int] = 1
+    reader: str
+
+
+@dataclass(frozen=True, slots=True)
+class SimReaderUnplugged:
+    VERSION: ClassVar[int] = 1
+    reader: str
+
+
+@dataclass(frozen=True, slots=True)
+class SimCardPut:
+    """The bench put a fresh card of `profile` in a virtual reader (a profile name, not personal data)."""
+
+    VERSION: ClassVar[int] = 1
+    reader: str
+    profile: str
+
+
+@dataclass(frozen=True, slots=True)
+class SimCardTaken:
+    VERSION: ClassVar[int] = 1
+    reader: str
+
+
+Event = Union[
+    ReaderAttached, ReaderDetached, WorkerLost, CardInserted, CardRemoved, CallRecordCleared,
+    DefaultReaderSet, DefaultReaderCleared, SimReaderPlugged, SimReaderUnplugged, SimCardPut, SimCardTaken,
+]
 
 EVENT_TYPES: dict[str, type] = {
     cls.__name__: cls
-    for cls in (ReaderAttached, ReaderDetached, WorkerLost, CardInserted, CardRemoved, CallRecordCleared)
+    for cls in (
+        ReaderAttached, ReaderDetached, WorkerLost, CardInserted, CardRemoved, CallRecordCleared,
+        DefaultReaderSet, DefaultReaderCleared, SimReaderPlugged, SimReaderUnplugged, SimCardPut, SimCardTaken,
+    )
 }
 
 

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Callable
 
 import zmq
 
 from broker.clock import Clock, SystemClock
-from broker.core import ConsoleCore
+from broker.core import ConsoleCore, Forward
+from broker.dispatch import PendingCommand, ReaderQueues
 from broker.liveness import WorkerRegistry
+from broker.status_codes import StatusCode
 from broker.protocol import (
     Disconnect,
     Heartbeat,
@@ -48,6 +53,52 @@ class BrokerConfig:
     readers: list[ReaderSpec] = field(default_factory=list)
     adopt_grace: float = 0.0
     """Seconds to wait for workers of a previous broker to re-register before starting new ones."""
+    pcsc_backend: str | None = None
+    """`module:factory` of the PC/SC back-end: when set, every reader pcscd lists gets a worker."""
+    sim_backend: str | None = None
+    """`module:factory` of the bench's in-process readers: set in `--sim` mode."""
+    sim_start: SimStart | None = None
+    """The bench's start state, applied on a fresh start (not on a restart after a crash)."""
+
+
+@dataclass
+class SimStart:
+    readers: list[str]
+    cards: dict[str, str]
+    default_reader: str | None
+
+
+class PcscDiscovery:
+    """Lists pcscd's readers every `interval` in a thread, so a hung pcscd never stalls the broker loop."""
+
+    def __init__(self, list_readers: Callable[[], list[str]], interval: float = 0.5) -> None:
+        self._list_readers = list_readers
+        self._interval = interval
+        self._readers: frozenset[str] = frozenset()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pcsc-discovery", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                found = frozenset(self._list_readers())
+            except Exception:  # a broken PC/SC stack must not kill discovery; readers vanish instead
+                log.exception("listing PC/SC readers failed")
+                found = frozenset()
+            with self._lock:
+                self._readers = found
+            self._stop.wait(self._interval)
+
+    def readers(self) -> frozenset[str]:
+        with self._lock:
+            return self._readers
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 class Broker:
@@ -55,11 +106,23 @@ class Broker:
         self._config = config
         self._clock = clock or SystemClock()
         self._store = SqliteEventStore(config.database, durability=config.durability)
-        self.core = ConsoleCore(self._store, self._clock)
+        self.core = ConsoleCore(self._store, self._clock, sim=config.sim_backend is not None)
+        if config.sim_start is not None and config.adopt_grace == 0:
+            start = config.sim_start
+            self.core.reset_bench(start.readers, start.cards, start.default_reader)
+            self.core.commit()
+        self._queues = ReaderQueues()
+        self._replies: list[tuple[bytes, Reply]] = []
+        self._bench_workers_seen: set[tuple[str, int]] = set()
+        self._discovery: PcscDiscovery | None = None
+        if config.pcsc_backend is not None:
+            from workers.pcsc_reader import list_pcsc_readers
+
+            self._discovery = PcscDiscovery(list_pcsc_readers)
         self._registry = WorkerRegistry(config.heartbeat_interval)
         now = self._clock.monotonic()
         self._pool = WorkerPool(config.worker_endpoint, self._registry, adopt_until=now + config.adopt_grace)
-        self._desired = {spec.name: spec for spec in config.readers}
+        self._static_readers = {spec.name: spec for spec in config.readers}
         self._running = True
         self._context = zmq.Context()
         self._frontend = self._context.socket(zmq.ROUTER)
@@ -72,7 +135,20 @@ class Broker:
     def stop(self, *_: object) -> None:
         self._running = False
 
+    def _desired(self) -> dict[str, ReaderSpec]:
+        """The readers that should have a worker now: configured, bench, and what pcscd lists."""
+        desired = dict(self._static_readers)
+        if self._config.sim_backend is not None:
+            for name in self.core.state.sim_readers:
+                desired[name] = ReaderSpec(name, self._config.sim_backend)
+        if self._discovery is not None and self._config.pcsc_backend is not None:
+            for name in self._discovery.readers():
+                desired.setdefault(name, ReaderSpec(name, self._config.pcsc_backend))
+        return desired
+
     def run(self) -> None:
+        if self._discovery is not None:
+            self._discovery.start()
         self._frontend.bind(self._config.api_endpoint)
         self._backend.bind(self._config.worker_endpoint)
         log.info("broker listening on %s and %s", self._config.api_endpoint, self._config.worker_endpoint)
@@ -87,26 +163,27 @@ class Broker:
                 now = self._clock.monotonic()
                 wait = max(0.0, min(next_heartbeat, next_reconcile) - now)
                 ready = dict(poller.poll(timeout=wait * 1000))
-                replies: list[tuple[bytes, Reply]] = []
                 if self._frontend in ready:
-                    replies.extend(self._take_requests())
+                    self._take_requests()
                 if self._backend in ready:
                     self._take_worker_messages()
                 now = self._clock.monotonic()
                 if now >= next_reconcile:
                     self._reconcile(now)
+                    self._expire(now)
                     next_reconcile = now + min(0.1, interval / 4)
                 if now >= next_heartbeat:
                     self._send_heartbeats()
                     next_heartbeat = now + interval
+                self._pump()
                 self.core.commit()
+                replies, self._replies = self._replies, []
                 for identity, reply in replies:
                     self._send(self._frontend, identity, build(reply))
         finally:
             self._shutdown()
 
-    def _take_requests(self) -> list[tuple[bytes, Reply]]:
-        replies = []
+    def _take_requests(self) -> None:
         for _ in range(BATCH_LIMIT):
             try:
                 identity, *frames = self._frontend.recv_multipart(zmq.NOBLOCK)
@@ -120,8 +197,42 @@ class Broker:
             if not isinstance(message, Request):
                 log.warning("dropped a %s from an API client", type(message).__name__)
                 continue
-            replies.append((identity, self.core.handle(message)))
-        return replies
+            outcome = self.core.handle(message)
+            if isinstance(outcome, Forward):
+                self._forward(identity, message, outcome)
+            else:
+                self._replies.append((identity, outcome))
+
+    def _forward(self, identity: bytes, request: Request, forward: Forward) -> None:
+        pending = PendingCommand(
+            client=identity, request=request, reader=forward.reader, command=forward.command, args=forward.args,
+            deadline=self._clock.monotonic() + forward.timeout, finish=forward.finish,
+        )
+        if not self._queues.submit(pending):
+            self._fail(pending, StatusCode.PCSC_OTHER_ERROR, "the reader is busy: too many commands waiting")
+
+    def _pump(self) -> None:
+        """Send each idle reader its next command, if its worker is there to take it."""
+        for reader in self._queues.readers_with_work():
+            connection = self._registry.get(reader)
+            if connection is None:
+                continue  # its worker is (re)starting; the command waits until its deadline
+            pending = self._queues.next_to_send(reader, lambda: uuid.uuid4().hex)
+            if pending is not None:
+                request = Request(id=pending.worker_request_id, command=pending.command, args=pending.args)
+                self._send(self._backend, connection.identity, build(request))
+
+    def _finish(self, pending: PendingCommand, reply: Reply) -> None:
+        code, body = pending.finish(reply)
+        self._replies.append((pending.client, self.core.answer(pending.request, code, body)))
+
+    def _fail(self, pending: PendingCommand, code: StatusCode, message: str) -> None:
+        log.warning("reader %r: %s failed: %s", pending.reader, pending.command, message)
+        self._replies.append((pending.client, self.core.answer(pending.request, int(code), {"message": message})))
+
+    def _expire(self, now: float) -> None:
+        for pending in self._queues.expired(now):
+            self._fail(pending, StatusCode.PCSC_OTHER_ERROR, "the reader did not answer in time")
 
     def _take_worker_messages(self) -> None:
         for _ in range(BATCH_LIMIT):
@@ -136,7 +247,7 @@ class Broker:
                 continue
             now = self._clock.monotonic()
             if isinstance(message, WorkerStatus):
-                if message.reader not in self._desired:
+                if message.reader not in self._desired():
                     self._send(self._backend, identity, build(Disconnect(reason="reader not wanted")))
                     continue
                 replaced = self._registry.seen(identity, message.reader, message.pid, now)
@@ -144,15 +255,44 @@ class Broker:
                     log.warning("reader %r: worker pid %d replaced by pid %d", message.reader, replaced.pid, message.pid)
                     self._send(self._backend, replaced.identity, build(Disconnect(reason="replaced")))
                 self.core.worker_reported(message)
-            elif self._registry.touch(identity, now) is None:
+                self._offer_bench_card(identity, message)
+                continue
+            reader = self._registry.touch(identity, now)
+            if reader is None:
                 log.warning("dropped a %s from an unregistered worker", type(message).__name__)
+            elif isinstance(message, Reply):
+                pending = self._queues.complete(reader, message.id)
+                if pending is not None:
+                    self._finish(pending, message)
+
+    def _offer_bench_card(self, identity: bytes, report: WorkerStatus) -> None:
+        """A bench reader's worker that (re)started empty gets the card the bench put in it.
+
+        Only on a worker's first report: later reports of an empty reader may be a removal the
+        bench itself asked for, whose `SimCardTaken` is not yet applied when the report arrives.
+        """
+        key = (report.reader, report.pid)
+        if key in self._bench_workers_seen:
+            return
+        self._bench_workers_seen.add(key)
+        profile = self.core.state.sim_readers.get(report.reader)
+        if profile is None or report.card is not None:
+            return
+        request = Request(id=uuid.uuid4().hex, command="ControlBackend", args={"action": "insert", "profile": profile})
+        self._send(self._backend, identity, build(request))
 
     def _reconcile(self, now: float) -> None:
-        lost, unwanted = self._pool.reconcile(self._desired, now)
+        lost, unwanted = self._pool.reconcile(self._desired(), now)
         for reader, reason in lost:
             log.warning("reader %r: %s", reader, reason)
+            in_flight = self._queues.fail_in_flight(reader)
+            if in_flight is not None:
+                # Its outcome is unknown (the card may have run it): answer an error, never resend.
+                self._fail(in_flight, StatusCode.PCSC_OTHER_ERROR, "the reader's worker stopped during the command")
             self.core.worker_lost(reader, reason)
         for reader in unwanted:
+            for pending in self._queues.drop_reader(reader):
+                self._fail(pending, StatusCode.READER_IN_USE_GONE, "the reader was unplugged")
             self.core.reader_detached(reader, "reader no longer present")
 
     def _send_heartbeats(self) -> None:
@@ -170,6 +310,8 @@ class Broker:
 
     def _shutdown(self) -> None:
         log.info("broker stopping")
+        if self._discovery is not None:
+            self._discovery.stop()
         for connection in self._registry.connections():
             self._send(self._backend, connection.identity, build(Disconnect(reason="console stopping")))
         self._pool.stop_all()

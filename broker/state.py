@@ -15,9 +15,15 @@ from broker.events import (
     CallRecordCleared,
     CardInserted,
     CardRemoved,
+    DefaultReaderCleared,
+    DefaultReaderSet,
     Event,
     ReaderAttached,
     ReaderDetached,
+    SimCardPut,
+    SimCardTaken,
+    SimReaderPlugged,
+    SimReaderUnplugged,
     WorkerLost,
 )
 
@@ -74,6 +80,8 @@ class ConsoleState:
     hpc: HpcState = field(default_factory=HpcState)
     hc: HcState = field(default_factory=HcState)
     record_cleared_through: int = 0
+    sim_readers: Mapping[str, str | None] = field(default_factory=_no_readers)
+    """The bench's in-process readers and the profile of the card put in each (None: empty)."""
 
 
 def _with_reader(state: ConsoleState, reader: ReaderState) -> ConsoleState:
@@ -86,6 +94,15 @@ def _without_reader(state: ConsoleState, name: str) -> ConsoleState:
     readers = dict(state.readers)
     readers.pop(name, None)
     return replace(state, readers=MappingProxyType(readers))
+
+
+def _with_sim_reader(state: ConsoleState, reader: str, profile: str | None, *, present: bool = True) -> ConsoleState:
+    sim_readers = dict(state.sim_readers)
+    if present:
+        sim_readers[reader] = profile
+    else:
+        sim_readers.pop(reader, None)
+    return replace(state, sim_readers=MappingProxyType(sim_readers))
 
 
 def apply(state: ConsoleState, event: Event) -> ConsoleState:
@@ -107,6 +124,20 @@ def apply(state: ConsoleState, event: Event) -> ConsoleState:
         return state if reader is None else _with_reader(state, replace(reader, card=None))
     if isinstance(event, CallRecordCleared):
         return replace(state, record_cleared_through=max(state.record_cleared_through, event.through_seq))
+    if isinstance(event, DefaultReaderSet):
+        return replace(state, default_reader=event.reader)
+    if isinstance(event, DefaultReaderCleared):
+        return replace(state, default_reader=None)
+    if isinstance(event, SimReaderPlugged):
+        return _with_sim_reader(state, event.reader, state.sim_readers.get(event.reader))
+    if isinstance(event, SimReaderUnplugged):
+        return _with_sim_reader(state, event.reader, None, present=False)
+    if isinstance(event, SimCardPut):
+        return _with_sim_reader(state, event.reader, event.profile)
+    if isinstance(event, SimCardTaken):
+        if event.reader not in state.sim_readers:
+            return state
+        return _with_sim_reader(state, event.reader, None)
     raise TypeError(f"not an event: {event!r}")
 
 

@@ -16,8 +16,11 @@ from deploy.status_table import render_status_table
 from deploy.supervisor import ChildSpec, Supervisor
 from deploy.tls import ensure_certificates, export_ca, ssl_context_for_clients
 
-SIM_READERS = ("NHI Sim Reader 0", "NHI Sim Reader 1")
+SIM_READERS = (("NHI Sim Reader 0", "hc-basic"), ("NHI Sim Reader 1", "hpc-doctor"))
+"""The bench at start (sim-control.md): the default reader with hc-basic, the other with hpc-doctor."""
 SIM_READER_BACKEND = "sim.virtual_reader:open_reader"
+PCSC_BACKEND = "workers.pcsc_reader:open_reader"
+SIM_CONTROL_API = "sim.control_api:mount"
 DEFAULT_PORT = 5066
 ADOPT_GRACE_HEARTBEATS = 2.5
 
@@ -47,7 +50,7 @@ def serve(args: argparse.Namespace) -> int:
     prepare(paths)
     tls = ensure_certificates(paths.data_dir)
     heartbeat = args.heartbeat
-    readers = [f"{name}={SIM_READER_BACKEND}" for name in SIM_READERS] if args.sim else []
+    pcsc = args.pcsc if args.pcsc is not None else not args.sim
 
     def broker_argv(restarted: bool) -> list[str]:
         argv = [
@@ -58,8 +61,12 @@ def serve(args: argparse.Namespace) -> int:
             "--durability", args.durability,
             "--heartbeat", str(heartbeat),
         ]
-        for reader in readers:
-            argv += ["--reader", reader]
+        if pcsc:
+            argv += ["--pcsc-backend", PCSC_BACKEND]
+        if args.sim:
+            argv += ["--sim-backend", SIM_READER_BACKEND, "--sim-default-reader", SIM_READERS[0][0]]
+            for name, profile in SIM_READERS:
+                argv += ["--sim-reader", f"{name}={profile}"]
         if restarted:
             argv += ["--adopt-grace", str(heartbeat * ADOPT_GRACE_HEARTBEATS)]
         return argv
@@ -69,7 +76,7 @@ def serve(args: argparse.Namespace) -> int:
         "NHI_CONSOLE_BIND": ",".join(_binds(args.host, args.port)),
         "NHI_CONSOLE_CERTFILE": str(tls.server_cert),
         "NHI_CONSOLE_KEYFILE": str(tls.server_key),
-        "NHI_CONSOLE_SIM": "1" if args.sim else "0",
+        "NHI_CONSOLE_EXTRA_ROUTES": SIM_CONTROL_API if args.sim else "",
         "NHI_CONSOLE_LOCATION": str(Path(sys.argv[0]).resolve()),
         "NHI_CONSOLE_API_PROCESSES": str(args.api_processes),
     }
@@ -125,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser = commands.add_parser("serve", help="run the console (broker, API, reader workers)")
     common(serve_parser)
     serve_parser.add_argument("--sim", action="store_true", help="with the simulation bench instead of real hardware")
+    serve_parser.add_argument("--pcsc", action=argparse.BooleanOptionalAction, default=None,
+                              help="serve the readers pcscd lists (default: on, off with --sim)")
     serve_parser.add_argument("--host", default=None, help="address to bind (default: 127.0.0.1 and ::1)")
     serve_parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     serve_parser.add_argument("--durability", choices=["full", "normal"], default="full",

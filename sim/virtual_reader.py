@@ -1,31 +1,27 @@
 """An in-process virtual PC/SC reader: the `CardReader` back-end of `serve --sim`.
 
-It lets the demo and the API tests run without pcscd. For now it holds no card
-(the bench's virtual cards arrive with the readers issue); `insert`/`remove`
-already drive presence changes the way a real reader's events do.
+It lets the demo and the API tests run without pcscd: the same virtual card
+objects that the PC/SC tests put behind vpcd answer here directly.  The bench
+drives it through `control()`, which the worker passes on from the broker.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from typing import Protocol
+from contextlib import contextmanager
+from typing import Any, Iterator
 
+from sim.cards.base import VirtualCard
+from sim.profiles import make_card
 from workers.seam import CardAbsent, PresenceChanged
-
-
-class VirtualCard(Protocol):
-    atr: bytes
-
-    def respond(self, apdu: bytes) -> bytes:
-        ...
 
 
 class VirtualReader:
     def __init__(self, name: str) -> None:
         self.name = name
         self._card: VirtualCard | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._changes: queue.Queue[PresenceChanged] = queue.Queue()
 
     def insert(self, card: VirtualCard) -> None:
@@ -52,6 +48,23 @@ class VirtualReader:
             if self._card is None:
                 raise CardAbsent(f"no card in {self.name}")
             return self._card.respond(apdu)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            yield
+
+    def control(self, action: str, args: dict[str, Any]) -> None:
+        """The bench's hands: put a fresh card of a profile in the reader, or take it out."""
+        if action == "insert":
+            profile = args.get("profile")
+            if not isinstance(profile, str):
+                raise ValueError("profile must be a string")
+            self.insert(make_card(profile))
+        elif action == "remove":
+            self.remove()
+        else:
+            raise ValueError(f"unknown bench action {action!r}")
 
     def close(self) -> None:
         with self._lock:

@@ -33,7 +33,13 @@ from broker.protocol import (
     parse,
 )
 from broker.status_codes import StatusCode
-from workers.seam import CardReader, PresenceChanged, ReaderError, load_backend
+from workers.apdu import HC_AID, READ_HC_PUBLIC_DATA, parse_response, select_aid
+from workers.card_kind import identify
+from workers.health_card import DataBlockError, parse_public_data
+from workers.seam import CardAbsent, CardReader, PresenceChanged, ReaderError, ReaderGone, load_backend
+
+PRESENCE_SETTLE = 1.0
+"""How long a bench control waits for its card change to come back from the reader as a presence event."""
 
 log = logging.getLogger(__name__)
 
@@ -114,21 +120,31 @@ class Worker:
         finally:
             out.close(linger=0)
 
-    def _take_presence_changes(self) -> None:
+    def _take_presence_changes(self) -> bool:
+        changed = False
         while True:
             try:
                 atr = self._presence_in.recv(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                return changed
             self._apply(PresenceChanged(atr or None))
+            changed = True
 
     def _apply(self, change: PresenceChanged) -> None:
         if change.atr is None:
             self._card = None
-        else:
-            # A wall-clock session number stays unique across worker restarts, so a broker
-            # that replays an old session never mistakes a re-inserted card for the same one.
-            self._card = CardPresence(atr=change.atr.hex().upper(), kind="unknown", session=time.time_ns())
+            return
+        # A wall-clock session number stays unique across worker restarts, so a broker
+        # that replays an old session never mistakes a re-inserted card for the same one.
+        self._card = CardPresence(atr=change.atr.hex().upper(), kind=self._identify(), session=time.time_ns())
+
+    def _identify(self) -> str:
+        try:
+            with self._reader.transaction():
+                return identify(self._reader.transmit)
+        except ReaderError as error:
+            log.warning("reader %r: could not identify the card: %s", self._config.reader, type(error).__name__)
+            return "unknown"
 
     def _take_broker_messages(self) -> None:
         while True:
@@ -150,8 +166,59 @@ class Worker:
                 log.warning("dropped an unexpected %s from the broker", type(message).__name__)
 
     def _execute(self, request: Request) -> Reply:
-        # Card commands arrive with the readers issue; until then every request still gets its one answer.
-        return Reply(id=request.id, code=int(StatusCode.PCSC_OTHER_ERROR), body={"message": "unsupported command"})
+        """Run one command; every request gets exactly one reply, whatever the card does."""
+        try:
+            if request.command == "ReadPublicData":
+                code, body = self._read_public_data()
+            elif request.command == "ControlBackend":
+                code, body = self._control_backend(request.args)
+            else:
+                code, body = int(StatusCode.BAD_PARAMETER), {"message": f"unknown worker command {request.command!r}"}
+        except CardAbsent:
+            code, body = int(StatusCode.NO_CARD), {"message": "no card in the reader"}
+        except ReaderGone:
+            code, body = int(StatusCode.READER_IN_USE_GONE), {"message": "the reader is gone"}
+        except ReaderError as error:
+            code, body = int(StatusCode.PCSC_OTHER_ERROR), {"message": f"PC/SC error: {type(error).__name__}"}
+        return Reply(id=request.id, code=code, body=body)
+
+    def _read_public_data(self) -> tuple[int, dict[str, object]]:
+        with self._reader.transaction():
+            if not parse_response(self._reader.transmit(select_aid(HC_AID))).ok:
+                return int(StatusCode.SELECT_APPLICATION_FAILED), {"message": "not a health card"}
+            answer = parse_response(self._reader.transmit(READ_HC_PUBLIC_DATA))
+        try:
+            data = parse_public_data(answer)
+        except DataBlockError as error:
+            return int(StatusCode.PCSC_OTHER_ERROR), {"message": f"unreadable data block: {error}"}
+        return int(StatusCode.OK), {
+            "cardId": data.card_id, "name": data.name, "idNo": data.id_no,
+            "birthday": data.birthday, "sex": data.sex, "dateIssue": data.date_issue,
+        }
+
+    def _control_backend(self, args: dict[str, object]) -> tuple[int, dict[str, object]]:
+        """A bench command (insert/remove a virtual card); answered once the broker has seen the change."""
+        control = getattr(self._reader, "control", None)
+        if control is None:
+            return int(StatusCode.BAD_PARAMETER), {"message": "this reader is not a bench reader"}
+        action = args.get("action")
+        try:
+            control(action, {key: value for key, value in args.items() if key != "action"})
+        except ValueError as error:
+            return int(StatusCode.BAD_PARAMETER), {"message": str(error)}
+        # The change comes back through the watcher thread like a real reader's; report it before answering,
+        # so the caller's next request already sees the card in (or out).
+        settle_until = time.monotonic() + PRESENCE_SETTLE
+        expect_card = action == "insert"
+        if not expect_card and self._card is None:
+            settle_until = 0.0  # removing from an empty reader changes nothing: no event is coming
+        while time.monotonic() < settle_until:
+            if self._presence_in.poll(50):
+                self._take_presence_changes()
+                if (self._card is not None) == expect_card:
+                    break
+        self._send(self._status())
+        return int(StatusCode.OK), {}
 
     def _status(self) -> WorkerStatus:
         return WorkerStatus(

@@ -8,6 +8,7 @@ virtual reader all implement it; a worker is handed one by name
 from __future__ import annotations
 
 import importlib
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -38,6 +39,10 @@ class CardReader(Protocol):
 
     def transmit(self, apdu: bytes) -> bytes:
         """Send one command APDU, return the response APDU (data + SW1 SW2)."""
+        ...
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Exclusive use of the card for a multi-APDU sequence: no other program's APDU comes in between."""
         ...
 
     def close(self) -> None:

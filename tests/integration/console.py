@@ -143,9 +143,14 @@ class RunningConsole:
                 roles["api"].append(pid)
         return roles
 
+    sim: bool = True
+
     def database_rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         """Read the event log read-only, as an auditor's tool would while the console runs."""
-        uri = f"file:{self.data_dir / 'sim-console.db'}?mode=ro"
+        database = self.data_dir / ("sim-console.db" if self.sim else "console.db")
+        if not database.exists():
+            return []
+        uri = f"file:{database}?mode=ro"
         with sqlite3.connect(uri, uri=True, timeout=5) as connection:
             return connection.execute(sql, params).fetchall()
 
@@ -159,6 +164,20 @@ class RunningConsole:
             (attached.add if type_name == "ReaderAttached" else attached.discard)(reader)
         return attached
 
+    def card_kinds(self) -> dict[str, str | None]:
+        """What the console believes is in each reader (card kind or None), from its event log."""
+        kinds: dict[str, str | None] = {}
+        for type_name, payload in self.database_rows(
+            "SELECT type, payload FROM events"
+            " WHERE type IN ('CardInserted', 'CardRemoved', 'ReaderAttached', 'WorkerLost') ORDER BY seq"
+        ):
+            data = json.loads(payload)
+            if type_name == "CardInserted":
+                kinds[data["reader"]] = data["kind"]
+            elif type_name != "ReaderAttached" or data["reader"] not in kinds:
+                kinds[data["reader"]] = None
+        return kinds
+
     def stop(self, timeout: float = 20) -> int:
         if self._connection is not None:
             self._connection.close()
@@ -169,26 +188,34 @@ class RunningConsole:
 
 
 SIM_READERS = {"NHI Sim Reader 0", "NHI Sim Reader 1"}
+SIM_START_CARDS = {"NHI Sim Reader 0": "hc", "NHI Sim Reader 1": "hpc"}
 
 
-def start_console(data_dir: Path, *extra: str, startup_timeout: float = 30) -> RunningConsole:
-    """Start `serve --sim` and return once Status answers and both bench readers' workers registered."""
+def start_console(
+    data_dir: Path, *extra: str, startup_timeout: float = 30, sim: bool = True,
+    readers: set[str] | None = None,
+) -> RunningConsole:
+    """Start `serve` (`--sim` by default); return once Status answers and the expected readers' workers registered."""
+    expected_readers = readers if readers is not None else (SIM_READERS if sim else set())
     port = free_port()
     log_path = data_dir.parent / f"console-{port}.log"
     log = open(log_path, "wb")
     script = Path(sys.executable).with_name("nhi-console")
     entry = [str(script)] if script.exists() else [sys.executable, "-m", "deploy.cli"]
     process = subprocess.Popen(
-        [*entry, "serve", "--sim", "--data-dir", str(data_dir), "--port", str(port), *extra],
+        [*entry, "serve", *(["--sim"] if sim else []), "--data-dir", str(data_dir), "--port", str(port), *extra],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )
-    console = RunningConsole(data_dir=data_dir, port=port, process=process, log_path=log_path)
+    console = RunningConsole(data_dir=data_dir, port=port, process=process, log_path=log_path, sim=sim)
     try:
         wait_for(lambda: process.poll() is not None or (console.ca_file.exists() and console.status_ok()),
                  startup_timeout, "the console's first Status answer")
         if process.poll() is not None:
             raise RuntimeError(f"console exited with {process.returncode}:\n{log_path.read_text()}")
-        wait_for(lambda: console.attached_readers() == SIM_READERS, startup_timeout, "the bench readers' workers")
+        wait_for(lambda: expected_readers <= console.attached_readers(), startup_timeout, "the readers' workers")
+        if sim and readers is None:
+            wait_for(lambda: SIM_START_CARDS.items() <= console.card_kinds().items(), startup_timeout,
+                     "the bench's start cards")
     except BaseException:
         if process.poll() is None:
             process.kill()

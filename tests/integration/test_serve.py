@@ -134,6 +134,9 @@ def test_worker_killed_is_restarted_and_its_loss_logged(console: RunningConsole)
     lost = wait_for(lambda: console.database_rows("SELECT payload FROM events WHERE type = 'WorkerLost'"), 5,
                     "a WorkerLost event")
     assert len(lost) == 1
+    # The card was lost with its worker; the bench puts it back, as a card that stayed in a real reader.
+    wait_for(lambda: console.card_kinds() == {"NHI Sim Reader 0": "hc", "NHI Sim Reader 1": "hpc"}, 5,
+             "the bench's cards back in their readers")
 
 
 def test_sigterm_stops_every_process_it_started(tmp_path: Path) -> None:

@@ -19,7 +19,34 @@ from broker.commands import (
 
 
 def test_command_names() -> None:
-    assert COMMAND_NAMES == {"GetStatus", "ListRecords", "ClearRecords", "RecordCall"}
+    assert COMMAND_NAMES == {
+        "GetStatus", "ListRecords", "ClearRecords", "RecordCall",
+        "ListReaders", "AutoDetectReader", "GetDefaultReader", "SetDefaultReader", "ClearDefaultReader",
+        "ReadPublicData", "SimListReaders", "SimPlugReader", "SimUnplugReader", "SimPutCard", "SimTakeCard",
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "field"),
+    [
+        ("SetDefaultReader", {}, "readerName"),
+        ("SetDefaultReader", {"readerName": ""}, "readerName"),
+        ("SetDefaultReader", {"readerName": 5}, "readerName"),
+        ("SetDefaultReader", {"readerName": "x" * 129}, "readerName"),
+        ("SetDefaultReader", {"readerName": "bad\nname"}, "readerName"),
+        ("SimPutCard", {"reader": "A"}, "profile"),
+        ("SimPlugReader", {"reader": None}, "reader"),
+        ("ReadPublicData", {"reader": 7}, "reader"),
+    ],
+)
+def test_reader_and_profile_arguments_are_checked(name: str, args: dict[str, object], field: str) -> None:
+    with pytest.raises(BadArguments, match=field):
+        parse_command(name, args)
+
+
+def test_read_public_data_reader_is_optional() -> None:
+    assert parse_command("ReadPublicData", {}).reader is None  # type: ignore[union-attr]
+    assert parse_command("ReadPublicData", {"reader": "R"}).reader == "R"  # type: ignore[union-attr]
 
 
 def test_get_status() -> None:

@@ -21,9 +21,15 @@ from broker.events import (
     CallRecordCleared,
     CardInserted,
     CardRemoved,
+    DefaultReaderCleared,
+    DefaultReaderSet,
     Event,
     ReaderAttached,
     ReaderDetached,
+    SimCardPut,
+    SimCardTaken,
+    SimReaderPlugged,
+    SimReaderUnplugged,
     UnknownEvent,
     WorkerLost,
     decode,
@@ -51,6 +57,12 @@ EVENTS: st.SearchStrategy[Event] = st.one_of(
     st.builds(CardInserted, reader=READERS, atr=TEXT, kind=TEXT, session=SESSIONS),
     st.builds(CardRemoved, reader=READERS, session=SESSIONS, reason=TEXT),
     st.builds(CallRecordCleared, through_seq=st.integers(min_value=0, max_value=10**6)),
+    st.builds(DefaultReaderSet, reader=READERS),
+    st.builds(DefaultReaderCleared),
+    st.builds(SimReaderPlugged, reader=READERS),
+    st.builds(SimReaderUnplugged, reader=READERS),
+    st.builds(SimCardPut, reader=READERS, profile=st.sampled_from(["hc-basic", "hpc-doctor"])),
+    st.builds(SimCardTaken, reader=READERS),
 )
 
 ONE_OF_EACH: list[Event] = [
@@ -60,6 +72,12 @@ ONE_OF_EACH: list[Event] = [
     CardInserted(reader="Reader 0", atr="3B 7F", kind="hc", session=4),
     CardRemoved(reader="Reader 0", session=4, reason="removed"),
     CallRecordCleared(through_seq=17),
+    DefaultReaderSet(reader="Reader 0"),
+    DefaultReaderCleared(),
+    SimReaderPlugged(reader="Reader 0"),
+    SimReaderUnplugged(reader="Reader 0"),
+    SimCardPut(reader="Reader 0", profile="hc-basic"),
+    SimCardTaken(reader="Reader 0"),
 ]
 
 
@@ -265,3 +283,18 @@ def test_render_status_keys_and_json_types() -> None:
 def test_a_corrupt_payload_is_an_unknown_event_not_a_crash(payload: bytes) -> None:
     with pytest.raises(UnknownEvent):
         decode("CallRecordCleared", 1, payload)
+
+
+def test_the_default_reader_is_set_and_cleared() -> None:
+    state = project([DefaultReaderSet("Reader 1"), DefaultReaderSet("Reader 0")])
+    assert state.default_reader == "Reader 0"
+    assert apply(state, DefaultReaderCleared()).default_reader is None
+
+
+def test_bench_readers_and_their_cards() -> None:
+    state = project([SimReaderPlugged("A"), SimCardPut("A", "hc-basic"), SimReaderPlugged("B")])
+    assert dict(state.sim_readers) == {"A": "hc-basic", "B": None}
+    assert dict(apply(state, SimReaderPlugged("A")).sim_readers) == {"A": "hc-basic", "B": None}
+    assert dict(apply(state, SimCardTaken("A")).sim_readers) == {"A": None, "B": None}
+    assert dict(apply(state, SimReaderUnplugged("A")).sim_readers) == {"B": None}
+    assert apply(state, SimCardTaken("gone")) == state

@@ -1,0 +1,33 @@
+"""Reading a JSON request body: an object, at most 64 KiB, or a 400 naming what is wrong."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import falcon
+
+from api.errors import BadRequest
+from api.middleware import MAX_BODY_BYTES
+
+
+def json_object(req: falcon.Request) -> dict[str, Any]:
+    raw = req.bounded_stream.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise BadRequest(f"body larger than {MAX_BODY_BYTES} bytes")
+    if not raw.strip():
+        raise BadRequest("a JSON object body is required")
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise BadRequest("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+def text_field(body: dict[str, Any], name: str, *, max_length: int = 128) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value or len(value) > max_length:
+        raise BadRequest(f"{name} must be a string of 1 to {max_length} characters")
+    return value

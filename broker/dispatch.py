@@ -1,0 +1,93 @@
+"""Card commands on their way to a reader's worker: one in flight per reader, the rest in a bounded queue.
+
+One in flight per reader is what keeps two clients' APDU sequences from ever
+interleaving on a card (the worker also holds a PC/SC transaction around each
+sequence, against programs outside the console); commands to different
+readers proceed in parallel.  A full queue answers "busy" at once instead of
+dropping anything.  Pure: the loop sends what this says to send.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from broker.protocol import Reply, Request
+
+QUEUE_LIMIT = 32
+"""Commands waiting per reader; a reader is slow (a card, a keypad), so a longer queue only hides trouble."""
+
+Finish = Callable[[Reply], tuple[int, dict[str, Any]]]
+"""Turns the worker's reply into the API's (statusCode, body); may emit events through the core."""
+
+
+@dataclass
+class PendingCommand:
+    client: bytes
+    request: Request
+    reader: str
+    command: str
+    args: dict[str, Any]
+    deadline: float
+    finish: Finish
+    worker_request_id: str = ""
+    sent: bool = False
+
+
+@dataclass
+class ReaderQueues:
+    limit: int = QUEUE_LIMIT
+    _waiting: dict[str, deque[PendingCommand]] = field(default_factory=dict)
+    _in_flight: dict[str, PendingCommand] = field(default_factory=dict)
+
+    def submit(self, command: PendingCommand) -> bool:
+        """Queue a command; False when its reader's queue is full (answer busy, run nothing)."""
+        waiting = self._waiting.setdefault(command.reader, deque())
+        if len(waiting) >= self.limit:
+            return False
+        waiting.append(command)
+        return True
+
+    def next_to_send(self, reader: str, new_id: Callable[[], str]) -> PendingCommand | None:
+        """The command to send to this reader now, if it has none in flight."""
+        if reader in self._in_flight:
+            return None
+        waiting = self._waiting.get(reader)
+        if not waiting:
+            return None
+        command = waiting.popleft()
+        command.worker_request_id = new_id()
+        command.sent = True
+        self._in_flight[reader] = command
+        return command
+
+    def readers_with_work(self) -> list[str]:
+        return [reader for reader, waiting in self._waiting.items() if waiting and reader not in self._in_flight]
+
+    def complete(self, reader: str, worker_request_id: str) -> PendingCommand | None:
+        command = self._in_flight.get(reader)
+        if command is None or command.worker_request_id != worker_request_id:
+            return None  # a late reply to something already answered (timed out): drop it
+        del self._in_flight[reader]
+        return command
+
+    def expired(self, now: float) -> list[PendingCommand]:
+        gone = [c for c in self._in_flight.values() if now >= c.deadline]
+        for command in gone:
+            del self._in_flight[command.reader]
+        for waiting in self._waiting.values():
+            late = [c for c in waiting if now >= c.deadline]
+            for command in late:
+                waiting.remove(command)
+            gone.extend(late)
+        return gone
+
+    def fail_in_flight(self, reader: str) -> PendingCommand | None:
+        """The reader's worker died: its command in flight has an unknown outcome and is never resent."""
+        return self._in_flight.pop(reader, None)
+
+    def drop_reader(self, reader: str) -> list[PendingCommand]:
+        dropped = list(self._waiting.pop(reader, deque()))
+        in_flight = self._in_flight.pop(reader, None)
+        return dropped + ([in_flight] if in_flight else [])

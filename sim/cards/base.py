@@ -1,0 +1,50 @@
+"""What every virtual card offers, whichever reader back-end carries it.
+
+The same card object answers through the in-process virtual reader
+(`sim.virtual_reader`) and through pcscd's vpcd driver (`sim.vpcd`), so the
+demo and the PC/SC integration tests exercise one implementation.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Protocol
+
+HC_AID = bytes.fromhex("D15800000100000000000000000011 00".replace(" ", ""))
+"""The health card's application id, as real cards answer it (the spec's public data block)."""
+
+HPC_AID = bytes.fromhex("D15800000100000000000000000012 00".replace(" ", ""))
+"""The bench staff card's application id. The real HCA card's is not public: this one is ours."""
+
+
+@dataclass
+class Transcript:
+    """Every APDU a card received and what it answered, in order, for tests that check interleaving.
+
+    Thread-safe: the in-process reader and the vpcd bridge may call from different threads.
+    """
+
+    entries: list[tuple[bytes, bytes]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, command: bytes, response: bytes) -> None:
+        with self._lock:
+            self.entries.append((command, response))
+
+    def commands(self) -> list[bytes]:
+        with self._lock:
+            return [command for command, _ in self.entries]
+
+
+class VirtualCard(Protocol):
+    atr: bytes
+    transcript: Transcript
+
+    def respond(self, apdu: bytes) -> bytes:
+        """Answer one command APDU with data + SW1 SW2; never raises on malformed input (answers 6700/6D00/...)."""
+        ...
+
+    def reset(self) -> None:
+        """Power cycle or warm reset: the selected application and any verified PIN are forgotten."""
+        ...

@@ -1,0 +1,181 @@
+"""Settings and bench commands in the core, the routing rule, and the per-reader dispatch queues."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from broker.clock import ManualClock
+from broker.core import ConsoleCore, Forward
+from broker.dispatch import PendingCommand, ReaderQueues
+from broker.protocol import CallMeta, CardPresence, Reply, Request, WorkerStatus
+from broker.routing import auto_detected_reader, reader_for
+from broker.state import ConsoleState
+from broker.status_codes import StatusCode
+from eventlog.memory_store import MemoryEventStore
+
+
+def request(command: str, args: dict[str, Any] | None = None, recorded: bool = True) -> Request:
+    call = CallMeta(url=f"/api/x/{command}", uuid=f"u-{command}") if recorded else None
+    return Request(id="r", command=command, args=args or {}, call=call)
+
+
+def report(reader: str, kind: str | None, session: int = 1) -> WorkerStatus:
+    card = None if kind is None else CardPresence(atr="3B00", kind=kind, session=session)
+    return WorkerStatus(reader=reader, backend="test:open", pid=10, card=card)
+
+
+@pytest.fixture
+def store() -> MemoryEventStore:
+    return MemoryEventStore()
+
+
+@pytest.fixture
+def core(store: MemoryEventStore) -> ConsoleCore:
+    return ConsoleCore(store, ManualClock(), sim=True)
+
+
+def answer(core: ConsoleCore, command: str, args: dict[str, Any] | None = None) -> Reply:
+    outcome = core.handle(request(command, args))
+    assert isinstance(outcome, Reply), outcome
+    return outcome
+
+
+def test_readers_are_listed_sorted(core: ConsoleCore) -> None:
+    core.worker_reported(report("B reader", None))
+    core.worker_reported(report("A reader", "hc"))
+    assert answer(core, "ListReaders").body == {"readers": ["A reader", "B reader"]}
+
+
+def test_default_reader_set_get_clear_and_unknown_name(core: ConsoleCore) -> None:
+    core.worker_reported(report("A", None))
+    assert answer(core, "GetDefaultReader").code == StatusCode.NO_DEFAULT_READER
+    assert answer(core, "SetDefaultReader", {"readerName": "nope"}).code == StatusCode.READER_NAME_UNKNOWN
+    assert core.state.default_reader is None
+    assert answer(core, "SetDefaultReader", {"readerName": "A"}).code == 0
+    assert answer(core, "GetDefaultReader").body == {"readerName": "A"}
+    assert answer(core, "ClearDefaultReader").code == 0
+    assert core.state.default_reader is None
+
+
+def test_the_default_reader_survives_a_restart(core: ConsoleCore, store: MemoryEventStore) -> None:
+    core.worker_reported(report("A", None))
+    answer(core, "SetDefaultReader", {"readerName": "A"})
+    core.commit()
+    assert ConsoleCore(store.crash_and_reopen(), ManualClock()).state.default_reader == "A"
+
+
+def test_auto_detect_prefers_a_health_card_and_fails_with_1601(core: ConsoleCore) -> None:
+    core.worker_reported(report("A", None))
+    assert answer(core, "AutoDetectReader").code == StatusCode.AUTO_DETECT_FAILED
+    core.worker_reported(report("C", "hpc"))
+    core.worker_reported(report("B", "hc"))
+    reply = answer(core, "AutoDetectReader")
+    assert (reply.code, reply.body) == (0, {"readerName": "B"})
+    assert core.state.default_reader == "B"
+
+
+def test_routing_rule() -> None:
+    core = ConsoleCore(MemoryEventStore(), ManualClock())
+    assert reader_for(core.state, "hc") == StatusCode.NO_DEFAULT_READER
+    core.worker_reported(report("staff", "hpc"))
+    core.worker_reported(report("patient", "hc"))
+    assert reader_for(core.state, "hc") == "patient"  # the one other reader holding one
+    assert reader_for(core.state, "hpc") == "staff"
+    core.worker_reported(report("second patient", "hc"))
+    assert reader_for(core.state, "hc") == StatusCode.NO_DEFAULT_READER  # two candidates, no default: no guess
+    core.handle(request("SetDefaultReader", {"readerName": "second patient"}))
+    assert reader_for(core.state, "hc") == "second patient"
+    core.handle(request("SetDefaultReader", {"readerName": "staff"}))
+    assert reader_for(core.state, "hc") == StatusCode.NO_CARD  # default holds no HC, two others do
+    assert auto_detected_reader(ConsoleState()) is None
+
+
+def test_read_public_data_is_forwarded_to_the_routed_reader_and_recorded_when_finished(
+    core: ConsoleCore, store: MemoryEventStore
+) -> None:
+    core.worker_reported(report("patient", "hc"))
+    outcome = core.handle(request("ReadPublicData"))
+    assert isinstance(outcome, Forward) and outcome.reader == "patient" and outcome.command == "ReadPublicData"
+    assert store.last_call_seq() == 0  # not recorded until the worker answered
+    code, body = outcome.finish(Reply(id="w", code=0, body={"cardId": "900000000711"}))
+    core.answer(request("ReadPublicData"), code, body)
+    assert store.calls_newest_first(0, 10)[0].status_code == 0
+
+
+def test_read_public_data_without_a_card(core: ConsoleCore) -> None:
+    core.worker_reported(report("empty", None))
+    assert answer(core, "ReadPublicData", {"reader": "empty"}).code == StatusCode.NO_CARD
+    assert answer(core, "ReadPublicData", {"reader": "missing"}).code == StatusCode.READER_NAME_UNKNOWN
+
+
+def test_bench_readers_plug_unplug_and_cards(core: ConsoleCore) -> None:
+    assert answer(core, "SimPlugReader", {"reader": "Bench A"}).code == 0
+    assert answer(core, "SimPlugReader", {"reader": "Bench A"}).code == StatusCode.BAD_PARAMETER
+    assert answer(core, "SimListReaders").body == {"readers": [{"name": "Bench A", "card": None}]}
+    put = core.handle(request("SimPutCard", {"reader": "Bench A", "profile": "hc-basic"}))
+    assert isinstance(put, Forward) and put.args == {"action": "insert", "profile": "hc-basic"}
+    assert put.finish(Reply(id="w", code=0, body={})) == (0, {})
+    assert answer(core, "SimListReaders").body == {"readers": [{"name": "Bench A", "card": {"profile": "hc-basic"}}]}
+    refused = core.handle(request("SimPutCard", {"reader": "Bench A", "profile": "hpc-doctor"}))
+    assert isinstance(refused, Forward)
+    refused.finish(Reply(id="w", code=1704, body={"message": "no"}))
+    assert core.state.sim_readers["Bench A"] == "hc-basic"  # a failed insertion changes nothing
+    missing = answer(core, "SimTakeCard", {"reader": "nope"})
+    assert missing.code != 0 and missing.body["notFound"] is True
+    assert answer(core, "SimUnplugReader", {"reader": "Bench A"}).code == 0
+    assert answer(core, "SimListReaders").body == {"readers": []}
+
+
+def test_bench_commands_outside_sim_mode_are_not_found() -> None:
+    core = ConsoleCore(MemoryEventStore(), ManualClock(), sim=False)
+    reply = core.handle(request("SimListReaders"))
+    assert isinstance(reply, Reply) and reply.body.get("notFound") is True
+
+
+def test_reset_bench_reaches_the_start_state_from_anything(core: ConsoleCore) -> None:
+    answer(core, "SimPlugReader", {"reader": "leftover"})
+    core.reset_bench(["R0", "R1"], {"R0": "hc-basic", "R1": "hpc-doctor"}, "R0")
+    assert dict(core.state.sim_readers) == {"R0": "hc-basic", "R1": "hpc-doctor"}
+    assert core.state.default_reader == "R0"
+    events_before = len(list(core._store.events()))  # noqa: SLF001 - counting appends is the point
+    core.reset_bench(["R0", "R1"], {"R0": "hc-basic", "R1": "hpc-doctor"}, "R0")
+    assert len(list(core._store.events())) == events_before  # noqa: SLF001 - already there: nothing appended
+
+
+def pending(reader: str, deadline: float = 10.0) -> PendingCommand:
+    return PendingCommand(client=b"c", request=request("ReadPublicData"), reader=reader, command="ReadPublicData",
+                          args={}, deadline=deadline, finish=lambda reply: (reply.code, reply.body))
+
+
+def test_one_command_in_flight_per_reader_and_readers_in_parallel() -> None:
+    queues = ReaderQueues()
+    ids = iter(str(n) for n in range(100))
+    for reader in ("A", "A", "B"):
+        assert queues.submit(pending(reader))
+    first = queues.next_to_send("A", lambda: next(ids))
+    assert first is not None and queues.next_to_send("A", lambda: next(ids)) is None
+    assert queues.next_to_send("B", lambda: next(ids)) is not None  # another reader is not held up
+    assert queues.complete("A", "wrong id") is None
+    assert queues.complete("A", first.worker_request_id) is first
+    assert queues.next_to_send("A", lambda: next(ids)) is not None
+
+
+def test_a_full_queue_refuses_instead_of_dropping() -> None:
+    queues = ReaderQueues(limit=2)
+    assert queues.submit(pending("A")) and queues.submit(pending("A"))
+    assert not queues.submit(pending("A"))
+
+
+def test_deadlines_and_a_dead_worker() -> None:
+    queues = ReaderQueues()
+    queues.submit(pending("A", deadline=5))
+    queues.submit(pending("A", deadline=50))
+    sent = queues.next_to_send("A", lambda: "1")
+    assert queues.expired(now=6) == [sent]
+    assert queues.complete("A", "1") is None  # a late reply to a command already answered is dropped
+    queues.next_to_send("A", lambda: "2")
+    in_flight = queues.fail_in_flight("A")
+    assert in_flight is not None and in_flight.worker_request_id == "2"
+    assert queues.next_to_send("A", lambda: "3") is None  # nothing resent, nothing left

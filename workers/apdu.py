@@ -1,0 +1,44 @@
+"""Command APDUs the console sends and the status words it reads back (ISO 7816-4). Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HC_AID = bytes.fromhex("D1580000010000000000000000001100")
+"""The health card application, as the spec's public data block is read from real cards."""
+
+HPC_AID = bytes.fromhex("D1580000010000000000000000001200")
+"""The staff card application id used by the bench's virtual staff cards (the real one is not public)."""
+
+SW_OK = 0x9000
+
+
+def select_aid(aid: bytes) -> bytes:
+    """SELECT by DF name, first occurrence, expecting FCI (Le 00)."""
+    if not 5 <= len(aid) <= 16:
+        raise ValueError("an AID is 5 to 16 bytes")
+    return bytes([0x00, 0xA4, 0x04, 0x00, len(aid)]) + aid + b"\x00"
+
+
+READ_HC_PUBLIC_DATA = bytes.fromhex("00CA11000200 00".replace(" ", ""))
+"""`00 CA 11 00 02 00 00`: the health card's 57-byte public data block."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseApdu:
+    data: bytes
+    sw: int
+
+    @property
+    def ok(self) -> bool:
+        return self.sw == SW_OK
+
+
+class ResponseTooShort(ValueError):
+    """A response without its two status bytes: the reader or card misbehaved."""
+
+
+def parse_response(raw: bytes) -> ResponseApdu:
+    if len(raw) < 2:
+        raise ResponseTooShort(f"response of {len(raw)} bytes has no status word")
+    return ResponseApdu(data=bytes(raw[:-2]), sw=(raw[-2] << 8) | raw[-1])
