@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from tests.integration.console import RunningConsole, descendants, start_console
+from tests.pcscd import ForeignPcscd, Pcscd, PcscdUnavailable
 
 
 @pytest.fixture
@@ -22,3 +24,25 @@ def console(tmp_path: Path) -> Iterator[RunningConsole]:
                 os.kill(pid, 9)
             except ProcessLookupError:
                 pass
+
+
+@pytest.fixture(scope="session")
+def pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pcscd]:
+    """One real pcscd with vpcd readers for the whole session (the machine has only one pcscd socket).
+
+    Skips where pcscd is not installed, except on CI (`CI` set) or with NHI_REQUIRE_PCSCD=1, where a
+    missing pcscd must not pass as a skipped suite. A pcscd we did not start is a failure, never killed.
+    """
+    daemon = Pcscd(tmp_path_factory.mktemp("pcscd"))
+    try:
+        daemon.start(entries=1)
+    except PcscdUnavailable as error:
+        if os.environ.get("CI") or os.environ.get("NHI_REQUIRE_PCSCD") == "1":
+            pytest.fail(f"PC/SC tests are required here but cannot run: {error}")
+        pytest.skip(str(error))
+    except ForeignPcscd as error:
+        pytest.fail(str(error))
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
