@@ -42,3 +42,20 @@ def parse_response(raw: bytes) -> ResponseApdu:
     if len(raw) < 2:
         raise ResponseTooShort(f"response of {len(raw)} bytes has no status word")
     return ResponseApdu(data=bytes(raw[:-2]), sw=(raw[-2] << 8) | raw[-1])
+
+GET_CHALLENGE = bytes.fromhex("0084000008")
+"""`00 84 00 00 08`: 8 random bytes from the card, for the SAM to answer."""
+
+
+def external_authenticate(cryptogram: bytes) -> bytes:
+    """The SAM's answer to the card's challenge: the card learns the SAM is genuine."""
+    if len(cryptogram) != 32:
+        raise ValueError("the cryptogram is 32 bytes")
+    return bytes([0x00, 0x82, 0x00, 0x00, 0x20]) + cryptogram
+
+
+def internal_authenticate(challenge: bytes) -> bytes:
+    """The SAM's challenge to the card: the SAM learns the card is genuine."""
+    if len(challenge) != 8:
+        raise ValueError("the challenge is 8 bytes")
+    return bytes([0x00, 0x88, 0x00, 0x00, 0x08]) + challenge + b"\x00"

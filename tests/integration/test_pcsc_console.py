@@ -153,3 +153,41 @@ def test_a_reader_plugged_in_gets_a_worker_and_one_unplugged_loses_it(
     with VpcdCardBridge(make_card("hc-basic"), port=pcscd.port(0, 0)):
         wait_for(lambda: pcsc_console.card_kinds().get(pcscd.reader(0, 0)) == "hc", 5,
                  "the surviving reader's worker sees a card after pcscd came back")
+
+
+class PulledDuringRead:
+    """hc-basic, pulled out of the reader by the clerk while it is answering a READ."""
+
+    def __init__(self) -> None:
+        self.inner = make_card("hc-basic")
+        self.atr = self.inner.atr
+        self.transcript = self.inner.transcript
+        self.bridge: VpcdCardBridge | None = None
+        self.armed = False
+
+    def respond(self, apdu: bytes) -> bytes:
+        if self.armed and apdu == READ_HC_PUBLIC_DATA and self.bridge is not None:
+            self.bridge.disconnect()  # from the serving thread: the card leaves now, mid-command
+            return b""
+        return self.inner.respond(apdu)
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+
+def test_a_card_pulled_mid_command_ends_it_with_1102_not_a_hang(pcscd: Pcscd, pcsc_console: RunningConsole) -> None:
+    reader = pcscd.reader(0, 0)
+    card = PulledDuringRead()
+    card.bridge = VpcdCardBridge(card, port=pcscd.port(0, 0)).connect()
+    try:
+        wait_for(lambda: pcsc_console.card_kinds().get(reader) == "hc", 5, "the card identified")
+        card.armed = True
+        reply = core_client(pcsc_console).call("ReadPublicData", {"reader": reader})
+        assert reply.code == 1102, reply
+        wait_for(lambda: pcsc_console.card_kinds().get(reader) is None, 2, "the removal seen")
+    finally:
+        card.bridge.disconnect()
+    # The reader serves the next card normally.
+    with VpcdCardBridge(make_card("hc-basic"), port=pcscd.port(0, 0)):
+        wait_for(lambda: pcsc_console.card_kinds().get(reader) == "hc", 5, "a new card identified")
+        assert core_client(pcsc_console).call("ReadPublicData", {"reader": reader}).code == 0
