@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
-from typing import Any, ClassVar, Union
+from typing import ClassVar, Union
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ def _answer(resp: falcon.Response, reply: Reply, **success: Any) -> None:
 def _profile(body: dict[str, Any]) -> str:
     profile = text_field(body, "profile", max_length=64)
     if profile not in PROFILES:
-        raise falcon.HTTPBadRequest(description=f"unknown profile; GET /api/sim/v1/Profiles lists them")
+        raise falcon.HTTPBadRequest(description="unknown profile; GET /api/sim/v1/Profiles lists them")
     return profile
 
 

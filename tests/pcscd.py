@@ -17,17 +17,16 @@ Every wait polls a condition against a deadline; nothing sleeps blindly.
 from __future__ import annotations
 
 import atexit
-import os
 import shutil
 import signal
 import socket
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, Sequence
 
-T = TypeVar("T")
+from tests.waiting import wait_for
+
 
 COMM_SOCKET = Path("/run/pcscd/pcscd.comm")
 PID_FILE = Path("/run/pcscd/pcscd.pid")
@@ -50,17 +49,6 @@ class ForeignPcscd(RuntimeError):
 def find_pcscd() -> str | None:
     """pcscd lives in /usr/sbin, which a non-root PATH often lacks."""
     return shutil.which("pcscd") or shutil.which("pcscd", path="/usr/sbin:/sbin:/usr/local/sbin")
-
-
-def wait_for(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.02) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def comm_accepts() -> bool:
