@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sim-reader", action="append", default=[], metavar="NAME[=PROFILE]",
                         help="a bench reader at start, with the profile of the card in it")
     parser.add_argument("--sim-default-reader", default=None)
+    parser.add_argument("--pseudonym-key", type=Path, default=None, help="the installation's pseudonym key file")
     args = parser.parse_args(argv)
     sim_start = None
     if args.sim_backend is not None:
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
             pcsc_backend=args.pcsc_backend,
             sim_backend=args.sim_backend,
             sim_start=sim_start,
+            pseudonym_key=args.pseudonym_key,
         )
     )
     install_signal_handlers(broker)

@@ -47,6 +47,14 @@ class RecordCall:
 
 
 @dataclass(frozen=True, slots=True)
+class GetStateSnapshot:
+    """The state and the last event it includes: what `nhi-console log replay` compares its own fold with."""
+
+    NAME: ClassVar[str] = "GetStateSnapshot"
+    RECORDED: ClassVar[bool] = False
+
+
+@dataclass(frozen=True, slots=True)
 class ListReaders:
     NAME: ClassVar[str] = "ListReaders"
 
@@ -111,7 +119,7 @@ class SimTakeCard:
 
 
 Command = Union[
-    GetStatus, ListRecords, ClearRecords, RecordCall, ListReaders, AutoDetectReader, GetDefaultReader,
+    GetStateSnapshot, GetStatus, ListRecords, ClearRecords, RecordCall, ListReaders, AutoDetectReader, GetDefaultReader,
     SetDefaultReader, ClearDefaultReader, ReadPublicData, SimListReaders, SimPlugReader, SimUnplugReader,
     SimPutCard, SimTakeCard,
 ]
@@ -170,6 +178,7 @@ _PARSERS = {
     ListRecords.NAME: _parse_list_records,
     ClearRecords.NAME: lambda args: ClearRecords(),
     RecordCall.NAME: _parse_record_call,
+    GetStateSnapshot.NAME: lambda args: GetStateSnapshot(),
     ListReaders.NAME: lambda args: ListReaders(),
     AutoDetectReader.NAME: lambda args: AutoDetectReader(),
     GetDefaultReader.NAME: lambda args: GetDefaultReader(),

@@ -9,6 +9,7 @@ acknowledges something a crash could still lose.
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -21,6 +22,7 @@ from broker.commands import (
     ClearRecords,
     Command,
     GetDefaultReader,
+    GetStateSnapshot,
     GetStatus,
     ListReaders,
     ListRecords,
@@ -37,8 +39,9 @@ from broker.commands import (
 )
 from broker.routing import auto_detected_reader, reader_for
 from broker.presence import presence_events
+from broker.pseudonyms import Pseudonyms
 from broker.protocol import Reply, Request, WorkerStatus
-from broker.state import ConsoleState, apply, render_status
+from broker.state import ConsoleState, apply, render_status, snapshot
 from broker.status_codes import StatusCode
 from eventlog import EventStore, format_record_timestamp
 
@@ -65,13 +68,19 @@ def _not_found(message: str) -> tuple[int, dict[str, Any]]:
 
 
 class ConsoleCore:
-    def __init__(self, store: EventStore, clock: Clock, *, sim: bool = False) -> None:
+    def __init__(
+        self, store: EventStore, clock: Clock, *, sim: bool = False, pseudonyms: Pseudonyms | None = None
+    ) -> None:
         self._store = store
         self._clock = clock
         self.sim = sim
+        # Without the installation's key (unit tests), a throwaway one: pseudonyms still never leak numbers.
+        self._pseudonyms = pseudonyms or Pseudonyms(secrets.token_bytes(32))
+        self.last_event_seq = 0
         self.state = ConsoleState()
         for stored in store.events():
             self.state = apply(self.state, domain.decode(stored.type, stored.version, stored.payload))
+            self.last_event_seq = stored.seq
 
     # --- requests from the API -------------------------------------------------
 
@@ -95,6 +104,8 @@ class ConsoleCore:
     def _run(self, command: Command) -> tuple[int, dict[str, Any]] | Forward:
         if isinstance(command, GetStatus):
             return StatusCode.OK, {"status": render_status(self.state)}
+        if isinstance(command, GetStateSnapshot):
+            return StatusCode.OK, {"throughSeq": self.last_event_seq, "state": snapshot(self.state)}
         if isinstance(command, ListRecords):
             return StatusCode.OK, {"records": self._records(command)}
         if isinstance(command, ClearRecords):
@@ -202,7 +213,7 @@ class ConsoleCore:
     # --- what the workers see --------------------------------------------------
 
     def worker_reported(self, report: WorkerStatus) -> None:
-        for event in presence_events(self.state, report):
+        for event in presence_events(self.state, report, self._pseudonyms.card):
             self.emit(event)
 
     def worker_lost(self, reader: str, reason: str) -> None:
@@ -217,7 +228,7 @@ class ConsoleCore:
 
     def emit(self, event: domain.Event) -> None:
         type_name, version, payload = domain.encode(event)
-        self._store.append_event(type_name, version, payload, self._timestamp())
+        self.last_event_seq = self._store.append_event(type_name, version, payload, self._timestamp())
         self.state = apply(self.state, event)
         log.info("event %s", type_name)
 

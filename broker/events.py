@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
-from typing import ClassVar, Union
+from typing import Any, Callable, ClassVar, Union
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,13 +42,18 @@ class WorkerLost:
 
 @dataclass(frozen=True, slots=True)
 class CardInserted:
-    """A card appeared in a reader; `session` numbers insertions so a swap is never missed."""
+    """A card appeared in a reader; `session` numbers insertions so a swap is never missed.
 
-    VERSION: ClassVar[int] = 1
+    Version 2 added `card_ref`, the installation's keyed hash of the card number (None when the
+    card could not be read), so an auditor can follow one card through the log.
+    """
+
+    VERSION: ClassVar[int] = 2
     reader: str
     atr: str
     kind: str
     session: int
+    card_ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +132,16 @@ class UnknownEvent(ValueError):
     """A stored event this version of the console cannot read."""
 
 
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+UPCASTERS: dict[tuple[str, int], Upcaster] = {
+    # CardInserted v1 -> v2: logs written before card pseudonyms did not know the card.
+    ("CardInserted", 1): lambda data: {**data, "card_ref": None},
+}
+"""(type, stored version) -> the payload one version up. Old events are never rewritten in the log
+(that would break its hash chain); they are upcast each time they are read."""
+
+
 def encode(event: Event) -> tuple[str, int, bytes]:
     """The (type, version, payload) triple the event store keeps."""
     payload = json.dumps(asdict(event), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -138,7 +153,7 @@ def decode(type_name: str, version: int, payload: bytes) -> Event:
     cls = EVENT_TYPES.get(type_name)
     if cls is None:
         raise UnknownEvent(f"unknown event type {type_name!r}")
-    if version != cls.VERSION:
+    if version > cls.VERSION or version < 1:
         raise UnknownEvent(f"{type_name} version {version} is not readable by this console")
     try:
         data = json.loads(payload.decode("utf-8"))
@@ -146,6 +161,11 @@ def decode(type_name: str, version: int, payload: bytes) -> Event:
         raise UnknownEvent(f"{type_name} payload is not JSON") from error
     if not isinstance(data, dict):
         raise UnknownEvent(f"{type_name} payload is not a JSON object")
+    while version < cls.VERSION:
+        upcast = UPCASTERS.get((type_name, version))
+        if upcast is None:
+            raise UnknownEvent(f"{type_name} version {version} has no upcaster")
+        data, version = upcast(data), version + 1
     names = {field.name for field in fields(cls)}
     if set(data) != names:
         raise UnknownEvent(f"{type_name} payload has fields {sorted(data)}, expected {sorted(names)}")

@@ -24,6 +24,7 @@ from broker.core import ConsoleCore, Forward
 from broker.dispatch import PendingCommand, ReaderQueues
 from broker.liveness import WorkerRegistry
 from broker.status_codes import StatusCode
+from broker.pseudonyms import Pseudonyms, load_or_create_key
 from broker.protocol import (
     Disconnect,
     Heartbeat,
@@ -59,6 +60,8 @@ class BrokerConfig:
     """`module:factory` of the bench's in-process readers: set in `--sim` mode."""
     sim_start: SimStart | None = None
     """The bench's start state, applied on a fresh start (not on a restart after a crash)."""
+    pseudonym_key: Path | None = None
+    """The installation's key for card pseudonyms (made on first use); None: a throwaway key."""
 
 
 @dataclass
@@ -106,7 +109,8 @@ class Broker:
         self._config = config
         self._clock = clock or SystemClock()
         self._store = SqliteEventStore(config.database, durability=config.durability)
-        self.core = ConsoleCore(self._store, self._clock, sim=config.sim_backend is not None)
+        pseudonyms = Pseudonyms(load_or_create_key(config.pseudonym_key)) if config.pseudonym_key else None
+        self.core = ConsoleCore(self._store, self._clock, sim=config.sim_backend is not None, pseudonyms=pseudonyms)
         if config.sim_start is not None and config.adopt_grace == 0:
             start = config.sim_start
             self.core.reset_bench(start.readers, start.cards, start.default_reader)

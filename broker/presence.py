@@ -8,12 +8,17 @@ every report.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from broker.events import CardInserted, CardRemoved, Event, ReaderAttached
 from broker.protocol import WorkerStatus
 from broker.state import ConsoleState
 
 
-def presence_events(state: ConsoleState, report: WorkerStatus) -> list[Event]:
+def presence_events(
+    state: ConsoleState, report: WorkerStatus, card_ref: Callable[[str], str] | None = None
+) -> list[Event]:
+    """`card_ref` turns a card number into the installation's pseudonym; the number itself never enters an event."""
     events: list[Event] = []
     reader = state.readers.get(report.reader)
     if reader is None:
@@ -26,5 +31,8 @@ def presence_events(state: ConsoleState, report: WorkerStatus) -> list[Event]:
     if believed is not None and not same_card:
         events.append(CardRemoved(reader=report.reader, session=believed.session, reason="removed"))
     if seen is not None and not same_card:
-        events.append(CardInserted(reader=report.reader, atr=seen.atr, kind=seen.kind, session=seen.session))
+        reference = card_ref(seen.card_number) if card_ref is not None and seen.card_number else None
+        events.append(
+            CardInserted(reader=report.reader, atr=seen.atr, kind=seen.kind, session=seen.session, card_ref=reference)
+        )
     return events

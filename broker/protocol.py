@@ -74,6 +74,8 @@ class CardPresence:
     atr: str
     kind: str
     session: int
+    card_number: str | None = None
+    """Read from the card so the broker can pseudonymize it; never stored or logged as is."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +160,9 @@ def _body_of(message: Message) -> dict[str, Any]:
             "reader": message.reader,
             "backend": message.backend,
             "pid": message.pid,
-            "card": None if card is None else {"atr": card.atr, "kind": card.kind, "session": card.session},
+            "card": None if card is None else {
+                "atr": card.atr, "kind": card.kind, "session": card.session, "cardNumber": card.card_number,
+            },
         }
     if isinstance(message, Heartbeat):
         return {}
@@ -191,6 +195,12 @@ class _Fields:
     def text(self, name: str, *, max_length: int = 4096) -> str:
         value: str = self._get(name, str)
         if len(value) > max_length:
+            raise ProtocolError(f"field {name!r} too long")
+        return value
+
+    def optional_text(self, name: str, *, max_length: int = 4096) -> str | None:
+        value: str | None = self._get(name, str, optional=True)
+        if value is not None and len(value) > max_length:
             raise ProtocolError(f"field {name!r} too long")
         return value
 
@@ -235,6 +245,7 @@ def _parse_worker_status(fields: _Fields) -> WorkerStatus:
             atr=card_fields.text("atr", max_length=80),
             kind=card_fields.text("kind", max_length=16),
             session=card_fields.integer("session"),
+            card_number=card_fields.optional_text("cardNumber", max_length=20),
         )
     return WorkerStatus(
         reader=fields.text("reader", max_length=256),

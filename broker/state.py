@@ -164,3 +164,22 @@ def render_status(state: ConsoleState) -> dict[str, Any]:
         "readerName": state.reader_in_use,
         "sam": {"status": state.sam.status, "type": state.sam.type, "expireTime": state.sam.expire_time},
     }
+
+
+def snapshot(state: ConsoleState) -> dict[str, Any]:
+    """The whole state as plain JSON-able data, for comparing a replay with the running console."""
+    return {
+        "readers": {
+            name: {
+                "backend": reader.backend,
+                "card": None if reader.card is None else {
+                    "atr": reader.card.atr, "kind": reader.card.kind, "session": reader.card.session,
+                },
+            }
+            for name, reader in sorted(state.readers.items())
+        },
+        "defaultReader": state.default_reader,
+        "recordClearedThrough": state.record_cleared_through,
+        "simReaders": dict(sorted(state.sim_readers.items())),
+        "status": render_status(state),
+    }

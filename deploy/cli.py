@@ -60,6 +60,7 @@ def serve(args: argparse.Namespace) -> int:
             "--database", str(paths.database),
             "--durability", args.durability,
             "--heartbeat", str(heartbeat),
+            "--pseudonym-key", str(paths.pseudonym_key),
         ]
         if pcsc:
             argv += ["--pcsc-backend", PCSC_BACKEND]

@@ -35,6 +35,15 @@ class ConsolePaths:
         return self.data_dir / ("sim-console.db" if self.sim else "console.db")
 
     @property
+    def pseudonym_key(self) -> Path:
+        """Shared by the real and the bench logs: one installation, one key."""
+        return self.data_dir / "secrets" / "pseudonym.key"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.data_dir / ("sim-archive" if self.sim else "archive")
+
+    @property
     def api_endpoint(self) -> str:
         return f"ipc://{self.run_dir / 'api.sock'}"
 

@@ -24,6 +24,10 @@ READ_HC_PUBLIC_DATA = bytes.fromhex("00CA11000200 00".replace(" ", ""))
 """`00 CA 11 00 02 00 00`: the health card's 57-byte public data block."""
 
 
+READ_HPC_BASIC_DATA = bytes.fromhex("00CA12000200 00".replace(" ", ""))
+"""`00 CA 12 00 02 00 00`: the bench staff card's data block (its layout is ours: docs/virtual-cards.md)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ResponseApdu:
     data: bytes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from workers.apdu import HC_AID, HPC_AID, parse_response, select_aid
+from workers.apdu import HC_AID, HPC_AID, READ_HC_PUBLIC_DATA, READ_HPC_BASIC_DATA, parse_response, select_aid
 
 HEALTH_CARD = "hc"
 STAFF_CARD = "hpc"
@@ -20,3 +20,24 @@ def identify(transmit: Callable[[bytes], bytes]) -> str:
         except ValueError:
             return UNKNOWN_CARD
     return UNKNOWN_CARD
+
+
+def read_card_number(transmit: Callable[[bytes], bytes], kind: str) -> str | None:
+    """The card number (12 digits, the first field of either card's data block), for the broker to pseudonymize.
+
+    Run right after `identify`, with the card's application still selected.  None when it cannot
+    be read: the card is still served, only the log cannot follow it.
+    """
+    command = {HEALTH_CARD: READ_HC_PUBLIC_DATA, STAFF_CARD: READ_HPC_BASIC_DATA}.get(kind)
+    if command is None:
+        return None
+    try:
+        if not parse_response(transmit(select_aid(HC_AID if kind == HEALTH_CARD else HPC_AID))).ok:
+            return None
+        answer = parse_response(transmit(command))
+    except ValueError:
+        return None
+    number = answer.data[:12]
+    if not answer.ok or len(number) != 12 or not number.isdigit():
+        return None
+    return number.decode("ascii")

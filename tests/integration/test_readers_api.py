@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -115,3 +116,12 @@ def test_without_sim_the_bench_is_not_mounted(tmp_path: Path) -> None:
         assert console.request("GET", READERS).body == {"statusCode": 0, "readers": []}
     finally:
         console.stop()
+
+
+def test_events_follow_cards_by_pseudonym_never_by_number(console: RunningConsole) -> None:
+    rows = console.database_rows("SELECT payload FROM events WHERE type = 'CardInserted'")
+    refs = {json.loads(payload)["card_ref"] for (payload,) in rows}
+    assert len(refs) == 2 and all(ref.startswith("card:") for ref in refs)  # hc-basic and hpc-doctor
+    everything = b"".join(payload for (payload,) in console.database_rows("SELECT payload FROM events"))
+    for number in (b"900000000711", b"100000291508", b"R88855084A", b"E123456789"):
+        assert number not in everything
