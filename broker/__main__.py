@@ -32,6 +32,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="a bench reader at start, with the profile of the card in it")
     parser.add_argument("--sim-default-reader", default=None)
     parser.add_argument("--pseudonym-key", type=Path, default=None, help="the installation's pseudonym key file")
+    parser.add_argument("--archive-dir", type=Path, default=None, help="where sealed log segments go")
+    parser.add_argument("--seal-max-rows", type=int, default=1_000_000, help="live events or calls before sealing")
+    parser.add_argument("--seal-max-age-days", type=float, default=365.0)
+    parser.add_argument("--seal-check-interval", type=float, default=60.0)
     args = parser.parse_args(argv)
     sim_start = None
     if args.sim_backend is not None:
@@ -56,6 +60,10 @@ def main(argv: list[str] | None = None) -> None:
             sim_backend=args.sim_backend,
             sim_start=sim_start,
             pseudonym_key=args.pseudonym_key,
+            archive_dir=args.archive_dir,
+            seal_max_live_rows=args.seal_max_rows,
+            seal_max_age_seconds=args.seal_max_age_days * 24 * 3600,
+            seal_check_interval=args.seal_check_interval,
         )
     )
     install_signal_handlers(broker)

@@ -62,6 +62,11 @@ class BrokerConfig:
     """The bench's start state, applied on a fresh start (not on a restart after a crash)."""
     pseudonym_key: Path | None = None
     """The installation's key for card pseudonyms (made on first use); None: a throwaway key."""
+    archive_dir: Path | None = None
+    """Where sealed segments go; None: the log is never sealed."""
+    seal_max_live_rows: int | None = 1_000_000
+    seal_max_age_seconds: float | None = 365 * 24 * 3600.0
+    seal_check_interval: float = 60.0
 
 
 @dataclass
@@ -162,6 +167,7 @@ class Broker:
         interval = self._config.heartbeat_interval
         next_heartbeat = 0.0
         next_reconcile = 0.0
+        next_seal_check = self._clock.monotonic() + self._config.seal_check_interval
         try:
             while self._running:
                 now = self._clock.monotonic()
@@ -181,6 +187,9 @@ class Broker:
                     next_heartbeat = now + interval
                 self._pump()
                 self.core.commit()
+                if now >= next_seal_check:
+                    self._seal_if_due()
+                    next_seal_check = now + self._config.seal_check_interval
                 replies, self._replies = self._replies, []
                 for identity, reply in replies:
                     self._send(self._frontend, identity, build(reply))
@@ -298,6 +307,17 @@ class Broker:
             for pending in self._queues.drop_reader(reader):
                 self._fail(pending, StatusCode.READER_IN_USE_GONE, "the reader was unplugged")
             self.core.reader_detached(reader, "reader no longer present")
+
+    def _seal_if_due(self) -> None:
+        """Move old rows to an archive segment past the size or age limit; nothing is ever dropped."""
+        config = self._config
+        if config.archive_dir is None:
+            return
+        due = self._store.seal_due(config.seal_max_live_rows, config.seal_max_age_seconds, self._clock.wall_ns())
+        if due is not None:
+            segment = self._store.seal(due[0], due[1], config.archive_dir)
+            if segment is not None:
+                log.info("sealed segment %s (events through %s, calls through %s)", segment.id, due[0], due[1])
 
     def _send_heartbeats(self) -> None:
         frames = build(Heartbeat())

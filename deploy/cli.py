@@ -11,6 +11,7 @@ import socket
 import sys
 from pathlib import Path
 
+from deploy.log_cli import add_log_commands
 from deploy.paths import console_paths, default_data_dir, prepare
 from deploy.status_table import render_status_table
 from deploy.supervisor import ChildSpec, Supervisor
@@ -61,6 +62,10 @@ def serve(args: argparse.Namespace) -> int:
             "--durability", args.durability,
             "--heartbeat", str(heartbeat),
             "--pseudonym-key", str(paths.pseudonym_key),
+            "--archive-dir", str(paths.archive_dir),
+            "--seal-max-rows", str(args.seal_max_rows),
+            "--seal-max-age-days", str(args.seal_max_age_days),
+            "--seal-check-interval", str(args.seal_check_interval),
         ]
         if pcsc:
             argv += ["--pcsc-backend", PCSC_BACKEND]
@@ -141,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
                               help="SQLite synchronous setting for the event log (see docs)")
     serve_parser.add_argument("--heartbeat", type=float, default=1.0, help="broker-worker heartbeat interval, seconds")
     serve_parser.add_argument("--api-processes", type=int, default=2)
+    serve_parser.add_argument("--seal-max-rows", type=int, default=1_000_000,
+                              help="seal old log rows into an archive past this many live events or calls")
+    serve_parser.add_argument("--seal-max-age-days", type=float, default=365.0,
+                              help="seal log rows older than this into an archive")
+    serve_parser.add_argument("--seal-check-interval", type=float, default=60.0, help=argparse.SUPPRESS)
     serve_parser.set_defaults(handler=serve)
 
     status_parser = commands.add_parser("status", help="show the running console's state")
@@ -153,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(cert_parser)
     cert_parser.add_argument("--export", type=Path, metavar="PATH", help="write the CA certificate to PATH")
     cert_parser.set_defaults(handler=cert)
+
+    add_log_commands(commands, common)
     return parser
 
 

@@ -14,6 +14,7 @@ that), including the parts that matter to crash-recovery logic:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterator
 
 from eventlog.store import CallRecord, StoredEvent
@@ -71,6 +72,10 @@ class MemoryEventStore:
     def last_call_seq(self) -> int:
         self._check_open()
         return len(self._calls)
+
+    def seal(self, through_event_seq: int, through_call_seq: int, archive_dir: Path) -> None:
+        """Archives need files; broker tests that seal use SqliteEventStore."""
+        raise NotImplementedError("MemoryEventStore does not seal segments")
 
     def close(self) -> None:
         """Roll back anything uncommitted, like SqliteEventStore.close(); idempotent."""

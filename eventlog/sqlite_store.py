@@ -16,19 +16,33 @@ deliberately without AUTOINCREMENT. After a rollback or a crash before
 safe: uncommitted rows never became visible to any reader and no answer that
 quoted them was ever sent (the broker answers only after `commit()`), so a
 reused number never names two different things anyone saw.
+
+Tamper evidence (schema v2): every row carries `prev_hash` and `hash`
+(eventlog/chain.py), and `chain_heads` records the last seq and hash of each
+chain, updated in the same transaction as the appends. The heads are kept in
+memory so an append costs one SHA-256 of a few hundred bytes, not a query.
+
+Growth: `seal()` moves old rows to archive files (a "segment"), recorded in
+`segments` with the hash they end on; `events()` still reads the whole history
+(archives first, then live), the Record API (`calls_newest_first`) only the
+live part. docs/sqlite-schema.md describes all of it for outside tools.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Final, Iterator
+from typing import Final, Iterator, Literal
 
-import sqlite_utils
+from eventlog import chain
+from eventlog.store import CallRecord, SegmentInfo, StoredEvent
+from eventlog.timestamps import format_record_timestamp
 
-from eventlog.store import CallRecord, StoredEvent
-
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 """Stored in `PRAGMA user_version`, so a later migration knows what it is looking at."""
 
 # Pragmas take no bound parameters, so their values are spelled out here as
@@ -36,7 +50,7 @@ SCHEMA_VERSION: Final = 1
 _SET_BUSY_TIMEOUT: Final = "PRAGMA busy_timeout=5000"
 """Wait up to 5 s for a lock held by another connection (a reader's checkpoint, a stray writer)."""
 
-_SET_SCHEMA_VERSION: Final = "PRAGMA user_version=1"
+_SET_SCHEMA_VERSION: Final = "PRAGMA user_version=2"
 assert _SET_SCHEMA_VERSION.endswith(f"={SCHEMA_VERSION}"), "keep in step with SCHEMA_VERSION"
 
 PAGE_SIZE: Final = 1_000
@@ -50,16 +64,82 @@ _SYNCHRONOUS: Final[dict[str, str]] = {
     "normal": "PRAGMA synchronous=NORMAL",
 }
 
-_INSERT_EVENT: Final = "INSERT INTO events (recorded_at, type, version, payload) VALUES (?, ?, ?, ?)"
-_INSERT_CALL: Final = "INSERT INTO calls (url, uuid, timestamp, status_code) VALUES (?, ?, ?, ?)"
-_SELECT_EVENTS_PAGE: Final = (
-    "SELECT seq, recorded_at, type, version, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
+Table = Literal["events", "calls"]
+TABLES: Final[tuple[Table, Table]] = ("events", "calls")
+
+# Explicit DDL (not generated) so docs/sqlite-schema.md can quote it and the
+# archives are guaranteed to have exactly the live layout.
+EVENTS_DDL: Final = (
+    "CREATE TABLE events ("
+    "seq INTEGER PRIMARY KEY, recorded_at TEXT NOT NULL, type TEXT NOT NULL,"
+    " version INTEGER NOT NULL, payload BLOB NOT NULL,"
+    " prev_hash BLOB NOT NULL, hash BLOB NOT NULL)"
 )
+CALLS_DDL: Final = (
+    "CREATE TABLE calls ("
+    "seq INTEGER PRIMARY KEY, url TEXT NOT NULL, uuid TEXT NOT NULL,"
+    " timestamp TEXT NOT NULL, status_code INTEGER NOT NULL,"
+    " prev_hash BLOB NOT NULL, hash BLOB NOT NULL)"
+)
+CHAIN_HEADS_DDL: Final = (
+    "CREATE TABLE chain_heads (name TEXT PRIMARY KEY, seq INTEGER NOT NULL, hash BLOB NOT NULL)"
+)
+SEGMENTS_DDL: Final = (
+    "CREATE TABLE segments ("
+    "id INTEGER PRIMARY KEY, file TEXT NOT NULL,"
+    " first_event_seq INTEGER, last_event_seq INTEGER, last_event_hash BLOB,"
+    " first_call_seq INTEGER, last_call_seq INTEGER, last_call_hash BLOB,"
+    " sealed_at TEXT NOT NULL)"
+)
+
+COLUMNS: Final[dict[str, tuple[str, ...]]] = {
+    "events": ("seq", "recorded_at", "type", "version", "payload"),
+    "calls": ("seq", "url", "uuid", "timestamp", "status_code"),
+}
+"""Content columns in canonical order (chain.event_bytes / chain.call_bytes)."""
+
+TIME_COLUMN: Final[dict[str, str]] = {"events": "recorded_at", "calls": "timestamp"}
+
+_INSERT: Final[dict[str, str]] = {
+    "events": "INSERT INTO events (seq, recorded_at, type, version, payload, prev_hash, hash)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+    "calls": "INSERT INTO calls (seq, url, uuid, timestamp, status_code, prev_hash, hash)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+}
+_UPDATE_HEAD: Final = "UPDATE chain_heads SET seq = ?, hash = ? WHERE name = ?"
 _SELECT_CALLS_NEWEST: Final = (
     "SELECT seq, url, uuid, timestamp, status_code FROM calls"
     " WHERE seq > ? ORDER BY seq DESC LIMIT ? OFFSET ?"
 )
-_SELECT_LAST_CALL_SEQ: Final = "SELECT max(seq) FROM calls"
+_SELECT_SEGMENTS: Final = (
+    "SELECT id, file, first_event_seq, last_event_seq, last_event_hash,"
+    " first_call_seq, last_call_seq, last_call_hash, sealed_at FROM segments ORDER BY id"
+)
+_COUNT_SEGMENTS: Final = "SELECT count(*) FROM segments"
+
+
+class ArchiveMissingError(FileNotFoundError):
+    """A sealed segment's archive file is gone: the full history can't be read.
+
+    Raised rather than skipped: replay over a silently shortened history
+    would rebuild the wrong state.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class _Range:
+    first: int
+    last: int
+    last_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _SegmentPlan:
+    """What one `seal()` moves; computed before anything is written, so both steps agree."""
+
+    id: int
+    events: _Range | None
+    calls: _Range | None
 
 
 class SqliteEventStore:
@@ -87,58 +167,83 @@ class SqliteEventStore:
                 raise RuntimeError(f"{self.path}: could not enable WAL mode (journal_mode={mode})")
             conn.execute(_SYNCHRONOUS[durability])
             _ensure_schema(conn)
+            heads = _read_heads(conn)
         except BaseException:
             conn.close()
             raise
         self._conn: Final = conn
+        # (seq, hash) per chain: `_heads` includes pending appends, `_committed`
+        # is what chain_heads holds on disk.
+        self._heads: dict[str, tuple[int, bytes]] = dict(heads)
+        self._committed: dict[str, tuple[int, bytes]] = dict(heads)
 
-    # -- appends (the hot path: one prepared-statement execute each) ---------
+    # -- appends (the hot path: one hash and one prepared-statement execute each)
 
     def append_event(self, type: str, version: int, payload: bytes, recorded_at: str) -> int:
         """Append to the open transaction; the seq is final once `commit()` returns."""
         _check_payload(payload)
-        conn = self._conn
-        if not conn.in_transaction:
-            # IMMEDIATE: take the write lock now rather than on first write, so a
-            # lock conflict surfaces here (after busy_timeout), never mid-batch.
-            conn.execute("BEGIN IMMEDIATE")
-        cursor = conn.execute(_INSERT_EVENT, (recorded_at, type, version, payload))
-        return _rowid(cursor)
+        payload = bytes(payload)  # hash exactly what is stored, even if the caller mutates later
+        seq, prev = self._heads["events"]
+        seq += 1
+        digest = chain.link(prev, chain.event_bytes(seq, recorded_at, type, version, payload))
+        self._begin()
+        self._conn.execute(
+            _INSERT["events"], (seq, recorded_at, type, version, payload, prev, digest)
+        )
+        self._heads["events"] = (seq, digest)
+        return seq
 
     def append_call(self, url: str, uuid: str, timestamp: str, status_code: int) -> int:
         """Append to the open transaction; the seq is final once `commit()` returns."""
-        conn = self._conn
-        if not conn.in_transaction:
-            conn.execute("BEGIN IMMEDIATE")
-        cursor = conn.execute(_INSERT_CALL, (url, uuid, timestamp, status_code))
-        return _rowid(cursor)
+        seq, prev = self._heads["calls"]
+        seq += 1
+        digest = chain.link(prev, chain.call_bytes(seq, url, uuid, timestamp, status_code))
+        self._begin()
+        self._conn.execute(_INSERT["calls"], (seq, url, uuid, timestamp, status_code, prev, digest))
+        self._heads["calls"] = (seq, digest)
+        return seq
 
     def commit(self) -> None:
-        """One COMMIT (one WAL fsync under durability "full") for the whole batch; no-op if idle."""
-        if self._conn.in_transaction:
-            self._conn.execute("COMMIT")
+        """One COMMIT (one WAL fsync under durability "full") for the whole batch; no-op if idle.
+
+        The chain heads are written here, once per changed chain, rather than
+        per append: same transaction, so they can never disagree with the rows.
+        """
+        conn = self._conn
+        if not conn.in_transaction:
+            return
+        for name in TABLES:
+            if self._heads[name] != self._committed[name]:
+                seq, digest = self._heads[name]
+                conn.execute(_UPDATE_HEAD, (seq, digest, name))
+        conn.execute("COMMIT")
+        self._committed = dict(self._heads)
+
+    def _begin(self) -> None:
+        if not self._conn.in_transaction:
+            # IMMEDIATE: take the write lock now rather than on first write, so a
+            # lock conflict surfaces here (after busy_timeout), never mid-batch.
+            self._conn.execute("BEGIN IMMEDIATE")
 
     # -- queries (see pending appends: same connection, same transaction) ----
 
     def events(self, after: int = 0) -> Iterator[StoredEvent]:
-        """Stream by keyset pagination so replaying millions of events uses constant memory.
+        """The whole history, archives first then live: replay must see every event.
 
-        No cursor stays open between pages, so the caller may append and commit
-        while iterating. Iteration ends at the first empty page: events appended
-        before that point (including during iteration) are yielded, which makes
-        this a "catch up" read rather than a snapshot.
+        Streams by keyset pagination so replaying millions of events uses
+        constant memory. No cursor stays open on the live database between
+        pages, so the caller may append and commit while iterating. Iteration
+        ends at the first empty page: events appended before that point
+        (including during iteration) are yielded, which makes this a "catch up"
+        read rather than a snapshot.
         """
-        last = after
-        while True:
-            rows = self._conn.execute(_SELECT_EVENTS_PAGE, (last, PAGE_SIZE)).fetchall()
-            if not rows:
-                return
-            for seq, recorded_at, type_, version, payload in rows:
-                yield StoredEvent(seq, recorded_at, type_, version, payload)
-            last = rows[-1][0]
+        for seq, recorded_at, type_, version, payload in iter_rows(
+            self._conn, self.path.parent, "events", after
+        ):
+            yield StoredEvent(seq, recorded_at, type_, version, payload)
 
     def calls_newest_first(self, skip: int, take: int, after_seq: int = 0) -> list[CallRecord]:
-        """Walk the primary key backwards so a page near the newest end is cheap."""
+        """Live calls only (sealed ones are archived); walks the primary key backwards."""
         _check_window(skip, take)
         if take == 0:
             return []
@@ -146,9 +251,224 @@ class SqliteEventStore:
         return [CallRecord(*row) for row in rows]
 
     def last_call_seq(self) -> int:
-        """max() over the primary key is an index lookup, not a scan."""
-        (seq,) = self._conn.execute(_SELECT_LAST_CALL_SEQ).fetchone()
-        return int(seq) if seq is not None else 0
+        """From the in-memory chain head, so sealing every live call never makes it go back."""
+        return self._heads["calls"][0]
+
+    def segments(self) -> list[SegmentInfo]:
+        """The sealed segments, oldest first."""
+        return load_segments(self._conn)
+
+    # -- growth: sealing old rows into archives -----------------------------
+
+    def seal(
+        self, through_event_seq: int, through_call_seq: int, archive_dir: Path
+    ) -> SegmentInfo | None:
+        """Move live events with seq <= through_event_seq and calls with seq <=
+        through_call_seq into a new archive file; None if there is nothing to move.
+
+        Two steps, ordered so a crash loses nothing: (1) write and fsync the
+        archive under its final name; (2) in one live transaction record the
+        segment and delete the moved rows. A crash after (1) leaves an unlisted
+        archive (rewritten by the next seal) and the rows still live.
+        """
+        self.commit()
+        plan = self._plan_segment(through_event_seq, through_call_seq)
+        if plan is None:
+            return None
+        archive = self._write_archive(plan, Path(archive_dir))
+        return self._register_segment(plan, archive)
+
+    def seal_due(
+        self,
+        max_live_events: int | None,
+        max_age_seconds: float | None,
+        now_ns: int | None = None,
+    ) -> tuple[int, int] | None:
+        """What to pass to `seal()` now, or None if the live log is within bounds.
+
+        The rule, applied to each table (events, calls) separately, so each
+        seal moves a large batch rather than a row at a time:
+
+        - size: when the table holds more than `max_live_events` live rows,
+          seal all but the newest `max_live_events // 2`;
+        - age: when the table's oldest live row is older than `max_age_seconds`,
+          seal every row up to the first one younger than `max_age_seconds / 2`
+          (rows are walked in seq order; an unparseable timestamp stops the walk,
+          so nothing newer than it is sealed on age).
+
+        The larger of the two wins. For a table with nothing to seal, the
+        returned bound is its last already-sealed seq (moves nothing).
+        """
+        if max_live_events is not None and max_live_events < 1:
+            raise ValueError("max_live_events must be >= 1")
+        if max_age_seconds is not None and max_age_seconds <= 0:
+            raise ValueError("max_age_seconds must be > 0")
+        now_ns = time.time_ns() if now_ns is None else now_ns
+        sealed = _sealed_through(self._conn)
+        result: list[int] = []
+        moves = False
+        for name in TABLES:
+            head_seq = self._heads[name][0]
+            (first_live,) = self._conn.execute(
+                f"SELECT min(seq) FROM {name} WHERE seq > ?", (sealed[name],)
+            ).fetchone()
+            through = sealed[name]
+            if first_live is not None:
+                if max_live_events is not None and head_seq - first_live + 1 > max_live_events:
+                    through = max(through, head_seq - max_live_events // 2)
+                if max_age_seconds is not None:
+                    through = max(
+                        through, self._age_bound(name, first_live, max_age_seconds, now_ns)
+                    )
+                if through >= first_live:
+                    moves = True
+            result.append(through)
+        return (result[0], result[1]) if moves else None
+
+    def _age_bound(self, table: Table, first_live: int, max_age: float, now_ns: int) -> int:
+        """Last seq to seal by age (first_live - 1 for none); see `seal_due`."""
+        column = TIME_COLUMN[table]
+        now = now_ns / 1e9
+
+        def age_of(value: object) -> float | None:
+            moment = parse_timestamp(value) if isinstance(value, str) else None
+            return None if moment is None else now - moment.timestamp()
+
+        row = self._conn.execute(f"SELECT {column} FROM {table} WHERE seq = ?", (first_live,))
+        (oldest,) = row.fetchone()
+        oldest_age = age_of(oldest)
+        if oldest_age is None or oldest_age <= max_age:
+            return first_live - 1
+        through = first_live - 1
+        last = first_live - 1
+        while True:
+            rows = self._conn.execute(
+                f"SELECT seq, {column} FROM {table} WHERE seq > ? ORDER BY seq LIMIT ?",
+                (last, PAGE_SIZE),
+            ).fetchall()
+            if not rows:
+                return through
+            for seq, value in rows:
+                age = age_of(value)
+                if age is None or age <= max_age / 2:
+                    return through
+                through = seq
+            last = rows[-1][0]
+
+    def _plan_segment(self, through_event_seq: int, through_call_seq: int) -> _SegmentPlan | None:
+        """The committed live rows to move (never ones already archived, even if still live)."""
+        sealed = _sealed_through(self._conn)
+        ranges: dict[str, _Range | None] = {}
+        for name, through in zip(TABLES, (through_event_seq, through_call_seq)):
+            low, high = self._conn.execute(
+                f"SELECT min(seq), max(seq) FROM {name} WHERE seq > ? AND seq <= ?",
+                (sealed[name], through),
+            ).fetchone()
+            if low is None:
+                ranges[name] = None
+                continue
+            (last_hash,) = self._conn.execute(
+                f"SELECT hash FROM {name} WHERE seq = ?", (high,)
+            ).fetchone()
+            ranges[name] = _Range(low, high, bytes(last_hash))
+        if ranges["events"] is None and ranges["calls"] is None:
+            return None
+        (max_id,) = self._conn.execute("SELECT max(id) FROM segments").fetchone()
+        return _SegmentPlan((max_id or 0) + 1, ranges["events"], ranges["calls"])
+
+    def _write_archive(self, plan: _SegmentPlan, archive_dir: Path) -> Path:
+        """Step 1 of `seal()`: the archive, durable under its final name before any live delete."""
+        archive_dir.mkdir(parents=True, exist_ok=True)
+        final = archive_dir / f"segment-{plan.id:06d}.db"
+        temp = archive_dir / f"segment-{plan.id:06d}.db.tmp"
+        for leftover in (temp, Path(f"{temp}-journal")):
+            leftover.unlink(missing_ok=True)
+        arc = sqlite3.connect(str(temp), isolation_level=None, uri=False)
+        try:
+            # A self-contained single file (no -wal to lose when copying archives around).
+            arc.execute("PRAGMA journal_mode=DELETE")
+            arc.execute("PRAGMA synchronous=FULL")
+            arc.execute("ATTACH DATABASE ? AS live", (read_only_uri(self.path),))
+            arc.execute("BEGIN IMMEDIATE")
+            arc.execute(EVENTS_DDL)
+            arc.execute(CALLS_DDL)
+            arc.execute(_SET_SCHEMA_VERSION)
+            for name, rng in (("events", plan.events), ("calls", plan.calls)):
+                if rng is None:
+                    continue
+                columns = ", ".join(COLUMNS[name] + ("prev_hash", "hash"))
+                arc.execute(
+                    f"INSERT INTO main.{name} ({columns}) SELECT {columns} FROM live.{name}"
+                    " WHERE seq BETWEEN ? AND ? ORDER BY seq",
+                    (rng.first, rng.last),
+                )
+                # Defensive: the archive must end exactly where the plan says.
+                got = arc.execute(
+                    f"SELECT seq, hash FROM main.{name} ORDER BY seq DESC LIMIT 1"
+                ).fetchone()
+                if got is None or got[0] != rng.last or bytes(got[1]) != rng.last_hash:
+                    raise RuntimeError(f"sealing {name}: archive does not end at seq {rng.last}")
+            arc.execute("COMMIT")
+            arc.execute("DETACH DATABASE live")
+        except BaseException:
+            if arc.in_transaction:
+                arc.execute("ROLLBACK")
+            arc.close()
+            temp.unlink(missing_ok=True)
+            raise
+        arc.close()
+        _fsync_file(temp)
+        os.replace(temp, final)
+        _fsync_dir(archive_dir)
+        return final
+
+    def _register_segment(self, plan: _SegmentPlan, archive: Path) -> SegmentInfo:
+        """Step 2 of `seal()`: record the segment and drop the moved rows, atomically."""
+        try:
+            file = Path(os.path.relpath(archive.resolve(), self.path.resolve().parent)).as_posix()
+        except ValueError:  # another drive on Windows: no relative path exists
+            file = str(archive.resolve())
+        info = SegmentInfo(
+            id=plan.id,
+            file=file,
+            first_event_seq=plan.events.first if plan.events else None,
+            last_event_seq=plan.events.last if plan.events else None,
+            last_event_hash=plan.events.last_hash if plan.events else None,
+            first_call_seq=plan.calls.first if plan.calls else None,
+            last_call_seq=plan.calls.last if plan.calls else None,
+            last_call_hash=plan.calls.last_hash if plan.calls else None,
+            sealed_at=format_record_timestamp(time.time_ns()),
+        )
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "INSERT INTO segments (id, file, first_event_seq, last_event_seq, last_event_hash,"
+                " first_call_seq, last_call_seq, last_call_hash, sealed_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    info.id,
+                    info.file,
+                    info.first_event_seq,
+                    info.last_event_seq,
+                    info.last_event_hash,
+                    info.first_call_seq,
+                    info.last_call_seq,
+                    info.last_call_hash,
+                    info.sealed_at,
+                ),
+            )
+            for name, rng in (("events", plan.events), ("calls", plan.calls)):
+                if rng is not None:
+                    conn.execute(
+                        f"DELETE FROM {name} WHERE seq BETWEEN ? AND ?", (rng.first, rng.last)
+                    )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return info
 
     def close(self) -> None:
         """Roll back anything not yet committed, then close; idempotent.
@@ -163,12 +483,156 @@ class SqliteEventStore:
         try:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
+                self._heads = dict(self._committed)
         finally:
             self._conn.close()
 
 
+# -- shared with eventlog.reader and eventlog.verify ---------------------------
+
+
+def read_only_uri(path: Path) -> str:
+    """A `mode=ro` URI: such a connection can never write, even by mistake."""
+    return Path(path).resolve().as_uri() + "?mode=ro"
+
+
+def open_read_only(path: Path, raw_text: bool = False) -> sqlite3.Connection:
+    """Open an existing database read-only; `raw_text` returns TEXT as bytes (for hashing)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no such database file: {path}")
+    conn = sqlite3.connect(read_only_uri(path), uri=True, isolation_level=None)
+    conn.execute(_SET_BUSY_TIMEOUT)
+    if raw_text:
+        conn.text_factory = bytes
+    return conn
+
+
+def load_segments(conn: sqlite3.Connection) -> list[SegmentInfo]:
+    """All sealed segments in id order (the order of their rows)."""
+    out = []
+    for row in conn.execute(_SELECT_SEGMENTS):
+        row = list(row)
+        if isinstance(row[1], bytes):  # raw-text connection
+            row[1] = row[1].decode("utf-8", "replace")
+        if isinstance(row[8], bytes):
+            row[8] = row[8].decode("utf-8", "replace")
+        for index in (4, 7):
+            row[index] = bytes(row[index]) if row[index] is not None else None
+        out.append(SegmentInfo(*row))
+    return out
+
+
+def segment_range(segment: SegmentInfo, table: Table) -> tuple[int | None, int | None]:
+    if table == "events":
+        return segment.first_event_seq, segment.last_event_seq
+    return segment.first_call_seq, segment.last_call_seq
+
+
+def segment_last_hash(segment: SegmentInfo, table: Table) -> bytes | None:
+    return segment.last_event_hash if table == "events" else segment.last_call_hash
+
+
+def archive_path(base_dir: Path, segment: SegmentInfo) -> Path:
+    """Segment files are recorded relative to the live database's directory."""
+    return base_dir / Path(segment.file)
+
+
+def iter_rows(
+    conn: sqlite3.Connection,
+    base_dir: Path,
+    table: Table,
+    after: int = 0,
+    where: str = "",
+    params: tuple[object, ...] = (),
+    raw_text: bool = False,
+) -> Iterator[tuple[object, ...]]:
+    """Content columns (see COLUMNS) of every row with seq > after: archives, then live.
+
+    Keyset pagination, constant memory. Tolerates a concurrent `seal()` by
+    another connection: after each live page it re-counts the segments (a
+    count read after the page, so a seal that happened before the page read is
+    always noticed), and if one appeared, reads the new archives from where it
+    was. Rows still live but already archived (a crash mid-seal) are skipped:
+    keyset order means each seq is yielded once, from the archive.
+    `where` is an extra SQL condition (with `params`) applied to every page.
+    """
+    columns = ", ".join(COLUMNS[table])
+    condition = f" AND ({where})" if where else ""
+    query = f"SELECT {columns} FROM {table} WHERE seq > ?{condition} ORDER BY seq LIMIT ?"
+    last = after
+    while True:
+        segments = load_segments(conn)
+        for segment in segments:
+            _, high = segment_range(segment, table)
+            if high is None or high <= last:
+                continue
+            path = archive_path(base_dir, segment)
+            if not path.is_file():
+                raise ArchiveMissingError(f"archive of segment {segment.id} is missing: {path}")
+            archive = open_read_only(path, raw_text=raw_text)
+            try:
+                while True:
+                    rows = archive.execute(query, (last, *params, PAGE_SIZE)).fetchall()
+                    if not rows:
+                        break
+                    yield from rows
+                    last = rows[-1][0]
+            finally:
+                archive.close()
+            last = max(last, high)
+        while True:
+            rows = conn.execute(query, (last, *params, PAGE_SIZE)).fetchall()
+            (count,) = conn.execute(_COUNT_SEGMENTS).fetchone()
+            if count != len(segments):
+                break  # sealed meanwhile: re-read the archives from `last`
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1][0]
+
+
+def parse_timestamp(value: str) -> datetime | None:
+    """Parse a record timestamp (7 fractional digits, .NET style); None if unparseable or naive.
+
+    Python's fromisoformat takes at most 6 fractional digits on some versions,
+    so the fraction is cut to microseconds (the 100 ns digit is dropped, never rounded up
+    into the next second).
+    """
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    dot = text.find(".")
+    if dot != -1:
+        end = dot + 1
+        while end < len(text) and text[end].isdigit():
+            end += 1
+        text = text[: min(end, dot + 7)] + text[end:]
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def _sealed_through(conn: sqlite3.Connection) -> dict[str, int]:
+    """The highest archived seq per table (0 if none)."""
+    events, calls = conn.execute(
+        "SELECT coalesce(max(last_event_seq), 0), coalesce(max(last_call_seq), 0) FROM segments"
+    ).fetchone()
+    return {"events": events, "calls": calls}
+
+
+def _read_heads(conn: sqlite3.Connection) -> dict[str, tuple[int, bytes]]:
+    heads = {name: (seq, bytes(digest)) for name, seq, digest in conn.execute(
+        "SELECT name, seq, hash FROM chain_heads"
+    )}
+    if set(heads) != set(TABLES):
+        raise RuntimeError("event store: chain_heads must hold exactly 'events' and 'calls'")
+    return heads
+
+
 def _ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create (idempotently) the version-1 schema, refusing files from a newer version."""
+    """Create the v2 schema, or migrate a v1 file in place; refuse files from a newer version."""
     (version,) = conn.execute("PRAGMA user_version").fetchone()
     if version > SCHEMA_VERSION:
         raise RuntimeError(
@@ -177,28 +641,83 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
     if version == SCHEMA_VERSION:
         # Steady state: no writes at all, so opening never waits for a lock.
         return
-    db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
-    with db.atomic():
-        db["events"].create(
-            {"seq": int, "recorded_at": str, "type": str, "version": int, "payload": bytes},
-            pk="seq",
-            not_null=["recorded_at", "type", "version", "payload"],
-            if_not_exists=True,
-        )
-        db["calls"].create(
-            {"seq": int, "url": str, "uuid": str, "timestamp": str, "status_code": int},
-            pk="seq",
-            not_null=["url", "uuid", "timestamp", "status_code"],
-            if_not_exists=True,
-        )
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if version == 1:
+            _migrate_v1(conn)
+        else:
+            conn.execute(EVENTS_DDL)
+            conn.execute(CALLS_DDL)
+            conn.execute(CHAIN_HEADS_DDL)
+            conn.execute(SEGMENTS_DDL)
+            conn.executemany(
+                "INSERT INTO chain_heads (name, seq, hash) VALUES (?, 0, ?)",
+                [(name, chain.GENESIS) for name in TABLES],
+            )
         conn.execute(_SET_SCHEMA_VERSION)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
-def _rowid(cursor: sqlite3.Cursor) -> int:
-    seq = cursor.lastrowid
-    assert seq is not None, "an INSERT always sets lastrowid"
-    return seq
+def _migrate_v1(conn: sqlite3.Connection) -> None:
+    """Rebuild each v1 table with the hash columns, chaining the existing rows in seq order.
 
+    A rebuild rather than ALTER TABLE ADD COLUMN: added NOT NULL columns would
+    need a DEFAULT, and migrated files must have exactly the DDL of new ones.
+    Runs inside the caller's transaction: a crash leaves the v1 file untouched.
+    """
+    conn.execute(CHAIN_HEADS_DDL)
+    conn.execute(SEGMENTS_DDL)
+    for name, ddl, encode in (
+        ("events", EVENTS_DDL, chain.event_bytes),
+        ("calls", CALLS_DDL, chain.call_bytes),
+    ):
+        old = f"{name}_v1"
+        conn.execute(f"ALTER TABLE {name} RENAME TO {old}")
+        conn.execute(ddl)
+        columns = ", ".join(COLUMNS[name])
+        seq, prev = 0, chain.GENESIS
+        while True:
+            rows = conn.execute(
+                f"SELECT {columns} FROM {old} WHERE seq > ? ORDER BY seq LIMIT ?",
+                (seq, PAGE_SIZE),
+            ).fetchall()
+            if not rows:
+                break
+            batch = []
+            for row in rows:
+                digest = chain.link(prev, encode(*row))  # type: ignore[operator]
+                batch.append((*row, prev, digest))
+                prev = digest
+            conn.executemany(_INSERT[name], batch)
+            seq = rows[-1][0]
+        conn.execute(f"DROP TABLE {old}")
+        conn.execute("INSERT INTO chain_heads (name, seq, hash) VALUES (?, ?, ?)", (name, seq, prev))
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the rename durable; not possible (nor needed) on Windows."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 def _check_payload(payload: bytes) -> None:
     """A str payload would be stored as TEXT and come back as str: refuse it up front."""

@@ -33,6 +33,25 @@ class CallRecord:
     status_code: int
 
 
+@dataclass(frozen=True, slots=True)
+class SegmentInfo:
+    """A sealed segment: which rows moved to which archive, and the chain hash they end on.
+
+    `file` is relative to the live database's directory (so the log can be moved
+    as a whole). A table with no rows in the segment has None for its seqs and hash.
+    """
+
+    id: int
+    file: str
+    first_event_seq: int | None
+    last_event_seq: int | None
+    last_event_hash: bytes | None
+    first_call_seq: int | None
+    last_call_seq: int | None
+    last_call_hash: bytes | None
+    sealed_at: str
+
+
 class EventStore(Protocol):
     """Append-only storage: nothing is ever updated or deleted through this interface.
 

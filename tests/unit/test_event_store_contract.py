@@ -357,7 +357,7 @@ def test_sqlite_schema(db_path: Path) -> None:
     SqliteEventStore(db_path).close()
     reader = _read_only(db_path)
     try:
-        assert reader.execute("PRAGMA user_version").fetchone() == (1,)
+        assert reader.execute("PRAGMA user_version").fetchone() == (2,)
         events = [row[1:4] + row[5:] for row in reader.execute("PRAGMA table_info(events)")]
         assert events == [
             ("seq", "INTEGER", 0, 1),
@@ -365,6 +365,8 @@ def test_sqlite_schema(db_path: Path) -> None:
             ("type", "TEXT", 1, 0),
             ("version", "INTEGER", 1, 0),
             ("payload", "BLOB", 1, 0),
+            ("prev_hash", "BLOB", 1, 0),
+            ("hash", "BLOB", 1, 0),
         ]
         calls = [row[1:4] + row[5:] for row in reader.execute("PRAGMA table_info(calls)")]
         assert calls == [
@@ -373,9 +375,86 @@ def test_sqlite_schema(db_path: Path) -> None:
             ("uuid", "TEXT", 1, 0),
             ("timestamp", "TEXT", 1, 0),
             ("status_code", "INTEGER", 1, 0),
+            ("prev_hash", "BLOB", 1, 0),
+            ("hash", "BLOB", 1, 0),
+        ]
+        heads = [row[1:4] + row[5:] for row in reader.execute("PRAGMA table_info(chain_heads)")]
+        assert heads == [("name", "TEXT", 0, 1), ("seq", "INTEGER", 1, 0), ("hash", "BLOB", 1, 0)]
+        assert reader.execute("SELECT name, seq, hash FROM chain_heads ORDER BY name").fetchall() == [
+            ("calls", 0, bytes(32)),
+            ("events", 0, bytes(32)),
+        ]
+        segments = [row[1:4] + row[5:] for row in reader.execute("PRAGMA table_info(segments)")]
+        assert segments == [
+            ("id", "INTEGER", 0, 1),
+            ("file", "TEXT", 1, 0),
+            ("first_event_seq", "INTEGER", 0, 0),
+            ("last_event_seq", "INTEGER", 0, 0),
+            ("last_event_hash", "BLOB", 0, 0),
+            ("first_call_seq", "INTEGER", 0, 0),
+            ("last_call_seq", "INTEGER", 0, 0),
+            ("last_call_hash", "BLOB", 0, 0),
+            ("sealed_at", "TEXT", 1, 0),
         ]
     finally:
         reader.close()
+
+
+def test_sqlite_rows_are_hash_chained_and_head_follows_commits(db_path: Path) -> None:
+    from eventlog import chain
+
+    store = SqliteEventStore(db_path)
+    try:
+        _event(store, 1)
+        _event(store, 2)
+        _call(store, 1)
+        store.commit()
+        _event(store, 3)  # pending: not in chain_heads yet
+        reader = _read_only(db_path)
+        try:
+            rows = reader.execute(
+                "SELECT seq, recorded_at, type, version, payload, prev_hash, hash"
+                " FROM events ORDER BY seq"
+            ).fetchall()
+            prev = chain.GENESIS
+            for seq, recorded_at, type_, version, payload, prev_hash, digest in rows:
+                assert prev_hash == prev
+                assert digest == chain.link(
+                    prev, chain.event_bytes(seq, recorded_at, type_, version, payload)
+                )
+                prev = digest
+            assert reader.execute("SELECT seq, hash FROM chain_heads WHERE name = 'events'").fetchone() == (
+                2,
+                prev,
+            )
+            (call_hash,) = reader.execute("SELECT hash FROM calls").fetchone()
+            assert call_hash == chain.link(
+                chain.GENESIS, chain.call_bytes(1, "/api/call/1", "uuid-1", TS, 200)
+            )
+            store.commit()
+            assert reader.execute("SELECT seq FROM chain_heads WHERE name = 'events'").fetchone() == (3,)
+        finally:
+            reader.close()
+    finally:
+        store.close()
+
+
+def test_sqlite_rolled_back_appends_do_not_move_the_chain(db_path: Path) -> None:
+    """A lost append's seq is reused; its hash must be too, or the chain would break."""
+    from eventlog.verify import verify
+
+    store = SqliteEventStore(db_path)
+    _event(store, 1)
+    store.commit()
+    _event(store, 2)
+    store.close()
+    store = SqliteEventStore(db_path)
+    try:
+        assert _event(store, 3) == 2
+        store.commit()
+    finally:
+        store.close()
+    assert verify(db_path).ok
 
 
 def test_sqlite_reopen_existing_file_is_idempotent(db_path: Path) -> None:
@@ -392,7 +471,7 @@ def test_sqlite_reopen_existing_file_is_idempotent(db_path: Path) -> None:
 def test_sqlite_refuses_a_newer_schema(db_path: Path) -> None:
     SqliteEventStore(db_path).close()
     conn = sqlite3.connect(db_path)
-    conn.execute("PRAGMA user_version=2")
+    conn.execute("PRAGMA user_version=3")
     conn.close()
     with pytest.raises(RuntimeError, match="newer"):
         SqliteEventStore(db_path)
@@ -439,7 +518,7 @@ def test_sqlite_read_only_reader_sees_committed_not_pending(db_path: Path) -> No
             store.commit()
             assert [r[0] for r in reader.execute("SELECT seq FROM events ORDER BY seq")] == [1, 2]
             with pytest.raises(sqlite3.OperationalError):
-                reader.execute("INSERT INTO events VALUES (9, 'x', 'x', 1, x'00')")
+                reader.execute("INSERT INTO events VALUES (9, 'x', 'x', 1, x'00', x'', x'')")
         finally:
             reader.close()
     finally:

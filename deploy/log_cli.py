@@ -1,0 +1,227 @@
+"""`nhi-console log`: the auditors' tools over the event log and the call record.
+
+Everything here reads the log read-only (it works while the console runs and
+never writes), streams (constant memory whatever the log's size), and reads
+the sealed archives as well as the live database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable, TextIO
+
+from deploy.paths import console_paths
+
+PROGRESS_EVERY = 10_000
+
+
+def add_log_commands(commands: Any, common: Any) -> None:
+    """Register `log tail|export|verify|replay|stats` on the CLI's subparsers."""
+    log_parser = commands.add_parser("log", help="read, export, verify and replay the event log (read-only)")
+    log_commands = log_parser.add_subparsers(dest="log_command", required=True)
+
+    def base(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = log_commands.add_parser(name, help=help_text)
+        common(sub)
+        sub.add_argument("--sim", action="store_true", help="the simulation bench's log instead of the real one")
+        return sub
+
+    tail = base("tail", "the newest events (or calls)")
+    tail.add_argument("-n", type=int, default=20, help="how many (default 20)")
+    tail.add_argument("-f", "--follow", action="store_true", help="keep printing new ones")
+    tail.add_argument("--calls", action="store_true", help="the call record instead of events")
+    tail.set_defaults(handler=tail_log)
+
+    export = base("export", "write events (or calls) as JSON lines or CSV")
+    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    export.add_argument("--since", type=_timestamp, help="ISO 8601, e.g. 2026-11-01T00:00:00+08:00")
+    export.add_argument("--until", type=_timestamp)
+    export.add_argument("--type", action="append", dest="types", help="only this event type (repeatable)")
+    export.add_argument("--calls", action="store_true", help="the call record instead of events")
+    export.add_argument("--output", type=Path, help="a file (default: standard output)")
+    export.set_defaults(handler=export_log)
+
+    base("verify", "check the hash chains across archives and the live log").set_defaults(handler=verify_log)
+    base("replay", "rebuild the state from the log and compare it with the running console's").set_defaults(
+        handler=replay_log)
+    base("stats", "counts, time span, segments, sizes").set_defaults(handler=stats_log)
+
+
+def _timestamp(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.astimezone()  # a bare time means the machine's local time, as the record's are
+    return moment
+
+
+def _database(args: argparse.Namespace) -> Path:
+    database = console_paths(args.data_dir, sim=args.sim).database
+    if not database.exists():
+        raise SystemExit(f"no event log at {database}")
+    return database
+
+
+def _event_row(event: Any) -> dict[str, Any]:
+    return {
+        "seq": event.seq, "recorded_at": event.recorded_at, "type": event.type, "version": event.version,
+        "payload": json.loads(event.payload),
+    }
+
+
+def _call_row(call: Any) -> dict[str, Any]:
+    return {"seq": call.seq, "url": call.url, "uuid": call.uuid, "timestamp": call.timestamp,
+            "statusCode": call.status_code}
+
+
+def tail_log(args: argparse.Namespace) -> int:
+    from eventlog.reader import LogReader
+
+    reader = LogReader(_database(args))
+    try:
+        rows = reader.calls() if args.calls else reader.events()
+        last: list[Any] = []
+        for row in rows:  # streams: keeps only the newest n
+            last.append(row)
+            if len(last) > args.n:
+                last.pop(0)
+        render = _call_row if args.calls else _event_row
+        for row in last:
+            print(json.dumps(render(row), ensure_ascii=False), flush=True)
+        if not args.follow:
+            return 0
+        seen = last[-1].seq if last else 0
+        while True:
+            time.sleep(0.5)
+            source = reader.calls() if args.calls else reader.events(after=seen)
+            for row in source:
+                if row.seq > seen:
+                    print(json.dumps(render(row), ensure_ascii=False), flush=True)
+                    seen = row.seq
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        reader.close()
+
+
+class _Progress:
+    """A one-line progress bar on a terminal's stderr; silent when stderr is not a terminal."""
+
+    def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
+        self._total = max(total, 1)
+        self._stream = stream
+        self._active = stream.isatty()
+
+    def __call__(self, done: int) -> None:
+        if not self._active:
+            return
+        fraction = min(done / self._total, 1.0)
+        bar = "#" * int(fraction * 30)
+        self._stream.write(f"\r[{bar:<30}] {done:>10,} / {self._total:,}")
+        self._stream.flush()
+
+    def finish(self, done: int) -> None:
+        if self._active:
+            self(done)
+            self._stream.write("\n")
+
+
+def export_log(args: argparse.Namespace) -> int:
+    from eventlog.export import write_csv, write_jsonl
+    from eventlog.reader import LogReader
+
+    reader = LogReader(_database(args))
+    try:
+        stats = reader.stats()
+        if args.calls:
+            rows: Iterable[Any] = reader.calls(since=args.since, until=args.until)
+            total = stats.call_count
+        else:
+            types = set(args.types) if args.types else None
+            rows = reader.events(since=args.since, until=args.until, types=types)
+            total = stats.event_count
+        progress = _Progress(total)
+        writer = write_csv if args.format == "csv" else write_jsonl
+        out: TextIO = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
+        try:
+            count = writer(rows, out, progress=progress)
+        finally:
+            if args.output:
+                out.close()
+        progress.finish(count)
+        print(f"exported {count} {'calls' if args.calls else 'events'}", file=sys.stderr)
+        return 0
+    finally:
+        reader.close()
+
+
+def verify_log(args: argparse.Namespace) -> int:
+    from eventlog.verify import verify
+
+    report = verify(_database(args))
+    if report.ok:
+        print(f"ok: {report.events_checked} events and {report.calls_checked} calls, hash chains intact")
+        return 0
+    first = report.first
+    print(f"TAMPERED: first problem in {first.table} at seq {first.seq}: {first.reason}")
+    for problem in report.problems[1:20]:
+        print(f"  also {problem.table} seq {problem.seq}: {problem.reason}")
+    return 1
+
+
+def replay_log(args: argparse.Namespace) -> int:
+    from api.core_client import CoreClient, CoreUnavailable
+    from broker.events import decode
+    from broker.state import ConsoleState, apply, snapshot
+    from eventlog.reader import LogReader
+
+    paths = console_paths(args.data_dir, sim=args.sim)
+    try:
+        running = CoreClient(paths.api_endpoint, timeout=5).call("GetStateSnapshot")
+    except CoreUnavailable:
+        print("the console is not running: nothing to compare with", file=sys.stderr)
+        return 2
+    through = int(running.body["throughSeq"])
+    state = ConsoleState()
+    reader = LogReader(_database(args))
+    try:
+        for event in reader.events():
+            if event.seq > through:
+                break
+            state = apply(state, decode(event.type, event.version, event.payload))
+    finally:
+        reader.close()
+    replayed = snapshot(state)
+    if replayed == running.body["state"]:
+        print(f"ok: replaying events 1..{through} gives the running console's state")
+        return 0
+    print(f"DIFFERENT: replaying events 1..{through} does not give the running console's state")
+    for key in sorted(set(replayed) | set(running.body["state"])):
+        if replayed.get(key) != running.body["state"].get(key):
+            print(f"  {key}: replayed {json.dumps(replayed.get(key), ensure_ascii=False)}")
+            print(f"  {' ' * len(key)}  running  {json.dumps(running.body['state'].get(key), ensure_ascii=False)}")
+    return 1
+
+
+def stats_log(args: argparse.Namespace) -> int:
+    from eventlog.reader import LogReader
+
+    reader = LogReader(_database(args))
+    try:
+        stats = reader.stats()
+    finally:
+        reader.close()
+    print(f"events        {stats.event_count:,}")
+    for type_name, count in sorted(stats.events_by_type.items()):
+        print(f"  {type_name:<22} {count:,}")
+    print(f"calls         {stats.call_count:,}")
+    print(f"first event   {stats.first_event_at or '-'}")
+    print(f"last event    {stats.last_event_at or '-'}")
+    print(f"segments      {len(stats.segments)}")
+    for segment in stats.segments:
+        print(f"  {segment}")
+    return 0

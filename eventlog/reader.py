@@ -1,0 +1,203 @@
+"""Read the whole log (archives and live) from outside the console, safely while it runs.
+
+Why a separate reader rather than SqliteEventStore: the store is the single
+writer and migrates schemas on open; an operator's tool must never write, so
+this opens the live database with a `mode=ro` URI (SQLite itself refuses
+writes) and relies on WAL mode so reading never blocks the console.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Final, Iterable, Iterator
+
+from eventlog.sqlite_store import (
+    SCHEMA_VERSION,
+    TIME_COLUMN,
+    Table,
+    archive_path,
+    iter_rows,
+    load_segments,
+    open_read_only,
+    parse_timestamp,
+)
+from eventlog.store import CallRecord, SegmentInfo, StoredEvent
+
+
+@dataclass(frozen=True, slots=True)
+class LogStats:
+    event_count: int
+    events_by_type: dict[str, int]
+    call_count: int
+    first_event_at: str | None
+    last_event_at: str | None
+    segments: list[SegmentInfo]
+    file_sizes: dict[str, int] = field(default_factory=dict)
+    """Bytes per file (live database, its -wal, each archive) keyed by path; missing files omitted."""
+
+    @property
+    def count_by_type(self) -> dict[str, int]:
+        """Alias of `events_by_type` (the name deploy/log_cli.py uses)."""
+        return self.events_by_type
+
+
+class LogReader:
+    """Read-only view of a live event store and its archives."""
+
+    def __init__(self, database: Path) -> None:
+        self.database: Final = Path(database)
+        self._conn: Final = open_read_only(self.database)
+        try:
+            (version,) = self._conn.execute("PRAGMA user_version").fetchone()
+            if version != SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self.database}: event store schema version {version},"
+                    f" this reader needs {SCHEMA_VERSION}"
+                )
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def events(
+        self,
+        after: int = 0,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        types: Iterable[str] | None = None,
+    ) -> Iterator[StoredEvent]:
+        """Events with seq > after, oldest first, archives then live; streams.
+
+        `since` (inclusive) and `until` (exclusive) must be timezone-aware and
+        are compared with each row's parsed `recorded_at`; with either given, a
+        row whose timestamp can't be parsed is left out (it can't be shown to
+        be inside the window). `types` is matched exactly, in SQL.
+        """
+        _check_aware(since, until)
+        where, params = "", ()
+        if types is not None:
+            wanted = tuple(dict.fromkeys(types))
+            if not wanted:
+                return
+            where = f"type IN ({', '.join('?' * len(wanted))})"
+            params = wanted
+        for row in self._rows("events", after, where, params, since, until):
+            seq, recorded_at, type_, version, payload = row
+            yield StoredEvent(seq, recorded_at, type_, version, payload)  # type: ignore[arg-type]
+
+    def calls(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> Iterator[CallRecord]:
+        """Every call record, archived and live, oldest first; same window rules as `events`."""
+        _check_aware(since, until)
+        for row in self._rows("calls", 0, "", (), since, until):
+            yield CallRecord(*row)  # type: ignore[arg-type]
+
+    def _rows(
+        self,
+        table: Table,
+        after: int,
+        where: str,
+        params: tuple[object, ...],
+        since: datetime | None,
+        until: datetime | None,
+    ) -> Iterator[tuple[object, ...]]:
+        time_index = 1 if table == "events" else 3
+        assert TIME_COLUMN[table] in ("recorded_at", "timestamp")
+        for row in iter_rows(self._conn, self.database.parent, table, after, where, params):
+            if since is not None or until is not None:
+                value = row[time_index]
+                moment = parse_timestamp(value) if isinstance(value, str) else None
+                if moment is None:
+                    continue
+                if since is not None and moment < since:
+                    continue
+                if until is not None and moment >= until:
+                    continue
+            yield row
+
+    def stats(self) -> LogStats:
+        """Counts over archives and live, from one snapshot of the live database.
+
+        Live rows already archived (left by a seal interrupted mid-way) are
+        counted once.
+        """
+        conn = self._conn
+        conn.execute("BEGIN")
+        try:
+            segments = load_segments(conn)
+            by_type: Counter[str] = Counter()
+            calls = 0
+            first_at: str | None = None
+            last_at: str | None = None
+            sealed_events = sealed_calls = 0
+            for segment in segments:
+                path = archive_path(self.database.parent, segment)
+                archive = open_read_only(path)
+                try:
+                    by_type.update(_count_types(archive, 0))
+                    (n,) = archive.execute("SELECT count(*) FROM calls").fetchone()
+                    calls += n
+                    first_at = first_at or _edge_time(archive, "ASC")
+                    last_at = _edge_time(archive, "DESC") or last_at
+                finally:
+                    archive.close()
+                sealed_events = max(sealed_events, segment.last_event_seq or 0)
+                sealed_calls = max(sealed_calls, segment.last_call_seq or 0)
+            by_type.update(_count_types(conn, sealed_events))
+            (n,) = conn.execute("SELECT count(*) FROM calls WHERE seq > ?", (sealed_calls,)).fetchone()
+            calls += n
+            first_at = first_at or _edge_time(conn, "ASC", sealed_events)
+            last_at = _edge_time(conn, "DESC", sealed_events) or last_at
+        finally:
+            conn.execute("COMMIT")
+        sizes: dict[str, int] = {}
+        paths = [self.database, Path(f"{self.database}-wal")]
+        paths += [archive_path(self.database.parent, s) for s in segments]
+        for path in paths:
+            try:
+                sizes[str(path)] = path.stat().st_size
+            except OSError:
+                pass
+        return LogStats(
+            event_count=sum(by_type.values()),
+            events_by_type=dict(sorted(by_type.items())),
+            call_count=calls,
+            first_event_at=first_at,
+            last_event_at=last_at,
+            segments=segments,
+            file_sizes=sizes,
+        )
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> LogReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _count_types(conn: sqlite3.Connection, after: int) -> dict[str, int]:
+    return dict(
+        conn.execute("SELECT type, count(*) FROM events WHERE seq > ? GROUP BY type", (after,))
+    )
+
+
+def _edge_time(conn: sqlite3.Connection, order: str, after: int = 0) -> str | None:
+    assert order in ("ASC", "DESC")
+    row = conn.execute(
+        f"SELECT recorded_at FROM events WHERE seq > ? ORDER BY seq {order} LIMIT 1", (after,)
+    ).fetchone()
+    return None if row is None else row[0]
+
+
+def _check_aware(*moments: datetime | None) -> None:
+    """Naive datetimes would compare against offset timestamps by guesswork: refuse them."""
+    for moment in moments:
+        if moment is not None and moment.utcoffset() is None:
+            raise ValueError("since/until must be timezone-aware datetimes")
