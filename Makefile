@@ -35,6 +35,7 @@ integration: venv
 bench: venv
 	$(BIN)/python bench/status_latency.py
 	$(BIN)/python bench/hc_read.py
+	$(BIN)/python bench/eventlog.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
