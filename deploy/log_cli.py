@@ -97,11 +97,10 @@ def tail_log(args: argparse.Namespace) -> int:
         seen = last[-1].seq if last else 0
         while True:
             time.sleep(0.5)
-            source = reader.calls() if args.calls else reader.events(after=seen)
+            source = reader.calls(after=seen) if args.calls else reader.events(after=seen)
             for row in source:
-                if row.seq > seen:
-                    print(json.dumps(render(row), ensure_ascii=False), flush=True)
-                    seen = row.seq
+                print(json.dumps(render(row), ensure_ascii=False), flush=True)
+                seen = row.seq
     except KeyboardInterrupt:
         return 0
     finally:

@@ -89,11 +89,11 @@ class LogReader:
             yield StoredEvent(seq, recorded_at, type_, version, payload)  # type: ignore[arg-type]
 
     def calls(
-        self, since: datetime | None = None, until: datetime | None = None
+        self, after: int = 0, since: datetime | None = None, until: datetime | None = None
     ) -> Iterator[CallRecord]:
-        """Every call record, archived and live, oldest first; same window rules as `events`."""
+        """Call records with seq > after, archived and live, oldest first; same window rules as `events`."""
         _check_aware(since, until)
-        for row in self._rows("calls", 0, "", (), since, until):
+        for row in self._rows("calls", after, "", (), since, until):
             yield CallRecord(*row)  # type: ignore[arg-type]
 
     def _rows(

@@ -217,3 +217,17 @@ def test_alias_names_used_by_the_cli(log: SqliteEventStore) -> None:
     assert stats.count_by_type == stats.events_by_type
     report = verify(log.path)
     assert (report.checked_events, report.checked_calls) == (40, 20)
+
+
+def test_calls_after_a_seq_skips_the_older_ones(tmp_path: Path) -> None:
+    """What `log tail -f --calls` relies on to read only what is new."""
+    from eventlog.reader import LogReader
+    from eventlog.sqlite_store import SqliteEventStore
+
+    store = SqliteEventStore(tmp_path / "log.db")
+    for index in range(5):
+        store.append_call("/api/common/v1/Status", f"u-{index}", "2026-11-23T12:00:00.0000000+08:00", 0)
+    store.commit()
+    store.close()
+    with LogReader(tmp_path / "log.db") as reader:
+        assert [call.seq for call in reader.calls(after=3)] == [4, 5]
