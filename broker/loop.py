@@ -88,18 +88,23 @@ class PcscDiscovery:
         self._thread = threading.Thread(target=self._run, name="pcsc-discovery", daemon=True)
 
     def start(self) -> None:
+        # The first listing before the broker serves anyone: a worker adopted after a broker restart
+        # must not report before its reader is known, or it would be told it is not wanted.
+        self._list_once()
         self._thread.start()
 
+    def _list_once(self) -> None:
+        try:
+            found = frozenset(self._list_readers())
+        except Exception:  # a broken PC/SC stack must not kill discovery; readers vanish instead
+            log.exception("listing PC/SC readers failed")
+            found = frozenset()
+        with self._lock:
+            self._readers = found
+
     def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                found = frozenset(self._list_readers())
-            except Exception:  # a broken PC/SC stack must not kill discovery; readers vanish instead
-                log.exception("listing PC/SC readers failed")
-                found = frozenset()
-            with self._lock:
-                self._readers = found
-            self._stop.wait(self._interval)
+        while not self._stop.wait(self._interval):
+            self._list_once()
 
     def readers(self) -> frozenset[str]:
         with self._lock:

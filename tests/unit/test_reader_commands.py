@@ -179,3 +179,34 @@ def test_deadlines_and_a_dead_worker() -> None:
     in_flight = queues.fail_in_flight("A")
     assert in_flight is not None and in_flight.worker_request_id == "2"
     assert queues.next_to_send("A", lambda: "3") is None  # nothing resent, nothing left
+
+
+def test_pcsc_discovery_knows_the_readers_as_soon_as_it_starts() -> None:
+    from broker.loop import PcscDiscovery
+
+    import time
+
+    def slow_listing() -> list[str]:
+        time.sleep(0.2)  # with a listing only on the thread, start() would return before this
+        return ["Reader A"]
+
+    discovery = PcscDiscovery(slow_listing, interval=60)
+    discovery.start()
+    try:
+        assert discovery.readers() == frozenset({"Reader A"})  # no wait for the thread's first turn
+    finally:
+        discovery.stop()
+
+
+def test_pcsc_discovery_survives_a_failing_listing() -> None:
+    from broker.loop import PcscDiscovery
+
+    def broken() -> list[str]:
+        raise RuntimeError("pcscd fell over")
+
+    discovery = PcscDiscovery(broken, interval=60)
+    discovery.start()
+    try:
+        assert discovery.readers() == frozenset()
+    finally:
+        discovery.stop()
