@@ -188,6 +188,10 @@ class BenchCard:
 
     atr: bytes
     aid: bytes
+    pin_p2: int
+    """The P2 byte naming the card's PIN in VERIFY and CHANGE REFERENCE DATA."""
+    _pin: PinReference
+    """Set by each card: both bench cards have exactly one PIN, verified the same way."""
 
     def __init__(self, card_number: str, files: dict[bytes, bytes] | None = None) -> None:
         self.transcript = Transcript()
@@ -242,10 +246,34 @@ class BenchCard:
         """Raised by a successful EXTERNAL AUTHENTICATE: the host (the console's SAM) proved it holds the card key."""
         return self._authenticated
 
+    @property
+    def pin_verified(self) -> bool:
+        return self._pin.verified
+
     # For subclasses --------------------------------------------------------------
 
     def _forget_verification(self) -> None:
-        """Subclasses drop their PIN-verified flags here."""
+        self._pin.verified = False
+
+    def _pin_command_guard(self, command: CommandApdu, p1: int) -> bytes | None:
+        if command.p1 != p1 or command.p2 != self.pin_p2:
+            return self._sw(SW_WRONG_P1P2)
+        if not self._selected:
+            return self._sw(SW_CONDITIONS_OF_USE_NOT_SATISFIED)
+        if command.le is not None:
+            return self._sw(SW_WRONG_LENGTH)
+        return None
+
+    def _verify(self, command: CommandApdu) -> bytes:
+        """Without data it reads the counter without spending a try; with data, anything but the PIN is
+        a wrong try (the card compares, it does not judge the format), and a blocked PIN refuses
+        everything without moving the counter."""
+        refused = self._pin_command_guard(command, 0x00)
+        if refused is not None:
+            return refused
+        if not command.data:
+            return self._sw(self._pin.status())
+        return self._sw(self._pin.verify(command.data))
 
     def _answer(self, raw: bytes) -> bytes:
         try:

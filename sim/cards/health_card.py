@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 from sim.cards.apdu import (
     SW_AUTHENTICATION_METHOD_BLOCKED,
-    SW_CONDITIONS_OF_USE_NOT_SATISFIED,
     SW_OK,
     SW_REFERENCED_DATA_NOT_FOUND,
     SW_SECURITY_STATUS_NOT_SATISFIED,
@@ -60,6 +59,7 @@ class HealthCard(BenchCard):
     card PIN stays blocked, as on real cards (they are unblocked at an NHI office)."""
 
     atr = HEALTH_CARD_ATR
+    pin_p2 = PIN_P2
     aid = HC_AID
 
     def __init__(self, profile: Profile) -> None:
@@ -81,15 +81,8 @@ class HealthCard(BenchCard):
         )
 
     @property
-    def pin_verified(self) -> bool:
-        return self._pin.verified
-
-    @property
     def has_pin(self) -> bool:
         return self._pin.is_set
-
-    def _forget_verification(self) -> None:
-        self._pin.verified = False
 
     def _get_data(self, command: CommandApdu) -> bytes:
         """P2 00: the public block, for anyone. P2 01: the identity status, only after mutual authentication
@@ -104,24 +97,6 @@ class HealthCard(BenchCard):
         if not self._authenticated:
             return self._sw(SW_SECURITY_STATUS_NOT_SATISFIED)
         return respond(self._identity_status, SW_OK)
-
-    def _pin_command_guard(self, command: CommandApdu, p1: int) -> bytes | None:
-        if command.p1 != p1 or command.p2 != PIN_P2:
-            return self._sw(SW_WRONG_P1P2)
-        if not self._selected:
-            return self._sw(SW_CONDITIONS_OF_USE_NOT_SATISFIED)
-        if command.le is not None:
-            return self._sw(SW_WRONG_LENGTH)
-        return None
-
-    def _verify(self, command: CommandApdu) -> bytes:
-        """Any data that is not the PIN is a wrong try: the card compares, it does not judge the format."""
-        refused = self._pin_command_guard(command, 0x00)
-        if refused is not None:
-            return refused
-        if not command.data:
-            return self._sw(self._pin.status())
-        return self._sw(self._pin.verify(command.data))
 
     def _change_reference_data(self, command: CommandApdu) -> bytes:
         """Change the PIN after verifying it; or set one on a card that has none, which needs no

@@ -67,6 +67,7 @@ class StaffCard(BenchCard):
     console can check the chain, expiry and revocation the way it would for a real card."""
 
     atr = STAFF_CARD_ATR
+    pin_p2 = PIN_P2
     aid = HPC_AID
 
     def __init__(self, profile: Profile) -> None:
@@ -96,19 +97,12 @@ class StaffCard(BenchCard):
         )
 
     @property
-    def pin_verified(self) -> bool:
-        return self._pin.verified
-
-    @property
     def pin_tries_left(self) -> int:
         return self._pin.tries_left
 
     @property
     def puk_tries_left(self) -> int:
         return self._puk.tries_left
-
-    def _forget_verification(self) -> None:
-        self._pin.verified = False
 
     def _get_data(self, command: CommandApdu) -> bytes:
         if command.p1 != 0x12 or command.p2 != 0x00:
@@ -117,25 +111,6 @@ class StaffCard(BenchCard):
         if refused is not None:
             return refused
         return respond(self._block, SW_OK)
-
-    def _pin_command_guard(self, command: CommandApdu, p1: int) -> bytes | None:
-        if command.p1 != p1 or command.p2 != PIN_P2:
-            return self._sw(SW_WRONG_P1P2)
-        if not self._selected:
-            return self._sw(SW_CONDITIONS_OF_USE_NOT_SATISFIED)
-        if command.le is not None:
-            return self._sw(SW_WRONG_LENGTH)
-        return None
-
-    def _verify(self, command: CommandApdu) -> bytes:
-        """Without data it reads the counter without spending a try; with data, anything but the PIN is
-        a wrong try, and a blocked PIN refuses everything without moving the counter."""
-        refused = self._pin_command_guard(command, 0x00)
-        if refused is not None:
-            return refused
-        if not command.data:
-            return self._sw(self._pin.status())
-        return self._sw(self._pin.verify(command.data))
 
     def _change_reference_data(self, command: CommandApdu) -> bytes:
         refused = self._pin_command_guard(command, 0x01)
