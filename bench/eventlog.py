@@ -17,17 +17,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.percentiles import percentile  # noqa: E402
 from bench.make_log import make_log  # noqa: E402
 from eventlog.sqlite_store import SqliteEventStore  # noqa: E402
 from tests.integration.console import start_console  # noqa: E402
 
 SCRIPT = Path(sys.executable).with_name("nhi-console")
 PAYLOAD = b'{"atr":"3B89","card_ref":"card:0123456789abcdef0123456789abcdef","kind":"hc","reader":"Reader 0","session":1}'
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
 def append_rate(scratch: Path, durability: str, per_commit: int, total: int) -> float:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.percentiles import percentile  # noqa: E402
 from api.core_client import CoreClient  # noqa: E402
 from deploy.paths import console_paths  # noqa: E402
 from sim.profiles import make_card  # noqa: E402
@@ -30,11 +31,6 @@ from tests.integration.console import start_console, wait_for  # noqa: E402
 from tests.pcscd import Pcscd  # noqa: E402
 from workers.apdu import HC_AID, READ_HC_PUBLIC_DATA, parse_response, select_aid  # noqa: E402
 from workers.pcsc_reader import open_reader  # noqa: E402
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
 def main() -> None:

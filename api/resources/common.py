@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import falcon
 
+from api.answers import spec_answer
 from api.core_client import CoreClient
 from api.errors import BadRequest
 from broker.commands import MAX_RECORD_TAKE
 from broker.status_codes import StatusCode
-
-
-def _reply_or_failure(reply_code: int, body: dict[str, Any]) -> dict[str, Any]:
-    """The spec's shape for a non-zero statusCode: the code (and our message, if any)."""
-    failure: dict[str, Any] = {"statusCode": reply_code}
-    if "message" in body:
-        failure["message"] = body["message"]
-    return failure
 
 
 class StatusResource:
@@ -27,10 +19,7 @@ class StatusResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         reply = self._core.call("GetStatus", call=req.context.call)
-        if reply.code != StatusCode.OK:
-            resp.media = _reply_or_failure(reply.code, reply.body)
-            return
-        resp.media = {"statusCode": reply.code, "status": reply.body["status"]}
+        resp.media = spec_answer(reply.code, reply.body, "status")
 
 
 @dataclass(frozen=True)
@@ -79,14 +68,14 @@ class RecordResource:
         take = min(_non_negative(req, "take", 100), MAX_RECORD_TAKE)
         reply = self._core.call("ListRecords", {"skip": skip, "take": take})
         if reply.code != StatusCode.OK:
-            resp.media = _reply_or_failure(reply.code, reply.body)
+            resp.media = spec_answer(reply.code, reply.body)
             return
         resp.media = reply.body["records"]
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
         reply = self._core.call("ClearRecords")
         if reply.code != StatusCode.OK:
-            resp.media = _reply_or_failure(reply.code, reply.body)
+            resp.media = spec_answer(reply.code, reply.body)
             return
         resp.status = falcon.HTTP_200
         resp.content_length = 0
