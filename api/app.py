@@ -15,7 +15,24 @@ from api.core_client import CoreClient
 from api.errors import install_error_handling
 from api.middleware import JSON_UTF8, CallIdentity
 from api.resources.common import RecordResource, StatusResource, VersionInfo, VersionResource
-from api.resources.settings import AutoDetectedResource, DefaultReaderResource, ReadersResource
+from api.resources.health_card import HcBasicResource
+from api.resources.session import (
+    FinalizeResource,
+    InitialResource,
+    NameResource,
+    SamBasicResource,
+    SamLogoutResource,
+    SamSignatureResource,
+    SamVerificationResource,
+    ServerDateTimeResource,
+)
+from api.resources.settings import (
+    AutoDetectedResource,
+    CloudSamResource,
+    CloudSamsResource,
+    DefaultReaderResource,
+    ReadersResource,
+)
 
 Mount = Callable[[falcon.App, CoreClient], None]
 
@@ -27,9 +44,20 @@ def create_app(core: CoreClient, version: VersionInfo, *, extra_routes: Mount | 
     app.add_route("/api/common/v1/Status", StatusResource(core))
     app.add_route("/api/common/v1/Version", VersionResource(core, version))
     app.add_route("/api/common/v1/Record", RecordResource(core))
+    app.add_route("/api/common/v1/Name", NameResource(core))
+    app.add_route("/api/common/v1/Initial", InitialResource(core))
+    app.add_route("/api/common/v1/Finalize", FinalizeResource(core))
+    app.add_route("/api/common/v1/ServerDateTime", ServerDateTimeResource(core))
+    app.add_route("/api/sam/v1/Basic", SamBasicResource(core))
+    app.add_route("/api/sam/v1/Verification", SamVerificationResource(core))
+    app.add_route("/api/sam/v1/Logout", SamLogoutResource(core))
+    app.add_route("/api/sam/v1/Signature", SamSignatureResource(core))
+    app.add_route("/api/hc/v1/Basic", HcBasicResource(core))
     app.add_route("/api/settings/v1/PcscReader/Readers", ReadersResource(core))
     app.add_route("/api/settings/v1/PcscReader/AutoDetected", AutoDetectedResource(core))
     app.add_route("/api/settings/v1/PcscReader/Default", DefaultReaderResource(core))
+    app.add_route("/api/settings/v1/CloudSam", CloudSamsResource(core))
+    app.add_route("/api/settings/v1/CloudSam/{sam_id}", CloudSamResource(core))
     if extra_routes is not None:
         extra_routes(app, core)
     return app

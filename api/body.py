@@ -12,11 +12,26 @@ from api.middleware import MAX_BODY_BYTES
 
 
 def json_object(req: falcon.Request) -> dict[str, Any]:
+    body = optional_json_object(req)
+    if not body:
+        raise BadRequest("a JSON object body is required")
+    return body
+
+
+def text_field(body: dict[str, Any], name: str, *, max_length: int = 128) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value or len(value) > max_length:
+        raise BadRequest(f"{name} must be a string of 1 to {max_length} characters")
+    return value
+
+
+def optional_json_object(req: falcon.Request) -> dict[str, Any]:
+    """A body that may be left out (`Initial` without a name): empty means `{}`, anything else must be an object."""
     raw = req.bounded_stream.read(MAX_BODY_BYTES + 1)
     if len(raw) > MAX_BODY_BYTES:
         raise BadRequest(f"body larger than {MAX_BODY_BYTES} bytes")
     if not raw.strip():
-        raise BadRequest("a JSON object body is required")
+        return {}
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -26,8 +41,7 @@ def json_object(req: falcon.Request) -> dict[str, Any]:
     return body
 
 
-def text_field(body: dict[str, Any], name: str, *, max_length: int = 128) -> str:
-    value = body.get(name)
-    if not isinstance(value, str) or not value or len(value) > max_length:
-        raise BadRequest(f"{name} must be a string of 1 to {max_length} characters")
-    return value
+def optional_text_field(body: dict[str, Any], name: str, *, max_length: int = 128) -> str | None:
+    if body.get(name) is None:
+        return None
+    return text_field(body, name, max_length=max_length)

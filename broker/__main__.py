@@ -36,6 +36,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seal-max-rows", type=int, default=1_000_000, help="live events or calls before sealing")
     parser.add_argument("--seal-max-age-days", type=float, default=365.0)
     parser.add_argument("--seal-check-interval", type=float, default=60.0)
+    parser.add_argument("--cloud-sam-dir", type=Path, default=None, help="where imported cloud SAM files are kept")
+    parser.add_argument("--dc-url", default=None, help="the data center's base URL (docs/dc-protocol.md)")
+    parser.add_argument("--dc-ca", type=Path, default=None, help="CA certificate(s) the DC's TLS certificate chains to")
+    parser.add_argument("--sim-cloud-sam", type=Path, default=None, help="the bench's cloud SAM file, imported at start")
     args = parser.parse_args(argv)
     sim_start = None
     if args.sim_backend is not None:
@@ -45,7 +49,8 @@ def main(argv: list[str] | None = None) -> None:
             readers.append(name)
             if profile:
                 cards[name] = profile
-        sim_start = SimStart(readers=readers, cards=cards, default_reader=args.sim_default_reader)
+        sim_start = SimStart(readers=readers, cards=cards, default_reader=args.sim_default_reader,
+                             cloud_sam=args.sim_cloud_sam)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s broker %(levelname)s %(name)s: %(message)s")
     broker = Broker(
         BrokerConfig(
@@ -64,6 +69,9 @@ def main(argv: list[str] | None = None) -> None:
             seal_max_live_rows=args.seal_max_rows,
             seal_max_age_seconds=args.seal_max_age_days * 24 * 3600,
             seal_check_interval=args.seal_check_interval,
+            cloud_sam_dir=args.cloud_sam_dir,
+            dc_url=args.dc_url,
+            dc_ca=args.dc_ca,
         )
     )
     install_signal_handlers(broker)

@@ -8,7 +8,7 @@ line, because the broker must not trust any peer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Union
 
 MAX_RECORD_TAKE = 1000
@@ -118,10 +118,87 @@ class SimTakeCard:
     reader: str
 
 
+@dataclass(frozen=True, slots=True)
+class ListDevices:
+    """`GET /api/common/v1/Name`: imported cloud SAM ids, then the machine's serial ports."""
+
+    NAME: ClassVar[str] = "ListDevices"
+
+
+@dataclass(frozen=True, slots=True)
+class Initialize:
+    NAME: ClassVar[str] = "Initialize"
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finalize:
+    NAME: ClassVar[str] = "Finalize"
+
+
+@dataclass(frozen=True, slots=True)
+class GetServerDateTime:
+    NAME: ClassVar[str] = "GetServerDateTime"
+
+
+@dataclass(frozen=True, slots=True)
+class GetSamBasic:
+    NAME: ClassVar[str] = "GetSamBasic"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifySam:
+    NAME: ClassVar[str] = "VerifySam"
+
+
+@dataclass(frozen=True, slots=True)
+class LogoutSam:
+    NAME: ClassVar[str] = "LogoutSam"
+
+
+@dataclass(frozen=True, slots=True)
+class SignWithSam:
+    NAME: ClassVar[str] = "SignWithSam"
+    service_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListCloudSams:
+    NAME: ClassVar[str] = "ListCloudSams"
+
+
+@dataclass(frozen=True, slots=True)
+class ImportCloudSam:
+    """The file's content travels only in `context` and is never logged (the dataclass hides it from repr)."""
+
+    NAME: ClassVar[str] = "ImportCloudSam"
+    context: str = field(repr=False)
+    sam_id: str | None = None
+    hospital_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveCloudSam:
+    NAME: ClassVar[str] = "RemoveCloudSam"
+    sam_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReadHcBasic:
+    NAME: ClassVar[str] = "ReadHcBasic"
+
+
+@dataclass(frozen=True, slots=True)
+class SimAdvanceClock:
+    NAME: ClassVar[str] = "SimAdvanceClock"
+    seconds: int
+
+
 Command = Union[
     GetStateSnapshot, GetStatus, ListRecords, ClearRecords, RecordCall, ListReaders, AutoDetectReader, GetDefaultReader,
     SetDefaultReader, ClearDefaultReader, ReadPublicData, SimListReaders, SimPlugReader, SimUnplugReader,
-    SimPutCard, SimTakeCard,
+    SimPutCard, SimTakeCard, ListDevices, Initialize, Finalize, GetServerDateTime, GetSamBasic, VerifySam, LogoutSam,
+    SignWithSam, ListCloudSams, ImportCloudSam, RemoveCloudSam, ReadHcBasic, SimAdvanceClock,
 ]
 
 MAX_READER_NAME = 128
@@ -173,6 +250,44 @@ def _parse_record_call(args: dict[str, Any]) -> RecordCall:
     return RecordCall(status_code=code)
 
 
+MAX_DEVICE_NAME = 128
+MAX_CLOUD_SAM_CONTEXT = 64 * 1024
+MAX_CLOCK_ADVANCE = 10 * 366 * 24 * 3600
+
+
+def _service_type(args: dict[str, Any]) -> SignWithSam:
+    value = _text(args, "serviceType", max_length=2)
+    if len(value) != 2 or not value.isascii() or not value.isalnum():
+        raise BadArguments("serviceType must be 2 ASCII letters or digits")
+    return SignWithSam(service_type=value)
+
+
+def _optional_pattern(args: dict[str, Any], name: str, longest: int, digits_only: bool) -> str | None:
+    value = _optional_text(args, name, max_length=longest)
+    if value is None:
+        return None
+    if not value.isascii() or not (value.isdigit() if digits_only else value.isalnum()):
+        raise BadArguments(f"{name} must be ASCII {'digits' if digits_only else 'letters or digits'}")
+    if digits_only and len(value) != longest:
+        raise BadArguments(f"{name} must be {longest} digits")
+    return value
+
+
+def _import_cloud_sam(args: dict[str, Any]) -> ImportCloudSam:
+    return ImportCloudSam(
+        context=_text(args, "cloudSamContext", max_length=MAX_CLOUD_SAM_CONTEXT),
+        sam_id=_optional_pattern(args, "samId", 12, digits_only=True),
+        hospital_id=_optional_pattern(args, "hospitalId", 10, digits_only=False),
+    )
+
+
+def _advance_clock(args: dict[str, Any]) -> SimAdvanceClock:
+    seconds = _integer(args, "advanceSeconds")
+    if not 0 <= seconds <= MAX_CLOCK_ADVANCE:
+        raise BadArguments(f"advanceSeconds must be 0 to {MAX_CLOCK_ADVANCE}")
+    return SimAdvanceClock(seconds=seconds)
+
+
 _PARSERS = {
     GetStatus.NAME: lambda args: GetStatus(),
     ListRecords.NAME: _parse_list_records,
@@ -190,6 +305,19 @@ _PARSERS = {
     SimUnplugReader.NAME: lambda args: SimUnplugReader(reader=_text(args, "reader", max_length=MAX_READER_NAME)),
     SimPutCard.NAME: lambda args: SimPutCard(reader=_text(args, "reader", max_length=MAX_READER_NAME), profile=_text(args, "profile", max_length=64)),
     SimTakeCard.NAME: lambda args: SimTakeCard(reader=_text(args, "reader", max_length=MAX_READER_NAME)),
+    ListDevices.NAME: lambda args: ListDevices(),
+    Initialize.NAME: lambda args: Initialize(name=_optional_text(args, "name", max_length=MAX_DEVICE_NAME)),
+    Finalize.NAME: lambda args: Finalize(),
+    GetServerDateTime.NAME: lambda args: GetServerDateTime(),
+    GetSamBasic.NAME: lambda args: GetSamBasic(),
+    VerifySam.NAME: lambda args: VerifySam(),
+    LogoutSam.NAME: lambda args: LogoutSam(),
+    SignWithSam.NAME: _service_type,
+    ListCloudSams.NAME: lambda args: ListCloudSams(),
+    ImportCloudSam.NAME: _import_cloud_sam,
+    RemoveCloudSam.NAME: lambda args: RemoveCloudSam(sam_id=_text(args, "samId", max_length=MAX_DEVICE_NAME)),
+    ReadHcBasic.NAME: lambda args: ReadHcBasic(),
+    SimAdvanceClock.NAME: _advance_clock,
 }
 
 COMMAND_NAMES = frozenset(_PARSERS)

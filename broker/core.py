@@ -8,6 +8,7 @@ acknowledges something a crash could still lose.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -23,25 +24,42 @@ from broker.commands import (
     Command,
     GetDefaultReader,
     GetStateSnapshot,
+    Finalize,
+    GetSamBasic,
+    GetServerDateTime,
     GetStatus,
+    ImportCloudSam,
+    Initialize,
+    ListCloudSams,
+    ListDevices,
     ListReaders,
     ListRecords,
+    LogoutSam,
+    ReadHcBasic,
     ReadPublicData,
     RecordCall,
+    RemoveCloudSam,
     SetDefaultReader,
+    SignWithSam,
+    SimAdvanceClock,
     SimListReaders,
     SimPlugReader,
     SimPutCard,
     SimTakeCard,
     SimUnplugReader,
+    VerifySam,
     is_recorded,
     parse_command,
 )
+from broker import session_flows
+from broker.cloud_sam_file import CloudSamFileInvalid, decode_context, parse_cloud_sam_file
+from broker.flows import Flow
 from broker.routing import auto_detected_reader, reader_for
 from broker.presence import presence_events
 from broker.pseudonyms import Pseudonyms
 from broker.protocol import Reply, Request, WorkerStatus
-from broker.state import ConsoleState, apply, render_status, snapshot
+from broker.sam_session import CloudSamStore, SamSession
+from broker.state import SAM_CLOUD, ConsoleState, apply, render_status, snapshot
 from broker.status_codes import StatusCode
 from eventlog import EventStore, format_record_timestamp
 
@@ -62,6 +80,13 @@ class Forward:
     timeout: float = CARD_COMMAND_TIMEOUT
 
 
+@dataclass(frozen=True)
+class StartFlow:
+    """A command that takes several steps (cards, the DC): the loop runs `flow` and answers with its outcome."""
+
+    flow: Flow
+
+
 def _not_found(message: str) -> tuple[int, dict[str, Any]]:
     """A bench answer for an unknown reader: the bench's HTTP layer turns `notFound` into 404."""
     return int(StatusCode.BAD_PARAMETER), {"message": message, "notFound": True}
@@ -69,29 +94,43 @@ def _not_found(message: str) -> tuple[int, dict[str, Any]]:
 
 class ConsoleCore:
     def __init__(
-        self, store: EventStore, clock: Clock, *, sim: bool = False, pseudonyms: Pseudonyms | None = None
+        self,
+        store: EventStore,
+        clock: Clock,
+        *,
+        sim: bool = False,
+        pseudonyms: Pseudonyms | None = None,
+        cloud_sams: CloudSamStore | None = None,
+        serial_ports: Callable[[], list[str]] = lambda: [],
     ) -> None:
         self._store = store
         self._clock = clock
         self.sim = sim
         # Without the installation's key (unit tests), a throwaway one: pseudonyms still never leak numbers.
         self._pseudonyms = pseudonyms or Pseudonyms(secrets.token_bytes(32))
+        self._cloud_sams = cloud_sams or CloudSamStore(None)
+        self._serial_ports = serial_ports
+        self.sam = SamSession()
+        self._auto_verifying = False
         self.last_event_seq = 0
         self.state = ConsoleState()
         for stored in store.events():
             self.state = apply(self.state, domain.decode(stored.type, stored.version, stored.payload))
             self.last_event_seq = stored.seq
+        if self.state.initialized and self.state.sam.type == SAM_CLOUD and self.state.device_name is not None:
+            # A restart mid-session: the state is replayed; the SAM's file is opened again (its DC token is not kept).
+            self.sam.open(self._cloud_sams.load(self.state.device_name))
 
     # --- requests from the API -------------------------------------------------
 
-    def handle(self, request: Request) -> Reply | Forward:
+    def handle(self, request: Request) -> Reply | Forward | StartFlow:
         """Run one command, or say which worker must; a finished call is recorded with its outcome."""
         try:
             command = parse_command(request.command, request.args)
         except BadArguments as error:
             return self.answer(request, int(StatusCode.BAD_PARAMETER), {"message": str(error)})
         outcome = self._run(command)
-        if isinstance(outcome, Forward):
+        if isinstance(outcome, (Forward, StartFlow)):
             return outcome
         code, body = outcome
         return self.answer(request, code, body, recorded=is_recorded(command))
@@ -101,7 +140,10 @@ class ConsoleCore:
             self._store.append_call(request.call.url, request.call.uuid, self._timestamp(), code)
         return Reply(id=request.id, code=code, body=body)
 
-    def _run(self, command: Command) -> tuple[int, dict[str, Any]] | Forward:
+    def _run(self, command: Command) -> tuple[int, dict[str, Any]] | Forward | StartFlow:
+        session = self._run_session(command)
+        if session is not None:
+            return session
         if isinstance(command, GetStatus):
             return StatusCode.OK, {"status": render_status(self.state)}
         if isinstance(command, GetStateSnapshot):
@@ -140,6 +182,133 @@ class ConsoleCore:
             return self._read_public_data(command)
         return self._run_bench(command)
 
+    # --- the session: devices, the SAM, card levels -----------------------------------
+
+    def _run_session(self, command: Command) -> tuple[int, dict[str, Any]] | StartFlow | None:
+        """The session's commands (None for any other); the ones that take steps are flows."""
+        if isinstance(command, ListDevices):
+            return StatusCode.OK, {"names": sorted(self.state.cloud_sams) + self._serial_ports()}
+        if isinstance(command, Initialize):
+            return StartFlow(session_flows.initial(self, command.name))
+        if isinstance(command, ListCloudSams):
+            return StatusCode.OK, {"sams": sorted(self.state.cloud_sams)}
+        if isinstance(command, ImportCloudSam):
+            return self._import_cloud_sam(command)
+        if isinstance(command, RemoveCloudSam):
+            if command.sam_id not in self.state.cloud_sams:
+                return StatusCode.CLOUD_SAM_UNKNOWN, {"message": "no imported cloud SAM has that id"}
+            if self.state.initialized and self.state.device_name == command.sam_id:
+                self._end_session("its cloud SAM was removed")
+            self._cloud_sams.remove(command.sam_id)
+            self.emit(domain.CloudSamRemoved(sam_id=command.sam_id))
+            return StatusCode.OK, {}
+        if not isinstance(command, (Finalize, GetServerDateTime, GetSamBasic, VerifySam, LogoutSam, SignWithSam,
+                                    ReadHcBasic)):
+            return None
+        if not self.state.initialized:
+            return StatusCode.NOT_INITIALIZED, {"message": "not initialized: POST /api/common/v1/Initial first"}
+        if isinstance(command, Finalize):
+            self._end_session("finalize")
+            return StatusCode.OK, {}
+        if isinstance(command, GetSamBasic):
+            return self._sam_basic()
+        if isinstance(command, LogoutSam):
+            self.sam.drop_token()
+            self.emit(domain.SamLoggedOut())
+            return StatusCode.OK, {}
+        if isinstance(command, VerifySam):
+            return StartFlow(session_flows.sam_verification(self))
+        if isinstance(command, SignWithSam):
+            return StartFlow(session_flows.sam_signature(self, command.service_type))
+        if isinstance(command, GetServerDateTime):
+            return StartFlow(session_flows.server_date_time(self))
+        return StartFlow(session_flows.read_hc_basic(self))
+
+    def _sam_basic(self) -> tuple[int, dict[str, Any]]:
+        sam_file = self.sam.file
+        if self.state.sam.status < 1 or sam_file is None:
+            return StatusCode.SAM_LEVEL1_FAILED, {"message": "the SAM cannot be read"}
+        return StatusCode.OK, {
+            "samId": sam_file.sam_id,
+            "hospitalId": sam_file.hospital_id,
+            "hospitalName": sam_file.hospital_name,
+            "hospitalShortName": sam_file.hospital_short_name,
+        }
+
+    def _import_cloud_sam(self, command: ImportCloudSam) -> tuple[int, dict[str, Any]]:
+        try:
+            raw = decode_context(command.context)
+            sam_file = parse_cloud_sam_file(raw)
+        except CloudSamFileInvalid as error:
+            return StatusCode.CLOUD_SAM_FILE_INVALID, {"message": str(error)}
+        if command.sam_id is not None and command.sam_id != sam_file.sam_id:
+            return StatusCode.CLOUD_SAM_FILE_INVALID, {"message": "samId is not the file's"}
+        if command.hospital_id is not None and command.hospital_id != sam_file.hospital_id:
+            return StatusCode.CLOUD_SAM_FILE_INVALID, {"message": "hospitalId is not the file's"}
+        self._cloud_sams.save(sam_file.sam_id, raw)
+        if self.state.cloud_sams.get(sam_file.sam_id) != sam_file.hospital_id:
+            self.emit(domain.CloudSamImported(sam_id=sam_file.sam_id, hospital_id=sam_file.hospital_id))
+        return StatusCode.OK, {"sam": {
+            "samId": sam_file.sam_id,
+            "hospitalId": sam_file.hospital_id,
+            "hospitalName": sam_file.hospital_name,
+            "hospitalShortName": sam_file.hospital_short_name,
+            "comport": f"COMX{sorted(self.state.cloud_sams).index(sam_file.sam_id) + 1}",
+        }}
+
+    def _end_session(self, reason: str) -> None:
+        self.sam.close()
+        self.emit(domain.SessionFinalized(reason=reason))
+
+    def import_bench_sam(self, raw: bytes) -> None:
+        """The bench's start state holds one imported cloud SAM (sim-control.md); imported like any other."""
+        sam_file = parse_cloud_sam_file(raw)
+        if sam_file.sam_id not in self.state.cloud_sams:
+            self._cloud_sams.save(sam_file.sam_id, raw)
+            self.emit(domain.CloudSamImported(sam_id=sam_file.sam_id, hospital_id=sam_file.hospital_id))
+
+    def end_stale_session(self) -> None:
+        """A fresh start of the console begins uninitialized, as the official console does."""
+        if self.state.initialized:
+            self._end_session("console started")
+
+    # SessionContext, for the flows
+    def now(self) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(self._wall_ns() / 1e9, datetime.UTC)
+
+    def open_device(self, device: str) -> int | None:
+        if device in self.state.cloud_sams:
+            sam_file = self._cloud_sams.load(device)
+            if sam_file is None:
+                log.warning("cloud SAM %s: its file is missing or unreadable", device)
+                return None
+            self.sam.open(sam_file)
+            return SAM_CLOUD
+        return None  # serial ports: the NHI dedicated reader's issue
+
+    def device_candidates(self) -> list[str]:
+        ordered = [self.state.last_device] if self.state.last_device else []
+        ordered += sorted(self.state.cloud_sams) + self._serial_ports()
+        return list(dict.fromkeys(name for name in ordered if name))
+
+    def due_flows(self) -> list[Flow]:
+        """Flows no one asked for: a cloud SAM whose DC session has run out is verified again."""
+        sam = self.state.sam
+        if self._auto_verifying or not self.state.initialized or sam.type != SAM_CLOUD or sam.status != 2:
+            return []
+        expires = _parse_time(sam.expire_time)
+        if expires is None or self.now() < expires:
+            return []
+        self.sam.drop_token()
+        self.emit(domain.SamSessionExpired())
+        self._auto_verifying = True
+        return [session_flows.automatic_verification(self)]
+
+    def automatic_verification_done(self, outcome: tuple[int, dict[str, Any]]) -> None:
+        self._auto_verifying = False
+        if outcome[0] != 0:
+            log.warning("automatic SAM verification failed with %d", outcome[0])
+
     def _read_public_data(self, command: ReadPublicData) -> tuple[int, dict[str, Any]] | Forward:
         if command.reader is not None:
             reader = self.state.readers.get(command.reader)
@@ -163,12 +332,16 @@ class ConsoleCore:
                 for name, profile in sorted(sim_readers.items())
             ]
             return StatusCode.OK, {"readers": readers}
+        if isinstance(command, SimAdvanceClock):
+            if command.seconds:
+                self.emit(domain.SimClockAdvanced(seconds=command.seconds))
+            return StatusCode.OK, {"consoleTime": self.now().isoformat()}
         if isinstance(command, SimPlugReader):
             if command.reader in sim_readers or command.reader in self.state.readers:
                 return int(StatusCode.BAD_PARAMETER), {"message": "a reader of that name is already plugged in"}
             self.emit(domain.SimReaderPlugged(reader=command.reader))
             return StatusCode.OK, {}
-        if not isinstance(command, (SimUnplugReader, SimPutCard, SimTakeCard)):
+        if not isinstance(command, (SimUnplugReader, SimPutCard, SimTakeCard)):  # the session's are above
             raise TypeError(f"no handler for {command!r}")
         if command.reader not in sim_readers:
             return _not_found("no bench reader of that name")
@@ -215,6 +388,15 @@ class ConsoleCore:
     def worker_reported(self, report: WorkerStatus) -> None:
         for event in presence_events(self.state, report, self._pseudonyms.card):
             self.emit(event)
+            if isinstance(event, domain.CardInserted):
+                self._detect_inserted(event)
+
+    def _detect_inserted(self, event: domain.CardInserted) -> None:
+        """A health card inserted during a session is detected at once (level 1) if it is the one to use."""
+        if not self.state.initialized or event.kind != "hc" or self.state.hc.status != 0:
+            return
+        if reader_for(self.state, "hc") == event.reader:
+            self.emit(domain.CardDetected(kind="hc", reader=event.reader, session=event.session))
 
     def worker_lost(self, reader: str, reason: str) -> None:
         if reader in self.state.readers:
@@ -235,5 +417,18 @@ class ConsoleCore:
     def commit(self) -> None:
         self._store.commit()
 
+    def _wall_ns(self) -> int:
+        return self._clock.wall_ns() + self.state.clock_offset_seconds * 1_000_000_000
+
     def _timestamp(self) -> str:
-        return format_record_timestamp(self._clock.wall_ns())
+        return format_record_timestamp(self._wall_ns())
+
+
+def _parse_time(text: str | None) -> datetime.datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None

@@ -33,6 +33,8 @@ class PendingCommand:
     finish: Finish
     worker_request_id: str = ""
     sent: bool = False
+    flow_id: int | None = None
+    """Set for a step of a flow: its reply resumes the flow, and the reader stays held for that flow."""
 
 
 @dataclass
@@ -40,6 +42,8 @@ class ReaderQueues:
     limit: int = QUEUE_LIMIT
     _waiting: dict[str, deque[PendingCommand]] = field(default_factory=dict)
     _in_flight: dict[str, PendingCommand] = field(default_factory=dict)
+    _held: dict[str, int] = field(default_factory=dict)
+    """reader -> the flow holding it between its steps: only that flow's commands go to it."""
 
     def submit(self, command: PendingCommand) -> bool:
         """Queue a command; False when its reader's queue is full (answer busy, run nothing)."""
@@ -53,17 +57,36 @@ class ReaderQueues:
         """The command to send to this reader now, if it has none in flight."""
         if reader in self._in_flight:
             return None
-        waiting = self._waiting.get(reader)
-        if not waiting:
+        command = self._next_waiting(reader)
+        if command is None:
             return None
-        command = waiting.popleft()
+        self._waiting[reader].remove(command)
+        if command.flow_id is not None:
+            self._held[reader] = command.flow_id
         command.worker_request_id = new_id()
         command.sent = True
         self._in_flight[reader] = command
         return command
 
+    def _next_waiting(self, reader: str) -> PendingCommand | None:
+        waiting = self._waiting.get(reader)
+        if not waiting:
+            return None
+        holder = self._held.get(reader)
+        if holder is None:
+            return waiting[0]
+        return next((command for command in waiting if command.flow_id == holder), None)
+
     def readers_with_work(self) -> list[str]:
-        return [reader for reader, waiting in self._waiting.items() if waiting and reader not in self._in_flight]
+        return [
+            reader for reader in self._waiting
+            if reader not in self._in_flight and self._next_waiting(reader) is not None
+        ]
+
+    def release(self, flow_id: int) -> None:
+        """A flow ended: the readers it held take other commands again."""
+        for reader in [reader for reader, holder in self._held.items() if holder == flow_id]:
+            del self._held[reader]
 
     def complete(self, reader: str, worker_request_id: str) -> PendingCommand | None:
         command = self._in_flight.get(reader)
@@ -88,6 +111,7 @@ class ReaderQueues:
         return self._in_flight.pop(reader, None)
 
     def drop_reader(self, reader: str) -> list[PendingCommand]:
+        self._held.pop(reader, None)
         dropped = list(self._waiting.pop(reader, deque()))
         in_flight = self._in_flight.pop(reader, None)
         return dropped + ([in_flight] if in_flight else [])

@@ -114,9 +114,123 @@ class SimCardTaken:
     reader: str
 
 
+@dataclass(frozen=True, slots=True)
+class CloudSamImported:
+    """`POST /api/settings/v1/CloudSam`: a SAM file was stored (its content never enters the log)."""
+
+    VERSION: ClassVar[int] = 1
+    sam_id: str
+    hospital_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CloudSamRemoved:
+    VERSION: ClassVar[int] = 1
+    sam_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInitialized:
+    """`POST /api/common/v1/Initial` opened a device: `sam_type` 1 cloud, 2 physical; `reader` the reader in use."""
+
+    VERSION: ClassVar[int] = 1
+    device: str
+    sam_type: int
+    reader: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFinalized:
+    """The session ended: `Finalize`, a fresh start of the console, or its SAM removed."""
+
+    VERSION: ClassVar[int] = 1
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SamVerified:
+    """The SAM was verified with the data center until `expires_at` (ISO 8601 with offset)."""
+
+    VERSION: ClassVar[int] = 1
+    expires_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class SamVerificationFailed:
+    """A verification the DC refused (1301 to 1304: the SAM drops to 1) or could not answer (17xx: unchanged)."""
+
+    VERSION: ClassVar[int] = 1
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SamSessionExpired:
+    """The SAM's DC session ran out (by the clock, or the DC said so): SAM 2 -> 1."""
+
+    VERSION: ClassVar[int] = 1
+
+
+@dataclass(frozen=True, slots=True)
+class SamLoggedOut:
+    """`DELETE /api/sam/v1/Logout`: SAM 2 -> 1, both cards -> 0."""
+
+    VERSION: ClassVar[int] = 1
+
+
+@dataclass(frozen=True, slots=True)
+class CardDetected:
+    """A card of `kind` (hc, hpc) reached level 1 in `reader` (its insertion `session`)."""
+
+    VERSION: ClassVar[int] = 1
+    kind: str
+    reader: str
+    session: int
+
+
+@dataclass(frozen=True, slots=True)
+class CardAuthenticated:
+    """Card and SAM authenticated each other: the card is at level 2."""
+
+    VERSION: ClassVar[int] = 1
+    kind: str
+    reader: str
+    session: int
+
+
+@dataclass(frozen=True, slots=True)
+class CardAuthenticationFailed:
+    """A step toward a card's level failed with `code` (the level's code or the DC's); the state is unchanged."""
+
+    VERSION: ClassVar[int] = 1
+    kind: str
+    reader: str
+    session: int
+    code: int
+
+
+@dataclass(frozen=True, slots=True)
+class CardLoggedOut:
+    """`DELETE /api/hc/v1/Logout` (or hpc): that card -> 0, re-detected on demand while still in its reader."""
+
+    VERSION: ClassVar[int] = 1
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class SimClockAdvanced:
+    """The bench moved the console's clock forward (only ever in a `--sim` log)."""
+
+    VERSION: ClassVar[int] = 1
+    seconds: int
+
+
 Event = Union[
     ReaderAttached, ReaderDetached, WorkerLost, CardInserted, CardRemoved, CallRecordCleared,
     DefaultReaderSet, DefaultReaderCleared, SimReaderPlugged, SimReaderUnplugged, SimCardPut, SimCardTaken,
+    CloudSamImported, CloudSamRemoved, SessionInitialized, SessionFinalized, SamVerified, SamVerificationFailed,
+    SamSessionExpired, SamLoggedOut, CardDetected, CardAuthenticated, CardAuthenticationFailed, CardLoggedOut,
+    SimClockAdvanced,
 ]
 
 EVENT_TYPES: dict[str, type] = {
@@ -124,6 +238,9 @@ EVENT_TYPES: dict[str, type] = {
     for cls in (
         ReaderAttached, ReaderDetached, WorkerLost, CardInserted, CardRemoved, CallRecordCleared,
         DefaultReaderSet, DefaultReaderCleared, SimReaderPlugged, SimReaderUnplugged, SimCardPut, SimCardTaken,
+        CloudSamImported, CloudSamRemoved, SessionInitialized, SessionFinalized, SamVerified, SamVerificationFailed,
+        SamSessionExpired, SamLoggedOut, CardDetected, CardAuthenticated, CardAuthenticationFailed, CardLoggedOut,
+        SimClockAdvanced,
     )
 }
 

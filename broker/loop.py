@@ -9,9 +9,12 @@ call record that a crash could still lose.
 from __future__ import annotations
 
 import logging
+import os
+import queue
 import signal
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -20,11 +23,14 @@ from typing import Callable
 import zmq
 
 from broker.clock import Clock, SystemClock
-from broker.core import ConsoleCore, Forward
+from broker.core import ConsoleCore, Forward, StartFlow
+from broker.datacenter import DataCenter, DcError, NoDataCenter
 from broker.dispatch import PendingCommand, ReaderQueues
+from broker.flows import CardStep, DcCall, Flow, FlowRunner, Outcome
 from broker.liveness import WorkerRegistry
 from broker.status_codes import StatusCode
 from broker.pseudonyms import Pseudonyms, load_or_create_key
+from broker.sam_session import CloudSamStore
 from broker.protocol import (
     Disconnect,
     Heartbeat,
@@ -39,6 +45,9 @@ from broker.worker_pool import ReaderSpec, WorkerPool
 from eventlog.sqlite_store import SqliteEventStore
 
 log = logging.getLogger(__name__)
+
+CARD_STEP_TIMEOUT = 10.0
+"""Seconds one step of a flow may take at the reader."""
 
 BATCH_LIMIT = 512
 """Messages taken from one socket per turn: bounds the latency one busy client can add to others."""
@@ -67,6 +76,12 @@ class BrokerConfig:
     seal_max_live_rows: int | None = 1_000_000
     seal_max_age_seconds: float | None = 365 * 24 * 3600.0
     seal_check_interval: float = 60.0
+    cloud_sam_dir: Path | None = None
+    """Where imported cloud SAM files are kept (0600); None: in memory only (tests)."""
+    dc_url: str | None = None
+    """The data center's base URL (docs/dc-protocol.md); None: no DC, its calls answer 1700."""
+    dc_ca: Path | None = None
+    serial_ports: Callable[[], list[str]] | None = None
 
 
 @dataclass
@@ -74,6 +89,29 @@ class SimStart:
     readers: list[str]
     cards: dict[str, str]
     default_reader: str | None
+    cloud_sam: Path | None = None
+    """The bench's cloud SAM file (made by the DC simulator's `prepare`), imported at a fresh start."""
+
+
+DC_THREADS = 4
+"""DC calls in parallel: each may wait seconds on the network, and the loop must never wait with them."""
+
+
+def _data_center(config: BrokerConfig) -> DataCenter:
+    if config.dc_url is None:
+        return NoDataCenter()
+    from broker.dc_client import HttpsDataCenter
+
+    return HttpsDataCenter(config.dc_url, config.dc_ca)
+
+
+def _serial_ports() -> list[str]:
+    """The machine's serial ports, for `GET /api/common/v1/Name` (pyserial's listing; paths, sorted)."""
+    try:
+        from serial.tools import list_ports
+    except ImportError:
+        return []
+    return sorted(port.device for port in list_ports.comports())
 
 
 class PcscDiscovery:
@@ -120,12 +158,26 @@ class Broker:
         self._clock = clock or SystemClock()
         self._store = SqliteEventStore(config.database, durability=config.durability)
         pseudonyms = Pseudonyms(load_or_create_key(config.pseudonym_key)) if config.pseudonym_key else None
-        self.core = ConsoleCore(self._store, self._clock, sim=config.sim_backend is not None, pseudonyms=pseudonyms)
+        self.core = ConsoleCore(
+            self._store, self._clock, sim=config.sim_backend is not None, pseudonyms=pseudonyms,
+            cloud_sams=CloudSamStore(config.cloud_sam_dir), serial_ports=config.serial_ports or _serial_ports,
+        )
+        if config.adopt_grace == 0:
+            self.core.end_stale_session()
         if config.sim_start is not None and config.adopt_grace == 0:
             start = config.sim_start
             self.core.reset_bench(start.readers, start.cards, start.default_reader)
-            self.core.commit()
+            if start.cloud_sam is not None:
+                self.core.import_bench_sam(start.cloud_sam.read_bytes())
+        self.core.commit()
         self._queues = ReaderQueues()
+        self._dc = _data_center(config)
+        self._dc_pool = ThreadPoolExecutor(max_workers=DC_THREADS, thread_name_prefix="dc")
+        self._dc_results: queue.SimpleQueue[tuple[int, object]] = queue.SimpleQueue()
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
+        self._runner = FlowRunner(self._send_flow_card_step, self._submit_dc_call, self._queues.release)
         self._replies: list[tuple[bytes, Reply]] = []
         self._bench_workers_seen: set[tuple[str, int]] = set()
         self._discovery: PcscDiscovery | None = None
@@ -169,6 +221,7 @@ class Broker:
         poller = zmq.Poller()
         poller.register(self._frontend, zmq.POLLIN)
         poller.register(self._backend, zmq.POLLIN)
+        poller.register(self._wake_read, zmq.POLLIN)
         interval = self._config.heartbeat_interval
         next_heartbeat = 0.0
         next_reconcile = 0.0
@@ -182,10 +235,14 @@ class Broker:
                     self._take_requests()
                 if self._backend in ready:
                     self._take_worker_messages()
+                if self._wake_read in ready:
+                    self._take_dc_results()
                 now = self._clock.monotonic()
                 if now >= next_reconcile:
                     self._reconcile(now)
                     self._expire(now)
+                    for flow in self.core.due_flows():
+                        self._runner.start(flow, self.core.automatic_verification_done)
                     next_reconcile = now + min(0.1, interval / 4)
                 if now >= next_heartbeat:
                     self._send_heartbeats()
@@ -218,8 +275,58 @@ class Broker:
             outcome = self.core.handle(message)
             if isinstance(outcome, Forward):
                 self._forward(identity, message, outcome)
+            elif isinstance(outcome, StartFlow):
+                self._start_flow(identity, message, outcome.flow)
             else:
                 self._replies.append((identity, outcome))
+
+    def _start_flow(self, identity: bytes, request: Request, flow: Flow) -> None:
+        def done(outcome: Outcome) -> None:
+            code, body = outcome
+            self._replies.append((identity, self.core.answer(request, code, body)))
+
+        self._runner.start(flow, done)
+
+    def _send_flow_card_step(self, flow_id: int, step: CardStep) -> None:
+        request = Request(id=uuid.uuid4().hex, command=step.command, args=step.args)
+        pending = PendingCommand(
+            client=b"", request=request, reader=step.reader, command=step.command, args=step.args,
+            deadline=self._clock.monotonic() + CARD_STEP_TIMEOUT, finish=lambda reply: (reply.code, reply.body),
+            flow_id=flow_id,
+        )
+        if not self._queues.submit(pending):
+            busy = Reply(id=request.id, code=int(StatusCode.PCSC_OTHER_ERROR), body={"message": "the reader is busy"})
+            self._runner.card_done(flow_id, busy)
+
+    def _submit_dc_call(self, flow_id: int, call: DcCall) -> None:
+        def run() -> None:
+            try:
+                result: object = call.call(self._dc)
+            except DcError as error:
+                result = error
+            except Exception:  # the seam promises DcError only; anything else is a bug, answered as 1799
+                log.exception("DC call %s failed unexpectedly", call.name)
+                result = DcError(StatusCode.DC_UNDEFINED_ERROR, "internalError")
+            self._dc_results.put((flow_id, result))
+            try:
+                os.write(self._wake_write, b"!")
+            except BlockingIOError:
+                pass  # the pipe is full of wake-ups already: the loop is coming
+
+        self._dc_pool.submit(run)
+
+    def _take_dc_results(self) -> None:
+        try:
+            while os.read(self._wake_read, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                flow_id, result = self._dc_results.get_nowait()
+            except queue.Empty:
+                return
+            self._runner.dc_done(flow_id, result)
 
     def _forward(self, identity: bytes, request: Request, forward: Forward) -> None:
         pending = PendingCommand(
@@ -241,11 +348,17 @@ class Broker:
                 self._send(self._backend, connection.identity, build(request))
 
     def _finish(self, pending: PendingCommand, reply: Reply) -> None:
+        if pending.flow_id is not None:
+            self._runner.card_done(pending.flow_id, reply)
+            return
         code, body = pending.finish(reply)
         self._replies.append((pending.client, self.core.answer(pending.request, code, body)))
 
     def _fail(self, pending: PendingCommand, code: StatusCode, message: str) -> None:
         log.warning("reader %r: %s failed: %s", pending.reader, pending.command, message)
+        if pending.flow_id is not None:
+            self._runner.card_done(pending.flow_id, Reply(id=pending.request.id, code=int(code), body={"message": message}))
+            return
         self._replies.append((pending.client, self.core.answer(pending.request, int(code), {"message": message})))
 
     def _expire(self, now: float) -> None:
@@ -344,6 +457,7 @@ class Broker:
         for connection in self._registry.connections():
             self._send(self._backend, connection.identity, build(Disconnect(reason="console stopping")))
         self._pool.stop_all()
+        self._dc_pool.shutdown(wait=False, cancel_futures=True)
         self.core.commit()
         self._store.close()
         self._frontend.close(linger=0)

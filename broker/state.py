@@ -13,19 +13,38 @@ from typing import Any, Iterable, Mapping
 
 from broker.events import (
     CallRecordCleared,
+    CardAuthenticated,
+    CardAuthenticationFailed,
+    CardDetected,
     CardInserted,
+    CardLoggedOut,
     CardRemoved,
+    CloudSamImported,
+    CloudSamRemoved,
     DefaultReaderCleared,
     DefaultReaderSet,
     Event,
     ReaderAttached,
     ReaderDetached,
+    SamLoggedOut,
+    SamSessionExpired,
+    SamVerificationFailed,
+    SamVerified,
+    SessionFinalized,
+    SessionInitialized,
     SimCardPut,
     SimCardTaken,
     SimReaderPlugged,
+    SimClockAdvanced,
     SimReaderUnplugged,
     WorkerLost,
 )
+
+SAM_CLOUD = 1
+SAM_PHYSICAL = 2
+REFUSED_BY_DC = frozenset({1301, 1302, 1303, 1304})
+"""Verification outcomes that mean the SAM is not verified any more (the others say nothing about it)."""
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +73,9 @@ class HpcState:
     status: int = 0
     type: int = 0
     expire_time: str | None = None
+    reader: str | None = None
+    session: int | None = None
+    """Which insertion of which card the level belongs to: another card is another level."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +85,8 @@ class HcState:
     expire_time: str | None = None
     has_pin: bool | None = None
     verified_pin: bool | None = None
+    reader: str | None = None
+    session: int | None = None
 
 
 def _no_readers() -> Mapping[str, ReaderState]:
@@ -82,6 +106,12 @@ class ConsoleState:
     record_cleared_through: int = 0
     sim_readers: Mapping[str, str | None] = field(default_factory=_no_readers)
     """The bench's in-process readers and the profile of the card put in each (None: empty)."""
+    cloud_sams: Mapping[str, str] = field(default_factory=_no_readers)
+    """Imported cloud SAM ids and their hospital ids."""
+    last_device: str | None = None
+    """The device the last `Initial` opened: the first one `Initial` without a name tries."""
+    clock_offset_seconds: int = 0
+    """How far the bench moved the clock forward."""
 
 
 def _with_reader(state: ConsoleState, reader: ReaderState) -> ConsoleState:
@@ -105,22 +135,92 @@ def _with_sim_reader(state: ConsoleState, reader: str, profile: str | None, *, p
     return replace(state, sim_readers=MappingProxyType(sim_readers))
 
 
+def _card_gone(state: ConsoleState, reader: str, session: int | None = None) -> ConsoleState:
+    """A card left its reader (or its worker lost track of it): a level held by that card ends."""
+    hc, hpc = state.hc, state.hpc
+    if hc.reader == reader and (session is None or hc.session == session):
+        hc = HcState()
+    if hpc.reader == reader and (session is None or hpc.session == session):
+        hpc = HpcState()
+    return replace(state, hc=hc, hpc=hpc)
+
+
+def _with_card_level(state: ConsoleState, kind: str, reader: str, session: int, level: int) -> ConsoleState:
+    if kind == "hc":
+        current = state.hc if (state.hc.reader, state.hc.session) == (reader, session) else HcState()
+        return replace(state, hc=replace(current, status=level, type=1, reader=reader, session=session),
+                       reader_in_use=reader)
+    current_hpc = state.hpc if (state.hpc.reader, state.hpc.session) == (reader, session) else HpcState()
+    kept_type = current_hpc.type or 1
+    return replace(state, hpc=replace(current_hpc, status=level, type=kept_type, reader=reader, session=session),
+                   reader_in_use=reader)
+
+
+def _apply_session(state: ConsoleState, event: Event) -> ConsoleState | None:
+    """The session's events (Initial, the SAM, card levels); None for any other event."""
+    if isinstance(event, SessionInitialized):
+        return replace(
+            state, initialized=True, device_name=event.device, reader_in_use=event.reader, last_device=event.device,
+            sam=SamState(status=1, type=event.sam_type), hc=HcState(), hpc=HpcState(),
+        )
+    if isinstance(event, SessionFinalized):
+        return replace(state, initialized=False, device_name=None, reader_in_use=None,
+                       sam=SamState(), hc=HcState(), hpc=HpcState())
+    if isinstance(event, SamVerified):
+        return replace(state, sam=replace(state.sam, status=2, expire_time=event.expires_at))
+    if isinstance(event, SamVerificationFailed):
+        if event.code in REFUSED_BY_DC and state.sam.status == 2:
+            return replace(state, sam=replace(state.sam, status=1, expire_time=None))
+        return state
+    if isinstance(event, SamSessionExpired):
+        if state.sam.status != 2:
+            return state
+        return replace(state, sam=replace(state.sam, status=1, expire_time=None))
+    if isinstance(event, SamLoggedOut):
+        sam = replace(state.sam, status=min(state.sam.status, 1), expire_time=None)
+        return replace(state, sam=sam, hc=HcState(), hpc=HpcState())
+    if isinstance(event, CardDetected):
+        return _with_card_level(state, event.kind, event.reader, event.session, 1)
+    if isinstance(event, CardAuthenticated):
+        return _with_card_level(state, event.kind, event.reader, event.session, 2)
+    if isinstance(event, CardAuthenticationFailed):
+        return state
+    if isinstance(event, CardLoggedOut):
+        return replace(state, hc=HcState()) if event.kind == "hc" else replace(state, hpc=HpcState())
+    if isinstance(event, CloudSamImported):
+        sams = dict(state.cloud_sams)
+        sams[event.sam_id] = event.hospital_id
+        return replace(state, cloud_sams=MappingProxyType(sams))
+    if isinstance(event, CloudSamRemoved):
+        sams = dict(state.cloud_sams)
+        sams.pop(event.sam_id, None)
+        return replace(state, cloud_sams=MappingProxyType(sams))
+    if isinstance(event, SimClockAdvanced):
+        return replace(state, clock_offset_seconds=state.clock_offset_seconds + event.seconds)
+    return None
+
+
 def apply(state: ConsoleState, event: Event) -> ConsoleState:
     """The state after `event`; events about unknown readers are facts too, so they attach it."""
+    session_state = _apply_session(state, event)
+    if session_state is not None:
+        return session_state
     if isinstance(event, ReaderAttached):
         existing = state.readers.get(event.reader)
         card = existing.card if existing else None
         return _with_reader(state, ReaderState(event.reader, event.backend, card))
     if isinstance(event, ReaderDetached):
-        return _without_reader(state, event.reader)
+        return _without_reader(_card_gone(state, event.reader), event.reader)
     if isinstance(event, WorkerLost):
         reader = state.readers.get(event.reader)
+        state = _card_gone(state, event.reader)
         return state if reader is None else _with_reader(state, replace(reader, card=None))
     if isinstance(event, CardInserted):
         reader = state.readers.get(event.reader) or ReaderState(event.reader, "unknown")
         return _with_reader(state, replace(reader, card=CardInReader(event.atr, event.kind, event.session)))
     if isinstance(event, CardRemoved):
         reader = state.readers.get(event.reader)
+        state = _card_gone(state, event.reader, event.session)
         return state if reader is None else _with_reader(state, replace(reader, card=None))
     if isinstance(event, CallRecordCleared):
         return replace(state, record_cleared_through=max(state.record_cleared_through, event.through_seq))
@@ -181,5 +281,12 @@ def snapshot(state: ConsoleState) -> dict[str, Any]:
         "defaultReader": state.default_reader,
         "recordClearedThrough": state.record_cleared_through,
         "simReaders": dict(sorted(state.sim_readers.items())),
+        "cloudSams": dict(sorted(state.cloud_sams.items())),
+        "lastDevice": state.last_device,
+        "clockOffsetSeconds": state.clock_offset_seconds,
+        "cards": {
+            "hc": {"reader": state.hc.reader, "session": state.hc.session},
+            "hpc": {"reader": state.hpc.reader, "session": state.hpc.session},
+        },
         "status": render_status(state),
     }

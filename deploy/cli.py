@@ -8,8 +8,10 @@ import json
 import logging
 import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 from deploy.log_cli import add_log_commands
 from deploy.paths import console_paths, default_data_dir, prepare
@@ -22,6 +24,7 @@ SIM_READERS = (("NHI Sim Reader 0", "hc-basic"), ("NHI Sim Reader 1", "hpc-docto
 SIM_READER_BACKEND = "sim.virtual_reader:open_reader"
 PCSC_BACKEND = "workers.pcsc_reader:open_reader"
 SIM_CONTROL_API = "sim.control_api:mount"
+SIM_DC_MODULE = "sim.dc"
 DEFAULT_PORT = 5066
 ADOPT_GRACE_HEARTBEATS = 2.5
 
@@ -46,12 +49,43 @@ def _binds(host: str | None, port: int) -> list[str]:
     return [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
 
 
+def _free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _accepts_connections(port: int) -> Callable[[], bool]:
+    def ready() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    return ready
+
+
+def _prepare_dc_simulator(state_dir: Path) -> None:
+    """The DC simulator's state, TLS and the bench's SAM file, made once (by module name: no import of sim/)."""
+    subprocess.run([sys.executable, "-m", SIM_DC_MODULE, "prepare", "--state-dir", str(state_dir)], check=True)
+
+
 def serve(args: argparse.Namespace) -> int:
     paths = console_paths(args.data_dir, sim=args.sim)
     prepare(paths)
     tls = ensure_certificates(paths.data_dir)
     heartbeat = args.heartbeat
     pcsc = args.pcsc if args.pcsc is not None else not args.sim
+    dc_url, dc_ca = args.dc_url, args.dc_ca
+    children: list[ChildSpec] = []
+    if args.sim:
+        _prepare_dc_simulator(paths.sim_dc_dir)
+        dc_port = args.sim_dc_port or _free_loopback_port()
+        dc_url, dc_ca = f"https://127.0.0.1:{dc_port}", paths.sim_dc_dir / "ca.pem"
+        dc_argv = [sys.executable, "-m", SIM_DC_MODULE, "serve", "--state-dir", str(paths.sim_dc_dir),
+                   "--port", str(dc_port)]
+        children.append(ChildSpec("dc-simulator", lambda restarted: dc_argv, ready=_accepts_connections(dc_port)))
 
     def broker_argv(restarted: bool) -> list[str]:
         argv = [
@@ -66,13 +100,19 @@ def serve(args: argparse.Namespace) -> int:
             "--seal-max-rows", str(args.seal_max_rows),
             "--seal-max-age-days", str(args.seal_max_age_days),
             "--seal-check-interval", str(args.seal_check_interval),
+            "--cloud-sam-dir", str(paths.cloud_sam_dir),
         ]
+        if dc_url:
+            argv += ["--dc-url", dc_url]
+        if dc_ca:
+            argv += ["--dc-ca", str(dc_ca)]
         if pcsc:
             argv += ["--pcsc-backend", PCSC_BACKEND]
         if args.sim:
             argv += ["--sim-backend", SIM_READER_BACKEND, "--sim-default-reader", SIM_READERS[0][0]]
             for name, profile in SIM_READERS:
                 argv += ["--sim-reader", f"{name}={profile}"]
+            argv += ["--sim-cloud-sam", str(paths.sim_dc_dir / "bench-sam.sam")]
         if restarted:
             argv += ["--adopt-grace", str(heartbeat * ADOPT_GRACE_HEARTBEATS)]
         return argv
@@ -85,12 +125,15 @@ def serve(args: argparse.Namespace) -> int:
         "NHI_CONSOLE_EXTRA_ROUTES": SIM_CONTROL_API if args.sim else "",
         "NHI_CONSOLE_LOCATION": str(Path(sys.argv[0]).resolve()),
         "NHI_CONSOLE_API_PROCESSES": str(args.api_processes),
+        "NHI_CONSOLE_SIM_DC_URL": (dc_url or "") if args.sim else "",
+        "NHI_CONSOLE_SIM_DC_CA": str(dc_ca) if args.sim and dc_ca else "",
     }
 
     def api_argv(restarted: bool) -> list[str]:
         return [sys.executable, "-m", "gunicorn", "--config", "python:deploy.gunicorn_conf", "api.app:get_app()"]
 
-    supervisor = Supervisor([ChildSpec("broker", broker_argv), ChildSpec("api", api_argv, api_env)])
+    children += [ChildSpec("broker", broker_argv), ChildSpec("api", api_argv, api_env)]
+    supervisor = Supervisor(children)
     mode = " with the simulation bench" if args.sim else ""
     logging.getLogger(__name__).info(
         "serving https://localhost:%d%s; data in %s; CA certificate %s", args.port, mode, paths.data_dir, tls.ca_cert
@@ -151,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--seal-max-age-days", type=float, default=365.0,
                               help="seal log rows older than this into an archive")
     serve_parser.add_argument("--seal-check-interval", type=float, default=60.0, help=argparse.SUPPRESS)
+    serve_parser.add_argument("--dc-url", default=None,
+                              help="a data center speaking docs/dc-protocol.md (with --sim: the bench's simulator)")
+    serve_parser.add_argument("--dc-ca", type=Path, default=None, help="CA certificate file for the DC's TLS")
+    serve_parser.add_argument("--sim-dc-port", type=int, default=0, help="the DC simulator's port (default: any free)")
     serve_parser.set_defaults(handler=serve)
 
     status_parser = commands.add_parser("status", help="show the running console's state")

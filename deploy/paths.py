@@ -44,6 +44,16 @@ class ConsolePaths:
         return self.data_dir / ("sim-archive" if self.sim else "archive")
 
     @property
+    def cloud_sam_dir(self) -> Path:
+        """Imported cloud SAM files, 0600 each; the bench's apart from a clinic's real ones."""
+        return self.data_dir / ("sim-cloud-sams" if self.sim else "cloud-sams")
+
+    @property
+    def sim_dc_dir(self) -> Path:
+        """The bench's DC simulator: its SQLite state, its TLS CA and the bench's SAM file."""
+        return self.data_dir / "sim-dc"
+
+    @property
     def api_endpoint(self) -> str:
         return f"ipc://{self.run_dir / 'api.sock'}"
 

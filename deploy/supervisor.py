@@ -45,6 +45,12 @@ class ChildSpec:
     name: str
     argv: Callable[[bool], list[str]]
     env: dict[str, str] = field(default_factory=dict)
+    ready: Callable[[], bool] | None = None
+    """At the first start, the children after this one wait until it says it is ready (or READY_WAIT passes)."""
+
+
+READY_WAIT = 10.0
+"""How long the first start waits for a child to be ready before starting the next ones anyway."""
 
 
 @dataclass
@@ -55,6 +61,7 @@ class _Running:
     restart_at: float | None = 0.0
     restarts: int = 0
     backoff: RestartBackoff = field(default_factory=RestartBackoff)
+    ready_seen: bool = False
 
 
 class Supervisor:
@@ -87,6 +94,8 @@ class Supervisor:
     def _start_due(self) -> None:
         now = time.monotonic()
         for child in self._children:
+            if not self._earlier_ready(child, now):
+                return
             if child.process is None and child.restart_at is not None and now >= child.restart_at:
                 restarted = child.restarts > 0
                 env = {**os.environ, **child.spec.env}
@@ -96,6 +105,22 @@ class Supervisor:
                 child.started = now
                 child.restart_at = None
                 log.info("%s started (pid %d)%s", child.spec.name, child.process.pid, " again" if restarted else "")
+
+    def _earlier_ready(self, child: _Running, now: float) -> bool:
+        """Whether the children before `child` that have a readiness check passed it (first start only)."""
+        for earlier in self._children:
+            if earlier is child:
+                return True
+            if earlier.spec.ready is None or earlier.ready_seen:
+                continue
+            if earlier.process is not None and earlier.spec.ready():
+                earlier.ready_seen = True
+            elif earlier.process is not None and now - earlier.started > READY_WAIT:
+                log.warning("%s is not ready after %.0fs; starting the others anyway", earlier.spec.name, READY_WAIT)
+                earlier.ready_seen = True
+            else:
+                return False
+        return True
 
     def _reap(self) -> None:
         while True:

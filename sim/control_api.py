@@ -7,6 +7,8 @@ calls are not console API calls: they are not put in the call record.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import falcon
@@ -15,6 +17,7 @@ from api.body import json_object, text_field
 from api.core_client import CoreClient
 from broker.commands import MAX_READER_NAME
 from broker.protocol import Reply
+from sim.dc_control import DcControl, DcControlError
 from sim.profiles import PROFILES
 
 CARD_COMMAND_TIMEOUT = 15.0
@@ -87,8 +90,74 @@ class BenchProfiles:
         }
 
 
+def _pass_on(resp: falcon.Response, control: DcControl | None, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    """Send a bench control to the DC simulator; on failure answer its status and message, and return None."""
+    if control is None:
+        resp.status = falcon.HTTP_404
+        resp.media = {"message": "no DC simulator is running"}
+        return None
+    try:
+        return control.call("POST", path, body)
+    except DcControlError as error:
+        resp.status = falcon.code_to_http_status(error.status if error.status in (400, 404) else 502)
+        resp.media = {"message": error.message}
+        return None
+
+
+class BenchCloudSam:
+    """A new cloud SAM file, registered at the DC simulator with the contract state asked for."""
+
+    recorded = False
+
+    def __init__(self, control: DcControl | None) -> None:
+        self._control = control
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        answer = _pass_on(resp, self._control, "CloudSam", json_object(req))
+        if answer is not None:
+            resp.media = {"cloudSamContext": answer["cloudSamContext"]}
+
+
+class BenchDcFaults:
+    recorded = False
+
+    def __init__(self, control: DcControl | None) -> None:
+        self._control = control
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if _pass_on(resp, self._control, "Faults", json_object(req)) is not None:
+            resp.media = {}
+
+
+class BenchClock:
+    """Moves the DC's clock, then the console's, by the same amount (the DC's first: it validates the body)."""
+
+    recorded = False
+
+    def __init__(self, core: CoreClient, control: DcControl | None) -> None:
+        self._core = core
+        self._control = control
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = json_object(req)
+        answer = _pass_on(resp, self._control, "Clock", body)
+        if answer is None:
+            return
+        reply = self._core.call("SimAdvanceClock", {"advanceSeconds": body.get("advanceSeconds")})
+        _answer(resp, reply, serverTime=answer.get("serverTime"), consoleTime=reply.body.get("consoleTime"))
+
+
+def _dc_control() -> DcControl | None:
+    url, ca = os.environ.get("NHI_CONSOLE_SIM_DC_URL"), os.environ.get("NHI_CONSOLE_SIM_DC_CA")
+    return DcControl(url, Path(ca)) if url and ca else None
+
+
 def mount(app: falcon.App, core: CoreClient) -> None:
     app.add_route("/api/sim/v1/Readers", BenchReaders(core))
     app.add_route("/api/sim/v1/Readers/{name}", BenchReader(core))
     app.add_route("/api/sim/v1/Readers/{name}/Card", BenchCard(core))
     app.add_route("/api/sim/v1/Profiles", BenchProfiles())
+    control = _dc_control()
+    app.add_route("/api/sim/v1/CloudSam", BenchCloudSam(control))
+    app.add_route("/api/sim/v1/Dc/Faults", BenchDcFaults(control))
+    app.add_route("/api/sim/v1/Clock", BenchClock(core, control))

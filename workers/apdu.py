@@ -63,3 +63,6 @@ def internal_authenticate(challenge: bytes) -> bytes:
     if len(challenge) != 8:
         raise ValueError("the challenge is 8 bytes")
     return bytes([0x00, 0x88, 0x00, 0x00, 0x08]) + challenge + b"\x00"
+
+READ_HC_IDENTITY_STATUS = bytes.fromhex("00CA110102 0000".replace(" ", ""))
+"""`00 CA 11 01 02 00 00`: the identity status (1 byte), which the card gives only after mutual authentication."""

@@ -36,6 +36,7 @@ from broker.status_codes import StatusCode
 from workers.apdu import HC_AID, READ_HC_PUBLIC_DATA, parse_response, select_aid
 from workers.card_kind import identify, read_card_number
 from workers.health_card import DataBlockError, parse_public_data
+from workers.session_commands import SESSION_COMMANDS, run_session_command
 from workers.seam import CardAbsent, CardReader, PresenceChanged, ReaderError, ReaderGone, load_backend
 
 PRESENCE_SETTLE = 1.0
@@ -176,6 +177,8 @@ class Worker:
                 code, body = self._read_public_data()
             elif request.command == "ControlBackend":
                 code, body = self._control_backend(request.args)
+            elif request.command in SESSION_COMMANDS:
+                code, body = self._run_on_session_card(request)
             else:
                 code, body = int(StatusCode.BAD_PARAMETER), {"message": f"unknown worker command {request.command!r}"}
         except CardAbsent:
@@ -185,6 +188,15 @@ class Worker:
         except ReaderError as error:
             code, body = int(StatusCode.PCSC_OTHER_ERROR), {"message": f"PC/SC error: {type(error).__name__}"}
         return Reply(id=request.id, code=code, body=body)
+
+    def _run_on_session_card(self, request: Request) -> tuple[int, dict[str, object]]:
+        """Commands for the card of one insertion (`session`): another card in the reader is not that card."""
+        if self._card is None:
+            return int(StatusCode.NO_CARD), {"message": "no card in the reader"}
+        if request.args.get("session") != self._card.session:
+            return int(StatusCode.NO_CARD), {"message": "a different card is in the reader"}
+        with self._reader.transaction():
+            return run_session_command(request.command, request.args, self._reader.transmit)
 
     def _read_public_data(self) -> tuple[int, dict[str, object]]:
         with self._reader.transaction():

@@ -1,13 +1,13 @@
-"""SETTING: the PC/SC reader settings (the CloudSam and Cors settings come with their issues)."""
+"""SETTING: the PC/SC reader settings and the cloud SAMs (the Cors settings come with their issue)."""
 
 from __future__ import annotations
 
 import falcon
 
 from api.answers import spec_answer
-from api.body import json_object, text_field
+from api.body import json_object, optional_text_field, text_field
 from api.core_client import CoreClient
-from broker.commands import MAX_READER_NAME
+from broker.commands import MAX_CLOUD_SAM_CONTEXT, MAX_READER_NAME
 
 
 class ReadersResource:
@@ -43,4 +43,34 @@ class DefaultReaderResource:
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
         reply = self._core.call("ClearDefaultReader", call=req.context.call)
+        resp.media = spec_answer(reply.code, reply.body)
+
+
+class CloudSamsResource:
+    """The file's content goes to the broker and nowhere else: not into a log line, not into an error."""
+
+    def __init__(self, core: CoreClient) -> None:
+        self._core = core
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        reply = self._core.call("ListCloudSams", call=req.context.call)
+        resp.media = spec_answer(reply.code, reply.body, "sams")
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = json_object(req)
+        args = {"cloudSamContext": text_field(body, "cloudSamContext", max_length=MAX_CLOUD_SAM_CONTEXT)}
+        for name, longest in (("samId", 12), ("hospitalId", 10)):
+            value = optional_text_field(body, name, max_length=longest)
+            if value is not None:
+                args[name] = value
+        reply = self._core.call("ImportCloudSam", args, call=req.context.call)
+        resp.media = spec_answer(reply.code, reply.body, "sam")
+
+
+class CloudSamResource:
+    def __init__(self, core: CoreClient) -> None:
+        self._core = core
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, sam_id: str) -> None:
+        reply = self._core.call("RemoveCloudSam", {"samId": sam_id}, call=req.context.call)
         resp.media = spec_answer(reply.code, reply.body)

@@ -23,6 +23,8 @@ def test_command_names() -> None:
         "GetStateSnapshot", "GetStatus", "ListRecords", "ClearRecords", "RecordCall",
         "ListReaders", "AutoDetectReader", "GetDefaultReader", "SetDefaultReader", "ClearDefaultReader",
         "ReadPublicData", "SimListReaders", "SimPlugReader", "SimUnplugReader", "SimPutCard", "SimTakeCard",
+        "ListDevices", "Initialize", "Finalize", "GetServerDateTime", "GetSamBasic", "VerifySam", "LogoutSam",
+        "SignWithSam", "ListCloudSams", "ImportCloudSam", "RemoveCloudSam", "ReadHcBasic", "SimAdvanceClock",
     }
 
 

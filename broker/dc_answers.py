@@ -1,0 +1,161 @@
+"""The DC's HTTP answers (docs/dc-protocol.md) mapped to values or `DcError`s. Pure.
+
+No I/O here, so every row of the protocol's error table and every malformed
+answer is tested without a server; `broker.dc_client` only moves the bytes.
+
+Nothing here puts an answer's content into an exception message: the DC's
+answers carry sessions and card data, and a message may end up in a log.
+Messages name the endpoint and the HTTP status only; `DcError.reason` is the
+DC's error name (one of the table's, never free text from the answer) or ours.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from broker.datacenter import CardCryptogram, DcError, DcSession
+from broker.status_codes import StatusCode
+
+Answer = dict[str, Any]
+
+MAX_ANSWER_BYTES = 64 * 1024
+"""Every documented answer is well under 1 KiB; anything this large is not one, so it is not parsed."""
+
+DC_ERRORS: Mapping[tuple[int, str], StatusCode] = {
+    (400, "badRequest"): StatusCode.BAD_PARAMETER_1705,
+    (401, "sessionExpired"): StatusCode.DC_SESSION_EXPIRED,
+    (403, "contractExpired"): StatusCode.CONTRACT_EXPIRED,
+    (403, "hospitalSuspended"): StatusCode.HOSPITAL_SUSPENDED,
+    (403, "samRevoked"): StatusCode.SAM_REVOKED,
+    # Which level failed (SAM 1301, HC 1501, HPC 1401) only the caller knows: it translates this.
+    (403, "authenticationFailed"): StatusCode.DC_UNDEFINED_ERROR,
+    (404, "unknownSam"): StatusCode.SAM_LEVEL2_FAILED,
+    (404, "unknownCommand"): StatusCode.DC_COMMAND_UNKNOWN,
+}
+"""The protocol's error table: (HTTP status, `error`) → console code. `error` becomes `DcError.reason`."""
+
+_ERROR_STATUSES = frozenset(status for status, _ in DC_ERRORS)
+
+SESSION_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+"""RFC 6750's b64token: what may follow `Bearer ` in a header (anything else could split the header)."""
+
+
+def bad_answer(endpoint: str, status: int) -> DcError:
+    """1799: the DC answered, but not with the JSON the protocol describes."""
+    return DcError(StatusCode.DC_UNDEFINED_ERROR, "badAnswer", f"DC {endpoint}: HTTP {status}, answer not as documented")
+
+
+def interpret_answer(endpoint: str, status: int, body: bytes) -> Answer:
+    """The JSON object of a 200, else raise the `DcError` the protocol's table gives for `status` and `body`.
+
+    A listed 4xx whose body is not `{"error": <that status's name>, ...}` is
+    1799 (the body is not the JSON described), not a guess; any other status,
+    5xx or unlisted (including other 2xx and 3xx), is 1702 whatever its body.
+    """
+    if status == 200:
+        return _json_object(endpoint, status, body)
+    if status in _ERROR_STATUSES:
+        error = _json_object(endpoint, status, body).get("error")
+        code = DC_ERRORS.get((status, error)) if isinstance(error, str) else None
+        if code is None:
+            raise bad_answer(endpoint, status)
+        raise DcError(code, error, f"DC {endpoint}: HTTP {status}")
+    raise DcError(StatusCode.DC_HTTP_ERROR, "httpStatus", f"DC {endpoint}: HTTP {status}")
+
+
+def _json_object(endpoint: str, status: int, body: bytes) -> Answer:
+    if len(body) > MAX_ANSWER_BYTES:
+        raise bad_answer(endpoint, status)
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise bad_answer(endpoint, status) from None
+    if not isinstance(value, dict):
+        raise bad_answer(endpoint, status)
+    return value
+
+
+# --------------------------------------------------------------------------- #
+# the fields of each success answer
+# --------------------------------------------------------------------------- #
+
+
+def parse_nonce(endpoint: str, answer: Answer) -> bytes:
+    """`Sam/Challenge`: `{"nonce": base64 of 16 bytes}`."""
+    return _bytes(endpoint, answer, "nonce", 16)
+
+
+def parse_session(endpoint: str, answer: Answer) -> DcSession:
+    """`Sam/Login`: the session (a header-safe token) with an aware expiry and the hospital's names."""
+    token = _text(endpoint, answer, "session")
+    if not SESSION_TOKEN.fullmatch(token):
+        raise bad_answer(endpoint, 200)
+    return DcSession(
+        token=token,
+        expires_at=_aware_time(endpoint, answer, "expiresAt"),
+        hospital_id=_text(endpoint, answer, "hospitalId"),
+        hospital_name=_text(endpoint, answer, "hospitalName"),
+        hospital_short_name=_text(endpoint, answer, "hospitalShortName"),
+    )
+
+
+def parse_server_time(endpoint: str, answer: Answer) -> datetime.datetime:
+    """`Time`: the DC's clock; aware, because the console shows it in the DC's zone."""
+    return _aware_time(endpoint, answer, "serverTime")
+
+
+def parse_card_cryptogram(endpoint: str, answer: Answer) -> CardCryptogram:
+    """`Cards/Challenge`: sizes are checked here, so a card never gets an APDU of the wrong length."""
+    return CardCryptogram(
+        auth_id=_text(endpoint, answer, "authId"),
+        cryptogram=_bytes(endpoint, answer, "cryptogram", 32),
+        host_challenge=_bytes(endpoint, answer, "hostChallenge", 8),
+    )
+
+
+def parse_verified(endpoint: str, answer: Answer) -> None:
+    """`Cards/Verify`: only a literal `true` authenticates; `false` is the DC saying no, anything else 1799."""
+    authenticated = answer.get("authenticated")
+    if authenticated is True:
+        return
+    if authenticated is False:
+        raise DcError(StatusCode.DC_UNDEFINED_ERROR, "authenticationFailed", f"DC {endpoint}: HTTP 200")
+    raise bad_answer(endpoint, 200)
+
+
+def _text(endpoint: str, answer: Answer, name: str) -> str:
+    value = answer.get(name)
+    if not isinstance(value, str) or not value:
+        raise bad_answer(endpoint, 200)
+    return value
+
+
+def _bytes(endpoint: str, answer: Answer, name: str, length: int) -> bytes:
+    """Strict standard base64 of exactly `length` bytes: a lenient decoder would hide a broken DC."""
+    value = answer.get(name)
+    if not isinstance(value, str):
+        raise bad_answer(endpoint, 200)
+    try:
+        decoded = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):  # ValueError: non-ASCII text
+        raise bad_answer(endpoint, 200) from None
+    if len(decoded) != length:
+        raise bad_answer(endpoint, 200)
+    return decoded
+
+
+def _aware_time(endpoint: str, answer: Answer, name: str) -> datetime.datetime:
+    value = _text(endpoint, answer, name)
+    try:
+        parsed = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        raise bad_answer(endpoint, 200) from None
+    if parsed.utcoffset() is None:
+        raise bad_answer(endpoint, 200)
+    return parsed

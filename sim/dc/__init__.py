@@ -1,0 +1,89 @@
+"""The bench's data center (DC) simulator: serves docs/dc-protocol.md over HTTPS, plus the bench's controls.
+
+SIMULATION ONLY. The NHI's DC protocol is not public; this serves ours, so the
+console's DC client (`broker.dc_client`) is exercised end to end. Modules:
+`state` (the state dir and its SQLite database), `tls` (the simulator's own
+TLS CA and server certificate), `sam_files` (the SAM CA, issuing cloud SAM
+files), `service` (the request handling, without sockets), `server` (the
+HTTPS adapter), `__main__` (`python -m sim.dc prepare|serve`).
+
+`prepare` lives here because it is the package's one entry point that ties
+the others together: what `python -m sim.dc prepare` and the console's
+`serve --sim` both call before serving.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+
+from broker.cloud_sam_file import CloudSamFileInvalid, parse_cloud_sam_file
+from sim.dc.sam_files import SamCa, issue_cloud_sam
+from sim.dc.state import Contract, DcState, StateDir, write_file
+from sim.dc.tls import ensure_tls
+
+BENCH_HOSPITAL_ID = "777777777"
+BENCH_HOSPITAL_NAME = "測試機構"
+BENCH_SAM_ID = "901000000047"
+
+__all__ = ["BENCH_HOSPITAL_ID", "BENCH_HOSPITAL_NAME", "BENCH_SAM_ID", "PreparedDc", "prepare"]
+
+
+@dataclass(frozen=True)
+class PreparedDc:
+    """Where a prepared simulator's files are: what the console's bench needs to know."""
+
+    state_dir: Path
+    ca_cert: Path
+    """The TLS CA the console's DC client must trust."""
+    bench_sam_file: Path
+    """The bench SAM's file (mode 0600), ready for `POST /api/settings/v1/CloudSam`."""
+    database: Path
+
+
+def prepare(state_dir: Path) -> PreparedDc:
+    """Create the simulator's state and the bench's start state, once; later calls change nothing.
+
+    Idempotent and fast on a second run (no key is generated unless a file is
+    missing). Serialised by a lock file, so a `prepare` and a `serve` started
+    together cannot both mint the bench SAM. The bench SAM is issued again
+    (contract active) only if its file is missing or no longer the SAM the DC
+    knows (e.g. the bench reissued `901000000047` through `/sim/v1/CloudSam`).
+    """
+    layout = StateDir(Path(state_dir))
+    layout.ensure()
+    descriptor = os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        ensure_tls(layout)
+        sam_ca = SamCa.ensure(layout)
+        state = DcState(layout.database)
+        try:
+            if not _bench_sam_file_current(layout, state):
+                file_bytes = issue_cloud_sam(
+                    state, sam_ca, BENCH_SAM_ID, BENCH_HOSPITAL_ID, BENCH_HOSPITAL_NAME, Contract.ACTIVE
+                )
+                write_file(layout.bench_sam_file, file_bytes, 0o600)
+        finally:
+            state.close()
+    finally:
+        os.close(descriptor)  # releases the lock
+    return PreparedDc(layout.root, layout.ca_cert, layout.bench_sam_file, layout.database)
+
+
+def _bench_sam_file_current(layout: StateDir, state: DcState) -> bool:
+    """Whether `bench-sam.sam` parses and holds the certificate the DC has for the bench SAM."""
+    record = state.sam(BENCH_SAM_ID)
+    if record is None or not layout.bench_sam_file.is_file():
+        return False
+    try:
+        sam_file = parse_cloud_sam_file(layout.bench_sam_file.read_bytes())
+    except (OSError, CloudSamFileInvalid):
+        return False
+    return sam_file.sam_id == BENCH_SAM_ID and sam_file.certificate == x509.load_pem_x509_certificate(
+        record.certificate_pem.encode("ascii")
+    )

@@ -1,0 +1,345 @@
+"""The DC simulator's request handling, without sockets: a request in, a reply (or "drop it") out.
+
+Why apart from the HTTP server: every rule of docs/dc-protocol.md (the check
+order of a login, single-use nonces and card authentications, session expiry
+by the DC's clock, the error table, the bench's faults) is tested here in
+milliseconds, and the server stays a thin adapter.
+
+Never in a reply's message, an exception or a log: a session token, a nonce,
+a signature, a card number, a key. Messages name the field, never its value.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+from cryptography import x509
+
+from broker.cloud_sam_file import login_signed_bytes, verify_signature
+from sim.cards.card_keys import card_key, external_authenticate_cryptogram, internal_authenticate_response
+from sim.dc.sam_files import SamCa, issue_cloud_sam
+from sim.dc.state import Contract, DcState, render_time
+
+DC_PREFIX = "/dc/v1/"
+SIM_PREFIX = "/sim/v1/"
+NONCE_BYTES = 16
+NONCE_LIFETIME_SECONDS = 60
+CARD_AUTH_LIFETIME_SECONDS = 60
+DEFAULT_SESSION_TTL_SECONDS = 3600
+CARD_CHALLENGE_BYTES = 8
+CARD_CRYPTOGRAM_BYTES = 32
+MAX_SIGNATURE_BYTES = 1024
+FAULT_CODES = (1700, 1702, 1703)
+MAX_FAULT_COUNT = 1000
+MAX_ADVANCE_SECONDS = 10 * 366 * 86400
+"""Ten years (leap days included) per call."""
+
+_SAM_ID = re.compile(r"^\d{12}$")
+_HOSPITAL_ID = re.compile(r"^[0-9A-Za-z]{1,10}$")
+_CARD_NUMBER = re.compile(r"^\d{12}$")
+_AUTH_ID = re.compile(r"^[0-9A-Za-z_-]{1,128}$")
+_SAM_PATH = re.compile(r"^/sim/v1/Sams/([^/]*)$")
+
+Json = dict[str, object]
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    body: bytes | None = field(default=b"", repr=False)
+    """The raw body; None when it was too large to read (a bad request, after any fault)."""
+
+    def header(self, name: str) -> str | None:
+        """Header names are case-insensitive; plain dicts (the tests') are not."""
+        wanted = name.lower()
+        for key, value in self.headers.items():
+            if key.lower() == wanted:
+                return value
+        return None
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: Json
+
+
+class Drop:
+    """The answer to a 1700 fault: close the connection without writing anything."""
+
+    def __repr__(self) -> str:
+        return "DROP"
+
+
+DROP = Drop()
+
+
+class _Failure(Exception):
+    """A refusal, already in the shape of its reply (DC: `error` + `message`; bench controls: `message`)."""
+
+    def __init__(self, status: int, error: str | None, message: str) -> None:
+        super().__init__(message)
+        self.reply = Reply(status, {"error": error, "message": message} if error else {"message": message})
+
+
+def _dc_fail(status: int, error: str, message: str) -> NoReturn:
+    raise _Failure(status, error, message)
+
+
+def _bad_request(message: str) -> NoReturn:
+    _dc_fail(400, "badRequest", message)
+
+
+def _bench_fail(status: int, message: str) -> NoReturn:
+    raise _Failure(status, None, message)
+
+
+def _json_object(request: Request, refuse: Callable[[str], NoReturn]) -> Json:
+    if request.body is None:
+        refuse("the body is too large, or not sent with a Content-Length")
+    try:
+        document = json.loads(request.body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: absurdly deep nesting
+        refuse("the body is not UTF-8 JSON")
+    if not isinstance(document, dict):
+        refuse("the body is not a JSON object")
+    return document
+
+
+def _text(document: Json, name: str, pattern: re.Pattern[str], refuse: Callable[[str], NoReturn]) -> str:
+    value = document.get(name)
+    if not isinstance(value, str) or not pattern.match(value):
+        refuse(f"{name} is missing or malformed")
+    return value
+
+
+def _base64(document: Json, name: str, shortest: int, longest: int) -> bytes:
+    value = document.get(name)
+    if not isinstance(value, str):
+        _bad_request(f"{name} is missing or malformed")
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        _bad_request(f"{name} is not standard base64")
+    if not shortest <= len(raw) <= longest:
+        _bad_request(f"{name} has the wrong length")
+    return raw
+
+
+def _integer(document: Json, name: str, lowest: int, highest: int) -> int:
+    value = document.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= highest:
+        _bench_fail(400, f"{name} must be an integer from {lowest} to {highest}")
+    return value
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def token_hash(token: str) -> bytes:
+    """What the state keeps of a session token: its SHA-256, never the token."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+class DcService:
+    """The protocol (`/dc/v1/`) and the bench's controls (`/sim/v1/`) over one `DcState`.
+
+    `handle` never raises for anything a client sends; an exception out of it
+    is a bug of the simulator (the server answers 500 and logs its type).
+    """
+
+    def __init__(self, state: DcState, sam_ca: SamCa, session_ttl: float = DEFAULT_SESSION_TTL_SECONDS) -> None:
+        if session_ttl <= 0:
+            raise ValueError("the session TTL must be positive")
+        self.state = state
+        self.sam_ca = sam_ca
+        self.session_ttl = session_ttl
+        self._dc_routes: dict[tuple[str, str], Callable[[Request], Json]] = {
+            ("POST", "Sam/Challenge"): self._sam_challenge,
+            ("POST", "Sam/Login"): self._sam_login,
+            ("GET", "Time"): self._time,
+            ("POST", "Cards/Challenge"): self._cards_challenge,
+            ("POST", "Cards/Verify"): self._cards_verify,
+        }
+        self._sim_routes: dict[tuple[str, str], Callable[[Request], Json]] = {
+            ("POST", "CloudSam"): self._sim_cloud_sam,
+            ("POST", "Faults"): self._sim_faults,
+            ("POST", "Clock"): self._sim_clock,
+        }
+
+    def handle(self, request: Request) -> Reply | Drop:
+        path = urllib.parse.urlsplit(request.path).path
+        method = request.method.upper()
+        try:
+            if path.startswith(DC_PREFIX):
+                return self._dc(method, path.removeprefix(DC_PREFIX), request)
+            if path.startswith(SIM_PREFIX):
+                return self._sim(method, path, request)
+        except _Failure as failure:
+            return failure.reply
+        return Reply(404, {"error": "notFound", "message": "the DC is under /dc/v1/, the bench's controls under /sim/v1/"})
+
+    # -- the protocol -------------------------------------------------------
+
+    def _dc(self, method: str, command: str, request: Request) -> Reply | Drop:
+        fault = self.state.take_fault()  # before anything else, even an unknown command or a bad body
+        if fault == 1700:
+            return DROP
+        if fault == 1702:
+            return Reply(503, {"error": "serviceUnavailable", "message": "simulated DC fault 1702"})
+        if fault == 1703:
+            return Reply(401, {"error": "sessionExpired", "message": "simulated DC fault 1703"})
+        route = self._dc_routes.get((method, command))
+        if route is None:
+            _dc_fail(404, "unknownCommand", "no such DC command")
+        return Reply(200, route(request))
+
+    def _session_sam(self, request: Request) -> str:
+        """The SAM of the request's live session (`Authorization: Bearer <session>`), else 401 sessionExpired."""
+        header = request.header("Authorization") or ""
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        sam_id = self.state.session_sam(token_hash(token)) if scheme.lower() == "bearer" and token else None
+        if sam_id is None:
+            _dc_fail(401, "sessionExpired", "no such session, or it has expired")
+        return sam_id
+
+    def _known_sam_id(self, document: Json) -> str:
+        sam_id = _text(document, "samId", _SAM_ID, _bad_request)
+        if self.state.sam(sam_id) is None:
+            _dc_fail(404, "unknownSam", "the DC does not know this SAM")
+        return sam_id
+
+    def _sam_challenge(self, request: Request) -> Json:
+        sam_id = self._known_sam_id(_json_object(request, _bad_request))
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        self.state.add_nonce(nonce, sam_id, NONCE_LIFETIME_SECONDS)
+        return {"nonce": _b64(nonce)}
+
+    def _sam_login(self, request: Request) -> Json:
+        document = _json_object(request, _bad_request)
+        sam_id = _text(document, "samId", _SAM_ID, _bad_request)
+        nonce = _base64(document, "nonce", NONCE_BYTES, NONCE_BYTES)
+        signature = _base64(document, "signature", 1, MAX_SIGNATURE_BYTES)
+        # The order of docs/dc-protocol.md: known, authentic, not revoked, contract, not suspended.
+        sam = self.state.sam(sam_id)
+        if sam is None:
+            _dc_fail(404, "unknownSam", "the DC does not know this SAM")
+        fresh = self.state.take_nonce(nonce, sam_id)  # consumed by any attempt: one login per nonce
+        certificate = x509.load_pem_x509_certificate(sam.certificate_pem.encode("ascii"))
+        if not fresh or not verify_signature(certificate, signature, login_signed_bytes(sam_id, nonce)):
+            _dc_fail(403, "authenticationFailed", "the nonce is not fresh or the signature does not verify")
+        if sam.revoked:
+            _dc_fail(403, "samRevoked", "the SAM is revoked")
+        hospital = self.state.hospital(sam.hospital_id)
+        if hospital is None:  # cannot happen: a SAM references its hospital
+            raise LookupError("a SAM without its hospital")
+        if not hospital.contract_covers(self.state.today()):
+            _dc_fail(403, "contractExpired", "the hospital's contract period does not cover today")
+        if hospital.suspended:
+            _dc_fail(403, "hospitalSuspended", "the hospital is suspended")
+        session = secrets.token_urlsafe(32)
+        expires_at = self.state.add_session(token_hash(session), sam_id, self.session_ttl)
+        return {
+            "session": session,
+            "expiresAt": render_time(expires_at),
+            "hospitalId": hospital.hospital_id,
+            "hospitalName": hospital.name,
+            "hospitalShortName": hospital.short_name,
+        }
+
+    def _time(self, request: Request) -> Json:
+        self._session_sam(request)
+        return {"serverTime": render_time(self.state.now())}
+
+    def _cards_challenge(self, request: Request) -> Json:
+        sam_id = self._session_sam(request)
+        document = _json_object(request, _bad_request)
+        card_number = _text(document, "cardNumber", _CARD_NUMBER, _bad_request)
+        card_challenge = _base64(document, "cardChallenge", CARD_CHALLENGE_BYTES, CARD_CHALLENGE_BYTES)
+        key = card_key(card_number)
+        host_challenge = secrets.token_bytes(CARD_CHALLENGE_BYTES)
+        auth_id = secrets.token_urlsafe(16)
+        expected = internal_authenticate_response(key, host_challenge)
+        self.state.add_card_auth(auth_id, sam_id, expected, CARD_AUTH_LIFETIME_SECONDS)
+        return {
+            "authId": auth_id,
+            "cryptogram": _b64(external_authenticate_cryptogram(key, card_challenge)),
+            "hostChallenge": _b64(host_challenge),
+        }
+
+    def _cards_verify(self, request: Request) -> Json:
+        sam_id = self._session_sam(request)
+        document = _json_object(request, _bad_request)
+        auth_id = _text(document, "authId", _AUTH_ID, _bad_request)
+        card_response = _base64(document, "cardResponse", CARD_CRYPTOGRAM_BYTES, CARD_CRYPTOGRAM_BYTES)
+        expected = self.state.take_card_auth(auth_id, sam_id)
+        if expected is not None and hmac.compare_digest(card_response, expected):
+            return {"authenticated": True}
+        _dc_fail(403, "authenticationFailed", "the card's answer is wrong, or the authentication is unknown or used")
+
+    # -- the bench's controls -----------------------------------------------
+
+    def _sim(self, method: str, path: str, request: Request) -> Reply:
+        sam_path = _SAM_PATH.match(path)
+        if sam_path is not None and method == "GET":
+            return Reply(200, self._sim_sam(urllib.parse.unquote(sam_path.group(1))))
+        route = self._sim_routes.get((method, path.removeprefix(SIM_PREFIX)))
+        if route is None:
+            _bench_fail(404, "no such bench control")
+        return Reply(200, route(request))
+
+    def _sim_cloud_sam(self, request: Request) -> Json:
+        def refuse(message: str) -> NoReturn:
+            _bench_fail(400, message)
+
+        document = _json_object(request, refuse)
+        sam_id = _text(document, "samId", _SAM_ID, refuse)
+        hospital_id = _text(document, "hospitalId", _HOSPITAL_ID, refuse)
+        name = document.get("hospitalName")
+        if name is not None and (not isinstance(name, str) or not 1 <= len(name) <= 64 or not name.isprintable()):
+            refuse("hospitalName must be 1 to 64 printable characters")
+        contract = document.get("contract")
+        if contract not in tuple(Contract):
+            refuse("contract must be one of " + ", ".join(Contract))
+        file_bytes = issue_cloud_sam(self.state, self.sam_ca, sam_id, hospital_id, name, Contract(contract))
+        return {"cloudSamContext": _b64(file_bytes)}
+
+    def _sim_sam(self, sam_id: str) -> Json:
+        if not _SAM_ID.match(sam_id):
+            _bench_fail(400, "samId must be 12 digits")
+        sam = self.state.sam(sam_id)
+        if sam is None:
+            _bench_fail(404, "the DC does not know this SAM")
+        return {"samId": sam.sam_id, "hospitalId": sam.hospital_id, "certificate": sam.certificate_pem, "revoked": sam.revoked}
+
+    def _sim_faults(self, request: Request) -> Json:
+        document = _json_object(request, lambda message: _bench_fail(400, message))
+        status_code = document.get("statusCode")
+        if type(status_code) is not int or status_code not in FAULT_CODES:  # not a bool, not 1700.0
+            _bench_fail(400, "statusCode must be one of " + ", ".join(map(str, FAULT_CODES)))
+        count = _integer(document, "count", 1, MAX_FAULT_COUNT)
+        self.state.set_fault(status_code, count)
+        return {}
+
+    def _sim_clock(self, request: Request) -> Json:
+        document = _json_object(request, lambda message: _bench_fail(400, message))
+        seconds = _integer(document, "advanceSeconds", 0, MAX_ADVANCE_SECONDS)
+        try:
+            now = self.state.advance_clock(seconds)
+        except ValueError as error:
+            _bench_fail(400, str(error))
+        return {"serverTime": render_time(now)}

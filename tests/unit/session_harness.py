@@ -1,0 +1,198 @@
+"""A synchronous stand-in for the broker's loop, to run the session's flows in milliseconds.
+
+The core is the real `ConsoleCore` over the in-memory store; card steps run the
+workers' real session commands against the bench's virtual cards; DC calls go
+to `FakeDataCenter`, which computes the SAM's side with the bench's published
+card keys. Only the sockets and threads are missing.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import secrets
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from broker.clock import ManualClock
+from broker.cloud_sam_file import FORMAT, MAGIC
+from broker.core import ConsoleCore, StartFlow
+from broker.datacenter import CardCryptogram, DcError, DcSession
+from broker.flows import CardStep, DcCall, Flow, FlowRunner, Outcome
+from broker.protocol import CardPresence, Reply, Request, WorkerStatus
+from broker.sam_session import CloudSamStore
+from broker.status_codes import StatusCode
+from eventlog.memory_store import MemoryEventStore
+from sim.cards.base import VirtualCard
+from sim.cards.card_keys import card_key, external_authenticate_cryptogram, internal_authenticate_response
+from sim.profiles import PROFILES, make_card
+from workers.session_commands import run_session_command
+
+TAIPEI = datetime.timezone(datetime.timedelta(hours=8))
+_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def sam_file_bytes(sam_id: str = "901000000047", hospital_id: str = "777777777",
+                   key: rsa.RSAPrivateKey = _KEY) -> bytes:
+    """A cloud SAM file in our format, self-signed (the console checks the key and the CN, not the issuer)."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, sam_id)])
+    now = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=3650))
+        .sign(key, hashes.SHA256())
+    )
+    document = {
+        "format": FORMAT, "samId": sam_id, "hospitalId": hospital_id,
+        "hospitalName": "測試機構", "hospitalShortName": "測試",
+        "privateKey": key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption()).decode(),
+        "certificate": certificate.public_bytes(serialization.Encoding.PEM).decode(),
+    }
+    return MAGIC + json.dumps(document, ensure_ascii=False).encode("utf-8")
+
+
+@dataclass
+class FakeDataCenter:
+    """The DC's answers, computed in memory; `fail[name]` lists errors the next calls of `name` raise."""
+
+    clock: ManualClock
+    session_seconds: int = 3600
+    fail: dict[str, list[DcError]] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+    _pending: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    _sessions: set[str] = field(default_factory=set)
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+        errors = self.fail.get(name)
+        if errors:
+            raise errors.pop(0)
+
+    def _now(self) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(self.clock.wall_ns() / 1e9, TAIPEI)
+
+    def _session(self, token: str) -> None:
+        if token not in self._sessions:
+            raise DcError(StatusCode.DC_SESSION_EXPIRED, "sessionExpired")
+
+    def sam_challenge(self, sam_id: str) -> bytes:
+        self._call("Sam/Challenge")
+        return secrets.token_bytes(16)
+
+    def sam_login(self, sam_id: str, nonce: bytes, signature: bytes) -> DcSession:
+        self._call("Sam/Login")
+        token = secrets.token_urlsafe(16)
+        self._sessions.add(token)
+        expires = self._now() + datetime.timedelta(seconds=self.session_seconds)
+        return DcSession(token, expires.replace(microsecond=0), "777777777", "測試機構", "測試")
+
+    def server_time(self, session: str) -> datetime.datetime:
+        self._call("Time")
+        self._session(session)
+        return self._now()
+
+    def card_challenge(self, session: str, card_number: str, card_challenge: bytes) -> CardCryptogram:
+        self._call("Cards/Challenge")
+        self._session(session)
+        auth_id, host_challenge = secrets.token_hex(8), secrets.token_bytes(8)
+        self._pending[auth_id] = (card_number, host_challenge)
+        cryptogram = external_authenticate_cryptogram(card_key(card_number), card_challenge)
+        return CardCryptogram(auth_id, cryptogram, host_challenge)
+
+    def card_verify(self, session: str, auth_id: str, card_response: bytes) -> None:
+        self._call("Cards/Verify")
+        self._session(session)
+        number, host_challenge = self._pending.pop(auth_id)
+        if card_response != internal_authenticate_response(card_key(number), host_challenge):
+            raise DcError(StatusCode.DC_UNDEFINED_ERROR, "authenticationFailed")
+
+    def expire_sessions(self) -> None:
+        self._sessions.clear()
+
+
+class Harness:
+    def __init__(self, *cards: tuple[str, str]) -> None:
+        self.clock = ManualClock()
+        self.store = MemoryEventStore()
+        self.sams = CloudSamStore(None)
+        self.core = ConsoleCore(self.store, self.clock, cloud_sams=self.sams)
+        self.dc = FakeDataCenter(self.clock)
+        self.cards: dict[str, VirtualCard] = {}
+        self.card_commands: list[tuple[str, str]] = []
+        self._actions: deque[tuple[str, int, Any]] = deque()
+        self.released: list[int] = []
+        self.runner = FlowRunner(
+            lambda flow_id, step: self._actions.append(("card", flow_id, step)),
+            lambda flow_id, call: self._actions.append(("dc", flow_id, call)),
+            self.released.append,
+        )
+        self.core.import_bench_sam(sam_file_bytes())
+        for session, (reader, profile) in enumerate(cards, start=1):
+            self.insert(reader, profile, session)
+
+    def insert(self, reader: str, profile: str, session: int) -> None:
+        self.cards[reader] = make_card(profile)
+        data = PROFILES[profile].data
+        presence = CardPresence(atr="3B", kind=PROFILES[profile].kind, session=session, card_number=data.card_id)
+        self.core.worker_reported(WorkerStatus(reader=reader, backend="sim", pid=1, card=presence))
+
+    def remove(self, reader: str) -> None:
+        self.cards.pop(reader, None)
+        self.core.worker_reported(WorkerStatus(reader=reader, backend="sim", pid=1, card=None))
+
+    def start(self, flow: Flow) -> list[Outcome]:
+        """Start a flow without running its steps yet (to interleave several)."""
+        outcomes: list[Outcome] = []
+        self.runner.start(flow, outcomes.append)
+        return outcomes
+
+    def step_once(self) -> None:
+        """Carry out the oldest pending step (a card command or a DC call) and feed its result back."""
+        kind, flow_id, step = self._actions.popleft()
+        if kind == "card":
+            self.runner.card_done(flow_id, self._run_card(step))
+        else:
+            self.runner.dc_done(flow_id, self._run_dc(step))
+
+    def pump(self) -> None:
+        while self._actions:
+            self.step_once()
+
+    def run(self, flow: Flow) -> Outcome:
+        outcomes = self.start(flow)
+        self.pump()
+        assert len(outcomes) == 1, "the flow did not finish"
+        return outcomes[0]
+
+    def command(self, name: str, args: dict[str, Any] | None = None) -> Outcome:
+        """One API command through the core, its flow (if any) run to the end."""
+        outcome = self.core.handle(Request(id="r", command=name, args=args or {}))
+        if isinstance(outcome, StartFlow):
+            return self.run(outcome.flow)
+        assert isinstance(outcome, Reply)
+        return outcome.code, outcome.body
+
+    def _run_card(self, step: CardStep) -> Reply:
+        self.card_commands.append((step.reader, step.command))
+        reader = self.core.state.readers.get(step.reader)
+        card = self.cards.get(step.reader)
+        if reader is None or reader.card is None or card is None or reader.card.session != step.args.get("session"):
+            return Reply(id="w", code=int(StatusCode.NO_CARD), body={"message": "no such card"})
+        code, body = run_session_command(step.command, step.args, card.respond)
+        return Reply(id="w", code=code, body=body)
+
+    def _run_dc(self, call: DcCall) -> Any:
+        try:
+            return call.call(self.dc)
+        except DcError as error:
+            return error
+
+    def event_types(self) -> list[str]:
+        return [stored.type for stored in self.store.events()]
