@@ -16,6 +16,14 @@ from api.errors import install_error_handling
 from api.middleware import JSON_UTF8, CallIdentity
 from api.resources.common import RecordResource, StatusResource, VersionInfo, VersionResource
 from api.resources.health_card import HcBasicResource
+from api.resources.staff_card import (
+    HpcBasicResource,
+    HpcLogoutResource,
+    HpcPinResource,
+    HpcSignatureResource,
+    HpcVerificationResource,
+    MobileHcaResource,
+)
 from api.resources.session import (
     FinalizeResource,
     InitialResource,
@@ -53,6 +61,12 @@ def create_app(core: CoreClient, version: VersionInfo, *, extra_routes: Mount | 
     app.add_route("/api/sam/v1/Logout", SamLogoutResource(core))
     app.add_route("/api/sam/v1/Signature", SamSignatureResource(core))
     app.add_route("/api/hc/v1/Basic", HcBasicResource(core))
+    app.add_route("/api/hpc/v1/Basic", HpcBasicResource(core))
+    app.add_route("/api/hpc/v1/Logout", HpcLogoutResource(core))
+    app.add_route("/api/hpc/v1/Pin", HpcPinResource(core))
+    app.add_route("/api/hpc/v1/Signature", HpcSignatureResource(core))
+    app.add_route("/api/hpc/v1/Verification/Hpc", HpcVerificationResource(core))
+    app.add_route("/api/hpc/v1/Verification/MobiliHca", MobileHcaResource(core))
     app.add_route("/api/settings/v1/PcscReader/Readers", ReadersResource(core))
     app.add_route("/api/settings/v1/PcscReader/AutoDetected", AutoDetectedResource(core))
     app.add_route("/api/settings/v1/PcscReader/Default", DefaultReaderResource(core))

@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cloud-sam-dir", type=Path, default=None, help="where imported cloud SAM files are kept")
     parser.add_argument("--dc-url", default=None, help="the data center's base URL (docs/dc-protocol.md)")
     parser.add_argument("--dc-ca", type=Path, default=None, help="CA certificate(s) the DC's TLS certificate chains to")
+    parser.add_argument("--hca-trust", type=Path, default=None, help="PEM bundle of trusted HCA roots and issuing CAs")
+    parser.add_argument("--hpc-auth-hours", type=float, default=8.0, help="how long a staff authentication lasts")
+    parser.add_argument("--mobile-hca-window", type=float, default=300.0, help="seconds a mobile HCA login stays fresh")
     parser.add_argument("--sim-cloud-sam", type=Path, default=None, help="the bench's cloud SAM file, imported at start")
     args = parser.parse_args(argv)
     sim_start = None
@@ -72,6 +75,9 @@ def main(argv: list[str] | None = None) -> None:
             cloud_sam_dir=args.cloud_sam_dir,
             dc_url=args.dc_url,
             dc_ca=args.dc_ca,
+            hca_trust=args.hca_trust,
+            hpc_authentication_seconds=args.hpc_auth_hours * 3600,
+            mobile_hca_window_seconds=args.mobile_hca_window,
         )
     )
     install_signal_handlers(broker)

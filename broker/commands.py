@@ -194,11 +194,63 @@ class SimAdvanceClock:
     seconds: int
 
 
+@dataclass(frozen=True, slots=True)
+class VerifyHpcPin:
+    """The PIN never shows in a repr, a log line or an error message."""
+
+    NAME: ClassVar[str] = "VerifyHpcPin"
+    pin: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeHpcPin:
+    NAME: ClassVar[str] = "ChangeHpcPin"
+    new_pin: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ResetHpcPin:
+    NAME: ClassVar[str] = "ResetHpcPin"
+    puk: str = field(repr=False)
+    new_pin: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadHpcBasic:
+    NAME: ClassVar[str] = "ReadHpcBasic"
+
+
+@dataclass(frozen=True, slots=True)
+class LogoutHpc:
+    NAME: ClassVar[str] = "LogoutHpc"
+
+
+@dataclass(frozen=True, slots=True)
+class SignWithHpc:
+    NAME: ClassVar[str] = "SignWithHpc"
+    service_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyMobileHca:
+    NAME: ClassVar[str] = "VerifyMobileHca"
+    id_no: str
+    birthday: str
+    c_name: str
+    e_name: str
+    hospital_id: str
+    med_id: str
+    login_date_time: str
+    certificate_der: bytes = field(repr=False)
+    signature: bytes = field(repr=False)
+
+
 Command = Union[
     GetStateSnapshot, GetStatus, ListRecords, ClearRecords, RecordCall, ListReaders, AutoDetectReader, GetDefaultReader,
     SetDefaultReader, ClearDefaultReader, ReadPublicData, SimListReaders, SimPlugReader, SimUnplugReader,
     SimPutCard, SimTakeCard, ListDevices, Initialize, Finalize, GetServerDateTime, GetSamBasic, VerifySam, LogoutSam,
     SignWithSam, ListCloudSams, ImportCloudSam, RemoveCloudSam, ReadHcBasic, SimAdvanceClock,
+    VerifyHpcPin, ChangeHpcPin, ResetHpcPin, ReadHpcBasic, LogoutHpc, SignWithHpc, VerifyMobileHca,
 ]
 
 MAX_READER_NAME = 128
@@ -255,11 +307,45 @@ MAX_CLOUD_SAM_CONTEXT = 64 * 1024
 MAX_CLOCK_ADVANCE = 10 * 366 * 24 * 3600
 
 
-def _service_type(args: dict[str, Any]) -> SignWithSam:
+def _service_type_of(args: dict[str, Any]) -> str:
     value = _text(args, "serviceType", max_length=2)
     if len(value) != 2 or not value.isascii() or not value.isalnum():
         raise BadArguments("serviceType must be 2 ASCII letters or digits")
-    return SignWithSam(service_type=value)
+    return value
+
+
+def _service_type(args: dict[str, Any]) -> SignWithSam:
+    return SignWithSam(service_type=_service_type_of(args))
+
+
+def _secret_digits(args: dict[str, Any], name: str, shortest: int, longest: int) -> str:
+    """A PIN or PUK: digits only; the message says what is wrong, never what was sent."""
+    value = args.get(name)
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit() \
+            or not shortest <= len(value) <= longest:
+        raise BadArguments(f"{name} must be {shortest} to {longest} digits")
+    return value
+
+
+def _bytes(args: dict[str, Any], name: str, longest: int) -> bytes:
+    value = args.get(name)
+    if not isinstance(value, bytes) or not 0 < len(value) <= longest:
+        raise BadArguments(f"{name} must be 1 to {longest} bytes")
+    return value
+
+
+def _mobile_hca(args: dict[str, Any]) -> VerifyMobileHca:
+    return VerifyMobileHca(
+        id_no=_text(args, "idNo", max_length=10),
+        birthday=_text(args, "birthday", max_length=10),
+        c_name=_text(args, "cName", max_length=64),
+        e_name=str(args.get("eName") or ""),
+        hospital_id=_text(args, "hospitalId", max_length=10),
+        med_id=_text(args, "medId", max_length=1),
+        login_date_time=_text(args, "loginDateTime", max_length=20),
+        certificate_der=_bytes(args, "signatureCertificate", 16 * 1024),
+        signature=_bytes(args, "signature", 512),
+    )
 
 
 def _optional_pattern(args: dict[str, Any], name: str, longest: int, digits_only: bool) -> str | None:
@@ -318,6 +404,14 @@ _PARSERS = {
     RemoveCloudSam.NAME: lambda args: RemoveCloudSam(sam_id=_text(args, "samId", max_length=MAX_DEVICE_NAME)),
     ReadHcBasic.NAME: lambda args: ReadHcBasic(),
     SimAdvanceClock.NAME: _advance_clock,
+    VerifyHpcPin.NAME: lambda args: VerifyHpcPin(pin=_secret_digits(args, "pin", 4, 8)),
+    ChangeHpcPin.NAME: lambda args: ChangeHpcPin(new_pin=_secret_digits(args, "newPin", 4, 8)),
+    ResetHpcPin.NAME: lambda args: ResetHpcPin(
+        puk=_secret_digits(args, "puk", 1, 8), new_pin=_secret_digits(args, "newPin", 4, 8)),
+    ReadHpcBasic.NAME: lambda args: ReadHpcBasic(),
+    LogoutHpc.NAME: lambda args: LogoutHpc(),
+    SignWithHpc.NAME: lambda args: SignWithHpc(service_type=_service_type_of(args)),
+    VerifyMobileHca.NAME: _mobile_hca,
 }
 
 COMMAND_NAMES = frozenset(_PARSERS)

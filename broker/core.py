@@ -12,7 +12,7 @@ import datetime
 import logging
 import secrets
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Generator
 
 from broker import events as domain
 from broker.clock import Clock
@@ -27,6 +27,7 @@ from broker.commands import (
     Finalize,
     GetSamBasic,
     GetServerDateTime,
+    ChangeHpcPin,
     GetStatus,
     ImportCloudSam,
     Initialize,
@@ -34,12 +35,16 @@ from broker.commands import (
     ListDevices,
     ListReaders,
     ListRecords,
+    LogoutHpc,
     LogoutSam,
     ReadHcBasic,
+    ReadHpcBasic,
     ReadPublicData,
     RecordCall,
     RemoveCloudSam,
+    ResetHpcPin,
     SetDefaultReader,
+    SignWithHpc,
     SignWithSam,
     SimAdvanceClock,
     SimListReaders,
@@ -47,13 +52,22 @@ from broker.commands import (
     SimPutCard,
     SimTakeCard,
     SimUnplugReader,
+    VerifyHpcPin,
+    VerifyMobileHca,
     VerifySam,
     is_recorded,
     parse_command,
 )
-from broker import session_flows
+from cryptography import x509
+
+from broker import session_flows, staff_flows
 from broker.cloud_sam_file import CloudSamFileInvalid, decode_context, parse_cloud_sam_file
-from broker.flows import Flow
+from broker.datacenter import DcError
+from broker.flows import DcCall, Flow, Step
+from broker.hca_trust import TrustStore, check_certificate
+from broker.mobile_hca import MobileHcaLogin, verify_mobile_login
+from broker.session_flows import FlowFailed
+from broker.staff_flows import StaffHolder
 from broker.routing import auto_detected_reader, reader_for
 from broker.presence import presence_events
 from broker.pseudonyms import Pseudonyms
@@ -64,6 +78,14 @@ from broker.status_codes import StatusCode
 from eventlog import EventStore, format_record_timestamp
 
 log = logging.getLogger(__name__)
+
+HPC_AUTHENTICATION_SECONDS = 8 * 3600.0
+"""How long a verified staff card PIN (or a mobile HCA login) lasts: the 5.x HPCFASTAUTH's 8 hours."""
+MOBILE_HCA_WINDOW_SECONDS = 300.0
+"""How old a mobile HCA login may be (its loginDateTime); a login more than a minute ahead is refused too."""
+MOBILE_HCA_FUTURE_SKEW_SECONDS = 60.0
+CRL_CACHE_SECONDS = 3600.0
+"""The HCA CRL is fetched from the DC again after this, or sooner if it says its next update has passed."""
 
 CARD_COMMAND_TIMEOUT = 10.0
 """Seconds a card command may take at the reader before the client gets an error (the API waits longer)."""
@@ -102,6 +124,9 @@ class ConsoleCore:
         pseudonyms: Pseudonyms | None = None,
         cloud_sams: CloudSamStore | None = None,
         serial_ports: Callable[[], list[str]] = lambda: [],
+        hca_trust: TrustStore | None = None,
+        hpc_authentication_seconds: float = HPC_AUTHENTICATION_SECONDS,
+        mobile_hca_window_seconds: float = MOBILE_HCA_WINDOW_SECONDS,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -111,6 +136,11 @@ class ConsoleCore:
         self._cloud_sams = cloud_sams or CloudSamStore(None)
         self._serial_ports = serial_ports
         self.sam = SamSession()
+        self._hca_trust = hca_trust
+        self._hpc_seconds = hpc_authentication_seconds
+        self._mobile_window = mobile_hca_window_seconds
+        self._crls: tuple[list[x509.CertificateRevocationList], datetime.datetime] | None = None
+        self.hpc_holder: StaffHolder | None = None
         self._auto_verifying = False
         self.last_event_seq = 0
         self.state = ConsoleState()
@@ -203,7 +233,8 @@ class ConsoleCore:
             self.emit(domain.CloudSamRemoved(sam_id=command.sam_id))
             return StatusCode.OK, {}
         if not isinstance(command, (Finalize, GetServerDateTime, GetSamBasic, VerifySam, LogoutSam, SignWithSam,
-                                    ReadHcBasic)):
+                                    ReadHcBasic, VerifyHpcPin, ChangeHpcPin, ResetHpcPin, ReadHpcBasic, LogoutHpc,
+                                    SignWithHpc, VerifyMobileHca)):
             return None
         if not self.state.initialized:
             return StatusCode.NOT_INITIALIZED, {"message": "not initialized: POST /api/common/v1/Initial first"}
@@ -214,8 +245,12 @@ class ConsoleCore:
             return self._sam_basic()
         if isinstance(command, LogoutSam):
             self.sam.drop_token()
+            self.hpc_holder = None
             self.emit(domain.SamLoggedOut())
             return StatusCode.OK, {}
+        staff = self._run_staff(command)
+        if staff is not None:
+            return staff
         if isinstance(command, VerifySam):
             return StartFlow(session_flows.sam_verification(self))
         if isinstance(command, SignWithSam):
@@ -223,6 +258,75 @@ class ConsoleCore:
         if isinstance(command, GetServerDateTime):
             return StartFlow(session_flows.server_date_time(self))
         return StartFlow(session_flows.read_hc_basic(self))
+
+    def _run_staff(self, command: Command) -> tuple[int, dict[str, Any]] | StartFlow | None:
+        if isinstance(command, VerifyHpcPin):
+            return StartFlow(staff_flows.verify_hpc_pin(self, command.pin))
+        if isinstance(command, ChangeHpcPin):
+            return StartFlow(staff_flows.change_hpc_pin(self, command.new_pin))
+        if isinstance(command, ResetHpcPin):
+            return StartFlow(staff_flows.reset_hpc_pin(self, command.puk, command.new_pin))
+        if isinstance(command, ReadHpcBasic):
+            return StartFlow(staff_flows.read_hpc_basic(self))
+        if isinstance(command, LogoutHpc):
+            return staff_flows.logout_hpc(self)
+        if isinstance(command, SignWithHpc):
+            return StartFlow(staff_flows.sign_with_hpc(self, command.service_type))
+        if isinstance(command, VerifyMobileHca):
+            login = MobileHcaLogin(
+                id_no=command.id_no, birthday=command.birthday, c_name=command.c_name, e_name=command.e_name,
+                hospital_id=command.hospital_id, med_id=command.med_id, login_date_time=command.login_date_time,
+                certificate_der=command.certificate_der, signature=command.signature,
+            )
+            return StartFlow(staff_flows.login_mobile_hca(self, login))
+        return None
+
+    # StaffContext, for the staff card's flows
+    def authentication_expiry(self) -> str:
+        return (self.now() + datetime.timedelta(seconds=self._hpc_seconds)).astimezone().isoformat(timespec="seconds")
+
+    def person_ref(self, id_no: str) -> str:
+        return self._pseudonyms.person(id_no)
+
+    def _current_crls(self) -> Generator[Step, Any, list[x509.CertificateRevocationList]]:
+        """The HCA CRLs from the DC, cached for an hour (or until one says its next update has passed)."""
+        now = self.now()
+        if self._crls is not None:
+            crls, fetched = self._crls
+            fresh = (now - fetched).total_seconds() < CRL_CACHE_SECONDS
+            if fresh and all(crl.next_update_utc is not None and crl.next_update_utc >= now for crl in crls):
+                return crls
+        try:
+            ders: list[bytes] = yield DcCall(lambda dc: dc.hca_crls(), "Crl")
+        except DcError as error:
+            raise FlowFailed(error.code, f"the HCA revocation list could not be fetched: {error.reason}") from None
+        crls = [x509.load_der_x509_crl(der) for der in ders]
+        self._crls = (crls, now)
+        return crls
+
+    def staff_certificate_problem(self, certificate_der: bytes) -> Generator[Step, Any, int | None]:
+        if self._hca_trust is None:
+            return int(StatusCode.CERTIFICATE_ISSUER_UNTRUSTED)  # no trust store configured: nothing is trusted
+        try:
+            certificate = x509.load_der_x509_certificate(certificate_der)
+        except ValueError:
+            return int(StatusCode.CERTIFICATE_ISSUER_UNTRUSTED)
+        crls = yield from self._current_crls()
+        problem = check_certificate(certificate, now=self.now(), trust=self._hca_trust, crls=crls)
+        return None if problem is None else int(problem)
+
+    def mobile_login_problem(self, login: MobileHcaLogin) -> Generator[Step, Any, int | None]:
+        sam_file = self.sam.file
+        if sam_file is None:
+            return int(StatusCode.SAM_LEVEL1_FAILED)
+        if self._hca_trust is None:
+            return int(StatusCode.CERTIFICATE_ISSUER_UNTRUSTED)
+        crls = yield from self._current_crls()
+        problem = verify_mobile_login(
+            login, now=self.now(), trust=self._hca_trust, crls=crls, sam_hospital_id=sam_file.hospital_id,
+            window_seconds=self._mobile_window, future_skew_seconds=MOBILE_HCA_FUTURE_SKEW_SECONDS,
+        )
+        return None if problem is None else int(problem)
 
     def _sam_basic(self) -> tuple[int, dict[str, Any]]:
         sam_file = self.sam.file
@@ -258,6 +362,7 @@ class ConsoleCore:
 
     def _end_session(self, reason: str) -> None:
         self.sam.close()
+        self.hpc_holder = None
         self.emit(domain.SessionFinalized(reason=reason))
 
     def import_bench_sam(self, raw: bytes) -> None:
@@ -292,7 +397,13 @@ class ConsoleCore:
         return list(dict.fromkeys(name for name in ordered if name))
 
     def due_flows(self) -> list[Flow]:
-        """Flows no one asked for: a cloud SAM whose DC session has run out is verified again."""
+        """Flows no one asked for: a cloud SAM whose DC session has run out is verified again.
+
+        Also ends a staff authentication whose 8 hours have passed (no flow needed for that).
+        """
+        if self.state.hpc.status == 3 and staff_flows.expiry_due(self.state.hpc.expire_time, self.now()):
+            self.hpc_holder = None
+            self.emit(domain.HpcAuthenticationExpired())
         sam = self.state.sam
         if self._auto_verifying or not self.state.initialized or sam.type != SAM_CLOUD or sam.status != 2:
             return []
@@ -387,16 +498,25 @@ class ConsoleCore:
 
     def worker_reported(self, report: WorkerStatus) -> None:
         for event in presence_events(self.state, report, self._pseudonyms.card):
+            if isinstance(event, domain.CardInserted) and self._ends_staff_authentication(event):
+                self.hpc_holder = None
+                self.emit(domain.HpcAuthenticationEnded(reason="another staff card was inserted"))
             self.emit(event)
             if isinstance(event, domain.CardInserted):
                 self._detect_inserted(event)
 
+    def _ends_staff_authentication(self, event: domain.CardInserted) -> bool:
+        """A different staff card ends the previous one's authentication (or a mobile HCA's)."""
+        hpc = self.state.hpc
+        return event.kind == "hpc" and hpc.status >= 1 and hpc.card_ref != event.card_ref
+
     def _detect_inserted(self, event: domain.CardInserted) -> None:
-        """A health card inserted during a session is detected at once (level 1) if it is the one to use."""
-        if not self.state.initialized or event.kind != "hc" or self.state.hc.status != 0:
+        """A card inserted during a session is detected at once (level 1) if it is the one to use."""
+        if not self.state.initialized or event.kind not in ("hc", "hpc"):
             return
-        if reader_for(self.state, "hc") == event.reader:
-            self.emit(domain.CardDetected(kind="hc", reader=event.reader, session=event.session))
+        level = self.state.hc.status if event.kind == "hc" else self.state.hpc.status
+        if level == 0 and reader_for(self.state, event.kind) == event.reader:
+            self.emit(domain.CardDetected(kind=event.kind, reader=event.reader, session=event.session))
 
     def worker_lost(self, reader: str, reason: str) -> None:
         if reader in self.state.readers:

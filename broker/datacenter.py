@@ -70,6 +70,10 @@ class DataCenter(Protocol):
         """The second half: raises DcError(reason="authenticationFailed") if the card's answer is wrong."""
         ...
 
+    def hca_crls(self) -> list[bytes]:
+        """The CRLs (DER) of the HCA issuing CAs the DC knows, checked only to parse; needs no session."""
+        ...
+
 
 class NoDataCenter:
     """What a console without a configured DC uses: every call fails with 1700 and says why."""
@@ -92,4 +96,7 @@ class NoDataCenter:
         raise self._fail()
 
     def card_verify(self, session: str, auth_id: str, card_response: bytes) -> None:
+        raise self._fail()
+
+    def hca_crls(self) -> list[bytes]:
         raise self._fail()

@@ -19,13 +19,21 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from cryptography import x509
+
 from broker.datacenter import CardCryptogram, DcError, DcSession
 from broker.status_codes import StatusCode
 
 Answer = dict[str, Any]
 
 MAX_ANSWER_BYTES = 64 * 1024
-"""Every documented answer is well under 1 KiB; anything this large is not one, so it is not parsed."""
+"""Every documented answer but `Crl`'s is well under 1 KiB; anything this large is not one, so it is not parsed."""
+MAX_CRL_ANSWER_BYTES = 2 * 1024 * 1024
+"""`Crl`'s answer only: CRLs grow with their revocations (the bench's is about 1 KiB)."""
+MAX_CRLS = 16
+"""At most this many CRLs in one `Crl` answer: one per HCA issuing CA the DC knows."""
+MAX_CRL_BYTES = 1024 * 1024
+"""At most this many bytes of DER per CRL."""
 
 DC_ERRORS: Mapping[tuple[int, str], StatusCode] = {
     (400, "badRequest"): StatusCode.BAD_PARAMETER_1705,
@@ -51,17 +59,18 @@ def bad_answer(endpoint: str, status: int) -> DcError:
     return DcError(StatusCode.DC_UNDEFINED_ERROR, "badAnswer", f"DC {endpoint}: HTTP {status}, answer not as documented")
 
 
-def interpret_answer(endpoint: str, status: int, body: bytes) -> Answer:
+def interpret_answer(endpoint: str, status: int, body: bytes, max_bytes: int = MAX_ANSWER_BYTES) -> Answer:
     """The JSON object of a 200, else raise the `DcError` the protocol's table gives for `status` and `body`.
 
     A listed 4xx whose body is not `{"error": <that status's name>, ...}` is
     1799 (the body is not the JSON described), not a guess; any other status,
     5xx or unlisted (including other 2xx and 3xx), is 1702 whatever its body.
+    A body over `max_bytes` (the endpoint's limit) is 1799 unparsed.
     """
     if status == 200:
-        return _json_object(endpoint, status, body)
+        return _json_object(endpoint, status, body, max_bytes)
     if status in _ERROR_STATUSES:
-        error = _json_object(endpoint, status, body).get("error")
+        error = _json_object(endpoint, status, body, max_bytes).get("error")
         code = DC_ERRORS.get((status, error)) if isinstance(error, str) else None
         if code is None:
             raise bad_answer(endpoint, status)
@@ -69,8 +78,8 @@ def interpret_answer(endpoint: str, status: int, body: bytes) -> Answer:
     raise DcError(StatusCode.DC_HTTP_ERROR, "httpStatus", f"DC {endpoint}: HTTP {status}")
 
 
-def _json_object(endpoint: str, status: int, body: bytes) -> Answer:
-    if len(body) > MAX_ANSWER_BYTES:
+def _json_object(endpoint: str, status: int, body: bytes, max_bytes: int) -> Answer:
+    if len(body) > max_bytes:
         raise bad_answer(endpoint, status)
     try:
         value = json.loads(body)
@@ -129,6 +138,29 @@ def parse_verified(endpoint: str, answer: Answer) -> None:
     raise bad_answer(endpoint, 200)
 
 
+def parse_crls(endpoint: str, answer: Answer) -> list[bytes]:
+    """`Crl`: `{"crls": [base64 of a DER X.509 CRL, ...]}`, at most 16, each 1 byte to 1 MiB; the DER bytes.
+
+    Each CRL is only checked to parse (`load_der_x509_crl`): whose it is,
+    its signature and its dates are for whoever checks certificates with it.
+    An empty list is a DC that knows no HCA CRL, not a malformed answer.
+    """
+    crls = answer.get("crls")
+    if not isinstance(crls, list) or len(crls) > MAX_CRLS:
+        raise bad_answer(endpoint, 200)
+    result = []
+    for item in crls:
+        der = _decode(endpoint, item)
+        if not 1 <= len(der) <= MAX_CRL_BYTES:
+            raise bad_answer(endpoint, 200)
+        try:
+            x509.load_der_x509_crl(der)
+        except (ValueError, x509.InvalidVersion):  # InvalidVersion is not a ValueError
+            raise bad_answer(endpoint, 200) from None
+        result.append(der)
+    return result
+
+
 def _text(endpoint: str, answer: Answer, name: str) -> str:
     value = answer.get(name)
     if not isinstance(value, str) or not value:
@@ -138,14 +170,25 @@ def _text(endpoint: str, answer: Answer, name: str) -> str:
 
 def _bytes(endpoint: str, answer: Answer, name: str, length: int) -> bytes:
     """Strict standard base64 of exactly `length` bytes: a lenient decoder would hide a broken DC."""
-    value = answer.get(name)
+    decoded = _decode(endpoint, answer.get(name))
+    if len(decoded) != length:
+        raise bad_answer(endpoint, 200)
+    return decoded
+
+
+def _decode(endpoint: str, value: object) -> bytes:
+    """Strict standard base64, else 1799: no whitespace, not the urlsafe alphabet, exactly the padding needed.
+
+    `validate=True` alone still takes surplus `=` and non-zero spare bits
+    (before Python 3.13's `strict_mode`): the canonical re-encoding must match.
+    """
     if not isinstance(value, str):
         raise bad_answer(endpoint, 200)
     try:
         decoded = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):  # ValueError: non-ASCII text
         raise bad_answer(endpoint, 200) from None
-    if len(decoded) != length:
+    if base64.b64encode(decoded) != value.encode("ascii"):
         raise bad_answer(endpoint, 200)
     return decoded
 

@@ -25,10 +25,12 @@ from urllib.parse import urlsplit
 from broker.datacenter import CardCryptogram, DcError, DcSession
 from broker.dc_answers import (
     MAX_ANSWER_BYTES,
+    MAX_CRL_ANSWER_BYTES,
     SESSION_TOKEN,
     Answer,
     interpret_answer,
     parse_card_cryptogram,
+    parse_crls,
     parse_nonce,
     parse_server_time,
     parse_session,
@@ -41,7 +43,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RETRIED_CODES = frozenset({StatusCode.DC_CONNECTION_FAILED, StatusCode.DC_HTTP_ERROR})
-"""What a call that changes nothing at the DC (GET Time, POST Sam/Challenge) is retried once after."""
+"""What a call that changes nothing at the DC (GET Time, GET Crl, POST Sam/Challenge) is retried once after."""
 
 
 class HttpsDataCenter:
@@ -102,6 +104,13 @@ class HttpsDataCenter:
         payload = {"authId": auth_id, "cardResponse": _b64(card_response)}
         self._call("POST", "Cards/Verify", parse_verified, payload=payload, session=session)
 
+    def hca_crls(self) -> list[bytes]:
+        """The HCA issuing CAs' CRLs (DER); no session; retried once, since it changes nothing at the DC.
+
+        The one answer allowed past 64 KiB (up to 2 MiB): CRLs grow with their revocations.
+        """
+        return self._call("GET", "Crl", parse_crls, retry=True, max_answer_bytes=MAX_CRL_ANSWER_BYTES)
+
     # ------------------------------------------------------------------ #
     # one call
     # ------------------------------------------------------------------ #
@@ -115,6 +124,7 @@ class HttpsDataCenter:
         payload: dict[str, str] | None = None,
         session: str | None = None,
         retry: bool = False,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> T:
         headers = {"Accept": "application/json"}
         body = None
@@ -127,11 +137,11 @@ class HttpsDataCenter:
                 raise DcError(StatusCode.DC_SESSION_EXPIRED, "badSession", f"DC {endpoint}: not a session")
             headers["Authorization"] = f"Bearer {session}"
         try:
-            return self._attempt(method, endpoint, parse, body, headers)
+            return self._attempt(method, endpoint, parse, body, headers, max_answer_bytes)
         except DcError as error:
             if not retry or error.code not in RETRIED_CODES:
                 raise
-        return self._attempt(method, endpoint, parse, body, headers)
+        return self._attempt(method, endpoint, parse, body, headers, max_answer_bytes)
 
     def _attempt(
         self,
@@ -140,19 +150,22 @@ class HttpsDataCenter:
         parse: Callable[[str, Answer], T],
         body: bytes | None,
         headers: dict[str, str],
+        max_answer_bytes: int,
     ) -> T:
         status: int | None = None
         try:
-            status, answer = self._exchange(method, endpoint, body, headers)
-            result = parse(endpoint, interpret_answer(endpoint, status, answer))
+            status, answer = self._exchange(method, endpoint, body, headers, max_answer_bytes)
+            result = parse(endpoint, interpret_answer(endpoint, status, answer, max_answer_bytes))
         except DcError as error:
             log.debug("DC %s -> %s/%d", endpoint, "-" if status is None else status, error.code)
             raise
         log.debug("DC %s -> %d/%d", endpoint, status, StatusCode.OK)
         return result
 
-    def _exchange(self, method: str, endpoint: str, body: bytes | None, headers: dict[str, str]) -> tuple[int, bytes]:
-        """One request on a new connection: (HTTP status, at most MAX_ANSWER_BYTES + 1 of the body), else 1700.
+    def _exchange(
+        self, method: str, endpoint: str, body: bytes | None, headers: dict[str, str], max_answer_bytes: int
+    ) -> tuple[int, bytes]:
+        """One request on a new connection: (HTTP status, at most `max_answer_bytes` + 1 of the body), else 1700.
 
         The connect timeout covers TCP and the TLS handshake; the read timeout
         covers each wait for the DC after that.
@@ -166,7 +179,7 @@ class HttpsDataCenter:
             connection.sock.settimeout(self._read_timeout)
             connection.request(method, self._prefix + endpoint, body=body, headers=headers)
             response = connection.getresponse()
-            return response.status, response.read(MAX_ANSWER_BYTES + 1)
+            return response.status, response.read(max_answer_bytes + 1)
         except (OSError, http.client.HTTPException) as error:
             # `from None`: some of these (BadStatusLine, ...) quote what the server sent.
             raise DcError(StatusCode.DC_CONNECTION_FAILED, _no_answer_reason(error), f"DC {endpoint}: no answer") from None

@@ -45,15 +45,17 @@ class CardInserted:
     """A card appeared in a reader; `session` numbers insertions so a swap is never missed.
 
     Version 2 added `card_ref`, the installation's keyed hash of the card number (None when the
-    card could not be read), so an auditor can follow one card through the log.
+    card could not be read), so an auditor can follow one card through the log. Version 3 added
+    `card_type`, the card's own type where it has one (staff card: 1 doctor, 2 other staff).
     """
 
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
     reader: str
     atr: str
     kind: str
     session: int
     card_ref: str | None = None
+    card_type: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,12 +227,89 @@ class SimClockAdvanced:
     seconds: int
 
 
+@dataclass(frozen=True, slots=True)
+class HpcPinVerified:
+    """The staff card in `reader` (that insertion) accepted its PIN: level 3 until `expires_at` (8 hours)."""
+
+    VERSION: ClassVar[int] = 1
+    reader: str
+    session: int
+    expires_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class HpcPinRejected:
+    """The card refused the PIN (`tries_left` after it), or its PIN is blocked and no VERIFY was sent."""
+
+    VERSION: ClassVar[int] = 1
+    reader: str
+    session: int
+    tries_left: int
+    blocked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HpcPinChanged:
+    VERSION: ClassVar[int] = 1
+    reader: str
+    session: int
+
+
+@dataclass(frozen=True, slots=True)
+class HpcPinReset:
+    """The PUK unblocked the PIN and set a new one, which is not verified yet."""
+
+    VERSION: ClassVar[int] = 1
+    reader: str
+    session: int
+
+
+@dataclass(frozen=True, slots=True)
+class HpcPukRejected:
+    VERSION: ClassVar[int] = 1
+    reader: str
+    session: int
+    tries_left: int
+    blocked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HpcAuthenticationExpired:
+    """The 8 hours after the PIN (or the mobile HCA login) passed: level 3 ends."""
+
+    VERSION: ClassVar[int] = 1
+
+
+@dataclass(frozen=True, slots=True)
+class HpcAuthenticationEnded:
+    """Another staff card (or mobile HCA) took over: the previous one's authentication ends."""
+
+    VERSION: ClassVar[int] = 1
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MobileHcaLoggedIn:
+    """`POST /api/hpc/v1/Verification/MobiliHca` accepted a login: HPC level 3, type 3. `person_ref` is a pseudonym."""
+
+    VERSION: ClassVar[int] = 1
+    person_ref: str
+    expires_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class MobileHcaRejected:
+    VERSION: ClassVar[int] = 1
+    code: int
+
+
 Event = Union[
     ReaderAttached, ReaderDetached, WorkerLost, CardInserted, CardRemoved, CallRecordCleared,
     DefaultReaderSet, DefaultReaderCleared, SimReaderPlugged, SimReaderUnplugged, SimCardPut, SimCardTaken,
     CloudSamImported, CloudSamRemoved, SessionInitialized, SessionFinalized, SamVerified, SamVerificationFailed,
     SamSessionExpired, SamLoggedOut, CardDetected, CardAuthenticated, CardAuthenticationFailed, CardLoggedOut,
-    SimClockAdvanced,
+    SimClockAdvanced, HpcPinVerified, HpcPinRejected, HpcPinChanged, HpcPinReset, HpcPukRejected, HpcAuthenticationExpired,
+    HpcAuthenticationEnded, MobileHcaLoggedIn, MobileHcaRejected,
 ]
 
 EVENT_TYPES: dict[str, type] = {
@@ -240,7 +319,8 @@ EVENT_TYPES: dict[str, type] = {
         DefaultReaderSet, DefaultReaderCleared, SimReaderPlugged, SimReaderUnplugged, SimCardPut, SimCardTaken,
         CloudSamImported, CloudSamRemoved, SessionInitialized, SessionFinalized, SamVerified, SamVerificationFailed,
         SamSessionExpired, SamLoggedOut, CardDetected, CardAuthenticated, CardAuthenticationFailed, CardLoggedOut,
-        SimClockAdvanced,
+        SimClockAdvanced, HpcPinVerified, HpcPinRejected, HpcPinChanged, HpcPinReset, HpcPukRejected, HpcAuthenticationExpired,
+        HpcAuthenticationEnded, MobileHcaLoggedIn, MobileHcaRejected,
     )
 }
 
@@ -254,6 +334,8 @@ Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
     # CardInserted v1 -> v2: logs written before card pseudonyms did not know the card.
     ("CardInserted", 1): lambda data: {**data, "card_ref": None},
+    # CardInserted v2 -> v3: logs written before card types were read did not know them.
+    ("CardInserted", 2): lambda data: {**data, "card_type": None},
 }
 """(type, stored version) -> the payload one version up. Old events are never rewritten in the log
 (that would break its hash chain); they are upcast each time they are read."""

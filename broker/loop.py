@@ -27,6 +27,7 @@ from broker.core import ConsoleCore, Forward, StartFlow
 from broker.datacenter import DataCenter, DcError, NoDataCenter
 from broker.dispatch import PendingCommand, ReaderQueues
 from broker.flows import CardStep, DcCall, Flow, FlowRunner, Outcome
+from broker.hca_trust import TrustStore
 from broker.liveness import WorkerRegistry
 from broker.status_codes import StatusCode
 from broker.pseudonyms import Pseudonyms, load_or_create_key
@@ -82,6 +83,10 @@ class BrokerConfig:
     """The data center's base URL (docs/dc-protocol.md); None: no DC, its calls answer 1700."""
     dc_ca: Path | None = None
     serial_ports: Callable[[], list[str]] | None = None
+    hca_trust: Path | None = None
+    """PEM bundle of the HCA roots (and issuing CAs) staff certificates must chain to; None: none is trusted."""
+    hpc_authentication_seconds: float = 8 * 3600.0
+    mobile_hca_window_seconds: float = 300.0
 
 
 @dataclass
@@ -161,6 +166,9 @@ class Broker:
         self.core = ConsoleCore(
             self._store, self._clock, sim=config.sim_backend is not None, pseudonyms=pseudonyms,
             cloud_sams=CloudSamStore(config.cloud_sam_dir), serial_ports=config.serial_ports or _serial_ports,
+            hca_trust=TrustStore.from_pem_bundle(config.hca_trust.read_bytes()) if config.hca_trust else None,
+            hpc_authentication_seconds=config.hpc_authentication_seconds,
+            mobile_hca_window_seconds=config.mobile_hca_window_seconds,
         )
         if config.adopt_grace == 0:
             self.core.end_stale_session()

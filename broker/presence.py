@@ -32,7 +32,8 @@ def presence_events(
         events.append(CardRemoved(reader=report.reader, session=believed.session, reason="removed"))
     if seen is not None and not same_card:
         reference = card_ref(seen.card_number) if card_ref is not None and seen.card_number else None
-        events.append(
-            CardInserted(reader=report.reader, atr=seen.atr, kind=seen.kind, session=seen.session, card_ref=reference)
-        )
+        events.append(CardInserted(
+            reader=report.reader, atr=seen.atr, kind=seen.kind, session=seen.session, card_ref=reference,
+            card_type=seen.card_type,
+        ))
     return events

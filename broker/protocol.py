@@ -76,6 +76,8 @@ class CardPresence:
     session: int
     card_number: str | None = None
     """Read from the card so the broker can pseudonymize it; never stored or logged as is."""
+    card_type: int | None = None
+    """The card's own type where it has one (the staff card: 1 doctor, 2 other staff), read at insertion."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +164,7 @@ def _body_of(message: Message) -> dict[str, Any]:
             "pid": message.pid,
             "card": None if card is None else {
                 "atr": card.atr, "kind": card.kind, "session": card.session, "cardNumber": card.card_number,
+                "cardType": card.card_type,
             },
         }
     if isinstance(message, Heartbeat):
@@ -207,6 +210,9 @@ class _Fields:
     def integer(self, name: str) -> int:
         return self._get(name, int)
 
+    def optional_integer(self, name: str) -> int | None:
+        return self._get(name, int, optional=True)
+
     def mapping(self, name: str) -> dict[str, Any]:
         return self._get(name, dict)
 
@@ -246,6 +252,7 @@ def _parse_worker_status(fields: _Fields) -> WorkerStatus:
             kind=card_fields.text("kind", max_length=16),
             session=card_fields.integer("session"),
             card_number=card_fields.optional_text("cardNumber", max_length=20),
+            card_type=card_fields.optional_integer("cardType"),
         )
     return WorkerStatus(
         reader=fields.text("reader", max_length=256),

@@ -72,6 +72,10 @@ class SessionContext(Protocol):
         """`Initial` without a name: the devices to try, in contract.md's order."""
         ...
 
+    def staff_certificate_problem(self, certificate_der: bytes) -> Generator[Step, Any, int | None]:
+        """1422/1423/1424 for a staff card's certificate, None if it is good (may fetch the CRL from the DC)."""
+        ...
+
 
 def run_guarded(body: Callable[[], Generator[Step, Any, Outcome]]) -> Flow:
     """A top-level flow: a `FlowFailed` anywhere in it becomes the answer."""
@@ -176,6 +180,9 @@ def detect_card(ctx: SessionContext, kind: str) -> tuple[str, int]:
     status, reader, session = _card_state(ctx.state, kind)
     if status >= 1 and reader is not None and session is not None:
         return reader, session
+    if status >= 1:
+        # A staff card's level 3 outliving its removal, or a mobile HCA: there is no card to talk to.
+        raise FlowFailed(StatusCode.NO_CARD, "the staff card is not in a reader")
     routed = reader_for(ctx.state, kind)
     if isinstance(routed, StatusCode):
         raise FlowFailed(routed, f"no {kind} card to use")
@@ -222,6 +229,13 @@ def ensure_card_authenticated(ctx: SessionContext, kind: str) -> Generator[Step,
         yield from with_dc_session(ctx, lambda dc, token: dc.card_verify(token, answer.auth_id, response), "Cards/Verify")
     except DcError as error:
         raise _card_failed(ctx, kind, reader, session, _dc_failure_code(error, level2), f"DC: {error.reason}") from None
+    if kind == "hpc":
+        certificate: Reply = yield CardStep(reader, "ReadCertificate", {"session": session})
+        if certificate.code != 0:
+            raise _card_failed(ctx, kind, reader, session, _worker_code(certificate, level2), "no certificate")
+        problem = yield from ctx.staff_certificate_problem(certificate.body["certificate"])
+        if problem is not None:
+            raise _card_failed(ctx, kind, reader, session, problem, "the card's certificate is not acceptable")
     if _card_state(ctx.state, kind)[1:] != (reader, session):
         raise FlowFailed(StatusCode.NO_CARD, "the card was removed during authentication")
     ctx.emit(CardAuthenticated(kind=kind, reader=reader, session=session))
@@ -245,8 +259,9 @@ def initial(ctx: SessionContext, name: str | None) -> Flow:
         else:
             return int(StatusCode.NO_DEVICE), {"message": "no such device, or none that works"}
         ctx.emit(SessionInitialized(device=device, sam_type=sam_type, reader=ctx.state.default_reader))
-        if reader_for(ctx.state, "hc") in ctx.state.readers:
-            detect_card(ctx, "hc")
+        for kind in ("hpc", "hc"):  # the health card last: its reader is the one in use
+            if reader_for(ctx.state, kind) in ctx.state.readers:
+                detect_card(ctx, kind)
         if sam_type == SAM_CLOUD:
             try:
                 yield from ensure_sam_verified(ctx)

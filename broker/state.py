@@ -38,6 +38,15 @@ from broker.events import (
     SimClockAdvanced,
     SimReaderUnplugged,
     WorkerLost,
+    HpcAuthenticationEnded,
+    HpcAuthenticationExpired,
+    HpcPinChanged,
+    HpcPinRejected,
+    HpcPinReset,
+    HpcPinVerified,
+    HpcPukRejected,
+    MobileHcaLoggedIn,
+    MobileHcaRejected,
 )
 
 SAM_CLOUD = 1
@@ -52,6 +61,8 @@ class CardInReader:
     atr: str
     kind: str
     session: int
+    card_ref: str | None = None
+    card_type: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +87,11 @@ class HpcState:
     reader: str | None = None
     session: int | None = None
     """Which insertion of which card the level belongs to: another card is another level."""
+    card_ref: str | None = None
+    """Whose authentication it is (the card's pseudonym, or the mobile HCA holder's): level 3 outlives the
+    card's removal until `expire_time`, and a different staff card ends it."""
+    pin_session: int | None = None
+    """The insertion in which the PIN was verified: only then can the card itself sign."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,24 +152,70 @@ def _with_sim_reader(state: ConsoleState, reader: str, profile: str | None, *, p
 
 
 def _card_gone(state: ConsoleState, reader: str, session: int | None = None) -> ConsoleState:
-    """A card left its reader (or its worker lost track of it): a level held by that card ends."""
+    """A card left its reader (or its worker lost track of it): a level held by that card ends,
+    except a staff card's level 3, which lasts until its expiry (contract.md rule 6)."""
     hc, hpc = state.hc, state.hpc
     if hc.reader == reader and (session is None or hc.session == session):
         hc = HcState()
     if hpc.reader == reader and (session is None or hpc.session == session):
-        hpc = HpcState()
+        hpc = replace(hpc, reader=None, session=None) if hpc.status == 3 else HpcState()
     return replace(state, hc=hc, hpc=hpc)
 
 
+def _staff_card_back(state: ConsoleState, event: CardInserted) -> ConsoleState:
+    """The staff card whose level 3 outlived its removal is back: the level follows it to this insertion."""
+    hpc = state.hpc
+    if event.kind == "hpc" and hpc.status == 3 and hpc.reader is None and hpc.type in (1, 2) \
+            and event.card_ref is not None and event.card_ref == hpc.card_ref:
+        return replace(state, hpc=replace(hpc, reader=event.reader, session=event.session))
+    return state
+
+
+def _apply_staff(state: ConsoleState, event: Event) -> ConsoleState | None:
+    """The staff card's own events (PIN, PUK, expiry, mobile HCA); None for any other event."""
+    hpc = state.hpc
+    if isinstance(event, HpcPinVerified):
+        card = state.readers.get(event.reader)
+        card_in = card.card if card is not None else None
+        kind_type = card_in.card_type if card_in is not None and card_in.card_type in (1, 2) else (hpc.type or 2)
+        return replace(state, hpc=replace(
+            hpc, status=3, type=kind_type, expire_time=event.expires_at, reader=event.reader, session=event.session,
+            card_ref=card_in.card_ref if card_in is not None else hpc.card_ref, pin_session=event.session,
+        ), reader_in_use=event.reader)
+    if isinstance(event, (HpcPinRejected, HpcPinReset)):
+        # A wrong try, or a PIN replaced by the PUK, leaves the card's PIN unverified.
+        if hpc.status == 3 and hpc.pin_session == event.session and hpc.type != 3:
+            return replace(state, hpc=replace(hpc, status=2, expire_time=None, pin_session=None))
+        return state
+    if isinstance(event, (HpcPinChanged, HpcPukRejected, MobileHcaRejected)):
+        return state
+    if isinstance(event, HpcAuthenticationExpired):
+        if hpc.status != 3:
+            return state
+        if hpc.reader is not None and hpc.type in (1, 2):
+            return replace(state, hpc=replace(hpc, status=2, expire_time=None, pin_session=None))
+        return replace(state, hpc=HpcState())
+    if isinstance(event, HpcAuthenticationEnded):
+        return replace(state, hpc=HpcState())
+    if isinstance(event, MobileHcaLoggedIn):
+        return replace(state, hpc=HpcState(status=3, type=3, expire_time=event.expires_at, card_ref=event.person_ref))
+    return None
+
+
 def _with_card_level(state: ConsoleState, kind: str, reader: str, session: int, level: int) -> ConsoleState:
+    """A card reaches level 1 or 2; a level 3 it already holds is kept (authentication does not undo a PIN)."""
     if kind == "hc":
         current = state.hc if (state.hc.reader, state.hc.session) == (reader, session) else HcState()
-        return replace(state, hc=replace(current, status=level, type=1, reader=reader, session=session),
-                       reader_in_use=reader)
+        return replace(state, hc=replace(current, status=max(level, current.status), type=1, reader=reader,
+                                         session=session), reader_in_use=reader)
     current_hpc = state.hpc if (state.hpc.reader, state.hpc.session) == (reader, session) else HpcState()
-    kept_type = current_hpc.type or 1
-    return replace(state, hpc=replace(current_hpc, status=level, type=kept_type, reader=reader, session=session),
-                   reader_in_use=reader)
+    holder = state.readers.get(reader)
+    card = holder.card if holder is not None else None
+    card_type = card.card_type if card is not None and card.card_type in (1, 2) else 2
+    return replace(state, hpc=replace(
+        current_hpc, status=max(level, current_hpc.status), type=card_type, reader=reader, session=session,
+        card_ref=card.card_ref if card is not None else current_hpc.card_ref,
+    ), reader_in_use=reader)
 
 
 def _apply_session(state: ConsoleState, event: Event) -> ConsoleState | None:
@@ -205,6 +267,9 @@ def apply(state: ConsoleState, event: Event) -> ConsoleState:
     session_state = _apply_session(state, event)
     if session_state is not None:
         return session_state
+    staff_state = _apply_staff(state, event)
+    if staff_state is not None:
+        return staff_state
     if isinstance(event, ReaderAttached):
         existing = state.readers.get(event.reader)
         card = existing.card if existing else None
@@ -217,7 +282,8 @@ def apply(state: ConsoleState, event: Event) -> ConsoleState:
         return state if reader is None else _with_reader(state, replace(reader, card=None))
     if isinstance(event, CardInserted):
         reader = state.readers.get(event.reader) or ReaderState(event.reader, "unknown")
-        return _with_reader(state, replace(reader, card=CardInReader(event.atr, event.kind, event.session)))
+        card = CardInReader(event.atr, event.kind, event.session, event.card_ref, event.card_type)
+        return _staff_card_back(_with_reader(state, replace(reader, card=card)), event)
     if isinstance(event, CardRemoved):
         reader = state.readers.get(event.reader)
         state = _card_gone(state, event.reader, event.session)
@@ -274,6 +340,7 @@ def snapshot(state: ConsoleState) -> dict[str, Any]:
                 "backend": reader.backend,
                 "card": None if reader.card is None else {
                     "atr": reader.card.atr, "kind": reader.card.kind, "session": reader.card.session,
+                    "cardRef": reader.card.card_ref, "cardType": reader.card.card_type,
                 },
             }
             for name, reader in sorted(state.readers.items())
@@ -286,7 +353,8 @@ def snapshot(state: ConsoleState) -> dict[str, Any]:
         "clockOffsetSeconds": state.clock_offset_seconds,
         "cards": {
             "hc": {"reader": state.hc.reader, "session": state.hc.session},
-            "hpc": {"reader": state.hpc.reader, "session": state.hpc.session},
+            "hpc": {"reader": state.hpc.reader, "session": state.hpc.session, "cardRef": state.hpc.card_ref,
+                    "pinSession": state.hpc.pin_session},
         },
         "status": render_status(state),
     }

@@ -78,11 +78,14 @@ def serve(args: argparse.Namespace) -> int:
     heartbeat = args.heartbeat
     pcsc = args.pcsc if args.pcsc is not None else not args.sim
     dc_url, dc_ca = args.dc_url, args.dc_ca
+    installed_trust = paths.data_dir / "hca-trust.pem"
+    hca_trust = args.hca_trust or (installed_trust if installed_trust.exists() else None)
     children: list[ChildSpec] = []
     if args.sim:
         _prepare_dc_simulator(paths.sim_dc_dir)
         dc_port = args.sim_dc_port or _free_loopback_port()
         dc_url, dc_ca = f"https://127.0.0.1:{dc_port}", paths.sim_dc_dir / "ca.pem"
+        hca_trust = args.hca_trust or paths.sim_dc_dir / "hca-trust.pem"  # the bench's test HCA root
         dc_argv = [sys.executable, "-m", SIM_DC_MODULE, "serve", "--state-dir", str(paths.sim_dc_dir),
                    "--port", str(dc_port)]
         children.append(ChildSpec("dc-simulator", lambda restarted: dc_argv, ready=_accepts_connections(dc_port)))
@@ -106,6 +109,9 @@ def serve(args: argparse.Namespace) -> int:
             argv += ["--dc-url", dc_url]
         if dc_ca:
             argv += ["--dc-ca", str(dc_ca)]
+        if hca_trust:
+            argv += ["--hca-trust", str(hca_trust)]
+        argv += ["--hpc-auth-hours", str(args.hpc_auth_hours), "--mobile-hca-window", str(args.mobile_hca_window)]
         if pcsc:
             argv += ["--pcsc-backend", PCSC_BACKEND]
         if args.sim:
@@ -197,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--dc-url", default=None,
                               help="a data center speaking docs/dc-protocol.md (with --sim: the bench's simulator)")
     serve_parser.add_argument("--dc-ca", type=Path, default=None, help="CA certificate file for the DC's TLS")
+    serve_parser.add_argument("--hca-trust", type=Path, default=None,
+                              help="PEM bundle of trusted HCA roots and issuing CAs (default: <data dir>/hca-trust.pem)")
+    serve_parser.add_argument("--hpc-auth-hours", type=float, default=8.0,
+                              help="how long a verified staff card PIN or mobile HCA login lasts (default 8)")
+    serve_parser.add_argument("--mobile-hca-window", type=float, default=300.0,
+                              help="seconds a mobile HCA login time stays acceptable (default 300)")
     serve_parser.add_argument("--sim-dc-port", type=int, default=0, help="the DC simulator's port (default: any free)")
     serve_parser.set_defaults(handler=serve)
 

@@ -7,6 +7,7 @@ calls are not console API calls: they are not put in the call record.
 
 from __future__ import annotations
 
+import datetime
 import os
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from api.core_client import CoreClient
 from broker.commands import MAX_READER_NAME
 from broker.protocol import Reply
 from sim.dc_control import DcControl, DcControlError
+from sim.mobile_hca import format_login_time, login_body
 from sim.profiles import PROFILES
 
 CARD_COMMAND_TIMEOUT = 15.0
@@ -147,6 +149,30 @@ class BenchClock:
         _answer(resp, reply, serverTime=answer.get("serverTime"), consoleTime=reply.body.get("consoleTime"))
 
 
+class BenchMobileHcaLogin:
+    """A mobile HCA login body signed by that staff member's key (the bench PKI's), at the console's time."""
+
+    recorded = False
+
+    def __init__(self, core: CoreClient) -> None:
+        self._core = core
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = json_object(req)
+        profile = _profile(body)
+        if PROFILES[profile].kind != "hpc":
+            raise falcon.HTTPBadRequest(description="the profile is not a staff card")
+        hospital_id = text_field(body, "hospitalId", max_length=10)
+        moment = body.get("loginDateTime")
+        if moment is None:
+            reply = self._core.call("SimAdvanceClock", {"advanceSeconds": 0})  # the console's clock, bench offset included
+            now = datetime.datetime.fromisoformat(reply.body["consoleTime"])
+            moment = format_login_time(now)
+        elif not isinstance(moment, str) or len(moment) > 20:
+            raise falcon.HTTPBadRequest(description="loginDateTime must be a string of at most 20 characters")
+        resp.media = login_body(profile, hospital_id, moment)
+
+
 def _dc_control() -> DcControl | None:
     url, ca = os.environ.get("NHI_CONSOLE_SIM_DC_URL"), os.environ.get("NHI_CONSOLE_SIM_DC_CA")
     return DcControl(url, Path(ca)) if url and ca else None
@@ -161,3 +187,4 @@ def mount(app: falcon.App, core: CoreClient) -> None:
     app.add_route("/api/sim/v1/CloudSam", BenchCloudSam(control))
     app.add_route("/api/sim/v1/Dc/Faults", BenchDcFaults(control))
     app.add_route("/api/sim/v1/Clock", BenchClock(core, control))
+    app.add_route("/api/sim/v1/MobileHca/Login", BenchMobileHcaLogin(core))

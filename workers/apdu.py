@@ -66,3 +66,45 @@ def internal_authenticate(challenge: bytes) -> bytes:
 
 READ_HC_IDENTITY_STATUS = bytes.fromhex("00CA110102 0000".replace(" ", ""))
 """`00 CA 11 01 02 00 00`: the identity status (1 byte), which the card gives only after mutual authentication."""
+
+STAFF_PIN_P2 = 0x81
+"""The bench staff card's PIN reference in VERIFY, CHANGE REFERENCE DATA and RESET RETRY COUNTER."""
+
+STAFF_CERTIFICATE_EF = bytes.fromhex("5001")
+
+
+def verify(p2: int, pin: bytes | None = None) -> bytes:
+    """VERIFY; without data it reads the retry counter without spending a try (ISO 7816-4)."""
+    if pin is None:
+        return bytes([0x00, 0x20, 0x00, p2])
+    return bytes([0x00, 0x20, 0x00, p2, len(pin)]) + pin
+
+
+def change_reference_data(p2: int, new_pin: bytes) -> bytes:
+    """CHANGE REFERENCE DATA, P1 01: the new value only (the old one was verified just before)."""
+    return bytes([0x00, 0x24, 0x01, p2, len(new_pin)]) + new_pin
+
+
+def reset_retry_counter(p2: int, puk: bytes, new_pin: bytes) -> bytes:
+    """RESET RETRY COUNTER, P1 00: the PUK followed by the new PIN."""
+    data = puk + new_pin
+    return bytes([0x00, 0x2C, 0x00, p2, len(data)]) + data
+
+
+def select_ef(file_id: bytes) -> bytes:
+    """SELECT an EF by its id under the current application, no FCI (P2 0C)."""
+    return bytes([0x00, 0xA4, 0x02, 0x0C, len(file_id)]) + file_id
+
+
+def read_binary(offset: int, length: int) -> bytes:
+    """READ BINARY from the current EF; `length` 256 is encoded as Le 00."""
+    if not 0 <= offset <= 0x7FFF or not 1 <= length <= 256:
+        raise ValueError("READ BINARY takes an offset below 32768 and 1 to 256 bytes")
+    return bytes([0x00, 0xB0, offset >> 8, offset & 0xFF, length & 0xFF])
+
+
+def compute_digital_signature(digest: bytes) -> bytes:
+    """PSO: COMPUTE DIGITAL SIGNATURE over a SHA-256 digest the host computed."""
+    if len(digest) != 32:
+        raise ValueError("the digest is 32 bytes (SHA-256)")
+    return bytes([0x00, 0x2A, 0x9E, 0x9A, 0x20]) + digest + b"\x00"

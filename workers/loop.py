@@ -34,7 +34,7 @@ from broker.protocol import (
 )
 from broker.status_codes import StatusCode
 from workers.apdu import HC_AID, READ_HC_PUBLIC_DATA, parse_response, select_aid
-from workers.card_kind import identify, read_card_number
+from workers.card_kind import identify, read_card_identity
 from workers.health_card import DataBlockError, parse_public_data
 from workers.session_commands import SESSION_COMMANDS, run_session_command
 from workers.seam import CardAbsent, CardReader, PresenceChanged, ReaderError, ReaderGone, load_backend
@@ -137,19 +137,19 @@ class Worker:
             return
         # A wall-clock session number stays unique across worker restarts, so a broker
         # that replays an old session never mistakes a re-inserted card for the same one.
-        kind, number = self._identify()
+        kind, number, card_type = self._identify()
         self._card = CardPresence(
-            atr=change.atr.hex().upper(), kind=kind, session=time.time_ns(), card_number=number
+            atr=change.atr.hex().upper(), kind=kind, session=time.time_ns(), card_number=number, card_type=card_type
         )
 
-    def _identify(self) -> tuple[str, str | None]:
+    def _identify(self) -> tuple[str, str | None, int | None]:
         try:
             with self._reader.transaction():
                 kind = identify(self._reader.transmit)
-                return kind, read_card_number(self._reader.transmit, kind)
+                return (kind, *read_card_identity(self._reader.transmit, kind))
         except ReaderError as error:
             log.warning("reader %r: could not identify the card: %s", self._config.reader, type(error).__name__)
-            return "unknown", None
+            return "unknown", None, None
 
     def _take_broker_messages(self) -> None:
         while True:

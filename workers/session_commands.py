@@ -11,7 +11,7 @@ import logging
 from typing import Any, Callable
 
 from broker.status_codes import StatusCode
-from workers import card_auth
+from workers import card_auth, staff_card
 from workers.apdu import HC_AID, READ_HC_IDENTITY_STATUS, READ_HC_PUBLIC_DATA, parse_response, select_aid
 from workers.health_card import DataBlockError, parse_public_data
 
@@ -19,7 +19,10 @@ log = logging.getLogger(__name__)
 
 Transmit = Callable[[bytes], bytes]
 Outcome = tuple[int, dict[str, Any]]
-SESSION_COMMANDS = frozenset({"BeginCardAuthentication", "FinishCardAuthentication", "ReadHcBasic"})
+SESSION_COMMANDS = frozenset({
+    "BeginCardAuthentication", "FinishCardAuthentication", "ReadHcBasic",
+    "VerifyPin", "ChangePin", "ResetPin", "ReadHpcBasic", "ReadCertificate", "SignDigest",
+})
 IDENTITY_STATUSES = ("1", "2", "3", "4", "8")
 
 
@@ -35,9 +38,61 @@ def run_session_command(command: str, args: dict[str, Any], transmit: Transmit) 
             return int(StatusCode.OK), {"response": card_auth.finish(transmit, cryptogram, challenge)}
         if command == "ReadHcBasic":
             return read_hc_basic(transmit)
+        return _run_staff_command(command, args, transmit)
     except card_auth.CardRefused as refused:
         log.warning("%s: %s", command, refused)
         return int(StatusCode.PCSC_OTHER_ERROR), {"message": f"the card refused: {refused.step}"}
+    except staff_card.StaffCardError as error:
+        log.warning("%s: %s", command, error)
+        return int(StatusCode.PCSC_OTHER_ERROR), {"message": str(error)}
+
+
+def _digits(args: dict[str, Any], name: str, shortest: int, longest: int) -> bytes | None:
+    value = args.get(name)
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit() or not shortest <= len(value) <= longest:
+        return None
+    return value.encode("ascii")
+
+
+def _secret_outcome(result: staff_card.SecretOutcome) -> dict[str, Any]:
+    return {"outcome": result.outcome.value, "triesLeft": result.tries_left}
+
+
+def _staff_data(data: staff_card.StaffData) -> dict[str, Any]:
+    return {"cardId": data.card_id, "idNo": data.id_no, "cName": data.c_name, "eName": data.e_name,
+            "birthday": data.birthday, "cardType": data.card_type}
+
+
+def _run_staff_command(command: str, args: dict[str, Any], transmit: Transmit) -> Outcome:
+    """PINs and PUKs arrive as digits the broker checked; they are checked again here, and never logged."""
+    if command == "VerifyPin":
+        pin = _digits(args, "pin", 4, 8)
+        if pin is None:
+            return int(StatusCode.BAD_PARAMETER), {"message": "pin must be 4 to 8 digits"}
+        result = staff_card.verify_pin(transmit, pin)
+        body = _secret_outcome(result)
+        if result.outcome is staff_card.Outcome.ACCEPTED:
+            body.update(_staff_data(staff_card.read_staff_data(transmit)))
+        return int(StatusCode.OK), body
+    if command == "ChangePin":
+        new_pin = _digits(args, "newPin", 4, 8)
+        if new_pin is None:
+            return int(StatusCode.BAD_PARAMETER), {"message": "newPin must be 4 to 8 digits"}
+        return int(StatusCode.OK), _secret_outcome(staff_card.change_pin(transmit, new_pin))
+    if command == "ResetPin":
+        puk, new_pin = _digits(args, "puk", 1, 8), _digits(args, "newPin", 4, 8)
+        if puk is None or new_pin is None:
+            return int(StatusCode.BAD_PARAMETER), {"message": "puk must be up to 8 digits, newPin 4 to 8"}
+        return int(StatusCode.OK), _secret_outcome(staff_card.reset_pin(transmit, puk, new_pin))
+    if command == "ReadHpcBasic":
+        return int(StatusCode.OK), _staff_data(staff_card.read_staff_data(transmit))
+    if command == "ReadCertificate":
+        return int(StatusCode.OK), {"certificate": staff_card.read_certificate(transmit)}
+    if command == "SignDigest":
+        digest = args.get("digest")
+        if not isinstance(digest, bytes) or len(digest) != 32:
+            return int(StatusCode.BAD_PARAMETER), {"message": "digest must be 32 bytes"}
+        return int(StatusCode.OK), {"signature": staff_card.sign_digest(transmit, digest)}
     return int(StatusCode.BAD_PARAMETER), {"message": f"unknown session command {command!r}"}
 
 

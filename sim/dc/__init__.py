@@ -25,6 +25,7 @@ from broker.cloud_sam_file import CloudSamFileInvalid, parse_cloud_sam_file
 from sim.dc.sam_files import SamCa, issue_cloud_sam
 from sim.dc.state import Contract, DcState, StateDir, write_file
 from sim.dc.tls import ensure_tls
+from sim.pki import bench_pki
 
 BENCH_HOSPITAL_ID = "777777777"
 BENCH_HOSPITAL_NAME = "測試機構"
@@ -43,6 +44,8 @@ class PreparedDc:
     bench_sam_file: Path
     """The bench SAM's file (mode 0600), ready for `POST /api/settings/v1/CloudSam`."""
     database: Path
+    hca_trust: Path
+    """The bench HCA root certificate then its issuing CA certificate, PEM (mode 0644: certificates only)."""
 
 
 def prepare(state_dir: Path) -> PreparedDc:
@@ -53,6 +56,8 @@ def prepare(state_dir: Path) -> PreparedDc:
     together cannot both mint the bench SAM. The bench SAM is issued again
     (contract active) only if its file is missing or no longer the SAM the DC
     knows (e.g. the bench reissued `901000000047` through `/sim/v1/CloudSam`).
+    `hca-trust.pem` is rewritten only if it is missing or not the bench PKI's
+    (`sim.pki`, which each process builds once, in ~50-100 ms).
     """
     layout = StateDir(Path(state_dir))
     layout.ensure()
@@ -70,9 +75,22 @@ def prepare(state_dir: Path) -> PreparedDc:
                 write_file(layout.bench_sam_file, file_bytes, 0o600)
         finally:
             state.close()
+        _ensure_hca_trust(layout)
     finally:
         os.close(descriptor)  # releases the lock
-    return PreparedDc(layout.root, layout.ca_cert, layout.bench_sam_file, layout.database)
+    return PreparedDc(layout.root, layout.ca_cert, layout.bench_sam_file, layout.database, layout.hca_trust)
+
+
+def _ensure_hca_trust(layout: StateDir) -> None:
+    """Write `hca-trust.pem` (root, then issuing CA) if it is missing or differs; otherwise leave it be."""
+    pki = bench_pki()
+    wanted = pki.trust_store_pem() + pki.issuing_ca_pem()
+    try:
+        if layout.hca_trust.read_bytes() == wanted:
+            return
+    except FileNotFoundError:
+        pass
+    write_file(layout.hca_trust, wanted, 0o644)
 
 
 def _bench_sam_file_current(layout: StateDir, state: DcState) -> bool:

@@ -55,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     prepared = prepare(args.state_dir)
     if args.command == "prepare":
-        print(f"prepared {prepared.state_dir} (CA {prepared.ca_cert.name}, bench SAM {prepared.bench_sam_file.name})")
+        print(
+            f"prepared {prepared.state_dir} (CA {prepared.ca_cert.name}, bench SAM {prepared.bench_sam_file.name},"
+            f" HCA trust {prepared.hca_trust.name})"
+        )
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     server = make_server(args.state_dir, args.host, args.port, args.session_ttl)

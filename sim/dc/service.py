@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -24,11 +25,13 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from broker.cloud_sam_file import login_signed_bytes, verify_signature
 from sim.cards.card_keys import card_key, external_authenticate_cryptogram, internal_authenticate_response
 from sim.dc.sam_files import SamCa, issue_cloud_sam
 from sim.dc.state import Contract, DcState, render_time
+from sim.pki import bench_pki
 
 DC_PREFIX = "/dc/v1/"
 SIM_PREFIX = "/sim/v1/"
@@ -149,6 +152,12 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
+@functools.cache
+def _bench_hca_crls() -> tuple[str, ...]:
+    """The bench HCA issuing CA's CRL, base64 of its DER: built on the first `GET Crl` (~50-100 ms), then kept."""
+    return (_b64(bench_pki().crl.public_bytes(serialization.Encoding.DER)),)
+
+
 def token_hash(token: str) -> bytes:
     """What the state keeps of a session token: its SHA-256, never the token."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
@@ -171,6 +180,7 @@ class DcService:
             ("POST", "Sam/Challenge"): self._sam_challenge,
             ("POST", "Sam/Login"): self._sam_login,
             ("GET", "Time"): self._time,
+            ("GET", "Crl"): self._crl,
             ("POST", "Cards/Challenge"): self._cards_challenge,
             ("POST", "Cards/Verify"): self._cards_verify,
         }
@@ -264,6 +274,10 @@ class DcService:
     def _time(self, request: Request) -> Json:
         self._session_sam(request)
         return {"serverTime": render_time(self.state.now())}
+
+    def _crl(self, request: Request) -> Json:
+        """No session: a CRL is public. The bench's one HCA issuing CA, so one CRL (`sim.pki`'s)."""
+        return {"crls": list(_bench_hca_crls())}
 
     def _cards_challenge(self, request: Request) -> Json:
         sam_id = self._session_sam(request)

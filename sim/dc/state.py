@@ -85,6 +85,11 @@ class StateDir:
         return self.root / "bench-sam.sam"
 
     @property
+    def hca_trust(self) -> Path:
+        """The bench HCA root and issuing CA certificates (PEM), for the console's HCA trust store."""
+        return self.root / "hca-trust.pem"
+
+    @property
     def lock(self) -> Path:
         return self.root / ".prepare.lock"
 

@@ -176,6 +176,9 @@ class RunningConsole:
         return self.process.wait(timeout=timeout)
 
 
+STARTED: list[RunningConsole] = []
+"""Every console the tests started, for the end-of-run check that no PIN or PUK reached its files."""
+
 SIM_READERS = {"NHI Sim Reader 0", "NHI Sim Reader 1"}
 SIM_START_CARDS = {"NHI Sim Reader 0": "hc", "NHI Sim Reader 1": "hpc"}
 
@@ -196,6 +199,7 @@ def start_console(
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )
     console = RunningConsole(data_dir=data_dir, port=port, process=process, log_path=log_path, sim=sim)
+    STARTED.append(console)
     try:
         wait_for(lambda: process.poll() is not None or (console.ca_file.exists() and console.status_ok()),
                  startup_timeout, "the console's first Status answer")

@@ -16,10 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from broker.cloud_sam_file import CloudSamFile, parse_cloud_sam_file
+from broker.dc_client import HttpsDataCenter
 from sim.dc import BENCH_SAM_ID
 from sim.dc.tls import client_context
+from sim.pki import bench_pki
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -116,7 +119,10 @@ def dc(tmp_path: Path) -> Iterator[RunningDc]:
 def test_prepare_twice_keeps_the_same_state(tmp_path: Path) -> None:
     state_dir = tmp_path / "dc"
     run_sim_dc("prepare", "--state-dir", str(state_dir))
-    files = {name: (state_dir / name).read_bytes() for name in ("bench-sam.sam", "ca.pem", "server.pem", "sam-ca.pem")}
+    files = {
+        name: (state_dir / name).read_bytes()
+        for name in ("bench-sam.sam", "ca.pem", "server.pem", "sam-ca.pem", "hca-trust.pem")
+    }
     run_sim_dc("prepare", "--state-dir", str(state_dir))
     assert {name: (state_dir / name).read_bytes() for name in files} == files
     assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
@@ -138,6 +144,21 @@ def test_the_bench_sam_logs_in_and_reads_the_time_over_https(dc: RunningDc) -> N
     assert status == 200
     status, refused = dc.call("GET", "/dc/v1/Time", session=str(login["session"]))
     assert status == 401 and refused["error"] == "sessionExpired"
+
+
+@pytest.mark.timeout(60)
+def test_the_console_client_gets_the_bench_hca_crl_over_https(dc: RunningDc) -> None:
+    client = HttpsDataCenter(f"https://127.0.0.1:{dc.port}", dc.state_dir / "ca.pem")
+    (der,) = client.hca_crls()
+    crl = x509.load_der_x509_crl(der)
+    pki = bench_pki()
+    assert crl.issuer == pki.issuing_ca.certificate.subject
+    assert crl.get_revoked_certificate_by_serial_number(pki.staff["hpc-revoked"].certificate.serial_number) is not None
+    # Faults count it like any /dc/v1/ call; the client retries it once.
+    status, _ = dc.call("POST", "/sim/v1/Faults", {"statusCode": 1702, "count": 1})
+    assert status == 200
+    assert client.hca_crls() == [der]
+    assert "GET /dc/v1/Crl 503" in dc.log.read_text()
 
 
 @pytest.mark.timeout(60)

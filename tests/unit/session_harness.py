@@ -31,10 +31,14 @@ from broker.status_codes import StatusCode
 from eventlog.memory_store import MemoryEventStore
 from sim.cards.base import VirtualCard
 from sim.cards.card_keys import card_key, external_authenticate_cryptogram, internal_authenticate_response
+from sim.pki import bench_pki
+from broker.hca_trust import TrustStore
 from sim.profiles import PROFILES, make_card
 from workers.session_commands import run_session_command
 
 TAIPEI = datetime.timezone(datetime.timedelta(hours=8))
+BENCH_TIME_NS = 1_790_000_000 * 1_000_000_000
+"""2026-09-21: inside the bench staff certificates' validity (2024-2044)."""
 _KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
@@ -60,7 +64,10 @@ def sam_file_bytes(sam_id: str = "901000000047", hospital_id: str = "777777777",
 
 @dataclass
 class FakeDataCenter:
-    """The DC's answers, computed in memory; `fail[name]` lists errors the next calls of `name` raise."""
+    """The DC's answers, computed in memory; `fail[name]` lists errors the next calls of `name` raise.
+
+    Its CRL is the bench PKI's, as the DC simulator serves it.
+    """
 
     clock: ManualClock
     session_seconds: int = 3600
@@ -98,6 +105,10 @@ class FakeDataCenter:
         self._session(session)
         return self._now()
 
+    def hca_crls(self) -> list[bytes]:
+        self._call("Crl")
+        return [bench_pki().crl.public_bytes(serialization.Encoding.DER)]
+
     def card_challenge(self, session: str, card_number: str, card_challenge: bytes) -> CardCryptogram:
         self._call("Cards/Challenge")
         self._session(session)
@@ -119,10 +130,11 @@ class FakeDataCenter:
 
 class Harness:
     def __init__(self, *cards: tuple[str, str]) -> None:
-        self.clock = ManualClock()
+        self.clock = ManualClock(wall_ns=BENCH_TIME_NS)
         self.store = MemoryEventStore()
         self.sams = CloudSamStore(None)
-        self.core = ConsoleCore(self.store, self.clock, cloud_sams=self.sams)
+        trust = TrustStore.from_pem_bundle(bench_pki().trust_store_pem() + bench_pki().issuing_ca_pem())
+        self.core = ConsoleCore(self.store, self.clock, cloud_sams=self.sams, hca_trust=trust)
         self.dc = FakeDataCenter(self.clock)
         self.cards: dict[str, VirtualCard] = {}
         self.card_commands: list[tuple[str, str]] = []
@@ -137,10 +149,13 @@ class Harness:
         for session, (reader, profile) in enumerate(cards, start=1):
             self.insert(reader, profile, session)
 
-    def insert(self, reader: str, profile: str, session: int) -> None:
-        self.cards[reader] = make_card(profile)
+    def insert(self, reader: str, profile: str, session: int, card: VirtualCard | None = None) -> None:
+        """Put a card in a reader (a fresh one of `profile`, or `card` itself, e.g. the same card again)."""
+        self.cards[reader] = card if card is not None else make_card(profile)
         data = PROFILES[profile].data
-        presence = CardPresence(atr="3B", kind=PROFILES[profile].kind, session=session, card_number=data.card_id)
+        card_type = getattr(data, "card_type", 1)
+        presence = CardPresence(atr="3B", kind=PROFILES[profile].kind, session=session, card_number=data.card_id,
+                                card_type=card_type)
         self.core.worker_reported(WorkerStatus(reader=reader, backend="sim", pid=1, card=presence))
 
     def remove(self, reader: str) -> None:

@@ -25,6 +25,7 @@ def test_command_names() -> None:
         "ReadPublicData", "SimListReaders", "SimPlugReader", "SimUnplugReader", "SimPutCard", "SimTakeCard",
         "ListDevices", "Initialize", "Finalize", "GetServerDateTime", "GetSamBasic", "VerifySam", "LogoutSam",
         "SignWithSam", "ListCloudSams", "ImportCloudSam", "RemoveCloudSam", "ReadHcBasic", "SimAdvanceClock",
+        "VerifyHpcPin", "ChangeHpcPin", "ResetHpcPin", "ReadHpcBasic", "LogoutHpc", "SignWithHpc", "VerifyMobileHca",
     }
 
 

@@ -31,8 +31,10 @@ from broker.datacenter import CardCryptogram, DataCenter, DcError, DcSession
 from broker.dc_answers import (
     DC_ERRORS,
     MAX_ANSWER_BYTES,
+    MAX_CRL_ANSWER_BYTES,
     interpret_answer,
     parse_card_cryptogram,
+    parse_crls,
     parse_nonce,
     parse_server_time,
     parse_session,
@@ -179,6 +181,8 @@ def test_parse_nonce() -> None:
         b64(bytes(15)),
         b64(bytes(17)),
         b64(bytes(16)).rstrip("="),  # missing padding
+        b64(bytes(16)) + "=",  # surplus padding
+        b64(bytes(16))[:21] + "B==",  # non-zero spare bits: not the canonical encoding
         b64(bytes(16))[:8] + "\n" + b64(bytes(16))[8:],  # whitespace
         base64.urlsafe_b64encode(b"\xff" * 16).decode(),  # the other alphabet
         "ÿ" * 24,
@@ -265,6 +269,91 @@ def test_parse_verified() -> None:
 @pytest.mark.parametrize("answer", [{}, {"authenticated": "true"}, {"authenticated": 1}, {"authenticated": None}])
 def test_parse_verified_takes_only_a_literal_true(answer: dict[str, Any]) -> None:
     expect_bad_answer(parse_verified, answer)
+
+
+def make_crl(revoked_serials: tuple[int, ...] = (), name: str = "test HCA issuing CA") -> bytes:
+    """A throwaway CRL, DER (EC P-256: fast to sign); its content is the DC's business, not the client's."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .last_update(now)
+        .next_update(now + dt.timedelta(days=1))
+    )
+    for serial in revoked_serials:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
+        )
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+@pytest.fixture(scope="module")
+def crls() -> tuple[bytes, bytes]:
+    return make_crl((7, 11)), make_crl(name="another issuing CA")
+
+
+def test_parse_crls_gives_each_crls_der_bytes_in_order(crls: tuple[bytes, bytes]) -> None:
+    assert parse_crls("X", {"crls": [b64(crls[0]), b64(crls[1])]}) == list(crls)
+    assert parse_crls("X", {"crls": [b64(crls[1])], "extra": 1}) == [crls[1]]
+    assert parse_crls("X", {"crls": []}) == []  # a DC that knows no HCA CRL
+    assert parse_crls("X", {"crls": [b64(crls[0])] * 16}) == [crls[0]] * 16
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "not a list",
+        {"0": "x"},
+        [None],
+        [7],
+        [""],  # no bytes at all
+        [[]],
+        ["AAAA"],  # three zero bytes: not a CRL
+        [b64(b"not a CRL at all")],
+        ["MIIB"],  # the start of a DER SEQUENCE, cut short
+    ],
+)
+def test_parse_crls_refuses_a_malformed_list_or_bytes_that_are_not_a_crl(value: object) -> None:
+    expect_bad_answer(parse_crls, {"crls": value})
+
+
+def test_parse_crls_refuses_a_crl_of_an_unknown_version(crls: tuple[bytes, bytes]) -> None:
+    """`load_der_x509_crl` raises InvalidVersion, not a ValueError, for these: still 1799, not a crash."""
+    version = crls[0].index(b"\x02\x01\x01")  # TBSCertList's version, v2
+    unknown = crls[0][:version] + b"\x02\x01\x05" + crls[0][version + 3 :]
+    with pytest.raises(x509.InvalidVersion):
+        x509.load_der_x509_crl(unknown)
+    expect_bad_answer(parse_crls, {"crls": [b64(unknown)]})
+
+
+def test_parse_crls_refuses_anything_but_strict_base64(crls: tuple[bytes, bytes]) -> None:
+    good = b64(crls[0])
+    for bad in (
+        good.rstrip("=") if good.endswith("=") else good + "=",  # wrong padding
+        good[:8] + "\n" + good[8:],  # whitespace
+        base64.urlsafe_b64encode(crls[0]).decode() + "_-",  # the other alphabet
+        "ÿ" * 24,
+    ):
+        expect_bad_answer(parse_crls, {"crls": [bad]})
+    expect_bad_answer(parse_crls, {"crls": [good, bad]})  # one bad CRL spoils the answer
+    expect_bad_answer(parse_crls, {})
+
+
+def test_parse_crls_refuses_more_than_16_and_a_crl_over_1_mib(crls: tuple[bytes, bytes]) -> None:
+    expect_bad_answer(parse_crls, {"crls": [b64(crls[0])] * 17})
+    # Valid DER framing of a CRL-shaped SEQUENCE just over 1 MiB: refused for its size, before parsing.
+    oversized = b"\x30\x83" + (1024 * 1024).to_bytes(3, "big") + bytes(1024 * 1024)
+    expect_bad_answer(parse_crls, {"crls": [b64(oversized)]})
+
+
+def test_a_crl_answer_may_be_larger_than_64_kib_but_not_than_2_mib() -> None:
+    big = body({"crls": [], "pad": "x" * MAX_ANSWER_BYTES})
+    assert interpret_answer("Crl", 200, big, MAX_CRL_ANSWER_BYTES)["crls"] == []
+    expect(StatusCode.DC_UNDEFINED_ERROR, lambda: interpret_answer("Crl", 200, big), "badAnswer")
+    huge = body({"crls": [], "pad": "x" * MAX_CRL_ANSWER_BYTES})
+    expect(StatusCode.DC_UNDEFINED_ERROR, lambda: interpret_answer("Crl", 200, huge, MAX_CRL_ANSWER_BYTES), "badAnswer")
 
 
 # --------------------------------------------------------------------------- #
@@ -462,7 +551,7 @@ def expect(code: StatusCode, call: Callable[[], object], reason: str | None = No
 # --------------------------------------------------------------------------- #
 
 
-@pytest.mark.parametrize("method", ["sam_challenge", "sam_login", "server_time", "card_challenge", "card_verify"])
+@pytest.mark.parametrize("method", ["sam_challenge", "sam_login", "server_time", "card_challenge", "card_verify", "hca_crls"])
 def test_it_has_the_seams_signatures(method: str) -> None:
     assert inspect.signature(getattr(HttpsDataCenter, method)) == inspect.signature(getattr(DataCenter, method))
 
@@ -522,6 +611,65 @@ def test_the_session_goes_in_a_bearer_authorization_header_and_only_where_needed
         "Cards/Challenge": f"Bearer {TOKEN}",
         "Cards/Verify": f"Bearer {TOKEN}",
     }
+
+
+def test_hca_crls_gets_the_crls_without_a_session(dc: Dc, crls: tuple[bytes, bytes]) -> None:
+    dc.script.on("Crl", (200, {"crls": [b64(crls[0]), b64(crls[1])]}))
+    assert dc.client().hca_crls() == list(crls)
+    (request,) = dc.script.requests("Crl")
+    assert request.method == "GET" and request.body == b""
+    assert "authorization" not in request.headers and "content-type" not in request.headers
+
+
+def test_hca_crls_takes_an_answer_over_64_kib_up_to_2_mib(dc: Dc, crls: tuple[bytes, bytes]) -> None:
+    many = make_crl(tuple(range(1, 4001)))  # 4000 revocations: a CRL of about 84 KiB
+    assert len(many) > MAX_ANSWER_BYTES
+    dc.script.on("Crl", (200, {"crls": [b64(many), b64(crls[0])]}))
+    dc.script.on("Crl", (200, {"crls": [], "pad": "x" * MAX_CRL_ANSWER_BYTES}))
+    client = dc.client()
+    assert client.hca_crls() == [many, crls[0]]
+    expect(StatusCode.DC_UNDEFINED_ERROR, client.hca_crls, "badAnswer")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        (200, {"crls": "not a list"}),
+        (200, {"crls": [{"der": "AAAA"}]}),
+        (200, {"crls": [b64(b"not a CRL")]}),
+        (200, {"crl": []}),
+        (200, b"[]"),
+    ],
+)
+def test_hca_crls_refuses_a_malformed_answer_with_1799_and_no_retry(dc: Dc, answer: object) -> None:
+    dc.script.on("Crl", answer, (200, {"crls": []}))
+    expect(StatusCode.DC_UNDEFINED_ERROR, dc.client().hca_crls, "badAnswer")
+    assert len(dc.script.requests("Crl")) == 1
+
+
+def test_hca_crls_refuses_a_certificate_in_place_of_a_crl(dc: Dc, identities: tuple[TlsIdentity, TlsIdentity]) -> None:
+    certificate = x509.load_pem_x509_certificate(identities[0].cert.read_bytes()).public_bytes(serialization.Encoding.DER)
+    dc.script.on("Crl", (200, {"crls": [b64(certificate)]}))
+    expect(StatusCode.DC_UNDEFINED_ERROR, dc.client().hca_crls, "badAnswer")
+
+
+@pytest.mark.parametrize(("first", "code"), [((503, b""), StatusCode.DC_HTTP_ERROR), (CLOSE, StatusCode.DC_CONNECTION_FAILED)])
+def test_hca_crls_is_retried_once_after_1700_or_1702(
+    dc: Dc, crls: tuple[bytes, bytes], first: object, code: StatusCode
+) -> None:
+    dc.script.on("Crl", first, (200, {"crls": [b64(crls[0])]}))
+    dc.script.on("Crl", first, first, (200, {"crls": [b64(crls[0])]}))
+    client = dc.client()
+    assert client.hca_crls() == [crls[0]]
+    assert len(dc.script.requests("Crl")) == 2
+    expect(code, client.hca_crls)
+    assert len(dc.script.requests("Crl")) == 4  # the second call: one try, one retry, then the error
+
+
+def test_hca_crls_is_not_retried_after_a_listed_error(dc: Dc) -> None:
+    dc.script.on("Crl", (404, {"error": "unknownCommand", "message": "no such DC command"}), (200, {"crls": []}))
+    expect(StatusCode.DC_COMMAND_UNKNOWN, dc.client().hca_crls, "unknownCommand")
+    assert len(dc.script.requests("Crl")) == 1
 
 
 def test_a_base_url_path_is_kept_in_front_of_dc_v1(dc: Dc) -> None:

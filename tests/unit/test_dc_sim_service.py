@@ -21,6 +21,7 @@ from sim.dc import BENCH_HOSPITAL_ID, BENCH_SAM_ID, prepare
 from sim.dc.sam_files import SamCa
 from sim.dc.service import DROP, DcService, Drop, Reply, Request
 from sim.dc.state import DcState, StateDir
+from sim.pki import bench_pki
 from sim.profiles import make_card
 from workers.apdu import GET_CHALLENGE, HC_AID, external_authenticate, internal_authenticate, parse_response, select_aid
 
@@ -362,6 +363,38 @@ def test_a_query_string_does_not_change_the_command(dc: Dc) -> None:
     assert dc.call("GET", "/dc/v1/Time?x=1", session=session).status == 200
 
 
+# -- the HCA CRL -----------------------------------------------------------------
+
+
+def test_crl_needs_no_session_and_is_the_bench_issuing_cas(dc: Dc) -> None:
+    reply = dc.call("GET", "/dc/v1/Crl")
+    assert reply.status == 200 and set(reply.body) == {"crls"}
+    (encoded,) = reply.body["crls"]  # type: ignore[misc]
+    crl = x509.load_der_x509_crl(base64.b64decode(encoded, validate=True))
+    pki = bench_pki()
+    assert crl.issuer == pki.issuing_ca.certificate.subject
+    assert crl.is_signature_valid(pki.issuing_ca.key.public_key())
+    revoked = crl.get_revoked_certificate_by_serial_number(pki.staff["hpc-revoked"].certificate.serial_number)
+    assert revoked is not None
+    assert crl.get_revoked_certificate_by_serial_number(pki.staff["hpc-doctor"].certificate.serial_number) is None
+    assert crl == pki.crl
+    assert dc.call("GET", "/dc/v1/Crl", session="anything").body == reply.body  # a session is neither needed nor checked
+
+
+def test_crl_is_a_get(dc: Dc) -> None:
+    assert refused(dc.call("POST", "/dc/v1/Crl", {}), 404, "unknownCommand")
+
+
+def test_faults_apply_to_crl(dc: Dc) -> None:
+    dc.call("POST", "/sim/v1/Faults", {"statusCode": 1700, "count": 1})
+    assert dc.service.handle(Request("GET", "/dc/v1/Crl")) is DROP
+    dc.call("POST", "/sim/v1/Faults", {"statusCode": 1702, "count": 1})
+    assert dc.call("GET", "/dc/v1/Crl").status == 503
+    dc.call("POST", "/sim/v1/Faults", {"statusCode": 1703, "count": 1})
+    assert refused(dc.call("GET", "/dc/v1/Crl"), 401, "sessionExpired")
+    assert dc.call("GET", "/dc/v1/Crl").status == 200
+
+
 # -- faults ----------------------------------------------------------------------
 
 
@@ -494,6 +527,35 @@ def test_prepare_makes_the_bench_start_state_once(tmp_path: Path) -> None:
         assert isinstance(login, Reply) and login.status == 200 and login.body["hospitalId"] == BENCH_HOSPITAL_ID
     finally:
         state.close()
+
+
+def pem_certificates(data: bytes) -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates(data)
+
+
+def test_prepare_writes_the_bench_hca_trust_file(tmp_path: Path) -> None:
+    prepared = prepare(tmp_path / "state")
+    assert prepared.hca_trust == tmp_path / "state" / "hca-trust.pem"
+    data = prepared.hca_trust.read_bytes()
+    pki = bench_pki()
+    assert pem_certificates(data) == [pki.root.certificate, pki.issuing_ca.certificate]
+    assert data == pki.trust_store_pem() + pki.issuing_ca_pem()  # nothing else in it: no key, no other text
+    assert b"PRIVATE KEY" not in data
+    assert stat.S_IMODE(prepared.hca_trust.stat().st_mode) == 0o644
+
+
+def test_prepare_leaves_a_current_hca_trust_file_alone_and_rewrites_a_stale_one(tmp_path: Path) -> None:
+    prepared = prepare(tmp_path / "state")
+    inode = prepared.hca_trust.stat().st_ino
+    prepare(tmp_path / "state")
+    assert prepared.hca_trust.stat().st_ino == inode  # not rewritten: same file
+    prepared.hca_trust.write_bytes(bench_pki().trust_store_pem())  # the root alone: stale
+    prepare(tmp_path / "state")
+    assert pem_certificates(prepared.hca_trust.read_bytes()) == [bench_pki().root.certificate, bench_pki().issuing_ca.certificate]
+    prepared.hca_trust.unlink()
+    prepare(tmp_path / "state")
+    assert len(pem_certificates(prepared.hca_trust.read_bytes())) == 2
+    assert [p.name for p in prepared.state_dir.iterdir() if p.name.endswith(".tmp")] == []
 
 
 def test_prepare_reissues_a_bench_sam_file_that_went_missing(tmp_path: Path) -> None:

@@ -30,6 +30,15 @@ from broker.events import (
     DefaultReaderCleared,
     DefaultReaderSet,
     Event,
+    HpcAuthenticationEnded,
+    HpcAuthenticationExpired,
+    HpcPinChanged,
+    HpcPinRejected,
+    HpcPinReset,
+    HpcPinVerified,
+    HpcPukRejected,
+    MobileHcaLoggedIn,
+    MobileHcaRejected,
     ReaderAttached,
     ReaderDetached,
     SamLoggedOut,
@@ -68,7 +77,7 @@ EVENTS: st.SearchStrategy[Event] = st.one_of(
     st.builds(ReaderDetached, reader=READERS, reason=TEXT),
     st.builds(WorkerLost, reader=READERS, reason=TEXT),
     st.builds(CardInserted, reader=READERS, atr=TEXT, kind=TEXT, session=SESSIONS,
-              card_ref=st.none() | st.text(max_size=40)),
+              card_ref=st.none() | st.text(max_size=40), card_type=st.none() | st.sampled_from([1, 2])),
     st.builds(CardRemoved, reader=READERS, session=SESSIONS, reason=TEXT),
     st.builds(CallRecordCleared, through_seq=st.integers(min_value=0, max_value=10**6)),
     st.builds(DefaultReaderSet, reader=READERS),
@@ -91,6 +100,15 @@ EVENTS: st.SearchStrategy[Event] = st.one_of(
               code=st.sampled_from([1501, 1700])),
     st.builds(CardLoggedOut, kind=st.sampled_from(["hc", "hpc"])),
     st.builds(SimClockAdvanced, seconds=st.integers(min_value=0, max_value=10**8)),
+    st.builds(HpcPinVerified, reader=READERS, session=SESSIONS, expires_at=st.just("2026-11-24T06:00:00+08:00")),
+    st.builds(HpcPinRejected, reader=READERS, session=SESSIONS, tries_left=st.integers(0, 3), blocked=st.booleans()),
+    st.builds(HpcPinChanged, reader=READERS, session=SESSIONS),
+    st.builds(HpcPinReset, reader=READERS, session=SESSIONS),
+    st.builds(HpcPukRejected, reader=READERS, session=SESSIONS, tries_left=st.integers(0, 10), blocked=st.booleans()),
+    st.builds(HpcAuthenticationExpired),
+    st.builds(HpcAuthenticationEnded, reason=TEXT),
+    st.builds(MobileHcaLoggedIn, person_ref=TEXT, expires_at=st.just("2026-11-24T06:00:00+08:00")),
+    st.builds(MobileHcaRejected, code=st.sampled_from([1421, 1430, 1431])),
 )
 
 ONE_OF_EACH: list[Event] = [
@@ -119,6 +137,15 @@ ONE_OF_EACH: list[Event] = [
     CardAuthenticationFailed(kind="hc", reader="Reader 0", session=4, code=1501),
     CardLoggedOut(kind="hc"),
     SimClockAdvanced(seconds=3600),
+    HpcPinVerified(reader="Reader 1", session=5, expires_at="2026-11-24T06:00:00+08:00"),
+    HpcPinRejected(reader="Reader 1", session=5, tries_left=2, blocked=False),
+    HpcPinChanged(reader="Reader 1", session=5),
+    HpcPinReset(reader="Reader 1", session=5),
+    HpcPukRejected(reader="Reader 1", session=5, tries_left=9, blocked=False),
+    HpcAuthenticationExpired(),
+    HpcAuthenticationEnded(reason="another staff card"),
+    MobileHcaLoggedIn(person_ref="person:ab", expires_at="2026-11-24T06:00:00+08:00"),
+    MobileHcaRejected(code=1430),
 ]
 
 
@@ -163,7 +190,9 @@ def test_payload_exact_bytes_keep_non_ascii_as_utf8() -> None:
     """The literal bytes: keys sorted, no whitespace, 讀卡機 as UTF-8 rather than \\u escapes."""
     event = CardInserted(reader="讀卡機 1", atr="3B", kind="hc", session=2)
     _, _, payload = encode(event)
-    assert payload == '{"atr":"3B","card_ref":null,"kind":"hc","reader":"讀卡機 1","session":2}'.encode("utf-8")
+    assert payload == (
+        '{"atr":"3B","card_ref":null,"card_type":null,"kind":"hc","reader":"讀卡機 1","session":2}'.encode("utf-8")
+    )
     assert b"\\u" not in payload
     assert encode(CallRecordCleared(through_seq=5)) == ("CallRecordCleared", 1, b'{"through_seq":5}')
 
@@ -343,14 +372,21 @@ def test_bench_readers_and_their_cards() -> None:
 
 
 def test_a_version_1_card_insertion_is_upcast_on_read() -> None:
-    """Logs written before card pseudonyms still replay: v1 CardInserted reads as v2 with no card_ref."""
+    """Logs written before card pseudonyms still replay: v1 CardInserted reads as v3 with no card_ref or type."""
     v1_payload = b'{"atr":"3B00","kind":"hc","reader":"Reader 0","session":7}'
     assert decode("CardInserted", 1, v1_payload) == CardInserted(
-        reader="Reader 0", atr="3B00", kind="hc", session=7, card_ref=None
+        reader="Reader 0", atr="3B00", kind="hc", session=7, card_ref=None, card_type=None
     )
 
 
-@pytest.mark.parametrize("version", [0, 3, 99])
+def test_a_version_2_card_insertion_is_upcast_on_read() -> None:
+    v2_payload = b'{"atr":"3B00","card_ref":"card:ab","kind":"hpc","reader":"Reader 0","session":7}'
+    assert decode("CardInserted", 2, v2_payload) == CardInserted(
+        reader="Reader 0", atr="3B00", kind="hpc", session=7, card_ref="card:ab", card_type=None
+    )
+
+
+@pytest.mark.parametrize("version", [0, 4, 99])
 def test_versions_this_console_does_not_know_are_refused(version: int) -> None:
     with pytest.raises(UnknownEvent):
         decode("CardInserted", version, b'{"atr":"3B00","kind":"hc","reader":"R","session":7,"card_ref":null}')

@@ -1,0 +1,36 @@
+"""Every PIN and PUK the integration tests type, in one place, so that the end of the run can check that none
+of them reached a log line, an event or a record (contract.md, "Never").
+
+They are chosen to be unlikely to occur by chance in timestamps, hashes or session numbers. The bench
+profiles' own PIN, `000000`, could occur by chance, so it is searched for only as a JSON string value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PROFILE_PIN = "000000"
+PROFILE_PUK = "12345678"
+WRONG_PIN = "93817264"
+WRONG_PUK = "55511199"
+NEW_PIN = "75312468"
+CHANGED_PIN = "86420975"
+
+SEARCHED: tuple[bytes, ...] = (
+    PROFILE_PUK.encode(), WRONG_PIN.encode(), WRONG_PUK.encode(), NEW_PIN.encode(), CHANGED_PIN.encode(),
+    f'"{PROFILE_PIN}"'.encode(), f"'{PROFILE_PIN}'".encode(), f"={PROFILE_PIN}".encode(),
+)
+
+
+def files_holding_secrets(roots: list[Path]) -> list[str]:
+    """`path: secret` for every file under `roots` (or the file itself) that holds one of SEARCHED."""
+    found = []
+    for root in roots:
+        paths = [root] if root.is_file() else [path for path in root.rglob("*") if path.is_file()]
+        for path in paths:
+            try:
+                content = path.read_bytes()
+            except OSError:
+                continue
+            found += [f"{path}: {secret!r}" for secret in SEARCHED if secret in content]
+    return found
