@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Union
 
+from broker.mobile_hca import MobileHcaLogin
+
 MAX_RECORD_TAKE = 1000
 """The cap on `take` in `GET /api/common/v1/Record`: a HIS asking for more gets this many."""
 
@@ -234,15 +236,7 @@ class SignWithHpc:
 @dataclass(frozen=True, slots=True)
 class VerifyMobileHca:
     NAME: ClassVar[str] = "VerifyMobileHca"
-    id_no: str
-    birthday: str
-    c_name: str
-    e_name: str
-    hospital_id: str
-    med_id: str
-    login_date_time: str
-    certificate_der: bytes = field(repr=False)
-    signature: bytes = field(repr=False)
+    login: MobileHcaLogin
 
 
 Command = Union[
@@ -335,7 +329,7 @@ def _bytes(args: dict[str, Any], name: str, longest: int) -> bytes:
 
 
 def _mobile_hca(args: dict[str, Any]) -> VerifyMobileHca:
-    return VerifyMobileHca(
+    return VerifyMobileHca(login=MobileHcaLogin(
         id_no=_text(args, "idNo", max_length=10),
         birthday=_text(args, "birthday", max_length=10),
         c_name=_text(args, "cName", max_length=64),
@@ -345,7 +339,7 @@ def _mobile_hca(args: dict[str, Any]) -> VerifyMobileHca:
         login_date_time=_text(args, "loginDateTime", max_length=20),
         certificate_der=_bytes(args, "signatureCertificate", 16 * 1024),
         signature=_bytes(args, "signature", 512),
-    )
+    ))
 
 
 def _optional_pattern(args: dict[str, Any], name: str, longest: int, digits_only: bool) -> str | None:

@@ -273,12 +273,7 @@ class ConsoleCore:
         if isinstance(command, SignWithHpc):
             return StartFlow(staff_flows.sign_with_hpc(self, command.service_type))
         if isinstance(command, VerifyMobileHca):
-            login = MobileHcaLogin(
-                id_no=command.id_no, birthday=command.birthday, c_name=command.c_name, e_name=command.e_name,
-                hospital_id=command.hospital_id, med_id=command.med_id, login_date_time=command.login_date_time,
-                certificate_der=command.certificate_der, signature=command.signature,
-            )
-            return StartFlow(staff_flows.login_mobile_hca(self, login))
+            return StartFlow(staff_flows.login_mobile_hca(self, command.login))
         return None
 
     # StaffContext, for the staff card's flows
@@ -401,7 +396,8 @@ class ConsoleCore:
 
         Also ends a staff authentication whose 8 hours have passed (no flow needed for that).
         """
-        if self.state.hpc.status == 3 and staff_flows.expiry_due(self.state.hpc.expire_time, self.now()):
+        hpc_expiry = _parse_time(self.state.hpc.expire_time)
+        if self.state.hpc.status == 3 and hpc_expiry is not None and self.now() >= hpc_expiry:
             self.hpc_holder = None
             self.emit(domain.HpcAuthenticationExpired())
         sam = self.state.sam

@@ -9,7 +9,6 @@ or answer carries them.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -234,13 +233,3 @@ def logout_hpc(ctx: StaffContext) -> Outcome:
     ctx.hpc_holder = None
     ctx.emit(CardLoggedOut(kind="hpc"))
     return int(StatusCode.OK), {}
-
-
-def expiry_due(expire_time: str | None, now: datetime.datetime) -> bool:
-    if expire_time is None:
-        return False
-    try:
-        moment = datetime.datetime.fromisoformat(expire_time)
-    except ValueError:
-        return False
-    return moment.tzinfo is not None and now >= moment
