@@ -15,7 +15,18 @@ from api.core_client import CoreClient
 from api.errors import install_error_handling
 from api.middleware import JSON_UTF8, CallIdentity
 from api.resources.common import RecordResource, StatusResource, VersionInfo, VersionResource
-from api.resources.health_card import HcBasicResource
+from api.resources.health_card import (
+    HcBasicResource,
+    HcLogoutResource,
+    HcPinResource,
+    HcSignatureResource,
+    HpcHcSignatureResource,
+    RealHcUpdateResource,
+    VirtualHcExportResource,
+    VirtualHcImportResource,
+    VirtualHcReadBasicResource,
+    VirtualHcVerificationResource,
+)
 from api.resources.staff_card import (
     HpcBasicResource,
     HpcLogoutResource,
@@ -61,6 +72,15 @@ def create_app(core: CoreClient, version: VersionInfo, *, extra_routes: Mount | 
     app.add_route("/api/sam/v1/Logout", SamLogoutResource(core))
     app.add_route("/api/sam/v1/Signature", SamSignatureResource(core))
     app.add_route("/api/hc/v1/Basic", HcBasicResource(core))
+    app.add_route("/api/hc/v1/Logout", HcLogoutResource(core))
+    app.add_route("/api/hc/v1/Pin", HcPinResource(core))
+    app.add_route("/api/hc/v1/Signature/Hc", HcSignatureResource(core))
+    app.add_route("/api/hc/v1/Signature/HpcHc", HpcHcSignatureResource(core))
+    app.add_route("/api/hc/v1/Verification/VirtualHc", VirtualHcVerificationResource(core))
+    app.add_route("/api/hc/v1/VirtualHc/ReadBasic", VirtualHcReadBasicResource(core))
+    app.add_route("/api/hc/v1/VirtualHc/Export", VirtualHcExportResource(core))
+    app.add_route("/api/hc/v1/VirtualHc/Import", VirtualHcImportResource(core))
+    app.add_route("/api/hc/v1/RealHc/Update", RealHcUpdateResource(core))
     app.add_route("/api/hpc/v1/Basic", HpcBasicResource(core))
     app.add_route("/api/hpc/v1/Logout", HpcLogoutResource(core))
     app.add_route("/api/hpc/v1/Pin", HpcPinResource(core))

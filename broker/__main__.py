@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hca-trust", type=Path, default=None, help="PEM bundle of trusted HCA roots and issuing CAs")
     parser.add_argument("--hpc-auth-hours", type=float, default=8.0, help="how long a staff authentication lasts")
     parser.add_argument("--mobile-hca-window", type=float, default=300.0, help="seconds a mobile HCA login stays fresh")
+    parser.add_argument("--vhc-issuer", type=Path, default=None, help="PEM certificates of virtual card token issuers")
     parser.add_argument("--sim-cloud-sam", type=Path, default=None, help="the bench's cloud SAM file, imported at start")
     args = parser.parse_args(argv)
     sim_start = None
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
             hca_trust=args.hca_trust,
             hpc_authentication_seconds=args.hpc_auth_hours * 3600,
             mobile_hca_window_seconds=args.mobile_hca_window,
+            vhc_issuer=args.vhc_issuer,
         )
     )
     install_signal_handlers(broker)

@@ -239,12 +239,83 @@ class VerifyMobileHca:
     login: MobileHcaLogin
 
 
+@dataclass(frozen=True, slots=True)
+class LogoutHc:
+    NAME: ClassVar[str] = "LogoutHc"
+
+
+@dataclass(frozen=True, slots=True)
+class GetHcPin:
+    NAME: ClassVar[str] = "GetHcPin"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyHcPin:
+    NAME: ClassVar[str] = "VerifyHcPin"
+    pin: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SetHcPin:
+    NAME: ClassVar[str] = "SetHcPin"
+    new_pin: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveHcPin:
+    NAME: ClassVar[str] = "RemoveHcPin"
+
+
+@dataclass(frozen=True, slots=True)
+class SignWithHc:
+    NAME: ClassVar[str] = "SignWithHc"
+    service_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignWithHpcHc:
+    NAME: ClassVar[str] = "SignWithHpcHc"
+    service_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyVirtualHc:
+    """The token is a bearer credential: hidden from every repr."""
+
+    NAME: ClassVar[str] = "VerifyVirtualHc"
+    token: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadVirtualHcBasic:
+    NAME: ClassVar[str] = "ReadVirtualHcBasic"
+    token: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ExportVirtualHc:
+    NAME: ClassVar[str] = "ExportVirtualHc"
+
+
+@dataclass(frozen=True, slots=True)
+class ImportVirtualHc:
+    NAME: ClassVar[str] = "ImportVirtualHc"
+    transfer_token: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateRealHc:
+    NAME: ClassVar[str] = "UpdateRealHc"
+
+
 Command = Union[
     GetStateSnapshot, GetStatus, ListRecords, ClearRecords, RecordCall, ListReaders, AutoDetectReader, GetDefaultReader,
     SetDefaultReader, ClearDefaultReader, ReadPublicData, SimListReaders, SimPlugReader, SimUnplugReader,
     SimPutCard, SimTakeCard, ListDevices, Initialize, Finalize, GetServerDateTime, GetSamBasic, VerifySam, LogoutSam,
     SignWithSam, ListCloudSams, ImportCloudSam, RemoveCloudSam, ReadHcBasic, SimAdvanceClock,
     VerifyHpcPin, ChangeHpcPin, ResetHpcPin, ReadHpcBasic, LogoutHpc, SignWithHpc, VerifyMobileHca,
+    LogoutHc, GetHcPin, VerifyHcPin, SetHcPin, RemoveHcPin, SignWithHc, SignWithHpcHc, VerifyVirtualHc,
+    ReadVirtualHcBasic, ExportVirtualHc, ImportVirtualHc, UpdateRealHc,
 ]
 
 MAX_READER_NAME = 128
@@ -318,6 +389,17 @@ def _secret_digits(args: dict[str, Any], name: str, shortest: int, longest: int)
     if not isinstance(value, str) or not value.isascii() or not value.isdigit() \
             or not shortest <= len(value) <= longest:
         raise BadArguments(f"{name} must be {shortest} to {longest} digits")
+    return value
+
+
+MAX_TOKEN = 8 * 1024
+
+
+def _secret_text(args: dict[str, Any], name: str) -> str:
+    """A token or transfer token: a string of bounded length; its content is judged by the flow, never echoed."""
+    value = args.get(name)
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_TOKEN:
+        raise BadArguments(f"{name} must be a string of 1 to {MAX_TOKEN} characters")
     return value
 
 
@@ -406,6 +488,18 @@ _PARSERS = {
     LogoutHpc.NAME: lambda args: LogoutHpc(),
     SignWithHpc.NAME: lambda args: SignWithHpc(service_type=_service_type_of(args)),
     VerifyMobileHca.NAME: _mobile_hca,
+    LogoutHc.NAME: lambda args: LogoutHc(),
+    GetHcPin.NAME: lambda args: GetHcPin(),
+    VerifyHcPin.NAME: lambda args: VerifyHcPin(pin=_secret_digits(args, "pin", 4, 6)),
+    SetHcPin.NAME: lambda args: SetHcPin(new_pin=_secret_digits(args, "newPin", 4, 6)),
+    RemoveHcPin.NAME: lambda args: RemoveHcPin(),
+    SignWithHc.NAME: lambda args: SignWithHc(service_type=_service_type_of(args)),
+    SignWithHpcHc.NAME: lambda args: SignWithHpcHc(service_type=_service_type_of(args)),
+    VerifyVirtualHc.NAME: lambda args: VerifyVirtualHc(token=_secret_text(args, "token")),
+    ReadVirtualHcBasic.NAME: lambda args: ReadVirtualHcBasic(token=_secret_text(args, "token")),
+    ExportVirtualHc.NAME: lambda args: ExportVirtualHc(),
+    ImportVirtualHc.NAME: lambda args: ImportVirtualHc(transfer_token=_secret_text(args, "transferToken")),
+    UpdateRealHc.NAME: lambda args: UpdateRealHc(),
 }
 
 COMMAND_NAMES = frozenset(_PARSERS)

@@ -28,7 +28,19 @@ from broker.commands import (
     GetSamBasic,
     GetServerDateTime,
     ChangeHpcPin,
+    ExportVirtualHc,
+    GetHcPin,
     GetStatus,
+    ImportVirtualHc,
+    LogoutHc,
+    ReadVirtualHcBasic,
+    RemoveHcPin,
+    SetHcPin,
+    SignWithHc,
+    SignWithHpcHc,
+    UpdateRealHc,
+    VerifyHcPin,
+    VerifyVirtualHc,
     ImportCloudSam,
     Initialize,
     ListCloudSams,
@@ -60,7 +72,10 @@ from broker.commands import (
 )
 from cryptography import x509
 
-from broker import session_flows, staff_flows
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from broker import health_card_flows, session_flows, staff_flows
+from broker.health_card_flows import VirtualHolder
 from broker.cloud_sam_file import CloudSamFileInvalid, decode_context, parse_cloud_sam_file
 from broker.datacenter import DcError
 from broker.flows import DcCall, Flow, Step
@@ -109,6 +124,15 @@ class StartFlow:
     flow: Flow
 
 
+SESSION_COMMANDS = (
+    Finalize, GetServerDateTime, GetSamBasic, VerifySam, LogoutSam, SignWithSam, ReadHcBasic, VerifyHpcPin,
+    ChangeHpcPin, ResetHpcPin, ReadHpcBasic, LogoutHpc, SignWithHpc, VerifyMobileHca, LogoutHc, GetHcPin,
+    VerifyHcPin, SetHcPin, RemoveHcPin, SignWithHc, SignWithHpcHc, VerifyVirtualHc, ReadVirtualHcBasic,
+    ExportVirtualHc, ImportVirtualHc, UpdateRealHc,
+)
+"""The commands that need an initialized session (1000 otherwise)."""
+
+
 def _not_found(message: str) -> tuple[int, dict[str, Any]]:
     """A bench answer for an unknown reader: the bench's HTTP layer turns `notFound` into 404."""
     return int(StatusCode.BAD_PARAMETER), {"message": message, "notFound": True}
@@ -127,6 +151,7 @@ class ConsoleCore:
         hca_trust: TrustStore | None = None,
         hpc_authentication_seconds: float = HPC_AUTHENTICATION_SECONDS,
         mobile_hca_window_seconds: float = MOBILE_HCA_WINDOW_SECONDS,
+        vhc_issuers: list[rsa.RSAPublicKey] | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -141,6 +166,9 @@ class ConsoleCore:
         self._mobile_window = mobile_hca_window_seconds
         self._crls: tuple[list[x509.CertificateRevocationList], datetime.datetime] | None = None
         self.hpc_holder: StaffHolder | None = None
+        self._vhc_issuers = list(vhc_issuers or [])
+        self.virtual_holder: VirtualHolder | None = None
+        self.virtual_expired = False
         self._auto_verifying = False
         self.last_event_seq = 0
         self.state = ConsoleState()
@@ -232,9 +260,7 @@ class ConsoleCore:
             self._cloud_sams.remove(command.sam_id)
             self.emit(domain.CloudSamRemoved(sam_id=command.sam_id))
             return StatusCode.OK, {}
-        if not isinstance(command, (Finalize, GetServerDateTime, GetSamBasic, VerifySam, LogoutSam, SignWithSam,
-                                    ReadHcBasic, VerifyHpcPin, ChangeHpcPin, ResetHpcPin, ReadHpcBasic, LogoutHpc,
-                                    SignWithHpc, VerifyMobileHca)):
+        if not isinstance(command, SESSION_COMMANDS):
             return None
         if not self.state.initialized:
             return StatusCode.NOT_INITIALIZED, {"message": "not initialized: POST /api/common/v1/Initial first"}
@@ -246,18 +272,19 @@ class ConsoleCore:
         if isinstance(command, LogoutSam):
             self.sam.drop_token()
             self.hpc_holder = None
+            self.virtual_holder = None
             self.emit(domain.SamLoggedOut())
             return StatusCode.OK, {}
-        staff = self._run_staff(command)
-        if staff is not None:
-            return staff
         if isinstance(command, VerifySam):
             return StartFlow(session_flows.sam_verification(self))
         if isinstance(command, SignWithSam):
             return StartFlow(session_flows.sam_signature(self, command.service_type))
         if isinstance(command, GetServerDateTime):
             return StartFlow(session_flows.server_date_time(self))
-        return StartFlow(session_flows.read_hc_basic(self))
+        staff = self._run_staff(command)
+        if staff is not None:
+            return staff
+        return self._run_health_card(command)
 
     def _run_staff(self, command: Command) -> tuple[int, dict[str, Any]] | StartFlow | None:
         if isinstance(command, VerifyHpcPin):
@@ -275,6 +302,42 @@ class ConsoleCore:
         if isinstance(command, VerifyMobileHca):
             return StartFlow(staff_flows.login_mobile_hca(self, command.login))
         return None
+
+    def _run_health_card(self, command: Command) -> tuple[int, dict[str, Any]] | StartFlow:
+        if isinstance(command, LogoutHc):
+            return health_card_flows.logout_hc(self)
+        flows: dict[type, Callable[[Any], Flow]] = {
+            ReadHcBasic: lambda c: health_card_flows.read_hc_basic(self),
+            GetHcPin: lambda c: health_card_flows.hc_has_pin(self),
+            VerifyHcPin: lambda c: health_card_flows.verify_hc_pin(self, c.pin),
+            SetHcPin: lambda c: health_card_flows.set_hc_pin(self, c.new_pin),
+            RemoveHcPin: lambda c: health_card_flows.remove_hc_pin(self),
+            SignWithHc: lambda c: health_card_flows.sign_with_hc(self, c.service_type),
+            SignWithHpcHc: lambda c: health_card_flows.sign_with_hpc_and_hc(self, c.service_type),
+            VerifyVirtualHc: lambda c: health_card_flows.verify_virtual_hc(self, c.token),
+            ReadVirtualHcBasic: lambda c: health_card_flows.read_virtual_hc_basic(self, c.token),
+            ExportVirtualHc: lambda c: health_card_flows.export_virtual_hc(self),
+            ImportVirtualHc: lambda c: health_card_flows.import_virtual_hc(self, c.transfer_token),
+            UpdateRealHc: lambda c: health_card_flows.update_real_hc(self),
+        }
+        make = flows.get(type(command))
+        if make is None:
+            raise TypeError(f"no handler for {command!r}")
+        return StartFlow(make(command))
+
+    # HealthCardContext, for the health card's flows
+    @property
+    def vhc_issuers(self) -> list[rsa.RSAPublicKey]:
+        return self._vhc_issuers
+
+    def now_seconds(self) -> int:
+        return self._wall_ns() // 1_000_000_000
+
+    def card_ref(self, card_number: str) -> str:
+        return self._pseudonyms.card(card_number)
+
+    def iso_time(self, epoch_seconds: int) -> str:
+        return datetime.datetime.fromtimestamp(epoch_seconds, datetime.UTC).astimezone().isoformat(timespec="seconds")
 
     # StaffContext, for the staff card's flows
     def authentication_expiry(self) -> str:
@@ -358,6 +421,7 @@ class ConsoleCore:
     def _end_session(self, reason: str) -> None:
         self.sam.close()
         self.hpc_holder = None
+        self.virtual_holder = None
         self.emit(domain.SessionFinalized(reason=reason))
 
     def import_bench_sam(self, raw: bytes) -> None:
@@ -396,6 +460,10 @@ class ConsoleCore:
 
         Also ends a staff authentication whose 8 hours have passed (no flow needed for that).
         """
+        hc = self.state.hc
+        hc_expiry = _parse_time(hc.expire_time)
+        if hc.type == 2 and hc.status >= 2 and hc_expiry is not None and self.now() >= hc_expiry:
+            health_card_flows.expire_virtual_card(self)
         hpc_expiry = _parse_time(self.state.hpc.expire_time)
         if self.state.hpc.status == 3 and hpc_expiry is not None and self.now() >= hpc_expiry:
             self.hpc_holder = None

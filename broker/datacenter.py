@@ -22,7 +22,8 @@ from broker.status_codes import StatusCode
 class DcError(Exception):
     """A DC call failed. `code` is the console's status code; `reason` the DC's error name (or ours).
 
-    Messages never carry a session, a nonce, a signature or a card number.
+    Messages never carry a session, a nonce, a signature, a card number, a
+    transfer token or a card's data.
     """
 
     def __init__(self, code: StatusCode, reason: str, message: str = "") -> None:
@@ -47,6 +48,23 @@ class CardCryptogram:
     """The answer to the card's challenge (EXTERNAL AUTHENTICATE data, 32 bytes)."""
     host_challenge: bytes = field(repr=False)
     """The SAM's challenge for the card (INTERNAL AUTHENTICATE data, 8 bytes)."""
+
+
+@dataclass(frozen=True)
+class ImportedVirtualHc:
+    """A virtual health card moved to this hospital's console with `VirtualHc/Import`.
+
+    `token_id` is the card's new id at the DC (what `virtual_hc_verify` and a
+    further `virtual_hc_export` take); `card` holds `cardId`, `name`, `idNo`,
+    `birthday` (ROC `yyyMMdd`), `sex` and `identityStatus`, kept out of repr
+    so a traceback or a debug print never shows whose card it is.
+    """
+
+    token_id: str
+    card: dict[str, str] = field(repr=False)
+    expires_at: int
+    """Seconds since the epoch: the card's expiry, as the exported token had it."""
+    max_uses: int
 
 
 class DataCenter(Protocol):
@@ -74,6 +92,31 @@ class DataCenter(Protocol):
         """The CRLs (DER) of the HCA issuing CAs the DC knows, checked only to parse; needs no session."""
         ...
 
+    def virtual_hc_verify(self, session: str, token_id: str, max_uses: int, expires_at: int) -> int:
+        """Count one verification of a virtual card: how many so far (1..max_uses).
+
+        1525 (verificationCountExceeded) past `max_uses`; 1531 (virtualCardVoid) once it was exported.
+        """
+        ...
+
+    def virtual_hc_export(self, session: str, token_id: str, card: dict[str, str], expires_at: int, max_uses: int) -> str:
+        """Hand a virtual card over for another console of this hospital: the transfer token (a secret).
+
+        The token id is void from then on (1531 virtualCardVoid).
+        """
+        ...
+
+    def virtual_hc_import(self, session: str, transfer_token: str) -> ImportedVirtualHc:
+        """Take over an exported card, under a new token id.
+
+        1528 unknownTransfer, 1529 transferUsed, 1530 otherHospital, 1531 transferVoid (expired).
+        """
+        ...
+
+    def card_notes(self, session: str, card_number: str) -> bytes:
+        """A health card's updated notes (1 to 200 bytes) to write onto the card."""
+        ...
+
 
 class NoDataCenter:
     """What a console without a configured DC uses: every call fails with 1700 and says why."""
@@ -99,4 +142,16 @@ class NoDataCenter:
         raise self._fail()
 
     def hca_crls(self) -> list[bytes]:
+        raise self._fail()
+
+    def virtual_hc_verify(self, session: str, token_id: str, max_uses: int, expires_at: int) -> int:
+        raise self._fail()
+
+    def virtual_hc_export(self, session: str, token_id: str, card: dict[str, str], expires_at: int, max_uses: int) -> str:
+        raise self._fail()
+
+    def virtual_hc_import(self, session: str, transfer_token: str) -> ImportedVirtualHc:
+        raise self._fail()
+
+    def card_notes(self, session: str, card_number: str) -> bytes:
         raise self._fail()

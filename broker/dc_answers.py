@@ -21,7 +21,7 @@ from typing import Any
 
 from cryptography import x509
 
-from broker.datacenter import CardCryptogram, DcError, DcSession
+from broker.datacenter import CardCryptogram, DcError, DcSession, ImportedVirtualHc
 from broker.status_codes import StatusCode
 
 Answer = dict[str, Any]
@@ -45,6 +45,12 @@ DC_ERRORS: Mapping[tuple[int, str], StatusCode] = {
     (403, "authenticationFailed"): StatusCode.DC_UNDEFINED_ERROR,
     (404, "unknownSam"): StatusCode.SAM_LEVEL2_FAILED,
     (404, "unknownCommand"): StatusCode.DC_COMMAND_UNKNOWN,
+    (403, "verificationCountExceeded"): StatusCode.VIRTUAL_HC_TOKEN_OVERUSED,
+    (410, "virtualCardVoid"): StatusCode.TRANSFER_DONE_OR_VOID,
+    (404, "unknownTransfer"): StatusCode.TRANSFER_NOT_FOUND,
+    (409, "transferUsed"): StatusCode.TRANSFER_USED_ELSEWHERE,
+    (403, "otherHospital"): StatusCode.TRANSFER_OTHER_HOSPITAL,
+    (410, "transferVoid"): StatusCode.TRANSFER_DONE_OR_VOID,
 }
 """The protocol's error table: (HTTP status, `error`) → console code. `error` becomes `DcError.reason`."""
 
@@ -52,6 +58,53 @@ _ERROR_STATUSES = frozenset(status for status, _ in DC_ERRORS)
 
 SESSION_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 """RFC 6750's b64token: what may follow `Bearer ` in a header (anything else could split the header)."""
+
+MAX_EPOCH_SECONDS = 2**63 - 1
+"""`expiresAt` is seconds since the epoch, kept as a signed 64-bit integer (as docs/virtual-hc-token.md's `exp`)."""
+MAX_VIRTUAL_HC_USES = 1000
+MAX_NOTES_BYTES = 200
+MAX_TRANSFER_TOKEN_LENGTH = 512
+
+# [0-9] and [A-Za-z], never \d or \w: those match non-ASCII digits and letters too. Used with fullmatch.
+TOKEN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""A virtual card's id at the DC (docs/virtual-hc-token.md's `tokenId`)."""
+TRANSFER_TOKEN = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+"""`VirtualHc/Export`'s answer: two unpadded base64url parts, a transfer id and a secret."""
+VIRTUAL_HC_CARD_FIELDS = ("cardId", "name", "idNo", "birthday", "sex", "identityStatus")
+_CARD_FORMATS: Mapping[str, re.Pattern[str]] = {
+    "cardId": re.compile(r"[0-9]{12}"),
+    "idNo": re.compile(r"[A-Za-z0-9]{10}"),
+    "birthday": re.compile(r"[0-9]{7}"),
+    "sex": re.compile(r"[MF]"),
+    "identityStatus": re.compile(r"[12348]"),
+}
+
+
+def virtual_hc_card(value: object) -> dict[str, str] | None:
+    """The six card fields of a virtual card (docs/virtual-hc-token.md's formats), else None.
+
+    Other keys are dropped, not kept: only what the protocol names is passed on.
+    Shared with the DC simulator, which checks `VirtualHc/Export`'s `card` with it.
+    """
+    if not isinstance(value, dict):
+        return None
+    card: dict[str, str] = {}
+    for name in VIRTUAL_HC_CARD_FIELDS:
+        item = value.get(name)
+        if not isinstance(item, str):
+            return None
+        pattern = _CARD_FORMATS.get(name)
+        if pattern is not None and not pattern.fullmatch(item):
+            return None
+        card[name] = item
+    name = card["name"]
+    if not 1 <= len(name) <= 20:
+        return None
+    try:
+        name.encode("utf-8")  # a lone surrogate (JSON's \ud800) is not a character
+    except UnicodeEncodeError:
+        return None
+    return card
 
 
 def bad_answer(endpoint: str, status: int) -> DcError:
@@ -159,6 +212,52 @@ def parse_crls(endpoint: str, answer: Answer) -> list[bytes]:
             raise bad_answer(endpoint, 200) from None
         result.append(der)
     return result
+
+
+def parse_verification_count(endpoint: str, answer: Answer, max_uses: int) -> int:
+    """`VirtualHc/Verify`: `{"uses": int}`, 1 to the `max_uses` asked about (more would be a DC contradicting itself)."""
+    uses = answer.get("uses")
+    if not _is_int(uses, 1, min(max_uses, MAX_VIRTUAL_HC_USES)):
+        raise bad_answer(endpoint, 200)
+    return uses  # type: ignore[return-value]
+
+
+def parse_transfer_token(endpoint: str, answer: Answer) -> str:
+    """`VirtualHc/Export`: `{"transferToken": "<part>.<part>"}`, unpadded base64url parts, at most 512 characters."""
+    token = answer.get("transferToken")
+    if not isinstance(token, str) or len(token) > MAX_TRANSFER_TOKEN_LENGTH or not TRANSFER_TOKEN.fullmatch(token):
+        raise bad_answer(endpoint, 200)
+    return token
+
+
+def parse_imported_virtual_hc(endpoint: str, answer: Answer) -> ImportedVirtualHc:
+    """`VirtualHc/Import`: `{"tokenId", "card": {...}, "expiresAt", "maxUses"}`, each in its documented format."""
+    token_id = answer.get("tokenId")
+    card = virtual_hc_card(answer.get("card"))
+    expires_at = answer.get("expiresAt")
+    max_uses = answer.get("maxUses")
+    if (
+        not isinstance(token_id, str)
+        or not TOKEN_ID.fullmatch(token_id)
+        or card is None
+        or not _is_int(expires_at, 0, MAX_EPOCH_SECONDS)
+        or not _is_int(max_uses, 1, MAX_VIRTUAL_HC_USES)
+    ):
+        raise bad_answer(endpoint, 200)
+    return ImportedVirtualHc(token_id=token_id, card=card, expires_at=expires_at, max_uses=max_uses)  # type: ignore[arg-type]
+
+
+def parse_card_notes(endpoint: str, answer: Answer) -> bytes:
+    """`RealHc/Notes`: `{"notes": base64 of 1 to 200 bytes}`."""
+    notes = _decode(endpoint, answer.get("notes"))
+    if not 1 <= len(notes) <= MAX_NOTES_BYTES:
+        raise bad_answer(endpoint, 200)
+    return notes
+
+
+def _is_int(value: object, lowest: int, highest: int) -> bool:
+    """A JSON integer in range: not a bool (`true` is not a count), not a float (`3.0`)."""
+    return isinstance(value, int) and not isinstance(value, bool) and lowest <= value <= highest
 
 
 def _text(endpoint: str, answer: Answer, name: str) -> str:

@@ -5,24 +5,26 @@ This module only moves bytes; what an answer means is `broker.dc_answers`
 a thread pool, several calls may run at once, and a call is rare enough that
 sharing nothing is simpler than a pool.
 
-Secrets (the session, nonces, signatures, card numbers, answers) never reach a
-log line or an exception message: DEBUG logs say `endpoint -> status/code`.
+Secrets (the session, nonces, signatures, card numbers, transfer tokens, card
+data, answers) never reach a log line or an exception message: DEBUG logs say
+`endpoint -> status/code`.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import http.client
 import json
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from broker.datacenter import CardCryptogram, DcError, DcSession
+from broker.datacenter import CardCryptogram, DcError, DcSession, ImportedVirtualHc
 from broker.dc_answers import (
     MAX_ANSWER_BYTES,
     MAX_CRL_ANSWER_BYTES,
@@ -30,10 +32,14 @@ from broker.dc_answers import (
     Answer,
     interpret_answer,
     parse_card_cryptogram,
+    parse_card_notes,
     parse_crls,
+    parse_imported_virtual_hc,
     parse_nonce,
     parse_server_time,
     parse_session,
+    parse_transfer_token,
+    parse_verification_count,
     parse_verified,
 )
 from broker.status_codes import StatusCode
@@ -111,6 +117,27 @@ class HttpsDataCenter:
         """
         return self._call("GET", "Crl", parse_crls, retry=True, max_answer_bytes=MAX_CRL_ANSWER_BYTES)
 
+    def virtual_hc_verify(self, session: str, token_id: str, max_uses: int, expires_at: int) -> int:
+        """Count one verification of a virtual card at the DC; never retried (a lost answer may have counted)."""
+        payload = {"tokenId": token_id, "maxUses": max_uses, "expiresAt": expires_at}
+        parse = functools.partial(parse_verification_count, max_uses=max_uses)
+        return self._call("POST", "VirtualHc/Verify", parse, payload=payload, session=session)
+
+    def virtual_hc_export(self, session: str, token_id: str, card: dict[str, str], expires_at: int, max_uses: int) -> str:
+        """The transfer token for a virtual card; never retried (an export that may have run voided the card)."""
+        payload = {"tokenId": token_id, "card": card, "expiresAt": expires_at, "maxUses": max_uses}
+        return self._call("POST", "VirtualHc/Export", parse_transfer_token, payload=payload, session=session)
+
+    def virtual_hc_import(self, session: str, transfer_token: str) -> ImportedVirtualHc:
+        """Take over an exported virtual card under a new token id; never retried (an import is single-use)."""
+        payload = {"transferToken": transfer_token}
+        return self._call("POST", "VirtualHc/Import", parse_imported_virtual_hc, payload=payload, session=session)
+
+    def card_notes(self, session: str, card_number: str) -> bytes:
+        """A health card's updated notes (1 to 200 bytes) to write onto it; not retried, like every card step."""
+        payload = {"cardNumber": card_number}
+        return self._call("POST", "RealHc/Notes", parse_card_notes, payload=payload, session=session)
+
     # ------------------------------------------------------------------ #
     # one call
     # ------------------------------------------------------------------ #
@@ -121,7 +148,7 @@ class HttpsDataCenter:
         endpoint: str,
         parse: Callable[[str, Answer], T],
         *,
-        payload: dict[str, str] | None = None,
+        payload: Mapping[str, object] | None = None,
         session: str | None = None,
         retry: bool = False,
         max_answer_bytes: int = MAX_ANSWER_BYTES,

@@ -303,6 +303,99 @@ class MobileHcaRejected:
     code: int
 
 
+@dataclass(frozen=True, slots=True)
+class HcPinStateRead:
+    """The health card's PIN state as the card told it: `verified` None when it has no PIN."""
+
+    VERSION: ClassVar[int] = 1
+    reader: str
+    session: int
+    has_pin: bool
+    verified: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class HcPinVerified:
+    VERSION: ClassVar[int] = 1
+    reader: str
+    session: int
+
+
+@dataclass(frozen=True, slots=True)
+class HcPinRejected:
+    VERSION: ClassVar[int] = 1
+    reader: str
+    session: int
+    tries_left: int
+    blocked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HcPinSet:
+    """A new PIN was set (the holder just typed it: it counts as verified)."""
+
+    VERSION: ClassVar[int] = 1
+    reader: str
+    session: int
+
+
+@dataclass(frozen=True, slots=True)
+class HcPinRemoved:
+    VERSION: ClassVar[int] = 1
+    reader: str
+    session: int
+
+
+@dataclass(frozen=True, slots=True)
+class HcHpcAuthenticated:
+    """The health card in use reached level 3: authenticated with the staff card (HPC at level 3)."""
+
+    VERSION: ClassVar[int] = 1
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualHcVerified:
+    """A virtual health card is the session's health card (level 2, type 2) until `expires_at`.
+
+    `via` is `token` (`Verification/VirtualHc`) or `transfer` (`VirtualHc/Import`); `card_ref` is the
+    pseudonym of its card number. The token itself never enters the log.
+    """
+
+    VERSION: ClassVar[int] = 1
+    card_ref: str
+    expires_at: str
+    via: str
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualHcRejected:
+    VERSION: ClassVar[int] = 1
+    code: int
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualHcExported:
+    """`VirtualHc/Export`: the virtual card left for another device (its transfer token is at the DC): HC -> 0."""
+
+    VERSION: ClassVar[int] = 1
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualHcExpired:
+    """The virtual card's token expired while in use: HC -> 0."""
+
+    VERSION: ClassVar[int] = 1
+
+
+@dataclass(frozen=True, slots=True)
+class HcNotesUpdated:
+    """`RealHc/Update` wrote the DC's notes onto the card, which is then logged out (HC -> 0)."""
+
+    VERSION: ClassVar[int] = 1
+    reader: str
+    session: int
+
+
 Event = Union[
     ReaderAttached, ReaderDetached, WorkerLost, CardInserted, CardRemoved, CallRecordCleared,
     DefaultReaderSet, DefaultReaderCleared, SimReaderPlugged, SimReaderUnplugged, SimCardPut, SimCardTaken,
@@ -310,6 +403,8 @@ Event = Union[
     SamSessionExpired, SamLoggedOut, CardDetected, CardAuthenticated, CardAuthenticationFailed, CardLoggedOut,
     SimClockAdvanced, HpcPinVerified, HpcPinRejected, HpcPinChanged, HpcPinReset, HpcPukRejected, HpcAuthenticationExpired,
     HpcAuthenticationEnded, MobileHcaLoggedIn, MobileHcaRejected,
+    HcPinStateRead, HcPinVerified, HcPinRejected, HcPinSet, HcPinRemoved, HcHpcAuthenticated, VirtualHcVerified,
+    VirtualHcRejected, VirtualHcExported, VirtualHcExpired, HcNotesUpdated,
 ]
 
 EVENT_TYPES: dict[str, type] = {
@@ -321,6 +416,8 @@ EVENT_TYPES: dict[str, type] = {
         SamSessionExpired, SamLoggedOut, CardDetected, CardAuthenticated, CardAuthenticationFailed, CardLoggedOut,
         SimClockAdvanced, HpcPinVerified, HpcPinRejected, HpcPinChanged, HpcPinReset, HpcPukRejected, HpcAuthenticationExpired,
         HpcAuthenticationEnded, MobileHcaLoggedIn, MobileHcaRejected,
+        HcPinStateRead, HcPinVerified, HcPinRejected, HcPinSet, HcPinRemoved, HcHpcAuthenticated, VirtualHcVerified,
+        VirtualHcRejected, VirtualHcExported, VirtualHcExpired, HcNotesUpdated,
     )
 }
 

@@ -28,6 +28,7 @@ from broker.datacenter import DataCenter, DcError, NoDataCenter
 from broker.dispatch import PendingCommand, ReaderQueues
 from broker.flows import CardStep, DcCall, Flow, FlowRunner, Outcome
 from broker.hca_trust import TrustStore
+from broker.virtual_hc_token import load_issuers
 from broker.liveness import WorkerRegistry
 from broker.status_codes import StatusCode
 from broker.pseudonyms import Pseudonyms, load_or_create_key
@@ -87,6 +88,8 @@ class BrokerConfig:
     """PEM bundle of the HCA roots (and issuing CAs) staff certificates must chain to; None: none is trusted."""
     hpc_authentication_seconds: float = 8 * 3600.0
     mobile_hca_window_seconds: float = 300.0
+    vhc_issuer: Path | None = None
+    """PEM certificate(s) of the virtual health card token issuers; None: no token verifies (1523)."""
 
 
 @dataclass
@@ -169,6 +172,7 @@ class Broker:
             hca_trust=TrustStore.from_pem_bundle(config.hca_trust.read_bytes()) if config.hca_trust else None,
             hpc_authentication_seconds=config.hpc_authentication_seconds,
             mobile_hca_window_seconds=config.mobile_hca_window_seconds,
+            vhc_issuers=load_issuers(config.vhc_issuer.read_bytes()) if config.vhc_issuer else None,
         )
         if config.adopt_grace == 0:
             self.core.end_stale_session()

@@ -178,12 +178,18 @@ def _card_state(state: ConsoleState, kind: str) -> tuple[int, str | None, int | 
 def detect_card(ctx: SessionContext, kind: str) -> tuple[str, int]:
     """Level 1: the card the routing rule picks is the session's card of that kind. No card I/O needed."""
     status, reader, session = _card_state(ctx.state, kind)
+    routed = reader_for(ctx.state, kind)
     if status >= 1 and reader is not None and session is not None:
-        return reader, session
+        if kind != "hc" or isinstance(routed, StatusCode) or routed == reader:
+            return reader, session
+        # Another health card is now the one the routing rule picks (the default reader changed, say): use it.
+        card = ctx.state.readers[routed].card
+        assert card is not None
+        ctx.emit(CardDetected(kind=kind, reader=routed, session=card.session))
+        return routed, card.session
     if status >= 1:
         # A staff card's level 3 outliving its removal, or a mobile HCA: there is no card to talk to.
-        raise FlowFailed(StatusCode.NO_CARD, "the staff card is not in a reader")
-    routed = reader_for(ctx.state, kind)
+        raise FlowFailed(StatusCode.NO_CARD, "the card is not in a reader")
     if isinstance(routed, StatusCode):
         raise FlowFailed(routed, f"no {kind} card to use")
     card = ctx.state.readers[routed].card
@@ -338,16 +344,3 @@ def roc_date_time(moment: datetime.datetime) -> str:
     if not 1 <= roc_year <= 999:
         raise ValueError("the date is outside the ROC calendar's three digits")
     return f"{roc_year:03d}{moment:%m%d%H%M%S}"
-
-
-def read_hc_basic(ctx: SessionContext) -> Flow:
-    """`GET /api/hc/v1/Basic`: SAM 2, HC 2 on demand, then the card's data block and identity status."""
-
-    def body() -> Generator[Step, Any, Outcome]:
-        reader, session = yield from ensure_card_authenticated(ctx, "hc")
-        reply: Reply = yield CardStep(reader, "ReadHcBasic", {"session": session})
-        if reply.code != 0:
-            return reply.code, {"message": reply.body.get("message", "the card could not be read")}
-        return int(StatusCode.OK), reply.body
-
-    return run_guarded(body)

@@ -47,7 +47,20 @@ from broker.events import (
     HpcPukRejected,
     MobileHcaLoggedIn,
     MobileHcaRejected,
+    HcHpcAuthenticated,
+    HcNotesUpdated,
+    HcPinRejected,
+    HcPinRemoved,
+    HcPinSet,
+    HcPinStateRead,
+    HcPinVerified,
+    VirtualHcExpired,
+    VirtualHcExported,
+    VirtualHcRejected,
+    VirtualHcVerified,
 )
+
+VIRTUAL_HC = 2
 
 SAM_CLOUD = 1
 SAM_PHYSICAL = 2
@@ -103,6 +116,8 @@ class HcState:
     verified_pin: bool | None = None
     reader: str | None = None
     session: int | None = None
+    card_ref: str | None = None
+    """A virtual card's pseudonym (it has no reader); None for a physical card."""
 
 
 def _no_readers() -> Mapping[str, ReaderState]:
@@ -262,8 +277,61 @@ def _apply_session(state: ConsoleState, event: Event) -> ConsoleState | None:
     return None
 
 
+def _same_health_card(state: ConsoleState, reader: str, session: int) -> bool:
+    return (state.hc.reader, state.hc.session) == (reader, session) and state.hc.status >= 1
+
+
+def _apply_health_card(state: ConsoleState, event: Event) -> ConsoleState | None:
+    """The health card's own events (PIN, level 3, virtual cards, notes); None for any other event."""
+    hc = state.hc
+    if isinstance(event, HcPinStateRead):
+        if not _same_health_card(state, event.reader, event.session):
+            return state
+        return replace(state, hc=replace(hc, has_pin=event.has_pin, verified_pin=event.verified if event.has_pin else None))
+    if isinstance(event, (HcPinVerified, HcPinSet)):
+        if not _same_health_card(state, event.reader, event.session):
+            return state
+        return replace(state, hc=replace(hc, has_pin=True, verified_pin=True))
+    if isinstance(event, HcPinRejected):
+        if not _same_health_card(state, event.reader, event.session):
+            return state
+        return replace(state, hc=replace(hc, has_pin=True, verified_pin=False))
+    if isinstance(event, HcPinRemoved):
+        if not _same_health_card(state, event.reader, event.session):
+            return state
+        return replace(state, hc=replace(hc, has_pin=False, verified_pin=None))
+    if isinstance(event, HcHpcAuthenticated):
+        if hc.status >= 2 and state.hpc.status == 3:
+            return replace(state, hc=replace(hc, status=3))
+        return state
+    if isinstance(event, VirtualHcVerified):
+        return replace(state, hc=HcState(status=2, type=VIRTUAL_HC, expire_time=event.expires_at,
+                                         card_ref=event.card_ref))
+    if isinstance(event, (VirtualHcExported, VirtualHcExpired)):
+        return replace(state, hc=HcState()) if hc.type == VIRTUAL_HC else state
+    if isinstance(event, VirtualHcRejected):
+        return state
+    if isinstance(event, HcNotesUpdated):
+        return replace(state, hc=HcState()) if _same_health_card(state, event.reader, event.session) else state
+    return None
+
+
+def _health_card_level_3_needs_the_staff_card(state: ConsoleState) -> ConsoleState:
+    """HC level 3 is "authenticated with the HCA": it cannot outlast the staff card's level 3."""
+    if state.hc.status == 3 and state.hpc.status < 3:
+        return replace(state, hc=replace(state.hc, status=2))
+    return state
+
+
 def apply(state: ConsoleState, event: Event) -> ConsoleState:
     """The state after `event`; events about unknown readers are facts too, so they attach it."""
+    return _health_card_level_3_needs_the_staff_card(_apply(state, event))
+
+
+def _apply(state: ConsoleState, event: Event) -> ConsoleState:
+    health_card_state = _apply_health_card(state, event)
+    if health_card_state is not None:
+        return health_card_state
     session_state = _apply_session(state, event)
     if session_state is not None:
         return session_state
@@ -352,7 +420,7 @@ def snapshot(state: ConsoleState) -> dict[str, Any]:
         "lastDevice": state.last_device,
         "clockOffsetSeconds": state.clock_offset_seconds,
         "cards": {
-            "hc": {"reader": state.hc.reader, "session": state.hc.session},
+            "hc": {"reader": state.hc.reader, "session": state.hc.session, "cardRef": state.hc.card_ref},
             "hpc": {"reader": state.hpc.reader, "session": state.hpc.session, "cardRef": state.hpc.card_ref,
                     "pinSession": state.hpc.pin_session},
         },

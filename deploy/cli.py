@@ -78,14 +78,16 @@ def serve(args: argparse.Namespace) -> int:
     heartbeat = args.heartbeat
     pcsc = args.pcsc if args.pcsc is not None else not args.sim
     dc_url, dc_ca = args.dc_url, args.dc_ca
-    installed_trust = paths.data_dir / "hca-trust.pem"
+    installed_trust, installed_issuer = paths.data_dir / "hca-trust.pem", paths.data_dir / "vhc-issuer.pem"
     hca_trust = args.hca_trust or (installed_trust if installed_trust.exists() else None)
+    vhc_issuer = args.vhc_issuer or (installed_issuer if installed_issuer.exists() else None)
     children: list[ChildSpec] = []
     if args.sim:
         _prepare_dc_simulator(paths.sim_dc_dir)
         dc_port = args.sim_dc_port or _free_loopback_port()
         dc_url, dc_ca = f"https://127.0.0.1:{dc_port}", paths.sim_dc_dir / "ca.pem"
         hca_trust = args.hca_trust or paths.sim_dc_dir / "hca-trust.pem"  # the bench's test HCA root
+        vhc_issuer = args.vhc_issuer or paths.sim_dc_dir / "vhc-issuer.pem"  # the bench's token issuer
         dc_argv = [sys.executable, "-m", SIM_DC_MODULE, "serve", "--state-dir", str(paths.sim_dc_dir),
                    "--port", str(dc_port)]
         children.append(ChildSpec("dc-simulator", lambda restarted: dc_argv, ready=_accepts_connections(dc_port)))
@@ -111,6 +113,8 @@ def serve(args: argparse.Namespace) -> int:
             argv += ["--dc-ca", str(dc_ca)]
         if hca_trust:
             argv += ["--hca-trust", str(hca_trust)]
+        if vhc_issuer:
+            argv += ["--vhc-issuer", str(vhc_issuer)]
         argv += ["--hpc-auth-hours", str(args.hpc_auth_hours), "--mobile-hca-window", str(args.mobile_hca_window)]
         if pcsc:
             argv += ["--pcsc-backend", PCSC_BACKEND]
@@ -205,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--dc-ca", type=Path, default=None, help="CA certificate file for the DC's TLS")
     serve_parser.add_argument("--hca-trust", type=Path, default=None,
                               help="PEM bundle of trusted HCA roots and issuing CAs (default: <data dir>/hca-trust.pem)")
+    serve_parser.add_argument("--vhc-issuer", type=Path, default=None,
+                              help="PEM certificates of virtual health card token issuers (default: <data dir>/vhc-issuer.pem)")
     serve_parser.add_argument("--hpc-auth-hours", type=float, default=8.0,
                               help="how long a verified staff card PIN or mobile HCA login lasts (default 8)")
     serve_parser.add_argument("--mobile-hca-window", type=float, default=300.0,

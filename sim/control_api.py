@@ -149,6 +149,20 @@ class BenchClock:
         _answer(resp, reply, serverTime=answer.get("serverTime"), consoleTime=reply.body.get("consoleTime"))
 
 
+class BenchVirtualHcToken:
+    """A virtual health card token for a bench profile, issued (and signed) by the DC simulator."""
+
+    recorded = False
+
+    def __init__(self, control: DcControl | None) -> None:
+        self._control = control
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        answer = _pass_on(resp, self._control, "VirtualHc/Token", json_object(req))
+        if answer is not None:
+            resp.media = {"token": answer["token"]}
+
+
 class BenchMobileHcaLogin:
     """A mobile HCA login body signed by that staff member's key (the bench PKI's), at the console's time."""
 
@@ -188,3 +202,4 @@ def mount(app: falcon.App, core: CoreClient) -> None:
     app.add_route("/api/sim/v1/Dc/Faults", BenchDcFaults(control))
     app.add_route("/api/sim/v1/Clock", BenchClock(core, control))
     app.add_route("/api/sim/v1/MobileHca/Login", BenchMobileHcaLogin(core))
+    app.add_route("/api/sim/v1/VirtualHc/Token", BenchVirtualHcToken(control))

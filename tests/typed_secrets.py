@@ -1,4 +1,4 @@
-"""Every PIN and PUK the integration tests type, in one place, so that the end of the run can check that none
+"""Every PIN, PUK and token the integration tests type, in one place, so that the end of the run can check that none
 of them reached a log line, an event or a record (contract.md, "Never").
 
 They are chosen to be unlikely to occur by chance in timestamps, hashes or session numbers. The bench
@@ -22,8 +22,18 @@ SEARCHED: tuple[bytes, ...] = (
 )
 
 
+REMEMBERED: list[bytes] = []
+"""Secrets made during the run (virtual card tokens, transfer tokens), searched for too."""
+
+
+def remember(secret: str) -> str:
+    """Note a token a test handles, so the end-of-run check looks for it; returns it unchanged."""
+    REMEMBERED.append(secret.encode())
+    return secret
+
+
 def files_holding_secrets(roots: list[Path]) -> list[str]:
-    """`path: secret` for every file under `roots` (or the file itself) that holds one of SEARCHED."""
+    """`path: secret` for every file under `roots` (or the file itself) that holds a secret a test typed."""
     found = []
     for root in roots:
         paths = [root] if root.is_file() else [path for path in root.rglob("*") if path.is_file()]
@@ -32,5 +42,6 @@ def files_holding_secrets(roots: list[Path]) -> list[str]:
                 content = path.read_bytes()
             except OSError:
                 continue
-            found += [f"{path}: {secret!r}" for secret in SEARCHED if secret in content]
+            found += [f"{path}: {secret[:16]!r}..." if len(secret) > 16 else f"{path}: {secret!r}"
+                      for secret in (*SEARCHED, *REMEMBERED) if secret in content]
     return found

@@ -108,3 +108,19 @@ def compute_digital_signature(digest: bytes) -> bytes:
     if len(digest) != 32:
         raise ValueError("the digest is 32 bytes (SHA-256)")
     return bytes([0x00, 0x2A, 0x9E, 0x9A, 0x20]) + digest + b"\x00"
+
+HC_PIN_P2 = 0x01
+"""The health card's PIN reference (the bench's; the spec does not say)."""
+HC_NOTES_EF = bytes.fromhex("0102")
+
+
+def disable_verification(p2: int) -> bytes:
+    """DISABLE VERIFICATION REQUIREMENT: the card stops asking for its PIN (the PIN is removed)."""
+    return bytes([0x00, 0x26, 0x00, p2])
+
+
+def update_binary(data: bytes) -> bytes:
+    """UPDATE BINARY at offset 0 of the current EF."""
+    if not 1 <= len(data) <= 255:
+        raise ValueError("UPDATE BINARY carries 1 to 255 bytes")
+    return bytes([0x00, 0xD6, 0x00, 0x00, len(data)]) + data

@@ -11,7 +11,7 @@ import logging
 from typing import Any, Callable
 
 from broker.status_codes import StatusCode
-from workers import card_auth, staff_card
+from workers import card_auth, health_card_pin, staff_card
 from workers.apdu import HC_AID, READ_HC_IDENTITY_STATUS, READ_HC_PUBLIC_DATA, parse_response, select_aid
 from workers.health_card import DataBlockError, parse_public_data
 
@@ -22,6 +22,7 @@ Outcome = tuple[int, dict[str, Any]]
 SESSION_COMMANDS = frozenset({
     "BeginCardAuthentication", "FinishCardAuthentication", "ReadHcBasic",
     "VerifyPin", "ChangePin", "ResetPin", "ReadHpcBasic", "ReadCertificate", "SignDigest",
+    "ReadHcPinState", "VerifyHcPin", "SetHcPin", "RemoveHcPin", "UpdateHcNotes",
 })
 IDENTITY_STATUSES = ("1", "2", "3", "4", "8")
 
@@ -38,11 +39,13 @@ def run_session_command(command: str, args: dict[str, Any], transmit: Transmit) 
             return int(StatusCode.OK), {"response": card_auth.finish(transmit, cryptogram, challenge)}
         if command == "ReadHcBasic":
             return read_hc_basic(transmit)
+        if command in _HEALTH_CARD_COMMANDS:
+            return _run_health_card_command(command, args, transmit)
         return _run_staff_command(command, args, transmit)
     except card_auth.CardRefused as refused:
         log.warning("%s: %s", command, refused)
         return int(StatusCode.PCSC_OTHER_ERROR), {"message": f"the card refused: {refused.step}"}
-    except staff_card.StaffCardError as error:
+    except (staff_card.StaffCardError, health_card_pin.HealthCardError) as error:
         log.warning("%s: %s", command, error)
         return int(StatusCode.PCSC_OTHER_ERROR), {"message": str(error)}
 
@@ -61,6 +64,37 @@ def _secret_outcome(result: staff_card.SecretOutcome) -> dict[str, Any]:
 def _staff_data(data: staff_card.StaffData) -> dict[str, Any]:
     return {"cardId": data.card_id, "idNo": data.id_no, "cName": data.c_name, "eName": data.e_name,
             "birthday": data.birthday, "cardType": data.card_type}
+
+
+_HEALTH_CARD_COMMANDS = frozenset({"ReadHcPinState", "VerifyHcPin", "SetHcPin", "RemoveHcPin", "UpdateHcNotes"})
+
+
+def _pin_state(state: health_card_pin.PinState) -> dict[str, Any]:
+    return {"hasPin": state.has_pin, "verified": state.verified, "triesLeft": state.tries_left,
+            "blocked": state.blocked}
+
+
+def _run_health_card_command(command: str, args: dict[str, Any], transmit: Transmit) -> Outcome:
+    if command == "ReadHcPinState":
+        return int(StatusCode.OK), _pin_state(health_card_pin.pin_state(transmit))
+    if command == "VerifyHcPin":
+        pin = _digits(args, "pin", 4, 6)
+        if pin is None:
+            return int(StatusCode.BAD_PARAMETER), {"message": "pin must be 4 to 6 digits"}
+        outcome, state = health_card_pin.verify_pin(transmit, pin)
+        return int(StatusCode.OK), {"outcome": outcome, **_pin_state(state)}
+    if command == "SetHcPin":
+        new_pin = _digits(args, "newPin", 4, 6)
+        if new_pin is None:
+            return int(StatusCode.BAD_PARAMETER), {"message": "newPin must be 4 to 6 digits"}
+        return int(StatusCode.OK), {"outcome": health_card_pin.set_pin(transmit, new_pin)}
+    if command == "RemoveHcPin":
+        return int(StatusCode.OK), {"outcome": health_card_pin.remove_pin(transmit)}
+    notes = args.get("notes")
+    if not isinstance(notes, bytes) or not 1 <= len(notes) <= 200:
+        return int(StatusCode.BAD_PARAMETER), {"message": "notes must be 1 to 200 bytes"}
+    health_card_pin.write_notes(transmit, notes)
+    return int(StatusCode.OK), {}
 
 
 def _run_staff_command(command: str, args: dict[str, Any], transmit: Transmit) -> Outcome:

@@ -1,20 +1,116 @@
-"""HC: the health card's endpoints (basic data here; PIN, signatures and virtual cards come with their issue)."""
+"""HC: the health card's endpoints, physical and virtual. Thin: validate, ask the broker, render the spec's fields.
+
+PINs are checked for format here (4 to 6 digits) so a malformed one is a 400
+that never reaches a card; tokens and transfer tokens are passed on as they
+are. None of them is ever logged.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import falcon
 
 from api.answers import spec_answer
+from api.body import json_object, optional_json_object, text_field
 from api.core_client import CoreClient
-from api.resources.session import FLOW_TIMEOUT
+from api.resources.session import FLOW_TIMEOUT, service_type, with_base64
+from api.resources.staff_card import digits
+from broker.commands import MAX_TOKEN
 
 HC_BASIC_FIELDS = ("cardId", "name", "idNo", "birthday", "sex", "dateIssue", "identityStatus")
+HC_SIGNATURE_FIELDS = ("signature", "clientRandom", "samId", "hospitalId", "serviceType", "hcId", "hcIdNo")
+HPC_HC_SIGNATURE_FIELDS = ("signature", "clientRandom", "samId", "hospitalId", "serviceType", "hpcId", "hpcIdNo",
+                           "hcId", "hcIdNo")
 
 
-class HcBasicResource:
+class _Resource:
     def __init__(self, core: CoreClient) -> None:
         self._core = core
 
+    def _call(self, req: falcon.Request, command: str, args: dict[str, Any] | None = None) -> Any:
+        return self._core.call(command, args or {}, call=req.context.call, timeout=FLOW_TIMEOUT)
+
+
+class HcBasicResource(_Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        reply = self._core.call("ReadHcBasic", call=req.context.call, timeout=FLOW_TIMEOUT)
+        reply = self._call(req, "ReadHcBasic")
         resp.media = spec_answer(reply.code, reply.body, *HC_BASIC_FIELDS)
+
+
+class HcLogoutResource(_Resource):
+    def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
+        reply = self._call(req, "LogoutHc")
+        resp.media = spec_answer(reply.code, reply.body)
+
+
+class HcPinResource(_Resource):
+    """GET: has the card a PIN; POST: verify it; PUT: set a new one; DELETE: remove it."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        reply = self._call(req, "GetHcPin")
+        resp.media = spec_answer(reply.code, reply.body, "hasPin")
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        pin = digits(json_object(req), "pin", 4, 6)
+        reply = self._call(req, "VerifyHcPin", {"pin": pin})
+        resp.media = spec_answer(reply.code, reply.body)
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
+        new_pin = digits(json_object(req), "newPin", 4, 6)
+        reply = self._call(req, "SetHcPin", {"newPin": new_pin})
+        resp.media = spec_answer(reply.code, reply.body)
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
+        reply = self._call(req, "RemoveHcPin")
+        resp.media = spec_answer(reply.code, reply.body)
+
+
+class HcSignatureResource(_Resource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        reply = self._call(req, "SignWithHc", {"serviceType": service_type(json_object(req))})
+        body = with_base64(reply.body, "signature", "clientRandom") if reply.code == 0 else reply.body
+        resp.media = spec_answer(reply.code, body, *HC_SIGNATURE_FIELDS)
+
+
+class HpcHcSignatureResource(_Resource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        reply = self._call(req, "SignWithHpcHc", {"serviceType": service_type(json_object(req))})
+        body = with_base64(reply.body, "signature", "clientRandom") if reply.code == 0 else reply.body
+        resp.media = spec_answer(reply.code, body, *HPC_HC_SIGNATURE_FIELDS)
+
+
+def _token(req: falcon.Request, name: str) -> str:
+    return text_field(json_object(req), name, max_length=MAX_TOKEN)
+
+
+class VirtualHcVerificationResource(_Resource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        reply = self._call(req, "VerifyVirtualHc", {"token": _token(req, "token")})
+        resp.media = spec_answer(reply.code, reply.body)
+
+
+class VirtualHcReadBasicResource(_Resource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        reply = self._call(req, "ReadVirtualHcBasic", {"token": _token(req, "token")})
+        resp.media = spec_answer(reply.code, reply.body, *HC_BASIC_FIELDS)
+
+
+class VirtualHcExportResource(_Resource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        optional_json_object(req)  # the spec sends {}
+        reply = self._call(req, "ExportVirtualHc")
+        resp.media = spec_answer(reply.code, reply.body, "transferToken")
+
+
+class VirtualHcImportResource(_Resource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        reply = self._call(req, "ImportVirtualHc", {"transferToken": _token(req, "transferToken")})
+        resp.media = spec_answer(reply.code, reply.body)
+
+
+class RealHcUpdateResource(_Resource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        optional_json_object(req)  # the spec sends {}
+        reply = self._call(req, "UpdateRealHc")
+        resp.media = spec_answer(reply.code, reply.body)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from sim.cards.apdu import (
     SW_AUTHENTICATION_METHOD_BLOCKED,
+    SW_NO_CURRENT_EF,
     SW_OK,
     SW_REFERENCED_DATA_NOT_FOUND,
     SW_SECURITY_STATUS_NOT_SATISFIED,
@@ -37,6 +38,9 @@ The real cards' ATR is not reproduced: the console tells cards apart by SELECT, 
 PUBLIC_BLOCK_LENGTH = 57
 PIN_MAX_TRIES = 3
 PIN_P2 = 0x01
+NOTES_EF = bytes.fromhex("0102")
+"""The bench's notes file: what `POST /api/hc/v1/RealHc/Update` writes (the real cards' files are not public)."""
+NOTES_MAX = 200
 
 
 def public_data_block(data: HealthCardData) -> bytes:
@@ -66,7 +70,7 @@ class HealthCard(BenchCard):
         if profile.kind != "hc":
             raise ValueError(f"profile {profile.name!r} is not a health card")
         data: HealthCardData = profile.data  # type: ignore[assignment]
-        super().__init__(data.card_id)
+        super().__init__(data.card_id, files={NOTES_EF: b""})
         self.profile = profile
         self._public_block = public_data_block(data)
         self._identity_status = data.identity_status.encode("ascii")
@@ -77,12 +81,30 @@ class HealthCard(BenchCard):
                 0x20: self._verify,
                 0x24: self._change_reference_data,
                 0x26: self._disable_verification,
+                0xD6: self._update_binary,
             }
         )
 
     @property
     def has_pin(self) -> bool:
         return self._pin.is_set
+
+    @property
+    def notes(self) -> bytes:
+        return self._files[NOTES_EF]
+
+    def _update_binary(self, command: CommandApdu) -> bytes:
+        """Replace the notes file (offset 0 only), for a host that authenticated with the SAM."""
+        if command.p1 or command.p2:
+            return self._sw(SW_WRONG_P1P2)
+        if not command.data or len(command.data) > NOTES_MAX or command.le is not None:
+            return self._sw(SW_WRONG_LENGTH)
+        if self._current_ef != NOTES_EF:
+            return self._sw(SW_NO_CURRENT_EF)
+        if not self._authenticated:
+            return self._sw(SW_SECURITY_STATUS_NOT_SATISFIED)
+        self._files[NOTES_EF] = bytes(command.data)
+        return self._sw(SW_OK)
 
     def _get_data(self, command: CommandApdu) -> bytes:
         """P2 00: the public block, for anyone. P2 01: the identity status, only after mutual authentication

@@ -4,8 +4,9 @@ SIMULATION ONLY. The NHI's DC protocol is not public; this serves ours, so the
 console's DC client (`broker.dc_client`) is exercised end to end. Modules:
 `state` (the state dir and its SQLite database), `tls` (the simulator's own
 TLS CA and server certificate), `sam_files` (the SAM CA, issuing cloud SAM
-files), `service` (the request handling, without sockets), `server` (the
-HTTPS adapter), `__main__` (`python -m sim.dc prepare|serve`).
+files), `vhc_issuer` (the key that signs the bench's virtual card tokens),
+`service` (the request handling, without sockets), `server` (the HTTPS
+adapter), `__main__` (`python -m sim.dc prepare|serve`).
 
 `prepare` lives here because it is the package's one entry point that ties
 the others together: what `python -m sim.dc prepare` and the console's
@@ -25,6 +26,7 @@ from broker.cloud_sam_file import CloudSamFileInvalid, parse_cloud_sam_file
 from sim.dc.sam_files import SamCa, issue_cloud_sam
 from sim.dc.state import Contract, DcState, StateDir, write_file
 from sim.dc.tls import ensure_tls
+from sim.dc.vhc_issuer import VhcIssuer
 from sim.pki import bench_pki
 
 BENCH_HOSPITAL_ID = "777777777"
@@ -46,6 +48,8 @@ class PreparedDc:
     database: Path
     hca_trust: Path
     """The bench HCA root certificate then its issuing CA certificate, PEM (mode 0644: certificates only)."""
+    vhc_issuer: Path
+    """The virtual health card issuer's certificate (PEM, 0644): what the console trusts for virtual card tokens."""
 
 
 def prepare(state_dir: Path) -> PreparedDc:
@@ -57,7 +61,9 @@ def prepare(state_dir: Path) -> PreparedDc:
     (contract active) only if its file is missing or no longer the SAM the DC
     knows (e.g. the bench reissued `901000000047` through `/sim/v1/CloudSam`).
     `hca-trust.pem` is rewritten only if it is missing or not the bench PKI's
-    (`sim.pki`, which each process builds once, in ~50-100 ms).
+    (`sim.pki`, which each process builds once, in ~50-100 ms). The virtual
+    card issuer (`vhc-issuer.key` 0600, `vhc-issuer.pem`) is made only if
+    either file is missing or the two do not match.
     """
     layout = StateDir(Path(state_dir))
     layout.ensure()
@@ -66,6 +72,7 @@ def prepare(state_dir: Path) -> PreparedDc:
         fcntl.flock(descriptor, fcntl.LOCK_EX)
         ensure_tls(layout)
         sam_ca = SamCa.ensure(layout)
+        VhcIssuer.ensure(layout)
         state = DcState(layout.database)
         try:
             if not _bench_sam_file_current(layout, state):
@@ -78,7 +85,9 @@ def prepare(state_dir: Path) -> PreparedDc:
         _ensure_hca_trust(layout)
     finally:
         os.close(descriptor)  # releases the lock
-    return PreparedDc(layout.root, layout.ca_cert, layout.bench_sam_file, layout.database, layout.hca_trust)
+    return PreparedDc(
+        layout.root, layout.ca_cert, layout.bench_sam_file, layout.database, layout.hca_trust, layout.vhc_issuer_cert
+    )
 
 
 def _ensure_hca_trust(layout: StateDir) -> None:

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "prepare":
         print(
             f"prepared {prepared.state_dir} (CA {prepared.ca_cert.name}, bench SAM {prepared.bench_sam_file.name},"
-            f" HCA trust {prepared.hca_trust.name})"
+            f" HCA trust {prepared.hca_trust.name}, virtual card issuer {prepared.vhc_issuer.name})"
         )
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)

@@ -23,6 +23,7 @@ from sim.dc.sam_files import SamCa
 from sim.dc.service import DEFAULT_SESSION_TTL_SECONDS, DROP, DcService, Reply, Request
 from sim.dc.state import DcState, StateDir
 from sim.dc.tls import server_context
+from sim.dc.vhc_issuer import VhcIssuer
 
 MAX_BODY_BYTES = 64 * 1024
 """The protocol's bodies are a few hundred bytes; a larger one is refused unread."""
@@ -182,7 +183,7 @@ def make_server(
     layout = StateDir(Path(state_dir))
     state = DcState(layout.database)
     try:
-        service = DcService(state, SamCa.ensure(layout), session_ttl)
+        service = DcService(state, SamCa.ensure(layout), session_ttl, VhcIssuer.ensure(layout))
         return DcHttpServer((host, port), service, server_context(layout))
     except BaseException:
         state.close()

@@ -28,10 +28,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from broker.cloud_sam_file import login_signed_bytes, verify_signature
+from broker.dc_answers import MAX_EPOCH_SECONDS, MAX_VIRTUAL_HC_USES, virtual_hc_card
 from sim.cards.card_keys import card_key, external_authenticate_cryptogram, internal_authenticate_response
+from sim.dc import BENCH_HOSPITAL_ID
 from sim.dc.sam_files import SamCa, issue_cloud_sam
-from sim.dc.state import Contract, DcState, render_time
+from sim.dc.state import Contract, DcState, VhcRefusal, render_time
+from sim.dc.vhc_issuer import VhcIssuer
 from sim.pki import bench_pki
+from sim.virtual_hc import card_of_profile, issue_token, new_token_id
 
 DC_PREFIX = "/dc/v1/"
 SIM_PREFIX = "/sim/v1/"
@@ -46,11 +50,21 @@ FAULT_CODES = (1700, 1702, 1703)
 MAX_FAULT_COUNT = 1000
 MAX_ADVANCE_SECONDS = 10 * 366 * 86400
 """Ten years (leap days included) per call."""
+DEFAULT_TOKEN_LIFETIME_SECONDS = 600
+MAX_TOKEN_LIFETIME_SECONDS = 10 * 366 * 86400
+DEFAULT_TOKEN_MAX_USES = 3
+TRANSFER_ID_BYTES = 16
+TRANSFER_SECRET_BYTES = 32
+NOTES_FORMAT = "NHI-SIM-NOTES v1 {card_number} {date}"
+"""`RealHc/Notes`'s answer, as ASCII: deterministic, so the bench's tests can compare what a card got."""
 
-_SAM_ID = re.compile(r"^\d{12}$")
-_HOSPITAL_ID = re.compile(r"^[0-9A-Za-z]{1,10}$")
-_CARD_NUMBER = re.compile(r"^\d{12}$")
-_AUTH_ID = re.compile(r"^[0-9A-Za-z_-]{1,128}$")
+_SAM_ID = re.compile(r"^[0-9]{12}\Z")  # [0-9] and \Z: no other digits, no trailing newline
+_HOSPITAL_ID = re.compile(r"^[0-9A-Za-z]{1,10}\Z")
+_CARD_NUMBER = re.compile(r"^[0-9]{12}\Z")
+_AUTH_ID = re.compile(r"^[0-9A-Za-z_-]{1,128}\Z")
+_TOKEN_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}\Z")
+_TRANSFER_TOKEN = re.compile(r"^([0-9A-Za-z_-]{1,64})\.([0-9A-Za-z_-]{1,128})\Z")
+_PROFILE = re.compile(r"^[0-9A-Za-z_-]{1,64}\Z")
 _SAM_PATH = re.compile(r"^/sim/v1/Sams/([^/]*)$")
 
 Json = dict[str, object]
@@ -141,11 +155,21 @@ def _base64(document: Json, name: str, shortest: int, longest: int) -> bytes:
     return raw
 
 
-def _integer(document: Json, name: str, lowest: int, highest: int) -> int:
+def _integer(
+    document: Json, name: str, lowest: int, highest: int, refuse: Callable[[str], NoReturn] | None = None
+) -> int:
+    """A JSON integer in range (not a bool, not `3.0`); refused by `refuse`, by default as a bench control's 400."""
     value = document.get(name)
     if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= highest:
-        _bench_fail(400, f"{name} must be an integer from {lowest} to {highest}")
+        message = f"{name} must be an integer from {lowest} to {highest}"
+        if refuse is None:
+            _bench_fail(400, message)
+        refuse(message)
     return value
+
+
+def _unpadded_b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
 def _b64(raw: bytes) -> str:
@@ -159,8 +183,30 @@ def _bench_hca_crls() -> tuple[str, ...]:
 
 
 def token_hash(token: str) -> bytes:
-    """What the state keeps of a session token: its SHA-256, never the token."""
+    """What the state keeps of a session token (or a transfer's secret): its SHA-256, never the token."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+_VHC_ERRORS: Mapping[VhcRefusal, int] = {
+    VhcRefusal.COUNT_EXCEEDED: 403,
+    VhcRefusal.VOID: 410,
+    VhcRefusal.UNKNOWN_TRANSFER: 404,
+    VhcRefusal.TRANSFER_USED: 409,
+    VhcRefusal.OTHER_HOSPITAL: 403,
+    VhcRefusal.TRANSFER_VOID: 410,
+}
+_VHC_MESSAGES: Mapping[VhcRefusal, str] = {
+    VhcRefusal.COUNT_EXCEEDED: "the virtual card has been verified as many times as it may be",
+    VhcRefusal.VOID: "the virtual card was transferred: this token id is void",
+    VhcRefusal.UNKNOWN_TRANSFER: "no such transfer",
+    VhcRefusal.TRANSFER_USED: "the transfer was imported already",
+    VhcRefusal.OTHER_HOSPITAL: "the transfer belongs to another hospital",
+    VhcRefusal.TRANSFER_VOID: "the transferred card has expired",
+}
+
+
+def _vhc_fail(refusal: VhcRefusal) -> NoReturn:
+    _dc_fail(_VHC_ERRORS[refusal], refusal.value, _VHC_MESSAGES[refusal])
 
 
 class DcService:
@@ -170,12 +216,20 @@ class DcService:
     is a bug of the simulator (the server answers 500 and logs its type).
     """
 
-    def __init__(self, state: DcState, sam_ca: SamCa, session_ttl: float = DEFAULT_SESSION_TTL_SECONDS) -> None:
+    def __init__(
+        self,
+        state: DcState,
+        sam_ca: SamCa,
+        session_ttl: float = DEFAULT_SESSION_TTL_SECONDS,
+        vhc_issuer: VhcIssuer | None = None,
+    ) -> None:
+        """`vhc_issuer` None: `POST /sim/v1/VirtualHc/Token` answers 404 (the rest of the DC works as ever)."""
         if session_ttl <= 0:
             raise ValueError("the session TTL must be positive")
         self.state = state
         self.sam_ca = sam_ca
         self.session_ttl = session_ttl
+        self.vhc_issuer = vhc_issuer
         self._dc_routes: dict[tuple[str, str], Callable[[Request], Json]] = {
             ("POST", "Sam/Challenge"): self._sam_challenge,
             ("POST", "Sam/Login"): self._sam_login,
@@ -183,11 +237,16 @@ class DcService:
             ("GET", "Crl"): self._crl,
             ("POST", "Cards/Challenge"): self._cards_challenge,
             ("POST", "Cards/Verify"): self._cards_verify,
+            ("POST", "VirtualHc/Verify"): self._virtual_hc_verify,
+            ("POST", "VirtualHc/Export"): self._virtual_hc_export,
+            ("POST", "VirtualHc/Import"): self._virtual_hc_import,
+            ("POST", "RealHc/Notes"): self._real_hc_notes,
         }
         self._sim_routes: dict[tuple[str, str], Callable[[Request], Json]] = {
             ("POST", "CloudSam"): self._sim_cloud_sam,
             ("POST", "Faults"): self._sim_faults,
             ("POST", "Clock"): self._sim_clock,
+            ("POST", "VirtualHc/Token"): self._sim_virtual_hc_token,
         }
 
     def handle(self, request: Request) -> Reply | Drop:
@@ -305,6 +364,65 @@ class DcService:
             return {"authenticated": True}
         _dc_fail(403, "authenticationFailed", "the card's answer is wrong, or the authentication is unknown or used")
 
+    # -- virtual health cards and card notes ----------------------------------
+
+    def _session_hospital(self, sam_id: str) -> str:
+        sam = self.state.sam(sam_id)
+        if sam is None:  # cannot happen: a live session's SAM is known (reissuing ends its sessions)
+            raise LookupError("a session without its SAM")
+        return sam.hospital_id
+
+    def _virtual_hc_verify(self, request: Request) -> Json:
+        self._session_sam(request)
+        document = _json_object(request, _bad_request)
+        token_id = _text(document, "tokenId", _TOKEN_ID, _bad_request)
+        max_uses = _integer(document, "maxUses", 1, MAX_VIRTUAL_HC_USES, _bad_request)
+        expires_at = _integer(document, "expiresAt", 0, MAX_EPOCH_SECONDS, _bad_request)
+        outcome = self.state.verify_virtual_hc(token_id, max_uses, expires_at)
+        if isinstance(outcome, VhcRefusal):
+            _vhc_fail(outcome)
+        return {"uses": outcome}
+
+    def _virtual_hc_export(self, request: Request) -> Json:
+        hospital_id = self._session_hospital(self._session_sam(request))
+        document = _json_object(request, _bad_request)
+        token_id = _text(document, "tokenId", _TOKEN_ID, _bad_request)
+        card = virtual_hc_card(document.get("card"))
+        if card is None:
+            _bad_request("card is missing or malformed")
+        expires_at = _integer(document, "expiresAt", 0, MAX_EPOCH_SECONDS, _bad_request)
+        max_uses = _integer(document, "maxUses", 1, MAX_VIRTUAL_HC_USES, _bad_request)
+        transfer_id = _unpadded_b64url(secrets.token_bytes(TRANSFER_ID_BYTES))
+        secret = _unpadded_b64url(secrets.token_bytes(TRANSFER_SECRET_BYTES))
+        refusal = self.state.export_virtual_hc(
+            token_id, transfer_id, token_hash(secret), hospital_id, card, expires_at, max_uses
+        )
+        if refusal is not None:
+            _vhc_fail(refusal)
+        return {"transferToken": f"{transfer_id}.{secret}"}
+
+    def _virtual_hc_import(self, request: Request) -> Json:
+        hospital_id = self._session_hospital(self._session_sam(request))
+        document = _json_object(request, _bad_request)
+        transfer_token = document.get("transferToken")
+        if not isinstance(transfer_token, str):
+            _bad_request("transferToken is missing or not a string")
+        parts = _TRANSFER_TOKEN.match(transfer_token)
+        if parts is None:  # a garbled token names no transfer the DC knows
+            _vhc_fail(VhcRefusal.UNKNOWN_TRANSFER)
+        outcome = self.state.import_virtual_hc(parts.group(1), token_hash(parts.group(2)), hospital_id, new_token_id())
+        if isinstance(outcome, VhcRefusal):
+            _vhc_fail(outcome)
+        return {"tokenId": outcome.token_id, "card": outcome.card, "expiresAt": outcome.expires_at, "maxUses": outcome.max_uses}
+
+    def _real_hc_notes(self, request: Request) -> Json:
+        self._session_sam(request)
+        document = _json_object(request, _bad_request)
+        card_number = _text(document, "cardNumber", _CARD_NUMBER, _bad_request)
+        date = self.state.today().strftime("%Y%m%d")  # the DC's date, in +08:00
+        notes = NOTES_FORMAT.format(card_number=card_number, date=date).encode("ascii")
+        return {"notes": _b64(notes)}
+
     # -- the bench's controls -----------------------------------------------
 
     def _sim(self, method: str, path: str, request: Request) -> Reply:
@@ -348,6 +466,41 @@ class DcService:
         count = _integer(document, "count", 1, MAX_FAULT_COUNT)
         self.state.set_fault(status_code, count)
         return {}
+
+    def _sim_virtual_hc_token(self, request: Request) -> Json:
+        """A virtual card token for a bench health card profile, signed by the simulator's issuer, `iat` = the DC's now."""
+        if self.vhc_issuer is None:
+            _bench_fail(404, "this DC simulator has no virtual card issuer (run prepare)")
+        document = _json_object(request, lambda message: _bench_fail(400, message))
+        profile = document.get("profile")
+        if not isinstance(profile, str) or not _PROFILE.match(profile):
+            _bench_fail(400, "profile must be a bench profile's name")
+        defaults: Json = {
+            "expiresIn": DEFAULT_TOKEN_LIFETIME_SECONDS,
+            "maxUses": DEFAULT_TOKEN_MAX_USES,
+            "hospitalId": BENCH_HOSPITAL_ID,
+        }
+        document = {**defaults, **{key: value for key, value in document.items() if value is not None}}
+        expires_in = _integer(document, "expiresIn", 1, MAX_TOKEN_LIFETIME_SECONDS)
+        max_uses = _integer(document, "maxUses", 1, MAX_VIRTUAL_HC_USES)
+        hospital_id = _text(document, "hospitalId", _HOSPITAL_ID, lambda message: _bench_fail(400, message))
+        try:
+            card = card_of_profile(profile)
+        except KeyError:
+            _bench_fail(404, "no such bench profile")
+        except ValueError:
+            _bench_fail(400, "the profile is a staff card, not a health card")
+        issued_at = int(self.state.now().timestamp())
+        token = issue_token(
+            self.vhc_issuer.key,
+            token_id=new_token_id(),
+            card=card,
+            hospital_id=hospital_id,
+            issued_at=issued_at,
+            expires_at=issued_at + expires_in,
+            max_uses=max_uses,
+        )
+        return {"token": token}
 
     def _sim_clock(self, request: Request) -> Json:
         document = _json_object(request, lambda message: _bench_fail(400, message))

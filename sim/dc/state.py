@@ -8,21 +8,24 @@ be consumed atomically. One connection guarded by a lock, in WAL mode, with
 every change in one `BEGIN IMMEDIATE` transaction, gives all of that.
 
 Secrets: a session token is stored only as its SHA-256 (a copied database
-cannot be used to act as a logged-in SAM). Nothing in this module logs, and no
-exception message carries a value.
+cannot be used to act as a logged-in SAM), and so is a virtual card transfer's
+secret. An exported virtual card's data is kept until it is imported, then
+dropped. Nothing in this module logs, and no exception message carries a value.
 """
 
 from __future__ import annotations
 
 import datetime
 import enum
+import hmac
+import json
 import os
 import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 UTC = datetime.UTC
@@ -90,6 +93,16 @@ class StateDir:
         return self.root / "hca-trust.pem"
 
     @property
+    def vhc_issuer_key(self) -> Path:
+        """The virtual health card issuer's RSA key (0600): signs the bench's virtual card tokens."""
+        return self.root / "vhc-issuer.key"
+
+    @property
+    def vhc_issuer_cert(self) -> Path:
+        """Its certificate (PEM): what the console trusts for virtual card tokens (`serve --vhc-issuer`)."""
+        return self.root / "vhc-issuer.pem"
+
+    @property
     def lock(self) -> Path:
         return self.root / ".prepare.lock"
 
@@ -141,6 +154,27 @@ class Hospital:
         return self.contract_start <= day <= self.contract_end
 
 
+class VhcRefusal(enum.StrEnum):
+    """Why the DC refuses a virtual card call: the protocol's `error` names."""
+
+    COUNT_EXCEEDED = "verificationCountExceeded"
+    VOID = "virtualCardVoid"
+    UNKNOWN_TRANSFER = "unknownTransfer"
+    TRANSFER_USED = "transferUsed"
+    OTHER_HOSPITAL = "otherHospital"
+    TRANSFER_VOID = "transferVoid"
+
+
+@dataclass(frozen=True)
+class ImportedCard:
+    """What an import hands over: the new token id and the exported card's data."""
+
+    token_id: str
+    card: dict[str, str] = field(repr=False)
+    expires_at: int
+    max_uses: int
+
+
 @dataclass(frozen=True)
 class SamRecord:
     sam_id: str
@@ -188,6 +222,22 @@ CREATE TABLE IF NOT EXISTS faults (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     status_code INTEGER NOT NULL,
     remaining INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS vhc_tokens (
+    token_id TEXT PRIMARY KEY,
+    uses INTEGER NOT NULL,
+    max_uses INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    void INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS vhc_transfers (
+    transfer_id TEXT PRIMARY KEY,
+    secret_hash BLOB NOT NULL,
+    hospital_id TEXT NOT NULL,
+    card TEXT,
+    expires_at INTEGER NOT NULL,
+    max_uses INTEGER NOT NULL,
+    imported INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO clock (id, offset_seconds) VALUES (1, 0);
 """
@@ -378,6 +428,91 @@ class DcState:
             if row[0] != sam_id or row[2] <= self._now_seconds(db):
                 return None
             return bytes(row[1])
+
+    # -- virtual health cards ------------------------------------------------
+
+    def verify_virtual_hc(self, token_id: str, max_uses: int, expires_at: int) -> int | VhcRefusal:
+        """Count one verification: the count so far, or why not (void: exported; count exceeded).
+
+        The first call for a token id (or the import that made it) fixes its
+        `max_uses` and `expires_at`; later calls' values are not looked at. A
+        refused verification does not count.
+        """
+        with self._transaction() as db:
+            row = db.execute("SELECT uses, max_uses, void FROM vhc_tokens WHERE token_id = ?", (token_id,)).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO vhc_tokens (token_id, uses, max_uses, expires_at, void) VALUES (?, 1, ?, ?, 0)",
+                    (token_id, max_uses, expires_at),
+                )
+                return 1
+            uses, limit, void = int(row[0]), int(row[1]), bool(row[2])
+            if void:
+                return VhcRefusal.VOID
+            if uses >= limit:
+                return VhcRefusal.COUNT_EXCEEDED
+            db.execute("UPDATE vhc_tokens SET uses = uses + 1 WHERE token_id = ?", (token_id,))
+            return uses + 1
+
+    def export_virtual_hc(
+        self,
+        token_id: str,
+        transfer_id: str,
+        secret_hash: bytes,
+        hospital_id: str,
+        card: dict[str, str],
+        expires_at: int,
+        max_uses: int,
+    ) -> VhcRefusal | None:
+        """Void the token id and keep the card for one import by `hospital_id`; VOID if it was void already."""
+        with self._transaction() as db:
+            row = db.execute("SELECT void FROM vhc_tokens WHERE token_id = ?", (token_id,)).fetchone()
+            if row is not None and row[0]:
+                return VhcRefusal.VOID
+            db.execute(
+                "INSERT INTO vhc_tokens (token_id, uses, max_uses, expires_at, void) VALUES (?, 0, ?, ?, 1)"
+                " ON CONFLICT (token_id) DO UPDATE SET void = 1",
+                (token_id, max_uses, expires_at),
+            )
+            db.execute(
+                "INSERT INTO vhc_transfers (transfer_id, secret_hash, hospital_id, card, expires_at, max_uses, imported)"
+                " VALUES (?, ?, ?, ?, ?, ?, 0)",
+                (transfer_id, secret_hash, hospital_id, json.dumps(card, ensure_ascii=False), expires_at, max_uses),
+            )
+        return None
+
+    def import_virtual_hc(
+        self, transfer_id: str, secret_hash: bytes, hospital_id: str, new_token_id: str
+    ) -> ImportedCard | VhcRefusal:
+        """Hand an exported card over once, to its own hospital, before it expires (the DC's clock).
+
+        Checked in this order: the transfer is known and the secret's hash
+        matches (UNKNOWN_TRANSFER), not imported yet (TRANSFER_USED), the same
+        hospital (OTHER_HOSPITAL), not expired (TRANSFER_VOID). A refusal
+        changes nothing. On success the transfer keeps no card data any more,
+        and `new_token_id` starts with no verifications, the card's expiry and maximum.
+        """
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT secret_hash, hospital_id, card, expires_at, max_uses, imported FROM vhc_transfers"
+                " WHERE transfer_id = ?",
+                (transfer_id,),
+            ).fetchone()
+            if row is None or not hmac.compare_digest(bytes(row[0]), secret_hash):
+                return VhcRefusal.UNKNOWN_TRANSFER
+            if row[5]:
+                return VhcRefusal.TRANSFER_USED
+            if row[1] != hospital_id:
+                return VhcRefusal.OTHER_HOSPITAL
+            expires_at, max_uses = int(row[3]), int(row[4])
+            if expires_at <= self._now_seconds(db):
+                return VhcRefusal.TRANSFER_VOID
+            db.execute("UPDATE vhc_transfers SET imported = 1, card = NULL WHERE transfer_id = ?", (transfer_id,))
+            db.execute(
+                "INSERT INTO vhc_tokens (token_id, uses, max_uses, expires_at, void) VALUES (?, 0, ?, ?, 0)",
+                (new_token_id, max_uses, expires_at),
+            )
+            return ImportedCard(new_token_id, json.loads(row[2]), expires_at, max_uses)
 
     # -- faults -------------------------------------------------------------
 

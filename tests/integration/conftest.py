@@ -13,13 +13,13 @@ from tests.typed_secrets import files_holding_secrets
 
 @pytest.fixture(scope="session", autouse=True)
 def no_pin_or_puk_anywhere() -> Iterator[None]:
-    """After the whole run: no PIN or PUK any test typed is in any console's data dir (event log, call
+    """After the whole run: no PIN, PUK or token any test typed is in any console's data dir (event log, call
     record, files) or in its captured output (contract.md, "Never")."""
     yield
     roots = [root for console in STARTED for root in (console.data_dir, console.log_path) if root.exists()]
     leaks = files_holding_secrets(roots)
     if leaks:
-        pytest.fail("a PIN or PUK reached a console's files:\n" + "\n".join(leaks[:20]))
+        pytest.fail("a PIN, PUK or token reached a console's files:\n" + "\n".join(leaks[:20]))
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import http.client
 import json
 import os
@@ -19,7 +20,10 @@ import pytest
 from cryptography import x509
 
 from broker.cloud_sam_file import CloudSamFile, parse_cloud_sam_file
+from broker.datacenter import DcError
 from broker.dc_client import HttpsDataCenter
+from broker.status_codes import StatusCode
+from broker.virtual_hc_token import load_issuers, verify_token
 from sim.dc import BENCH_SAM_ID
 from sim.dc.tls import client_context
 from sim.pki import bench_pki
@@ -121,13 +125,14 @@ def test_prepare_twice_keeps_the_same_state(tmp_path: Path) -> None:
     run_sim_dc("prepare", "--state-dir", str(state_dir))
     files = {
         name: (state_dir / name).read_bytes()
-        for name in ("bench-sam.sam", "ca.pem", "server.pem", "sam-ca.pem", "hca-trust.pem")
+        for name in ("bench-sam.sam", "ca.pem", "server.pem", "sam-ca.pem", "hca-trust.pem", "vhc-issuer.pem", "vhc-issuer.key")
     }
     run_sim_dc("prepare", "--state-dir", str(state_dir))
     assert {name: (state_dir / name).read_bytes() for name in files} == files
     assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
     assert stat.S_IMODE((state_dir / "bench-sam.sam").stat().st_mode) == 0o600
     assert stat.S_IMODE((state_dir / "server.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((state_dir / "vhc-issuer.key").stat().st_mode) == 0o600
     assert parse_cloud_sam_file(files["bench-sam.sam"]).sam_id == BENCH_SAM_ID
 
 
@@ -159,6 +164,50 @@ def test_the_console_client_gets_the_bench_hca_crl_over_https(dc: RunningDc) -> 
     assert status == 200
     assert client.hca_crls() == [der]
     assert "GET /dc/v1/Crl 503" in dc.log.read_text()
+
+
+@pytest.mark.timeout(60)
+def test_the_console_client_verifies_moves_and_reads_notes_over_https(dc: RunningDc) -> None:
+    """A bench token verified by the console's verifier, counted, exported, imported and counted again; card notes."""
+    client = HttpsDataCenter(f"https://127.0.0.1:{dc.port}", dc.state_dir / "ca.pem")
+    sam_file = parse_cloud_sam_file((dc.state_dir / "bench-sam.sam").read_bytes())
+    nonce = client.sam_challenge(sam_file.sam_id)
+    session = client.sam_login(sam_file.sam_id, nonce, sam_file.login_signature(nonce)).token
+    status, issued = dc.call("POST", "/sim/v1/VirtualHc/Token", {"profile": "hc-basic", "maxUses": 2})
+    assert status == 200
+    status, clock = dc.call("POST", "/sim/v1/Clock", {"advanceSeconds": 0})
+    assert status == 200
+    now = int(dt.datetime.fromisoformat(str(clock["serverTime"])).timestamp())
+    token = verify_token(str(issued["token"]), issuers=load_issuers((dc.state_dir / "vhc-issuer.pem").read_bytes()), now=now)
+    assert token.card_id == "900000000711" and token.max_uses == 2
+
+    assert client.virtual_hc_verify(session, token.token_id, token.max_uses, token.expires_at) == 1
+    card = {
+        "cardId": token.card_id,
+        "name": token.name,
+        "idNo": token.id_no,
+        "birthday": token.birthday,
+        "sex": token.sex,
+        "identityStatus": token.identity_status,
+    }
+    transfer = client.virtual_hc_export(session, token.token_id, card, token.expires_at, token.max_uses)
+    with pytest.raises(DcError) as raised:
+        client.virtual_hc_verify(session, token.token_id, token.max_uses, token.expires_at)
+    assert (raised.value.code, raised.value.reason) == (StatusCode.TRANSFER_DONE_OR_VOID, "virtualCardVoid")
+    imported = client.virtual_hc_import(session, transfer)
+    assert imported.card == card and imported.token_id != token.token_id
+    assert (imported.expires_at, imported.max_uses) == (token.expires_at, 2)
+    assert client.virtual_hc_verify(session, imported.token_id, imported.max_uses, imported.expires_at) == 1
+    with pytest.raises(DcError) as raised:
+        client.virtual_hc_import(session, transfer)
+    assert (raised.value.code, raised.value.reason) == (StatusCode.TRANSFER_USED_ELSEWHERE, "transferUsed")
+
+    notes = client.card_notes(session, "900000000711")
+    assert notes.startswith(b"NHI-SIM-NOTES v1 900000000711 ") and len(notes) == 38
+    log = dc.log.read_text()
+    assert "POST /dc/v1/VirtualHc/Import 200" in log and "POST /dc/v1/VirtualHc/Import 409" in log
+    for secret in (transfer, *transfer.split("."), str(issued["token"])[:40], token.name, token.id_no, session):
+        assert secret not in log
 
 
 @pytest.mark.timeout(60)

@@ -171,7 +171,7 @@ def test_mobile_hca_login_and_each_refusal(console: RunningConsole) -> None:
     tampered[0] ^= 0xFF
     assert call(console, "POST", MOBILE, {**body, "signature": base64.b64encode(tampered).decode()})["statusCode"] == 1430
     assert call(console, "POST", MOBILE, {**body, "idNo": "A123456789"})["statusCode"] == 1430
-    other_hospital = mobile_body(console, hospitalId="123456789")
+    other_hospital = mobile_body(console, hospitalId="987654321")
     assert call(console, "POST", MOBILE, other_hospital)["statusCode"] == 1431
     stale_time = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert call(console, "POST", MOBILE, mobile_body(console, loginDateTime=stale_time))["statusCode"] == 1421

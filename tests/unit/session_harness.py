@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 from broker.clock import ManualClock
 from broker.cloud_sam_file import FORMAT, MAGIC
 from broker.core import ConsoleCore, StartFlow
-from broker.datacenter import CardCryptogram, DcError, DcSession
+from broker.datacenter import CardCryptogram, DcError, DcSession, ImportedVirtualHc
 from broker.flows import CardStep, DcCall, Flow, FlowRunner, Outcome
 from broker.protocol import CardPresence, Reply, Request, WorkerStatus
 from broker.sam_session import CloudSamStore
@@ -32,6 +32,7 @@ from eventlog.memory_store import MemoryEventStore
 from sim.cards.base import VirtualCard
 from sim.cards.card_keys import card_key, external_authenticate_cryptogram, internal_authenticate_response
 from sim.pki import bench_pki
+from sim.virtual_hc import card_of_profile, issue_token, make_issuer, new_token_id
 from broker.hca_trust import TrustStore
 from sim.profiles import PROFILES, make_card
 from workers.session_commands import run_session_command
@@ -40,6 +41,14 @@ TAIPEI = datetime.timezone(datetime.timedelta(hours=8))
 BENCH_TIME_NS = 1_790_000_000 * 1_000_000_000
 """2026-09-21: inside the bench staff certificates' validity (2024-2044)."""
 _KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+ISSUER = make_issuer("harness virtual card issuer")
+"""The virtual health card token issuer the harness's console trusts: (key, certificate)."""
+
+
+def virtual_token(profile: str, now: int, *, expires_in: int = 600, max_uses: int = 3,
+                  hospital_id: str = "777777777") -> str:
+    return issue_token(ISSUER[0], token_id=new_token_id(), card=card_of_profile(profile), hospital_id=hospital_id,
+                       issued_at=now, expires_at=now + expires_in, max_uses=max_uses)
 
 
 def sam_file_bytes(sam_id: str = "901000000047", hospital_id: str = "777777777",
@@ -75,6 +84,10 @@ class FakeDataCenter:
     calls: list[str] = field(default_factory=list)
     _pending: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     _sessions: set[str] = field(default_factory=set)
+    uses: dict[str, int] = field(default_factory=dict)
+    void: set[str] = field(default_factory=set)
+    transfers: dict[str, tuple[dict[str, str], int, int, bool]] = field(default_factory=dict)
+    """transfer token -> (card, expires_at, max_uses, imported)"""
 
     def _call(self, name: str) -> None:
         self.calls.append(name)
@@ -124,6 +137,43 @@ class FakeDataCenter:
         if card_response != internal_authenticate_response(card_key(number), host_challenge):
             raise DcError(StatusCode.DC_UNDEFINED_ERROR, "authenticationFailed")
 
+    def virtual_hc_verify(self, session: str, token_id: str, max_uses: int, expires_at: int) -> int:
+        self._call("VirtualHc/Verify")
+        self._session(session)
+        if token_id in self.void:
+            raise DcError(StatusCode.TRANSFER_DONE_OR_VOID, "virtualCardVoid")
+        self.uses[token_id] = self.uses.get(token_id, 0) + 1
+        if self.uses[token_id] > max_uses:
+            raise DcError(StatusCode.VIRTUAL_HC_TOKEN_OVERUSED, "verificationCountExceeded")
+        return self.uses[token_id]
+
+    def virtual_hc_export(self, session: str, token_id: str, card: dict[str, str], expires_at: int,
+                          max_uses: int) -> str:
+        self._call("VirtualHc/Export")
+        self._session(session)
+        if token_id in self.void:
+            raise DcError(StatusCode.TRANSFER_DONE_OR_VOID, "virtualCardVoid")
+        self.void.add(token_id)
+        transfer = f"{secrets.token_urlsafe(8)}.{secrets.token_urlsafe(16)}"
+        self.transfers[transfer] = (dict(card), expires_at, max_uses, False)
+        return transfer
+
+    def virtual_hc_import(self, session: str, transfer_token: str) -> ImportedVirtualHc:
+        self._call("VirtualHc/Import")
+        self._session(session)
+        if transfer_token not in self.transfers:
+            raise DcError(StatusCode.TRANSFER_NOT_FOUND, "unknownTransfer")
+        card, expires_at, max_uses, imported = self.transfers[transfer_token]
+        if imported:
+            raise DcError(StatusCode.TRANSFER_USED_ELSEWHERE, "transferUsed")
+        self.transfers[transfer_token] = (card, expires_at, max_uses, True)
+        return ImportedVirtualHc(secrets.token_urlsafe(16), card, expires_at, max_uses)
+
+    def card_notes(self, session: str, card_number: str) -> bytes:
+        self._call("RealHc/Notes")
+        self._session(session)
+        return f"NOTES {card_number}".encode()
+
     def expire_sessions(self) -> None:
         self._sessions.clear()
 
@@ -134,7 +184,8 @@ class Harness:
         self.store = MemoryEventStore()
         self.sams = CloudSamStore(None)
         trust = TrustStore.from_pem_bundle(bench_pki().trust_store_pem() + bench_pki().issuing_ca_pem())
-        self.core = ConsoleCore(self.store, self.clock, cloud_sams=self.sams, hca_trust=trust)
+        self.core = ConsoleCore(self.store, self.clock, cloud_sams=self.sams, hca_trust=trust,
+                                vhc_issuers=[ISSUER[0].public_key()])
         self.dc = FakeDataCenter(self.clock)
         self.cards: dict[str, VirtualCard] = {}
         self.card_commands: list[tuple[str, str]] = []
@@ -208,6 +259,9 @@ class Harness:
             return call.call(self.dc)
         except DcError as error:
             return error
+
+    def now_seconds(self) -> int:
+        return self.clock.wall_ns() // 1_000_000_000
 
     def event_types(self) -> list[str]:
         return [stored.type for stored in self.store.events()]

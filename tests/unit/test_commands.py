@@ -26,6 +26,8 @@ def test_command_names() -> None:
         "ListDevices", "Initialize", "Finalize", "GetServerDateTime", "GetSamBasic", "VerifySam", "LogoutSam",
         "SignWithSam", "ListCloudSams", "ImportCloudSam", "RemoveCloudSam", "ReadHcBasic", "SimAdvanceClock",
         "VerifyHpcPin", "ChangeHpcPin", "ResetHpcPin", "ReadHpcBasic", "LogoutHpc", "SignWithHpc", "VerifyMobileHca",
+        "LogoutHc", "GetHcPin", "VerifyHcPin", "SetHcPin", "RemoveHcPin", "SignWithHc", "SignWithHpcHc",
+        "VerifyVirtualHc", "ReadVirtualHcBasic", "ExportVirtualHc", "ImportVirtualHc", "UpdateRealHc",
     }
 
 

@@ -27,18 +27,23 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from broker.datacenter import CardCryptogram, DataCenter, DcError, DcSession
+from broker.datacenter import CardCryptogram, DataCenter, DcError, DcSession, ImportedVirtualHc, NoDataCenter
 from broker.dc_answers import (
     DC_ERRORS,
     MAX_ANSWER_BYTES,
     MAX_CRL_ANSWER_BYTES,
     interpret_answer,
     parse_card_cryptogram,
+    parse_card_notes,
     parse_crls,
+    parse_imported_virtual_hc,
     parse_nonce,
     parse_server_time,
     parse_session,
+    parse_transfer_token,
+    parse_verification_count,
     parse_verified,
+    virtual_hc_card,
 )
 from broker.dc_client import HttpsDataCenter
 from broker.status_codes import StatusCode
@@ -73,6 +78,12 @@ TABLE = [
     (403, "authenticationFailed", StatusCode.DC_UNDEFINED_ERROR),
     (404, "unknownSam", StatusCode.SAM_LEVEL2_FAILED),
     (404, "unknownCommand", StatusCode.DC_COMMAND_UNKNOWN),
+    (403, "verificationCountExceeded", StatusCode.VIRTUAL_HC_TOKEN_OVERUSED),
+    (410, "virtualCardVoid", StatusCode.TRANSFER_DONE_OR_VOID),
+    (404, "unknownTransfer", StatusCode.TRANSFER_NOT_FOUND),
+    (409, "transferUsed", StatusCode.TRANSFER_USED_ELSEWHERE),
+    (403, "otherHospital", StatusCode.TRANSFER_OTHER_HOSPITAL),
+    (410, "transferVoid", StatusCode.TRANSFER_DONE_OR_VOID),
 ]
 
 
@@ -93,7 +104,7 @@ def test_a_200_is_its_json_object() -> None:
     assert interpret_answer("Time", 200, body({"serverTime": "x", "extra": [1]})) == {"serverTime": "x", "extra": [1]}
 
 
-@pytest.mark.parametrize("status", [201, 204, 301, 302, 304, 402, 405, 408, 409, 418, 429, 500, 502, 503, 504, 599])
+@pytest.mark.parametrize("status", [201, 204, 301, 302, 304, 402, 405, 408, 411, 418, 422, 429, 500, 502, 503, 504, 599])
 def test_5xx_and_unlisted_statuses_are_1702_whatever_the_body(status: int) -> None:
     for content in (b"", b"<html>", body({"error": "sessionExpired"}), body({"nonce": b64(bytes(16))})):
         with pytest.raises(DcError) as raised:
@@ -115,7 +126,7 @@ MALFORMED_BODIES = [
 ]
 
 
-@pytest.mark.parametrize("status", [200, 400, 401, 403, 404])
+@pytest.mark.parametrize("status", [200, 400, 401, 403, 404, 409, 410])
 @pytest.mark.parametrize("content", MALFORMED_BODIES, ids=range(len(MALFORMED_BODIES)))
 def test_a_body_that_is_not_a_json_object_is_1799(status: int, content: bytes) -> None:
     with pytest.raises(DcError) as raised:
@@ -138,6 +149,12 @@ def test_a_body_that_is_not_a_json_object_is_1799(status: int, content: bytes) -
         (403, {"error": "somethingNew"}),
         (404, {"error": "samRevoked"}),
         (404, {"error": ""}),
+        (409, {"error": "badRequest"}),
+        (409, {"error": "transferVoid"}),
+        (410, {"error": "transferUsed"}),
+        (410, {}),
+        (403, {"error": "transferVoid"}),
+        (404, {"error": "otherHospital"}),
     ],
 )
 def test_a_listed_status_without_its_listed_error_is_1799(status: int, content: dict[str, Any]) -> None:
@@ -356,6 +373,124 @@ def test_a_crl_answer_may_be_larger_than_64_kib_but_not_than_2_mib() -> None:
     expect(StatusCode.DC_UNDEFINED_ERROR, lambda: interpret_answer("Crl", 200, huge, MAX_CRL_ANSWER_BYTES), "badAnswer")
 
 
+CARD = {
+    "cardId": "900000000711",
+    "name": "王小明",
+    "idNo": "A123456789",
+    "birthday": "0800101",
+    "sex": "M",
+    "identityStatus": "1",
+}
+TRANSFER_TOKEN = "dHJhbnNmZXItaWQtMTIzNA.c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA"
+GOOD_IMPORT = {"tokenId": "new_Token-id01", "card": CARD, "expiresAt": 1_900_000_000, "maxUses": 3}
+
+
+def test_parse_verification_count() -> None:
+    assert parse_verification_count("X", {"uses": 1}, 3) == 1
+    assert parse_verification_count("X", {"uses": 3}, 3) == 3
+    assert parse_verification_count("X", {"uses": 1000}, 1000) == 1000
+
+
+@pytest.mark.parametrize("uses", [None, 0, -1, 4, True, 1.0, "1", [1]])
+def test_parse_verification_count_refuses_anything_but_1_to_max_uses(uses: object) -> None:
+    with pytest.raises(DcError) as raised:
+        parse_verification_count("X", {"uses": uses}, 3)
+    assert (raised.value.code, raised.value.reason) == (StatusCode.DC_UNDEFINED_ERROR, "badAnswer")
+    with pytest.raises(DcError):
+        parse_verification_count("X", {}, 3)
+
+
+def test_parse_transfer_token() -> None:
+    assert parse_transfer_token("X", {"transferToken": TRANSFER_TOKEN}) == TRANSFER_TOKEN
+    assert parse_transfer_token("X", {"transferToken": "a.b"}) == "a.b"
+
+
+@pytest.mark.parametrize(
+    "token",
+    [None, "", 7, "onlyonepart", "a.b.c", ".b", "a.", "a b.c", "a=.b", "a+/.b", "a.b\n", "ä.b", "a." + "b" * 600],
+)
+def test_parse_transfer_token_refuses_anything_but_two_base64url_parts(token: object) -> None:
+    expect_bad_answer(parse_transfer_token, {"transferToken": token})
+
+
+def test_parse_imported_virtual_hc() -> None:
+    imported = parse_imported_virtual_hc("X", {**GOOD_IMPORT, "extra": True, "card": {**CARD, "photo": "x"}})
+    assert imported == ImportedVirtualHc("new_Token-id01", CARD, 1_900_000_000, 3)
+    assert imported.card == CARD  # only the six fields: the extra key is dropped
+    for personal in ("王小明", "A123456789", "0800101"):
+        assert personal not in repr(imported)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("tokenId", None),
+        ("tokenId", ""),
+        ("tokenId", "x" * 65),
+        ("tokenId", "has space"),
+        ("tokenId", "a.b"),
+        ("expiresAt", None),
+        ("expiresAt", "1900000000"),
+        ("expiresAt", 1.9e9),
+        ("expiresAt", -1),
+        ("expiresAt", True),
+        ("expiresAt", 2**63),
+        ("maxUses", 0),
+        ("maxUses", 1001),
+        ("maxUses", False),
+        ("maxUses", "3"),
+        ("card", None),
+        ("card", [CARD]),
+        ("card", "card"),
+    ],
+)
+def test_parse_imported_virtual_hc_refuses_a_malformed_field(name: str, value: object) -> None:
+    expect_bad_answer(parse_imported_virtual_hc, {**GOOD_IMPORT, name: value})
+    expect_bad_answer(parse_imported_virtual_hc, {k: v for k, v in GOOD_IMPORT.items() if k != name})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("cardId", "90000000071"),
+        ("cardId", "９００００００００７１１"),  # full-width digits are not [0-9]
+        ("cardId", 900000000711),
+        ("name", ""),
+        ("name", "x" * 21),
+        ("name", "\ud800"),
+        ("idNo", "A12345678"),
+        ("idNo", "A12345678!"),
+        ("birthday", "19900101"),
+        ("birthday", "080010a"),
+        ("sex", "X"),
+        ("sex", "m"),
+        ("identityStatus", "5"),
+        ("identityStatus", 1),
+        ("identityStatus", "12"),
+    ],
+)
+def test_a_virtual_card_field_out_of_format_is_refused(name: str, value: object) -> None:
+    assert virtual_hc_card({**CARD, name: value}) is None
+    assert virtual_hc_card({k: v for k, v in CARD.items() if k != name}) is None
+    expect_bad_answer(parse_imported_virtual_hc, {**GOOD_IMPORT, "card": {**CARD, name: value}})
+
+
+def test_a_virtual_card_keeps_the_six_fields_only() -> None:
+    assert virtual_hc_card({**CARD, "extra": "x"}) == CARD
+    assert virtual_hc_card({**CARD, "name": "x" * 20}) is not None
+    assert virtual_hc_card(None) is None
+
+
+def test_parse_card_notes() -> None:
+    assert parse_card_notes("X", {"notes": b64(b"NHI notes")}) == b"NHI notes"
+    assert parse_card_notes("X", {"notes": b64(bytes(200))}) == bytes(200)
+
+
+@pytest.mark.parametrize("notes", [None, "", b64(bytes(201)), "not base64!", b64(b"ab").rstrip("="), 7, [b64(b"x")]])
+def test_parse_card_notes_refuses_anything_but_strict_base64_of_1_to_200_bytes(notes: object) -> None:
+    expect_bad_answer(parse_card_notes, {"notes": notes})
+
+
 # --------------------------------------------------------------------------- #
 # a real local HTTPS DC with a scriptable handler
 # --------------------------------------------------------------------------- #
@@ -551,9 +686,39 @@ def expect(code: StatusCode, call: Callable[[], object], reason: str | None = No
 # --------------------------------------------------------------------------- #
 
 
-@pytest.mark.parametrize("method", ["sam_challenge", "sam_login", "server_time", "card_challenge", "card_verify", "hca_crls"])
+SEAM_METHODS = [
+    "sam_challenge",
+    "sam_login",
+    "server_time",
+    "card_challenge",
+    "card_verify",
+    "hca_crls",
+    "virtual_hc_verify",
+    "virtual_hc_export",
+    "virtual_hc_import",
+    "card_notes",
+]
+
+
+@pytest.mark.parametrize("method", SEAM_METHODS)
 def test_it_has_the_seams_signatures(method: str) -> None:
     assert inspect.signature(getattr(HttpsDataCenter, method)) == inspect.signature(getattr(DataCenter, method))
+    assert inspect.signature(getattr(NoDataCenter, method)) == inspect.signature(getattr(DataCenter, method))
+
+
+def test_the_seam_has_no_method_the_tests_do_not_know() -> None:
+    assert sorted(name for name in vars(DataCenter) if not name.startswith("_")) == sorted(SEAM_METHODS)
+
+
+def test_no_data_center_fails_the_new_calls_with_1700() -> None:
+    calls: list[Callable[[], object]] = [
+        lambda: NoDataCenter().virtual_hc_verify(TOKEN, "tok", 3, 1_900_000_000),
+        lambda: NoDataCenter().virtual_hc_export(TOKEN, "tok", CARD, 1_900_000_000, 3),
+        lambda: NoDataCenter().virtual_hc_import(TOKEN, TRANSFER_TOKEN),
+        lambda: NoDataCenter().card_notes(TOKEN, CARD_NUMBER),
+    ]
+    for call in calls:
+        expect(StatusCode.DC_CONNECTION_FAILED, call, "notConfigured")
 
 
 def test_happy_path_of_every_method(dc: Dc) -> None:
@@ -787,6 +952,100 @@ def test_a_401_session_expired_is_1703(dc: Dc) -> None:
 def test_a_login_refused_maps_through_the_table(dc: Dc, status: int, error: str, code: StatusCode) -> None:
     dc.script.on("Sam/Login", (status, {"error": error, "message": "refused"}))
     expect(code, lambda: dc.client().sam_login(SAM_ID, bytes(16), bytes(256)), error)
+
+
+def test_the_virtual_card_and_notes_calls_over_https(dc: Dc) -> None:
+    dc.script.on("VirtualHc/Verify", (200, {"uses": 2}))
+    dc.script.on("VirtualHc/Export", (200, {"transferToken": TRANSFER_TOKEN}))
+    dc.script.on("VirtualHc/Import", (200, GOOD_IMPORT))
+    dc.script.on("RealHc/Notes", (200, {"notes": b64(b"NHI-SIM-NOTES v1")}))
+    client = dc.client()
+
+    assert client.virtual_hc_verify(TOKEN, "tok_1", 3, 1_900_000_000) == 2
+    assert client.virtual_hc_export(TOKEN, "tok_1", CARD, 1_900_000_000, 3) == TRANSFER_TOKEN
+    assert client.virtual_hc_import(TOKEN, TRANSFER_TOKEN) == ImportedVirtualHc("new_Token-id01", CARD, 1_900_000_000, 3)
+    assert client.card_notes(TOKEN, CARD_NUMBER) == b"NHI-SIM-NOTES v1"
+
+    (verify,) = dc.script.requests("VirtualHc/Verify")
+    (export,) = dc.script.requests("VirtualHc/Export")
+    (import_,) = dc.script.requests("VirtualHc/Import")
+    (notes,) = dc.script.requests("RealHc/Notes")
+    assert verify.json() == {"tokenId": "tok_1", "maxUses": 3, "expiresAt": 1_900_000_000}
+    assert export.json() == {"tokenId": "tok_1", "card": CARD, "expiresAt": 1_900_000_000, "maxUses": 3}
+    assert import_.json() == {"transferToken": TRANSFER_TOKEN}
+    assert notes.json() == {"cardNumber": CARD_NUMBER}
+    for request in (verify, export, import_, notes):
+        assert request.method == "POST"
+        assert request.headers["content-type"] == "application/json"
+        assert request.headers["authorization"] == f"Bearer {TOKEN}"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "answer", "code"),
+    [
+        ("VirtualHc/Verify", (403, {"error": "verificationCountExceeded"}), StatusCode.VIRTUAL_HC_TOKEN_OVERUSED),
+        ("VirtualHc/Verify", (410, {"error": "virtualCardVoid"}), StatusCode.TRANSFER_DONE_OR_VOID),
+        ("VirtualHc/Verify", (200, {"uses": 4}), StatusCode.DC_UNDEFINED_ERROR),  # more than maxUses: not an answer
+        ("VirtualHc/Export", (410, {"error": "virtualCardVoid"}), StatusCode.TRANSFER_DONE_OR_VOID),
+        ("VirtualHc/Import", (404, {"error": "unknownTransfer"}), StatusCode.TRANSFER_NOT_FOUND),
+        ("VirtualHc/Import", (409, {"error": "transferUsed"}), StatusCode.TRANSFER_USED_ELSEWHERE),
+        ("VirtualHc/Import", (403, {"error": "otherHospital"}), StatusCode.TRANSFER_OTHER_HOSPITAL),
+        ("VirtualHc/Import", (410, {"error": "transferVoid"}), StatusCode.TRANSFER_DONE_OR_VOID),
+        ("RealHc/Notes", (200, {"notes": ""}), StatusCode.DC_UNDEFINED_ERROR),
+        ("RealHc/Notes", (401, {"error": "sessionExpired"}), StatusCode.DC_SESSION_EXPIRED),
+    ],
+)
+def test_the_virtual_card_calls_map_their_refusals(
+    dc: Dc, endpoint: str, answer: tuple[int, dict[str, str]], code: StatusCode
+) -> None:
+    dc.script.on(endpoint, answer)
+    expect(code, lambda: new_call(dc.client(), endpoint)(), answer[1].get("error", "badAnswer"))
+
+
+def new_call(client: HttpsDataCenter, endpoint: str) -> Callable[[], object]:
+    return {
+        "VirtualHc/Verify": lambda: client.virtual_hc_verify(TOKEN, "tok_1", 3, 1_900_000_000),
+        "VirtualHc/Export": lambda: client.virtual_hc_export(TOKEN, "tok_1", CARD, 1_900_000_000, 3),
+        "VirtualHc/Import": lambda: client.virtual_hc_import(TOKEN, TRANSFER_TOKEN),
+        "RealHc/Notes": lambda: client.card_notes(TOKEN, CARD_NUMBER),
+    }[endpoint]
+
+
+@pytest.mark.parametrize("endpoint", ["VirtualHc/Verify", "VirtualHc/Export", "VirtualHc/Import", "RealHc/Notes"])
+@pytest.mark.parametrize(("first", "code"), [((503, b""), StatusCode.DC_HTTP_ERROR), (CLOSE, StatusCode.DC_CONNECTION_FAILED)])
+def test_the_virtual_card_and_notes_calls_are_never_retried(dc: Dc, endpoint: str, first: object, code: StatusCode) -> None:
+    dc.script.on(endpoint, first, (200, {}))
+    expect(code, new_call(dc.client(), endpoint))
+    assert len(dc.script.requests(endpoint)) == 1
+
+
+SECRET_ANSWERS = [
+    (400, {"error": "badRequest", "message": f"{TRANSFER_TOKEN} {CARD['name']} {CARD['idNo']}"}),
+    (404, {"error": "unknownTransfer", "message": TRANSFER_TOKEN}),
+    (404, {"error": TRANSFER_TOKEN}),
+    (200, {**GOOD_IMPORT, "maxUses": TRANSFER_TOKEN}),
+    (200, {"transferToken": f"{TRANSFER_TOKEN} {CARD['idNo']}"}),
+    (200, f"{TRANSFER_TOKEN} {CARD['name']}".encode()),
+    Raw(f"HTTP/1.1 {TRANSFER_TOKEN} {CARD['idNo']}\r\n\r\n".encode()),
+    CLOSE,
+]
+
+
+@pytest.mark.parametrize("endpoint", ["VirtualHc/Export", "VirtualHc/Import"])
+@pytest.mark.parametrize("answer", SECRET_ANSWERS, ids=range(len(SECRET_ANSWERS)))
+def test_no_error_or_log_line_carries_a_transfer_token_or_card_data(
+    dc: Dc, endpoint: str, answer: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    dc.script.on(endpoint, answer)
+    caplog.set_level(logging.DEBUG, logger="broker")
+    with pytest.raises(DcError) as raised:
+        new_call(dc.client(), endpoint)()
+    error = raised.value
+    traceback_text = "".join(traceback.format_exception(error))
+    for text in (str(error), repr(error), error.reason, *map(str, error.args), traceback_text, caplog.text):
+        for secret in (TOKEN, TRANSFER_TOKEN, *TRANSFER_TOKEN.split("."), CARD["name"], CARD["idNo"], CARD["cardId"]):
+            assert secret not in text
+    assert [record.getMessage() for record in caplog.records] == [f"DC {endpoint} -> {error_status(answer)}/{error.code}"]
 
 
 def test_a_malformed_success_answer_over_the_wire_is_1799(dc: Dc) -> None:

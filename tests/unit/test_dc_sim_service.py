@@ -8,7 +8,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,12 +16,17 @@ import pytest
 from cryptography import x509
 
 from broker.cloud_sam_file import CloudSamFile, parse_cloud_sam_file
+from broker.dc_answers import DC_ERRORS
+from broker.status_codes import StatusCode
+from broker.virtual_hc_token import load_issuers, verify_token
 from sim.cards.card_keys import card_key, external_authenticate_cryptogram, internal_authenticate_response
 from sim.dc import BENCH_HOSPITAL_ID, BENCH_SAM_ID, prepare
 from sim.dc.sam_files import SamCa
 from sim.dc.service import DROP, DcService, Drop, Reply, Request
 from sim.dc.state import DcState, StateDir
+from sim.dc.vhc_issuer import VhcIssuer
 from sim.pki import bench_pki
+from sim.virtual_hc import card_of_profile, make_issuer
 from sim.profiles import make_card
 from workers.apdu import GET_CHALLENGE, HC_AID, external_authenticate, internal_authenticate, parse_response, select_aid
 
@@ -88,14 +93,21 @@ def refused(reply: Reply, status: int, error: str) -> bool:
     return reply.status == status and reply.body.get("error") == error and isinstance(reply.body.get("message"), str)
 
 
+@pytest.fixture(scope="module")
+def vhc_issuer() -> VhcIssuer:
+    """One issuer for the module: an RSA key takes a while to make."""
+    key, certificate = make_issuer()
+    return VhcIssuer(certificate, key)
+
+
 @pytest.fixture
-def dc(tmp_path: Path) -> Iterator[Dc]:
+def dc(tmp_path: Path, vhc_issuer: VhcIssuer) -> Iterator[Dc]:
     layout = StateDir(tmp_path / "dc")
     layout.ensure()
     wall = WallClock()
     state = DcState(layout.database, wall_clock=wall)
     try:
-        yield Dc(DcService(state, SamCa.ensure(layout), session_ttl=3600), state, wall, layout)
+        yield Dc(DcService(state, SamCa.ensure(layout), session_ttl=3600, vhc_issuer=vhc_issuer), state, wall, layout)
     finally:
         state.close()
 
@@ -312,6 +324,258 @@ def test_card_calls_need_a_session(dc: Dc) -> None:
     assert refused(dc.call("POST", "/dc/v1/Cards/Verify", {"authId": "x", "cardResponse": b64(bytes(32))}), 401, "sessionExpired")
 
 
+# -- virtual health cards ------------------------------------------------------
+
+HC_CARD = card_of_profile("hc-basic")
+LATER = int(START.timestamp()) + 86400
+"""An expiry a day after the tests' DC clock starts."""
+
+
+def console_code(reply: Reply) -> StatusCode:
+    """The console code the client's table (broker.dc_answers) makes of a refusal."""
+    return DC_ERRORS[(reply.status, str(reply.body["error"]))]
+
+
+def verify(dc: Dc, session: str, token_id: str, max_uses: int = 3, expires_at: int = LATER) -> Reply:
+    body = {"tokenId": token_id, "maxUses": max_uses, "expiresAt": expires_at}
+    return dc.call("POST", "/dc/v1/VirtualHc/Verify", body, session)
+
+
+def export(dc: Dc, session: str, token_id: str, expires_at: int = LATER, max_uses: int = 3) -> Reply:
+    body = {"tokenId": token_id, "card": HC_CARD, "expiresAt": expires_at, "maxUses": max_uses}
+    return dc.call("POST", "/dc/v1/VirtualHc/Export", body, session)
+
+
+def import_(dc: Dc, session: str, transfer_token: str) -> Reply:
+    return dc.call("POST", "/dc/v1/VirtualHc/Import", {"transferToken": transfer_token}, session)
+
+
+def transfer_token(dc: Dc, session: str, token_id: str, **kwargs: int) -> str:
+    reply = export(dc, session, token_id, **kwargs)
+    assert reply.status == 200 and set(reply.body) == {"transferToken"}, reply
+    return str(reply.body["transferToken"])
+
+
+def test_verifications_are_counted_up_to_max_uses(dc: Dc) -> None:
+    session = dc.session(dc.issue())
+    assert [verify(dc, session, "tok-a").body for _ in range(3)] == [{"uses": 1}, {"uses": 2}, {"uses": 3}]
+    for _ in range(2):  # the 4th and every later one
+        reply = verify(dc, session, "tok-a")
+        assert refused(reply, 403, "verificationCountExceeded")
+        assert console_code(reply) == StatusCode.VIRTUAL_HC_TOKEN_OVERUSED
+    assert verify(dc, session, "tok-b", max_uses=1).body == {"uses": 1}  # counted per token id
+    assert refused(verify(dc, session, "tok-b", max_uses=1), 403, "verificationCountExceeded")
+
+
+def test_the_first_verification_fixes_the_maximum(dc: Dc) -> None:
+    session = dc.session(dc.issue())
+    assert verify(dc, session, "tok", max_uses=1).body == {"uses": 1}
+    assert refused(verify(dc, session, "tok", max_uses=1000), 403, "verificationCountExceeded")
+
+
+def test_the_count_belongs_to_the_token_not_the_session_or_the_sam(dc: Dc) -> None:
+    first = dc.session(dc.issue())
+    second = dc.session(dc.issue(sam_id="901000000002", hospital_id="99"))
+    assert verify(dc, first, "tok", max_uses=2).body == {"uses": 1}
+    assert verify(dc, second, "tok", max_uses=2).body == {"uses": 2}
+    assert refused(verify(dc, first, "tok", max_uses=2), 403, "verificationCountExceeded")
+
+
+def test_the_virtual_card_calls_need_a_session(dc: Dc) -> None:
+    assert refused(verify(dc, "not-a-session", "tok"), 401, "sessionExpired")
+    assert refused(export(dc, "not-a-session", "tok"), 401, "sessionExpired")
+    assert refused(import_(dc, "not-a-session", "a.b"), 401, "sessionExpired")
+    assert refused(dc.call("POST", "/dc/v1/RealHc/Notes", {"cardNumber": CARD}), 401, "sessionExpired")
+
+
+def test_an_export_voids_the_token_id(dc: Dc) -> None:
+    session = dc.session(dc.issue())
+    assert verify(dc, session, "tok").status == 200
+    token = transfer_token(dc, session, "tok")
+    assert re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", token)
+    transfer_id, secret = token.split(".")
+    assert len(base64.urlsafe_b64decode(transfer_id + "==")) == 16 and len(base64.urlsafe_b64decode(secret + "=")) == 32
+    reply = verify(dc, session, "tok")
+    assert refused(reply, 410, "virtualCardVoid") and console_code(reply) == StatusCode.TRANSFER_DONE_OR_VOID
+    again = export(dc, session, "tok")
+    assert refused(again, 410, "virtualCardVoid") and console_code(again) == StatusCode.TRANSFER_DONE_OR_VOID
+    assert transfer_token(dc, session, "never-verified")  # a token id the DC has not seen yet can be exported
+    assert refused(verify(dc, session, "never-verified"), 410, "virtualCardVoid")
+    stored = b"".join(path.read_bytes() for path in dc.layout.root.glob("dc.db*"))
+    assert secret.encode() not in stored and token.encode() not in stored  # only the secret's SHA-256
+
+
+def test_an_import_hands_the_card_over_under_a_new_token_id(dc: Dc) -> None:
+    exporter = dc.session(dc.issue())
+    importer = dc.session(dc.issue(sam_id="901000000002"))  # another SAM of the same hospital
+    token = transfer_token(dc, exporter, "tok", expires_at=LATER, max_uses=5)
+    reply = import_(dc, importer, token)
+    assert reply.status == 200, reply
+    assert set(reply.body) == {"tokenId", "card", "expiresAt", "maxUses"}
+    assert reply.body["card"] == HC_CARD and reply.body["expiresAt"] == LATER and reply.body["maxUses"] == 5
+    new_id = str(reply.body["tokenId"])
+    assert new_id != "tok" and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", new_id)
+    assert verify(dc, importer, new_id, max_uses=5).body == {"uses": 1}
+    assert refused(verify(dc, importer, "tok"), 410, "virtualCardVoid")  # the old id stays void
+    # ... and it can move on again, this time back to the first SAM.
+    onward = transfer_token(dc, importer, new_id, expires_at=LATER, max_uses=5)
+    assert refused(verify(dc, importer, new_id), 410, "virtualCardVoid")
+    back = import_(dc, exporter, onward)
+    assert back.status == 200 and back.body["card"] == HC_CARD and back.body["tokenId"] not in (new_id, "tok")
+
+
+def test_the_imported_token_id_counts_from_zero_to_the_cards_maximum(dc: Dc) -> None:
+    session = dc.session(dc.issue())
+    token = transfer_token(dc, session, "tok", max_uses=2)
+    new_id = str(import_(dc, session, token).body["tokenId"])
+    assert verify(dc, session, new_id, max_uses=1000).body == {"uses": 1}  # the import fixed the maximum: 2
+    assert verify(dc, session, new_id, max_uses=1000).body == {"uses": 2}
+    assert refused(verify(dc, session, new_id, max_uses=1000), 403, "verificationCountExceeded")
+
+
+def test_a_transfer_is_imported_once(dc: Dc) -> None:
+    session = dc.session(dc.issue())
+    token = transfer_token(dc, session, "tok")
+    assert import_(dc, session, token).status == 200
+    reply = import_(dc, session, token)
+    assert refused(reply, 409, "transferUsed") and console_code(reply) == StatusCode.TRANSFER_USED_ELSEWHERE
+
+
+def test_a_transfer_stays_in_its_hospital(dc: Dc) -> None:
+    session = dc.session(dc.issue())
+    stranger = dc.session(dc.issue(sam_id="901000000002", hospital_id="3501200000"))
+    token = transfer_token(dc, session, "tok")
+    reply = import_(dc, stranger, token)
+    assert refused(reply, 403, "otherHospital") and console_code(reply) == StatusCode.TRANSFER_OTHER_HOSPITAL
+    assert import_(dc, session, token).status == 200  # the refusal used nothing up
+
+
+@pytest.mark.parametrize(
+    "garble",
+    [
+        lambda token: token.split(".")[0] + "." + "A" * 43,  # the wrong secret
+        lambda token: "A" * 22 + "." + token.split(".")[1],  # an unknown transfer id
+        lambda token: token.split(".")[0],
+        lambda token: token + ".x",
+        lambda token: token.replace(".", ".."),
+        lambda token: token + "=",
+        lambda token: token + "\n",
+        lambda token: "",
+        lambda token: "not a token",
+    ],
+)
+def test_an_unknown_or_garbled_transfer_is_unknown(dc: Dc, garble: Callable[[str], str]) -> None:
+    session = dc.session(dc.issue())
+    token = transfer_token(dc, session, "tok")
+    reply = import_(dc, session, garble(token))
+    assert refused(reply, 404, "unknownTransfer") and console_code(reply) == StatusCode.TRANSFER_NOT_FOUND
+    assert token not in str(reply.body)
+    assert import_(dc, session, token).status == 200  # a wrong guess used nothing up
+
+
+def test_a_transfer_of_an_expired_card_is_void_by_the_dcs_clock(dc: Dc) -> None:
+    session = dc.session(dc.issue())
+    expires_at = int(START.timestamp()) + 120
+    token = transfer_token(dc, session, "tok", expires_at=expires_at)
+    dc.call("POST", "/sim/v1/Clock", {"advanceSeconds": 119})
+    live = transfer_token(dc, session, "other", expires_at=expires_at)
+    assert import_(dc, session, live).status == 200
+    dc.call("POST", "/sim/v1/Clock", {"advanceSeconds": 1})
+    session = dc.session(dc.issue())
+    reply = import_(dc, session, token)
+    assert refused(reply, 410, "transferVoid") and console_code(reply) == StatusCode.TRANSFER_DONE_OR_VOID
+
+
+def test_card_notes_are_the_dcs_deterministic_text(dc: Dc) -> None:
+    session = dc.session(dc.issue())
+    reply = dc.call("POST", "/dc/v1/RealHc/Notes", {"cardNumber": CARD}, session)
+    assert reply.status == 200 and set(reply.body) == {"notes"}
+    notes = base64.b64decode(str(reply.body["notes"]), validate=True)
+    assert notes == b"NHI-SIM-NOTES v1 900000000711 20250301"  # START is 12:00 in Taipei
+    assert dc.call("POST", "/dc/v1/RealHc/Notes", {"cardNumber": CARD}, session).body == reply.body
+    dc.wall.now = datetime.datetime(2025, 3, 1, 16, 0, tzinfo=datetime.UTC)  # already 2 March in Taipei
+    session = dc.session(dc.issue())
+    later = dc.call("POST", "/dc/v1/RealHc/Notes", {"cardNumber": "900000000728"}, session)
+    assert base64.b64decode(str(later.body["notes"])) == b"NHI-SIM-NOTES v1 900000000728 20250302"
+
+
+def test_faults_apply_to_the_virtual_card_and_notes_calls(dc: Dc) -> None:
+    session = dc.session(dc.issue())
+    dc.call("POST", "/sim/v1/Faults", {"statusCode": 1702, "count": 3})
+    assert verify(dc, session, "tok").status == 503
+    assert export(dc, session, "tok").status == 503
+    assert dc.call("POST", "/dc/v1/RealHc/Notes", {"cardNumber": CARD}, session).status == 503
+    dc.call("POST", "/sim/v1/Faults", {"statusCode": 1700, "count": 1})
+    assert dc.service.handle(Request("POST", "/dc/v1/VirtualHc/Import", {"Authorization": f"Bearer {session}"}, b"{}")) is DROP
+    assert verify(dc, session, "tok").body == {"uses": 1}  # the faulted calls changed nothing
+
+
+# -- the bench's virtual card tokens ------------------------------------------------
+
+
+def bench_token(dc: Dc, **body: object) -> Reply:
+    return dc.call("POST", "/sim/v1/VirtualHc/Token", body)
+
+
+def test_a_bench_token_is_signed_by_the_issuer_with_the_dcs_clock(dc: Dc, vhc_issuer: VhcIssuer) -> None:
+    issuers = [vhc_issuer.certificate.public_key()]
+    now = int(START.timestamp())
+    reply = bench_token(dc, profile="hc-basic")
+    assert reply.status == 200 and set(reply.body) == {"token"}
+    token = verify_token(str(reply.body["token"]), issuers=issuers, now=now)
+    assert (token.card_id, token.name, token.id_no, token.birthday, token.sex, token.identity_status) == tuple(HC_CARD.values())
+    assert (token.hospital_id, token.issued_at, token.expires_at, token.max_uses) == (BENCH_HOSPITAL_ID, now, now + 600, 3)
+    dc.call("POST", "/sim/v1/Clock", {"advanceSeconds": 3600})
+    reply = bench_token(dc, profile="hc-veteran", expiresIn=60, maxUses=1000, hospitalId="3501200000")
+    token = verify_token(str(reply.body["token"]), issuers=issuers, now=now + 3600)
+    assert token.card_id == "900000000735" and token.hospital_id == "3501200000" and token.max_uses == 1000
+    assert (token.issued_at, token.expires_at) == (now + 3600, now + 3660)
+    assert bench_token(dc, profile="hc-basic").body["token"] != reply.body["token"]  # a new token id each time
+
+
+def test_a_bench_tokens_id_is_counted_by_the_dc(dc: Dc, vhc_issuer: VhcIssuer) -> None:
+    reply = bench_token(dc, profile="hc-pin", maxUses=1)
+    token = verify_token(str(reply.body["token"]), issuers=[vhc_issuer.certificate.public_key()], now=int(START.timestamp()))
+    session = dc.session(dc.issue())
+    assert verify(dc, session, token.token_id, token.max_uses, token.expires_at).body == {"uses": 1}
+    assert refused(verify(dc, session, token.token_id, token.max_uses, token.expires_at), 403, "verificationCountExceeded")
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"profile": "hc-nobody"}, 404),
+        ({"profile": "hpc-doctor"}, 400),  # a staff card has no virtual health card
+        ({}, 400),
+        ({"profile": 7}, 400),
+        ({"profile": "hc-basic", "expiresIn": 0}, 400),
+        ({"profile": "hc-basic", "expiresIn": 10 * 366 * 86400 + 1}, 400),
+        ({"profile": "hc-basic", "expiresIn": "600"}, 400),
+        ({"profile": "hc-basic", "maxUses": 0}, 400),
+        ({"profile": "hc-basic", "maxUses": 1001}, 400),
+        ({"profile": "hc-basic", "maxUses": True}, 400),
+        ({"profile": "hc-basic", "hospitalId": "12-34"}, 400),
+        ({"profile": "hc-basic", "hospitalId": "12345678901"}, 400),
+        ({"profile": "hc-basic", "hospitalId": "1234\n"}, 400),
+    ],
+)
+def test_a_bench_token_refuses_a_bad_body(dc: Dc, body: dict[str, object], status: int) -> None:
+    reply = bench_token(dc, **body)
+    assert reply.status == status and set(reply.body) == {"message"}, reply
+
+
+def test_a_bench_token_takes_the_longest_lifetime_and_is_no_dc_call(dc: Dc) -> None:
+    dc.call("POST", "/sim/v1/Faults", {"statusCode": 1702, "count": 1})
+    assert bench_token(dc, profile="hc-basic", expiresIn=10 * 366 * 86400).status == 200
+    assert dc.state.take_fault() == 1702  # a bench control: not counted
+
+
+def test_without_an_issuer_there_are_no_bench_tokens(dc: Dc) -> None:
+    bare = DcService(dc.state, dc.service.sam_ca)
+    reply = bare.handle(Request("POST", "/sim/v1/VirtualHc/Token", {}, json.dumps({"profile": "hc-basic"}).encode()))
+    assert isinstance(reply, Reply) and reply.status == 404 and set(reply.body) == {"message"}
+
+
 # -- malformed requests --------------------------------------------------------
 
 
@@ -329,6 +593,24 @@ def test_card_calls_need_a_session(dc: Dc) -> None:
         ("/dc/v1/Cards/Challenge", {"cardNumber": CARD, "cardChallenge": b64(bytes(9))}),
         ("/dc/v1/Cards/Verify", {"authId": "abc", "cardResponse": b64(bytes(31))}),
         ("/dc/v1/Cards/Verify", {"cardResponse": b64(bytes(32))}),
+        ("/dc/v1/VirtualHc/Verify", {"tokenId": "tok", "maxUses": 3}),
+        ("/dc/v1/VirtualHc/Verify", {"tokenId": "", "maxUses": 3, "expiresAt": 1}),
+        ("/dc/v1/VirtualHc/Verify", {"tokenId": "x" * 65, "maxUses": 3, "expiresAt": 1}),
+        ("/dc/v1/VirtualHc/Verify", {"tokenId": "tok\n", "maxUses": 3, "expiresAt": 1}),
+        ("/dc/v1/VirtualHc/Verify", {"tokenId": "tok", "maxUses": 0, "expiresAt": 1}),
+        ("/dc/v1/VirtualHc/Verify", {"tokenId": "tok", "maxUses": 1001, "expiresAt": 1}),
+        ("/dc/v1/VirtualHc/Verify", {"tokenId": "tok", "maxUses": True, "expiresAt": 1}),
+        ("/dc/v1/VirtualHc/Verify", {"tokenId": "tok", "maxUses": 3, "expiresAt": "1"}),
+        ("/dc/v1/VirtualHc/Verify", {"tokenId": "tok", "maxUses": 3, "expiresAt": 1.5}),
+        ("/dc/v1/VirtualHc/Export", {"tokenId": "tok", "maxUses": 3, "expiresAt": 1}),
+        ("/dc/v1/VirtualHc/Export", {"tokenId": "tok", "card": {}, "maxUses": 3, "expiresAt": 1}),
+        ("/dc/v1/VirtualHc/Export", {"tokenId": "tok", "card": {"cardId": CARD}, "maxUses": 3, "expiresAt": 1}),
+        ("/dc/v1/VirtualHc/Export", {"tokenId": "tok", "card": {"name": "x"}, "maxUses": 3, "expiresAt": 1}),
+        ("/dc/v1/VirtualHc/Import", {}),
+        ("/dc/v1/VirtualHc/Import", {"transferToken": 7}),
+        ("/dc/v1/RealHc/Notes", {}),
+        ("/dc/v1/RealHc/Notes", {"cardNumber": "90000000071"}),
+        ("/dc/v1/RealHc/Notes", {"cardNumber": "900000000711\n"}),
     ],
 )
 def test_a_malformed_body_is_a_bad_request(dc: Dc, path: str, body: object) -> None:
@@ -512,7 +794,7 @@ def test_prepare_makes_the_bench_start_state_once(tmp_path: Path) -> None:
     again = prepare(tmp_path / "state")
     assert again == first and again.bench_sam_file.read_bytes() == sam_bytes and again.ca_cert.read_bytes() == ca_bytes
     assert stat.S_IMODE(os.stat(tmp_path / "state").st_mode) == 0o700
-    for private in ("bench-sam.sam", "server.key", "sam-ca.key", "dc.db"):
+    for private in ("bench-sam.sam", "server.key", "sam-ca.key", "dc.db", "vhc-issuer.key"):
         assert stat.S_IMODE((tmp_path / "state" / private).stat().st_mode) == 0o600, private
     sam_file = parse_cloud_sam_file(sam_bytes)
     assert (sam_file.sam_id, sam_file.hospital_id, sam_file.hospital_name) == (BENCH_SAM_ID, BENCH_HOSPITAL_ID, "測試機構")
@@ -565,3 +847,45 @@ def test_prepare_reissues_a_bench_sam_file_that_went_missing(tmp_path: Path) -> 
     again = prepare(tmp_path / "state")
     assert again.bench_sam_file.read_bytes() != old
     parse_cloud_sam_file(again.bench_sam_file.read_bytes())
+
+
+def test_prepare_makes_the_virtual_card_issuer_once(tmp_path: Path) -> None:
+    first = prepare(tmp_path / "state")
+    assert first.vhc_issuer == tmp_path / "state" / "vhc-issuer.pem"
+    key_file = tmp_path / "state" / "vhc-issuer.key"
+    pem, key = first.vhc_issuer.read_bytes(), key_file.read_bytes()
+    assert b"PRIVATE KEY" not in pem and stat.S_IMODE(first.vhc_issuer.stat().st_mode) == 0o644
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    prepare(tmp_path / "state")
+    assert (first.vhc_issuer.read_bytes(), key_file.read_bytes()) == (pem, key)
+    # A bench token from a service over the prepared state verifies with the console's own loader of that file.
+    state = DcState(first.database)
+    try:
+        layout = StateDir(first.state_dir)
+        service = DcService(state, SamCa.ensure(layout), vhc_issuer=VhcIssuer.ensure(layout))
+        reply = service.handle(Request("POST", "/sim/v1/VirtualHc/Token", {}, json.dumps({"profile": "hc-basic"}).encode()))
+        assert isinstance(reply, Reply) and reply.status == 200
+        now = int(state.now().timestamp())
+        token = verify_token(str(reply.body["token"]), issuers=load_issuers(pem), now=now)
+        assert token.card_id == "900000000711" and token.hospital_id == BENCH_HOSPITAL_ID
+    finally:
+        state.close()
+
+
+def test_prepare_remakes_an_issuer_whose_files_went_missing_or_do_not_match(tmp_path: Path) -> None:
+    first = prepare(tmp_path / "state")
+    key_file = tmp_path / "state" / "vhc-issuer.key"
+    pem = first.vhc_issuer.read_bytes()
+    first.vhc_issuer.unlink()
+    prepare(tmp_path / "state")
+    remade = first.vhc_issuer.read_bytes()
+    assert remade != pem
+    issuer = VhcIssuer.load(StateDir(first.state_dir))
+    assert issuer is not None and issuer.certificate == x509.load_pem_x509_certificate(remade)
+    first.vhc_issuer.write_bytes(pem)  # the old certificate: not the key's
+    assert VhcIssuer.load(StateDir(first.state_dir)) is None
+    prepare(tmp_path / "state")
+    assert VhcIssuer.load(StateDir(first.state_dir)) is not None
+    key_file.write_bytes(b"garbage")
+    prepare(tmp_path / "state")
+    assert VhcIssuer.load(StateDir(first.state_dir)) is not None

@@ -6,7 +6,7 @@ import datetime
 
 import pytest
 
-from broker import session_flows
+from broker import health_card_flows, session_flows
 from broker.cloud_sam_file import verify_signature
 from broker.datacenter import DcError
 from broker.events import decode
@@ -135,7 +135,7 @@ def test_concurrent_calls_share_one_sam_verification(bench: Harness) -> None:
     bench.command("Initialize")
     bench.command("LogoutSam")
     bench.dc.calls.clear()
-    first = bench.start(session_flows.read_hc_basic(bench.core))
+    first = bench.start(health_card_flows.read_hc_basic(bench.core))
     second = bench.start(session_flows.server_date_time(bench.core))
     bench.pump()
     assert first[0][0] == 0 and second[0][0] == 0
@@ -144,7 +144,7 @@ def test_concurrent_calls_share_one_sam_verification(bench: Harness) -> None:
 
 def test_removing_the_card_mid_authentication_answers_1102(bench: Harness) -> None:
     bench.command("Initialize")
-    outcomes = bench.start(session_flows.read_hc_basic(bench.core))
+    outcomes = bench.start(health_card_flows.read_hc_basic(bench.core))
     bench.step_once()  # BeginCardAuthentication: the card is there
     bench.remove(READER_0)
     bench.pump()

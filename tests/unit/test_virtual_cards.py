@@ -247,7 +247,7 @@ def test_unknown_class_is_6e00(name: str, cla: int) -> None:
 
 
 @pytest.mark.parametrize("name", ALL_PROFILES)
-@pytest.mark.parametrize("ins", [0x00, 0xB2, 0xD6, 0xC0, 0x70])
+@pytest.mark.parametrize("ins", [0x00, 0xB2, 0xDA, 0xC0, 0x70])
 def test_unknown_instruction_is_6d00(name: str, ins: int) -> None:
     assert sw(make_card(name), bytes([0x00, ins, 0x00, 0x00])) == 0x6D00
 
@@ -974,3 +974,20 @@ def test_hpc_pin_verified_survives_reselection_and_signatures() -> None:
     send(card, SELECT_HPC)
     assert sw(card, pso_cds(bytes(32))) == 0x9000
     assert sw(card, pso_cds(bytes(32))) == 0x9000
+
+
+def test_the_health_cards_notes_file_takes_an_update_only_after_authentication() -> None:
+    """`POST /api/hc/v1/RealHc/Update` writes here; the bench card wants the SAM's authentication first."""
+    from sim.cards.health_card import NOTES_EF
+    from sim.sam import BenchSam
+    from broker.sam import authenticate_card
+
+    card = make_card("hc-basic")
+    update = bytes([0x00, 0xD6, 0x00, 0x00, 5]) + b"NOTES"
+    assert sw(card, SELECT_HC) == 0x9000
+    assert sw(card, bytes([0x00, 0xA4, 0x02, 0x0C, 0x02]) + NOTES_EF) == 0x9000
+    assert sw(card, update) == 0x6982
+    authenticate_card(card.respond, BenchSam(), "900000000711")
+    assert sw(card, bytes([0x00, 0xA4, 0x02, 0x0C, 0x02]) + NOTES_EF) == 0x9000
+    assert sw(card, update) == 0x9000
+    assert card.notes == b"NOTES"  # type: ignore[attr-defined]
