@@ -7,14 +7,12 @@ are. None of them is ever logged.
 
 from __future__ import annotations
 
-from typing import Any
 
 import falcon
 
 from api.answers import spec_answer
 from api.body import json_object, optional_json_object, text_field
-from api.core_client import CoreClient
-from api.resources.session import FLOW_TIMEOUT, service_type, with_base64
+from api.resources.session import FlowResource, service_type, with_base64
 from api.resources.staff_card import digits
 from broker.commands import MAX_TOKEN
 
@@ -24,27 +22,19 @@ HPC_HC_SIGNATURE_FIELDS = ("signature", "clientRandom", "samId", "hospitalId", "
                            "hcId", "hcIdNo")
 
 
-class _Resource:
-    def __init__(self, core: CoreClient) -> None:
-        self._core = core
-
-    def _call(self, req: falcon.Request, command: str, args: dict[str, Any] | None = None) -> Any:
-        return self._core.call(command, args or {}, call=req.context.call, timeout=FLOW_TIMEOUT)
-
-
-class HcBasicResource(_Resource):
+class HcBasicResource(FlowResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         reply = self._call(req, "ReadHcBasic")
         resp.media = spec_answer(reply.code, reply.body, *HC_BASIC_FIELDS)
 
 
-class HcLogoutResource(_Resource):
+class HcLogoutResource(FlowResource):
     def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
         reply = self._call(req, "LogoutHc")
         resp.media = spec_answer(reply.code, reply.body)
 
 
-class HcPinResource(_Resource):
+class HcPinResource(FlowResource):
     """GET: has the card a PIN; POST: verify it; PUT: set a new one; DELETE: remove it."""
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -66,14 +56,14 @@ class HcPinResource(_Resource):
         resp.media = spec_answer(reply.code, reply.body)
 
 
-class HcSignatureResource(_Resource):
+class HcSignatureResource(FlowResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         reply = self._call(req, "SignWithHc", {"serviceType": service_type(json_object(req))})
         body = with_base64(reply.body, "signature", "clientRandom") if reply.code == 0 else reply.body
         resp.media = spec_answer(reply.code, body, *HC_SIGNATURE_FIELDS)
 
 
-class HpcHcSignatureResource(_Resource):
+class HpcHcSignatureResource(FlowResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         reply = self._call(req, "SignWithHpcHc", {"serviceType": service_type(json_object(req))})
         body = with_base64(reply.body, "signature", "clientRandom") if reply.code == 0 else reply.body
@@ -84,32 +74,32 @@ def _token(req: falcon.Request, name: str) -> str:
     return text_field(json_object(req), name, max_length=MAX_TOKEN)
 
 
-class VirtualHcVerificationResource(_Resource):
+class VirtualHcVerificationResource(FlowResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         reply = self._call(req, "VerifyVirtualHc", {"token": _token(req, "token")})
         resp.media = spec_answer(reply.code, reply.body)
 
 
-class VirtualHcReadBasicResource(_Resource):
+class VirtualHcReadBasicResource(FlowResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         reply = self._call(req, "ReadVirtualHcBasic", {"token": _token(req, "token")})
         resp.media = spec_answer(reply.code, reply.body, *HC_BASIC_FIELDS)
 
 
-class VirtualHcExportResource(_Resource):
+class VirtualHcExportResource(FlowResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         optional_json_object(req)  # the spec sends {}
         reply = self._call(req, "ExportVirtualHc")
         resp.media = spec_answer(reply.code, reply.body, "transferToken")
 
 
-class VirtualHcImportResource(_Resource):
+class VirtualHcImportResource(FlowResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         reply = self._call(req, "ImportVirtualHc", {"transferToken": _token(req, "transferToken")})
         resp.media = spec_answer(reply.code, reply.body)
 
 
-class RealHcUpdateResource(_Resource):
+class RealHcUpdateResource(FlowResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         optional_json_object(req)  # the spec sends {}
         reply = self._call(req, "UpdateRealHc")

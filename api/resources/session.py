@@ -30,59 +30,60 @@ def with_base64(body: dict[str, Any], *names: str) -> dict[str, Any]:
     return {key: base64.b64encode(value).decode("ascii") if key in names else value for key, value in body.items()}
 
 
-class _Resource:
+class FlowResource:
+    """A resource whose calls may take several card and DC steps: recorded, with the flows' longer timeout."""
+
     def __init__(self, core: CoreClient) -> None:
         self._core = core
 
-    def _call(self, req: falcon.Request, command: str, args: dict[str, Any] | None = None, *,
-              timeout: float | None = FLOW_TIMEOUT) -> Any:
-        return self._core.call(command, args or {}, call=req.context.call, timeout=timeout)
+    def _call(self, req: falcon.Request, command: str, args: dict[str, Any] | None = None) -> Any:
+        return self._core.call(command, args or {}, call=req.context.call, timeout=FLOW_TIMEOUT)
 
 
-class NameResource(_Resource):
+class NameResource(FlowResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         reply = self._call(req, "ListDevices")
         resp.media = spec_answer(reply.code, reply.body, "names")
 
 
-class InitialResource(_Resource):
+class InitialResource(FlowResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         name = optional_text_field(optional_json_object(req), "name", max_length=MAX_DEVICE_NAME)
         reply = self._call(req, "Initialize", {"name": name} if name is not None else {})
         resp.media = spec_answer(reply.code, reply.body)
 
 
-class FinalizeResource(_Resource):
+class FinalizeResource(FlowResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         reply = self._call(req, "Finalize")
         resp.media = spec_answer(reply.code, reply.body)
 
 
-class ServerDateTimeResource(_Resource):
+class ServerDateTimeResource(FlowResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         reply = self._call(req, "GetServerDateTime")
         resp.media = spec_answer(reply.code, reply.body, "serverDateTime")
 
 
-class SamBasicResource(_Resource):
+class SamBasicResource(FlowResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         reply = self._call(req, "GetSamBasic")
         resp.media = spec_answer(reply.code, reply.body, "samId", "hospitalId", "hospitalName", "hospitalShortName")
 
 
-class SamVerificationResource(_Resource):
+class SamVerificationResource(FlowResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         reply = self._call(req, "VerifySam")
         resp.media = spec_answer(reply.code, reply.body)
 
 
-class SamLogoutResource(_Resource):
+class SamLogoutResource(FlowResource):
     def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
         reply = self._call(req, "LogoutSam")
         resp.media = spec_answer(reply.code, reply.body)
 
 
-class SamSignatureResource(_Resource):
+class SamSignatureResource(FlowResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         kind = service_type(json_object(req))
         reply = self._call(req, "SignWithSam", {"serviceType": kind})

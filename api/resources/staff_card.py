@@ -14,9 +14,8 @@ import falcon
 
 from api.answers import spec_answer
 from api.body import json_object, text_field
-from api.core_client import CoreClient
 from api.errors import BadRequest
-from api.resources.session import FLOW_TIMEOUT, service_type, with_base64
+from api.resources.session import FlowResource, service_type, with_base64
 
 HPC_BASIC_FIELDS = ("cardId", "idNo", "cName", "eName", "birthday")
 HPC_SIGNATURE_FIELDS = ("signature", "clientRandom", "samId", "hospitalId", "serviceType", "hpcId", "hpcIdNo")
@@ -41,34 +40,26 @@ def strict_base64(body: dict[str, Any], name: str, longest: int) -> bytes:
     return decoded
 
 
-class _Resource:
-    def __init__(self, core: CoreClient) -> None:
-        self._core = core
-
-    def _call(self, req: falcon.Request, command: str, args: dict[str, Any] | None = None) -> Any:
-        return self._core.call(command, args or {}, call=req.context.call, timeout=FLOW_TIMEOUT)
-
-
-class HpcVerificationResource(_Resource):
+class HpcVerificationResource(FlowResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         pin = digits(json_object(req), "pin", 4, 8)
         reply = self._call(req, "VerifyHpcPin", {"pin": pin})
         resp.media = spec_answer(reply.code, reply.body)
 
 
-class HpcBasicResource(_Resource):
+class HpcBasicResource(FlowResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         reply = self._call(req, "ReadHpcBasic")
         resp.media = spec_answer(reply.code, reply.body, *HPC_BASIC_FIELDS)
 
 
-class HpcLogoutResource(_Resource):
+class HpcLogoutResource(FlowResource):
     def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
         reply = self._call(req, "LogoutHpc")
         resp.media = spec_answer(reply.code, reply.body)
 
 
-class HpcPinResource(_Resource):
+class HpcPinResource(FlowResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Change the PIN (level 3)."""
         new_pin = digits(json_object(req), "newPin", 4, 8)
@@ -83,7 +74,7 @@ class HpcPinResource(_Resource):
         resp.media = spec_answer(reply.code, reply.body)
 
 
-class HpcSignatureResource(_Resource):
+class HpcSignatureResource(FlowResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         kind = service_type(json_object(req))
         reply = self._call(req, "SignWithHpc", {"serviceType": kind})
@@ -91,7 +82,7 @@ class HpcSignatureResource(_Resource):
         resp.media = spec_answer(reply.code, body, *HPC_SIGNATURE_FIELDS)
 
 
-class MobileHcaResource(_Resource):
+class MobileHcaResource(FlowResource):
     """`POST /api/hpc/v1/Verification/MobiliHca` (the spec's spelling)."""
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
