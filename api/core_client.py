@@ -20,7 +20,15 @@ from broker.protocol import CallMeta, ProtocolError, Reply, Request, build, pars
 
 
 class CoreUnavailable(Exception):
-    """The broker did not answer in time (restarting, or overloaded); nothing is known to have run."""
+    """The broker could not be reached, or did not answer in time (restarting, or overloaded).
+
+    `delivered` says which: False means the request never left (nothing ran: safe to retry); True means
+    the broker may have run it (a card step, a DC call) and only its answer is missing.
+    """
+
+    def __init__(self, message: str, *, delivered: bool = False) -> None:
+        super().__init__(message)
+        self.delivered = delivered
 
 
 class CoreClient:
@@ -78,7 +86,7 @@ class CoreClient:
             remaining = deadline - _now_ms()
             if remaining <= 0 or not socket.poll(remaining, zmq.POLLIN):
                 self._discard()
-                raise CoreUnavailable(f"no answer to {command} within {budget_ms / 1000:.1f}s")
+                raise CoreUnavailable(f"no answer to {command} within {budget_ms / 1000:.1f}s", delivered=True)
             try:
                 reply = parse(socket.recv_multipart())
             except ProtocolError:

@@ -44,11 +44,14 @@ def install_error_handling(app: falcon.App, core: CoreClient) -> None:
     ) -> None:
         log.warning("%s %s: %s", req.method, req.path, error)
         resp.status = falcon.HTTP_503
-        resp.set_header("Retry-After", "1")
-        resp.media = {
-            "statusCode": int(StatusCode.CONSOLE_UNAVAILABLE),
-            "message": "the console's core is not answering (restarting?); nothing was done, retry shortly",
-        }
+        if error.delivered:
+            # It may have run (a card command, a DC call): a blind retry could run it twice.
+            message = ("the console's core did not answer in time; the call may have run: "
+                       "check Status and Record before retrying")
+        else:
+            resp.set_header("Retry-After", "1")
+            message = "the console's core is not answering (restarting?); nothing was done, retry shortly"
+        resp.media = {"statusCode": int(StatusCode.CONSOLE_UNAVAILABLE), "message": message}
 
     def serialize_http_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:
         body: dict[str, Any] = {"message": error.description or error.title}

@@ -33,12 +33,13 @@ class FakeCore:
     replies: dict[str, Reply] = field(default_factory=dict)
     sent: list[SentCommand] = field(default_factory=list)
     unavailable: bool = False
+    delivered: bool = False
 
     def call(self, command: str, args: dict[str, Any] | None = None, call: CallMeta | None = None,
              timeout: float | None = None) -> Reply:
         self.sent.append(SentCommand(command, args or {}, call))
         if self.unavailable:
-            raise CoreUnavailable("down")
+            raise CoreUnavailable("down", delivered=self.delivered)
         return self.replies.get(command, Reply(id="r", code=0, body={}))
 
 
@@ -156,6 +157,16 @@ def test_broker_down_is_503_with_the_console_code_and_retry_after(core: FakeCore
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
     assert response.json["statusCode"] == 1099
+
+
+def test_a_call_the_broker_took_but_did_not_answer_is_503_without_retry_after(
+    core: FakeCore, client: falcon.testing.TestClient
+) -> None:
+    """It may have run (a PIN verification, say): the answer must not invite a blind retry."""
+    core.unavailable, core.delivered = True, True
+    response = client.simulate_get("/api/common/v1/Status")
+    assert response.status_code == 503 and response.json["statusCode"] == 1099
+    assert "retry-after" not in response.headers and "may have run" in response.json["message"]
 
 
 def test_a_broker_failure_code_is_passed_through(core: FakeCore, client: falcon.testing.TestClient) -> None:

@@ -51,6 +51,16 @@ def endpoint(tmp_path: Path) -> str:
     return f"ipc://{tmp_path}/api.sock"
 
 
+def _failure_of(client: CoreClient) -> CoreUnavailable:
+    """The call's CoreUnavailable. Not through pytest.raises: its ExceptionInfo would keep the client's frames,
+    and with them a ZeroMQ context, alive into the next test, whose garbage collection then blocks on it."""
+    try:
+        client.call("GetStatus")
+    except CoreUnavailable as error:
+        return CoreUnavailable(str(error), delivered=error.delivered)
+    raise AssertionError("the call did not fail")
+
+
 def _broker(endpoint: str, mode: str) -> Iterator[StandInBroker]:
     broker = StandInBroker(endpoint, mode)
     try:
@@ -74,15 +84,13 @@ def test_a_reply_for_another_request_is_ignored(endpoint: str) -> None:
 def test_no_answer_raises_and_the_request_is_sent_once(endpoint: str) -> None:
     for broker in _broker(endpoint, "silent"):
         client = CoreClient(endpoint, timeout=0.3)
-        with pytest.raises(CoreUnavailable):
-            client.call("GetStatus")
+        assert _failure_of(client).delivered  # it may have run: the API must not say "nothing was done"
         assert len(broker.received) == 1
 
 
 def test_no_broker_at_all_fails_fast_instead_of_queueing(endpoint: str) -> None:
     client = CoreClient(endpoint, timeout=5, connect_timeout=0.2)
-    with pytest.raises(CoreUnavailable):
-        client.call("GetStatus")
+    assert not _failure_of(client).delivered
     for broker in _broker(endpoint, "echo"):
         # The refused request was not queued and delivered late to the broker that came up.
         assert client.call("GetStatus").code == 0
