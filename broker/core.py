@@ -14,6 +14,9 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator
 
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from broker import events as domain
 from broker.clock import Clock
 from broker.commands import (
@@ -70,10 +73,6 @@ from broker.commands import (
     is_recorded,
     parse_command,
 )
-from cryptography import x509
-
-from cryptography.hazmat.primitives.asymmetric import rsa
-
 from broker import health_card_flows, session_flows, staff_flows
 from broker.health_card_flows import VirtualHolder
 from broker.cloud_sam_file import CloudSamFileInvalid, decode_context, parse_cloud_sam_file

@@ -198,8 +198,9 @@ def _apply_staff(state: ConsoleState, event: Event) -> ConsoleState | None:
             card_ref=card_in.card_ref if card_in is not None else hpc.card_ref, pin_session=event.session,
         ), reader_in_use=event.reader)
     if isinstance(event, (HpcPinRejected, HpcPinReset)):
-        # A wrong try, or a PIN replaced by the PUK, leaves the card's PIN unverified.
-        if hpc.status == 3 and hpc.pin_session == event.session and hpc.type != 3:
+        # A wrong try, or a PIN replaced by the PUK, on the card holding level 3 ends it, even within the
+        # 8 hours of a card put back: the holder has just failed to prove who they are.
+        if hpc.status == 3 and hpc.type != 3 and (hpc.reader, hpc.session) == (event.reader, event.session):
             return replace(state, hpc=replace(hpc, status=2, expire_time=None, pin_session=None))
         return state
     if isinstance(event, (HpcPinChanged, HpcPukRejected, MobileHcaRejected)):
