@@ -10,7 +10,6 @@ are passed on once and never logged, stored or recorded.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from typing import Any, Generator, Protocol, Sequence
 
@@ -34,8 +33,8 @@ from broker.events import (
 from broker.flows import CardStep, Flow, Outcome, Step
 from broker.protocol import Reply
 from broker.session_flows import FlowFailed, ensure_card_authenticated, ensure_sam_verified, run_guarded
-from broker.session_flows import with_dc_session
-from broker.staff_flows import STAFF_DATA_FIELDS, StaffContext, StaffHolder
+from broker.session_flows import sign_as_sam, with_dc_session
+from broker.staff_flows import StaffContext, current_staff_holder
 from broker.state import VIRTUAL_HC
 from broker.status_codes import StatusCode
 from broker.virtual_hc_token import TokenRefused, VirtualHcToken, card_data, verify_token
@@ -215,44 +214,13 @@ def remove_hc_pin(ctx: HealthCardContext) -> Flow:
 # --- signatures ---------------------------------------------------------------------------------------
 
 
-def signature_input(client_random: bytes, *fields: str) -> bytes:
-    """What a health card signature covers (docs/decisions.md): the random, then the request's and holders' data."""
-    return client_random + "".join(fields).encode("ascii")
-
-
-def _staff_holder(ctx: HealthCardContext) -> Generator[Step, Any, StaffHolder]:
-    holder = ctx.hpc_holder
-    hpc = ctx.state.hpc
-    if holder is not None and holder.card_ref == hpc.card_ref:
-        return holder
-    if hpc.reader is None or hpc.session is None:
-        raise FlowFailed(StatusCode.HC_LEVEL3_FAILED, "the staff card's data is not known: verify it again")
-    reply: Reply = yield CardStep(hpc.reader, "ReadHpcBasic", {"session": hpc.session})
-    if reply.code != 0:
-        raise FlowFailed(StatusCode.HC_LEVEL3_FAILED, "the staff card could not be read")
-    holder = StaffHolder(hpc.card_ref, {name: reply.body[name] for name in STAFF_DATA_FIELDS})
-    ctx.hpc_holder = holder
-    return holder
-
-
-def _sign(ctx: HealthCardContext, service_type: str, *fields: str) -> tuple[dict[str, Any], bytes, bytes]:
-    sam_file = ctx.sam.file
-    if sam_file is None:
-        raise FlowFailed(StatusCode.SAM_LEVEL1_FAILED, "no SAM is open")
-    client_random = secrets.token_bytes(8)
-    signed = signature_input(client_random, sam_file.sam_id, sam_file.hospital_id, service_type, *fields)
-    answer = {"samId": sam_file.sam_id, "hospitalId": sam_file.hospital_id, "serviceType": service_type}
-    return answer, client_random, sam_file.sign(signed)
-
-
 def sign_with_hc(ctx: HealthCardContext, service_type: str) -> Flow:
     """`POST /api/hc/v1/Signature/Hc`: HC level 2; the SAM signs for the card it authenticated."""
 
     def body() -> Generator[Step, Any, Outcome]:
         data, _ = yield from _health_card_data(ctx)
-        answer, client_random, signature = _sign(ctx, service_type, data["cardId"], data["idNo"])
-        return int(StatusCode.OK), {**answer, "signature": signature, "clientRandom": client_random,
-                                    "hcId": data["cardId"], "hcIdNo": data["idNo"]}
+        signed = sign_as_sam(ctx, service_type, data["cardId"], data["idNo"])
+        return int(StatusCode.OK), {**signed, "hcId": data["cardId"], "hcIdNo": data["idNo"]}
 
     return run_guarded(body)
 
@@ -264,13 +232,12 @@ def sign_with_hpc_and_hc(ctx: HealthCardContext, service_type: str) -> Flow:
         data, _ = yield from _health_card_data(ctx)
         if ctx.state.hpc.status < 3:
             raise FlowFailed(StatusCode.HC_LEVEL3_FAILED, "the staff card is not at level 3: verify its PIN first")
-        staff = yield from _staff_holder(ctx)
+        staff = yield from current_staff_holder(ctx, StatusCode.HC_LEVEL3_FAILED)
         if ctx.state.hc.status < 3:
             ctx.emit(HcHpcAuthenticated())
         hpc_id, hpc_id_no = staff.data["cardId"], staff.data["idNo"]
-        answer, client_random, signature = _sign(ctx, service_type, hpc_id, hpc_id_no, data["cardId"], data["idNo"])
-        return int(StatusCode.OK), {**answer, "signature": signature, "clientRandom": client_random,
-                                    "hpcId": hpc_id, "hpcIdNo": hpc_id_no, "hcId": data["cardId"],
+        signed = sign_as_sam(ctx, service_type, hpc_id, hpc_id_no, data["cardId"], data["idNo"])
+        return int(StatusCode.OK), {**signed, "hpcId": hpc_id, "hpcIdNo": hpc_id_no, "hcId": data["cardId"],
                                     "hcIdNo": data["idNo"]}
 
     return run_guarded(body)

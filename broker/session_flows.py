@@ -296,30 +296,32 @@ def automatic_verification(ctx: SessionContext) -> Flow:
     return run_guarded(body)
 
 
+def signature_input(client_random: bytes, *fields: str) -> bytes:
+    """The bytes every signature covers (docs/decisions.md): the random first, then the request's and the
+    holders' data, ASCII, in the order the spec lists the answer's fields."""
+    return client_random + "".join(fields).encode("ascii")
+
+
+def sign_as_sam(ctx: SessionContext, service_type: str, *fields: str) -> dict[str, Any]:
+    """The SAM's RSA-2048 signature over a fresh client random, its ids, the service type and `fields`:
+    the spec's common answer fields (signature, clientRandom, samId, hospitalId, serviceType)."""
+    sam_file = ctx.sam.file
+    if sam_file is None:
+        raise FlowFailed(StatusCode.SAM_LEVEL1_FAILED, "no SAM is open")
+    client_random = secrets.token_bytes(8)
+    signed = signature_input(client_random, sam_file.sam_id, sam_file.hospital_id, service_type, *fields)
+    return {"signature": sam_file.sign(signed), "clientRandom": client_random, "samId": sam_file.sam_id,
+            "hospitalId": sam_file.hospital_id, "serviceType": service_type}
+
+
 def sam_signature(ctx: SessionContext, service_type: str) -> Flow:
     """`POST /api/sam/v1/Signature`: the SAM's RSA-2048 signature over clientRandom, samId, hospitalId, serviceType."""
 
     def body() -> Generator[Step, Any, Outcome]:
         yield from ensure_sam_verified(ctx)
-        sam_file = ctx.sam.file
-        if sam_file is None:
-            raise FlowFailed(StatusCode.SAM_LEVEL1_FAILED, "no SAM is open")
-        client_random = secrets.token_bytes(8)
-        signed = signature_input(client_random, sam_file.sam_id, sam_file.hospital_id, service_type)
-        return int(StatusCode.OK), {
-            "signature": sam_file.sign(signed),
-            "clientRandom": client_random,
-            "samId": sam_file.sam_id,
-            "hospitalId": sam_file.hospital_id,
-            "serviceType": service_type,
-        }
+        return int(StatusCode.OK), sign_as_sam(ctx, service_type)
 
     return run_guarded(body)
-
-
-def signature_input(client_random: bytes, sam_id: str, hospital_id: str, service_type: str) -> bytes:
-    """The bytes a SAM signature covers (docs/decisions.md): the random first, then the request's data."""
-    return client_random + sam_id.encode("ascii") + hospital_id.encode("ascii") + service_type.encode("ascii")
 
 
 def server_date_time(ctx: SessionContext) -> Flow:

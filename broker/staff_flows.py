@@ -28,7 +28,7 @@ from broker.flows import CardStep, Flow, Outcome, Step
 from broker.mobile_hca import MobileHcaLogin
 from broker.protocol import Reply
 from broker.session_flows import FlowFailed, SessionContext, detect_card, ensure_card_authenticated, ensure_sam_verified
-from broker.session_flows import run_guarded
+from broker.session_flows import run_guarded, signature_input
 from broker.status_codes import StatusCode
 
 MOBILE_HCA = 3
@@ -42,6 +42,11 @@ class StaffHolder:
 
     card_ref: str | None
     data: dict[str, str]
+
+    @classmethod
+    def read_from(cls, card_ref: str | None, answer: dict[str, Any]) -> StaffHolder:
+        """From a worker's `ReadHpcBasic` (or `VerifyPin`) answer."""
+        return cls(card_ref, {name: answer[name] for name in STAFF_DATA_FIELDS})
 
 
 class StaffContext(SessionContext, Protocol):
@@ -71,6 +76,28 @@ def _require_card_at_level_3(ctx: StaffContext) -> tuple[str, int]:
     return hpc.reader, hpc.session
 
 
+def current_staff_holder(ctx: StaffContext, failure: StatusCode) -> Generator[Step, Any, StaffHolder]:
+    """Whoever holds HPC level 3: known from the PIN verification, else read from the card in its reader.
+
+    `failure` is the code when it cannot be known (the card is out and its data was not kept): the level the
+    caller needed. Only for the staff card's own calls does a card that went away keep 1101/1102.
+    """
+    hpc = ctx.state.hpc
+    holder = ctx.hpc_holder
+    if holder is not None and holder.card_ref == hpc.card_ref:
+        return holder
+    if hpc.reader is None or hpc.session is None:
+        raise FlowFailed(failure, "the staff card is not in a reader: verify it again")
+    reply: Reply = yield CardStep(hpc.reader, "ReadHpcBasic", {"session": hpc.session})
+    if reply.code != 0:
+        if failure == StatusCode.HPC_LEVEL3_FAILED:
+            raise _card_error(reply)
+        raise FlowFailed(failure, "the staff card could not be read")
+    holder = StaffHolder.read_from(hpc.card_ref, reply.body)
+    ctx.hpc_holder = holder
+    return holder
+
+
 def _card_error(reply: Reply) -> FlowFailed:
     code = reply.code if reply.code in (StatusCode.NO_CARD, StatusCode.READER_IN_USE_GONE) else StatusCode.HPC_LEVEL3_FAILED
     return FlowFailed(code, str(reply.body.get("message", "the staff card could not do it")))
@@ -87,7 +114,7 @@ def verify_hpc_pin(ctx: StaffContext, pin: str) -> Flow:
         outcome, tries = reply.body.get("outcome"), reply.body.get("triesLeft")
         if outcome == "accepted":
             ctx.emit(HpcPinVerified(reader=reader, session=session, expires_at=ctx.authentication_expiry()))
-            ctx.hpc_holder = StaffHolder(ctx.state.hpc.card_ref, {name: reply.body[name] for name in STAFF_DATA_FIELDS})
+            ctx.hpc_holder = StaffHolder.read_from(ctx.state.hpc.card_ref, reply.body)
             return int(StatusCode.OK), {}
         if outcome in ("wrong", "blocked"):
             left = int(tries) if isinstance(tries, int) else 0
@@ -149,28 +176,12 @@ def read_hpc_basic(ctx: StaffContext) -> Flow:
 
     def body() -> Generator[Step, Any, Outcome]:
         yield from ensure_sam_verified(ctx)
-        hpc = ctx.state.hpc
-        if hpc.status < 3:
+        if ctx.state.hpc.status < 3:
             raise FlowFailed(StatusCode.HPC_LEVEL3_FAILED, "the staff card's PIN is not verified")
-        holder = ctx.hpc_holder
-        if holder is not None and holder.card_ref == hpc.card_ref:
-            return int(StatusCode.OK), dict(holder.data)
-        if hpc.reader is None or hpc.session is None:
-            raise FlowFailed(StatusCode.HPC_LEVEL3_FAILED, "the staff card is not in a reader: verify it again")
-        reply: Reply = yield CardStep(hpc.reader, "ReadHpcBasic", {"session": hpc.session})
-        if reply.code != 0:
-            raise _card_error(reply)
-        data = {name: reply.body[name] for name in STAFF_DATA_FIELDS}
-        ctx.hpc_holder = StaffHolder(hpc.card_ref, data)
-        return int(StatusCode.OK), data
+        holder = yield from current_staff_holder(ctx, StatusCode.HPC_LEVEL3_FAILED)
+        return int(StatusCode.OK), dict(holder.data)
 
     return run_guarded(body)
-
-
-def staff_signature_input(client_random: bytes, sam_id: str, hospital_id: str, service_type: str,
-                          hpc_id: str, hpc_id_no: str) -> bytes:
-    """What the staff card signs (docs/decisions.md): the random first, then the request's and the holder's data."""
-    return client_random + "".join((sam_id, hospital_id, service_type, hpc_id, hpc_id_no)).encode("ascii")
 
 
 def sign_with_hpc(ctx: StaffContext, service_type: str) -> Flow:
@@ -182,16 +193,11 @@ def sign_with_hpc(ctx: StaffContext, service_type: str) -> Flow:
         sam_file = ctx.sam.file
         if sam_file is None:
             raise FlowFailed(StatusCode.SAM_LEVEL1_FAILED, "no SAM is open")
-        holder = ctx.hpc_holder
-        if holder is None or holder.card_ref != ctx.state.hpc.card_ref:
-            basic: Reply = yield CardStep(reader, "ReadHpcBasic", {"session": session})
-            if basic.code != 0:
-                raise _card_error(basic)
-            holder = StaffHolder(ctx.state.hpc.card_ref, {name: basic.body[name] for name in STAFF_DATA_FIELDS})
-            ctx.hpc_holder = holder
+        holder = yield from current_staff_holder(ctx, StatusCode.HPC_LEVEL3_FAILED)
         client_random = secrets.token_bytes(8)
-        signed = staff_signature_input(client_random, sam_file.sam_id, sam_file.hospital_id, service_type,
-                                       holder.data["cardId"], holder.data["idNo"])
+        # The same bytes a SAM signature would cover, with the holder's ids last; the card signs their digest.
+        signed = signature_input(client_random, sam_file.sam_id, sam_file.hospital_id, service_type,
+                                 holder.data["cardId"], holder.data["idNo"])
         reply: Reply = yield CardStep(reader, "SignDigest", {"session": session,
                                                              "digest": hashlib.sha256(signed).digest()})
         if reply.code != 0:

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from broker.cloud_sam_file import parse_cloud_sam_file
-from broker.health_card_flows import signature_input
+from broker.session_flows import signature_input
 from tests.integration.console import RunningConsole, wait_for
 from tests.typed_secrets import PROFILE_PIN, remember
 

@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from broker.staff_flows import staff_signature_input
+from broker.session_flows import signature_input
 from sim.pki import bench_pki
 from tests.integration.console import RunningConsole, wait_for
 from tests.typed_secrets import (
@@ -79,7 +79,7 @@ def test_doctor_card_pin_basic_signature_and_logout(console: RunningConsole) -> 
     assert signed["samId"] == "901000000047" and signed["hospitalId"] == "777777777" and signed["serviceType"] == "01"
     client_random, signature = (base64.b64decode(signed[name], validate=True) for name in ("clientRandom", "signature"))
     assert len(client_random) == 8 and len(signature) == 256
-    data = staff_signature_input(client_random, "901000000047", "777777777", "01", "100000291508", "E123456789")
+    data = signature_input(client_random, "901000000047", "777777777", "01", "100000291508", "E123456789")
     bench_pki().staff["hpc-doctor"].certificate.public_key().verify(signature, data, padding.PKCS1v15(),
                                                                      hashes.SHA256())
     assert call(console, "DELETE", LOGOUT) == {"statusCode": 0}

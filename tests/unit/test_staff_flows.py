@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from broker.core import HPC_AUTHENTICATION_SECONDS
-from broker.staff_flows import staff_signature_input
+from broker.session_flows import signature_input
 from broker.status_codes import StatusCode
 from sim.cards.staff_card import StaffCard
 from sim.mobile_hca import format_login_time, login_body
@@ -106,7 +106,7 @@ def test_the_signature_verifies_with_the_cards_certificate() -> None:
     harness.command("VerifyHpcPin", {"pin": RIGHT})
     code, body = harness.command("SignWithHpc", {"serviceType": "01"})
     assert code == 0 and body["hpcId"] == "100000291508" and body["hpcIdNo"] == "E123456789"
-    signed = staff_signature_input(body["clientRandom"], body["samId"], body["hospitalId"], "01", body["hpcId"],
+    signed = signature_input(body["clientRandom"], body["samId"], body["hospitalId"], "01", body["hpcId"],
                                    body["hpcIdNo"])
     certificate = bench_pki().staff["hpc-doctor"].certificate
     certificate.public_key().verify(body["signature"], signed, padding.PKCS1v15(), hashes.SHA256())
