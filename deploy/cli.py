@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import Callable
@@ -66,11 +65,6 @@ def _accepts_connections(port: int) -> Callable[[], bool]:
     return ready
 
 
-def _prepare_dc_simulator(state_dir: Path) -> None:
-    """The DC simulator's state, TLS and the bench's SAM file, made once (by module name: no import of sim/)."""
-    subprocess.run([sys.executable, "-m", SIM_DC_MODULE, "prepare", "--state-dir", str(state_dir)], check=True)
-
-
 def serve(args: argparse.Namespace) -> int:
     paths = console_paths(args.data_dir, sim=args.sim)
     prepare(paths)
@@ -83,7 +77,8 @@ def serve(args: argparse.Namespace) -> int:
     vhc_issuer = args.vhc_issuer or (installed_issuer if installed_issuer.exists() else None)
     children: list[ChildSpec] = []
     if args.sim:
-        _prepare_dc_simulator(paths.sim_dc_dir)
+        # `sim.dc serve` prepares its state (TLS, the bench's SAM file, the trust files) before it listens, and
+        # the supervisor starts the broker, which reads those files, only once it accepts connections.
         dc_port = args.sim_dc_port or _free_loopback_port()
         dc_url, dc_ca = f"https://127.0.0.1:{dc_port}", paths.sim_dc_dir / "ca.pem"
         hca_trust = args.hca_trust or paths.sim_dc_dir / "hca-trust.pem"  # the bench's test HCA root
