@@ -16,9 +16,17 @@ WRONG_PUK = "55511199"
 NEW_PIN = "75312468"
 CHANGED_PIN = "86420975"
 
+HC_PROFILE_PIN = "1234"
+"""hc-pin's PIN (sim-control.md)."""
+WRONG_HC_PIN = "5791"
+NEW_HC_PIN = "864213"
+
+_SHORT = (PROFILE_PIN, HC_PROFILE_PIN, WRONG_HC_PIN, NEW_HC_PIN)
+"""Too short to search for bare (timestamps and hashes hold such digit runs): searched as a quoted or assigned value."""
+
 SEARCHED: tuple[bytes, ...] = (
     PROFILE_PUK.encode(), WRONG_PIN.encode(), WRONG_PUK.encode(), NEW_PIN.encode(), CHANGED_PIN.encode(),
-    f'"{PROFILE_PIN}"'.encode(), f"'{PROFILE_PIN}'".encode(), f"={PROFILE_PIN}".encode(),
+    *(form.format(pin).encode() for pin in _SHORT for form in ('"{}"', "'{}'", "={}")),
 )
 
 

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from broker.cloud_sam_file import parse_cloud_sam_file
 from broker.session_flows import signature_input
 from tests.integration.console import RunningConsole, wait_for
-from tests.typed_secrets import PROFILE_PIN, remember
+from tests.typed_secrets import HC_PROFILE_PIN, NEW_HC_PIN, PROFILE_PIN, WRONG_HC_PIN, remember
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -28,9 +28,6 @@ IMPORT = "/api/hc/v1/VirtualHc/Import"
 UPDATE = "/api/hc/v1/RealHc/Update"
 READER_0 = "NHI Sim Reader 0"
 HC_CARD = f"/api/sim/v1/Readers/{quote(READER_0)}/Card"
-HC_PIN_PROFILE_PIN = "1234"  # hc-pin's (sim-control.md)
-WRONG_HC_PIN = "5791"
-NEW_HC_PIN = "864213"
 
 
 def call(console: RunningConsole, method: str, path: str, body: Any = None) -> dict[str, Any]:
@@ -73,9 +70,9 @@ def test_pin_functions_and_their_codes(console: RunningConsole) -> None:
     assert call(console, "DELETE", PIN)["statusCode"] == 1511
     wrong = call(console, "POST", PIN, {"pin": WRONG_HC_PIN})
     assert wrong["statusCode"] == 1514 and "2 tries left" in wrong["message"]
-    assert call(console, "POST", PIN, {"pin": HC_PIN_PROFILE_PIN}) == {"statusCode": 0}
+    assert call(console, "POST", PIN, {"pin": HC_PROFILE_PIN}) == {"statusCode": 0}
     assert hc(console)["verifiedPin"] is True
-    assert call(console, "POST", PIN, {"pin": HC_PIN_PROFILE_PIN})["statusCode"] == 1513
+    assert call(console, "POST", PIN, {"pin": HC_PROFILE_PIN})["statusCode"] == 1513
     assert call(console, "PUT", PIN, {"newPin": NEW_HC_PIN}) == {"statusCode": 0}
     assert call(console, "DELETE", PIN) == {"statusCode": 0}
     assert (hc(console)["hasPin"], hc(console)["verifiedPin"]) == (False, None)
