@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hpc-auth-hours", type=float, default=8.0, help="how long a staff authentication lasts")
     parser.add_argument("--mobile-hca-window", type=float, default=300.0, help="seconds a mobile HCA login stays fresh")
     parser.add_argument("--vhc-issuer", type=Path, default=None, help="PEM certificates of virtual card token issuers")
+    parser.add_argument("--serial-port", action="append", default=[], metavar="PATH",
+                        help="a serial port to offer besides the ones the machine lists (repeatable)")
     parser.add_argument("--sim-cloud-sam", type=Path, default=None, help="the bench's cloud SAM file, imported at start")
     args = parser.parse_args(argv)
     sim_start = None
@@ -80,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
             hpc_authentication_seconds=args.hpc_auth_hours * 3600,
             mobile_hca_window_seconds=args.mobile_hca_window,
             vhc_issuer=args.vhc_issuer,
+            extra_serial_ports=args.serial_port,
         )
     )
     install_signal_handlers(broker)

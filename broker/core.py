@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
 import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator
@@ -87,7 +88,7 @@ from broker.presence import presence_events
 from broker.pseudonyms import Pseudonyms
 from broker.protocol import Reply, Request, WorkerStatus
 from broker.sam_session import CloudSamStore, SamSession
-from broker.state import SAM_CLOUD, ConsoleState, apply, render_status, snapshot
+from broker.state import SAM_CLOUD, SAM_PHYSICAL, ConsoleState, apply, render_status, snapshot
 from broker.status_codes import StatusCode
 from eventlog import EventStore, format_record_timestamp
 
@@ -169,6 +170,10 @@ class ConsoleCore:
         self.virtual_holder: VirtualHolder | None = None
         self.virtual_expired = False
         self._auto_verifying = False
+        self._serial_probing: set[str] = set()
+        """Ports an `Initial` is trying right now: their workers run before any session uses them."""
+        self._reader_faults: dict[str, int] = {}
+        """What each reader's worker last reported as its fault (the NHI reader's port); not in the log."""
         self.last_event_seq = 0
         self.state = ConsoleState()
         for stored in store.events():
@@ -177,6 +182,10 @@ class ConsoleCore:
         if self.state.initialized and self.state.sam.type == SAM_CLOUD and self.state.device_name is not None:
             # A restart mid-session: the state is replayed; the SAM's file is opened again (its DC token is not kept).
             self.sam.open(self._cloud_sams.load(self.state.device_name))
+        elif self.state.initialized and self.state.sam.physical is not None:
+            # The physical SAM stays in its reader: its identity is all the broker holds (its DC token is not
+            # kept, so `due_flows` takes it back to level 1 and it waits to be verified again when asked).
+            self.sam.open(self.state.sam.physical)
 
     # --- requests from the API -------------------------------------------------
 
@@ -244,7 +253,7 @@ class ConsoleCore:
     def _run_session(self, command: Command) -> tuple[int, dict[str, Any]] | StartFlow | None:
         """The session's commands (None for any other); the ones that take steps are flows."""
         if isinstance(command, ListDevices):
-            return StatusCode.OK, {"names": sorted(self.state.cloud_sams) + self._serial_ports()}
+            return StatusCode.OK, {"names": self.device_names()}
         if isinstance(command, Initialize):
             return StartFlow(session_flows.initial(self, command.name))
         if isinstance(command, ListCloudSams):
@@ -447,12 +456,41 @@ class ConsoleCore:
                 return None
             self.sam.open(sam_file)
             return SAM_CLOUD
-        return None  # serial ports: the NHI dedicated reader's issue
+        return None  # a serial port is opened by its worker: `session_flows.initial` does that
+
+    def device_names(self) -> list[str]:
+        """`GET /api/common/v1/Name`: the imported cloud SAMs, then the machine's serial ports."""
+        return list(dict.fromkeys([*sorted(self.state.cloud_sams), *self._serial_ports()]))
 
     def device_candidates(self) -> list[str]:
         ordered = [self.state.last_device] if self.state.last_device else []
-        ordered += sorted(self.state.cloud_sams) + self._serial_ports()
+        ordered += self.device_names()
         return list(dict.fromkeys(name for name in ordered if name))
+
+    def is_serial_port(self, device: str) -> bool:
+        # A device file under /dev/ counts even if the listing missed it (a udev symlink, an adapter just
+        # plugged in); a name that is neither listed nor there is no device at all (1002), not a port (1201).
+        if device in self.state.cloud_sams:
+            return False
+        return device in self._serial_ports() or (device.startswith("/dev/") and os.path.exists(device))
+
+    def want_serial_device(self, port: str) -> None:
+        self._serial_probing.add(port)
+
+    def drop_serial_device(self, port: str) -> None:
+        self._serial_probing.discard(port)
+
+    def serial_devices(self) -> set[str]:
+        """The ports whose NHI reader workers should run: the session's, and those an `Initial` is trying."""
+        ports = set(self._serial_probing)
+        if self.state.initialized and self.state.sam.type == SAM_PHYSICAL and self.state.device_name:
+            ports.add(self.state.device_name)
+        return ports
+
+    def device_fault(self) -> int | None:
+        if self.state.sam.type != SAM_PHYSICAL or self.state.device_name is None:
+            return None
+        return self._reader_faults.get(self.state.device_name)
 
     def due_flows(self) -> list[Flow]:
         """Flows no one asked for: a cloud SAM whose DC session has run out is verified again.
@@ -468,6 +506,13 @@ class ConsoleCore:
             self.hpc_holder = None
             self.emit(domain.HpcAuthenticationExpired())
         sam = self.state.sam
+        if self.state.initialized and sam.type == SAM_PHYSICAL and sam.status == 2 \
+                and not self.sam.token_valid(self.now()):
+            # A physical SAM is verified only when asked: its DC session ran out (or the broker restarted
+            # without its token), so it is back at level 1 until the next `sam/v1/Verification`.
+            self.sam.drop_token()
+            self.emit(domain.SamSessionExpired())
+            return []
         if self._auto_verifying or not self.state.initialized or sam.type != SAM_CLOUD or sam.status != 2:
             return []
         expires = _parse_time(sam.expire_time)
@@ -560,6 +605,11 @@ class ConsoleCore:
     # --- what the workers see --------------------------------------------------
 
     def worker_reported(self, report: WorkerStatus) -> None:
+        if report.fault is None:
+            self._reader_faults.pop(report.reader, None)
+        elif self._reader_faults.get(report.reader) != report.fault:
+            log.warning("reader %r cannot be used: %d", report.reader, report.fault)
+            self._reader_faults[report.reader] = report.fault
         for event in presence_events(self.state, report, self._pseudonyms.card):
             if isinstance(event, domain.CardInserted) and self._ends_staff_authentication(event):
                 self.hpc_holder = None

@@ -142,6 +142,19 @@ class SessionInitialized:
 
 
 @dataclass(frozen=True, slots=True)
+class PhysicalSamIdentified:
+    """`Initial` opened an NHI dedicated reader and read its SAM's public identity (the SAM itself stays in the
+    reader: signing goes through it). Kept in the log so a restarted broker still answers `sam/v1/Basic`."""
+
+    VERSION: ClassVar[int] = 1
+    port: str
+    sam_id: str
+    hospital_id: str
+    hospital_name: str
+    hospital_short_name: str
+
+
+@dataclass(frozen=True, slots=True)
 class SessionFinalized:
     """The session ended: `Finalize`, a fresh start of the console, or its SAM removed."""
 
@@ -404,7 +417,7 @@ Event = Union[
     SimClockAdvanced, HpcPinVerified, HpcPinRejected, HpcPinChanged, HpcPinReset, HpcPukRejected, HpcAuthenticationExpired,
     HpcAuthenticationEnded, MobileHcaLoggedIn, MobileHcaRejected,
     HcPinStateRead, HcPinVerified, HcPinRejected, HcPinSet, HcPinRemoved, HcHpcAuthenticated, VirtualHcVerified,
-    VirtualHcRejected, VirtualHcExported, VirtualHcExpired, HcNotesUpdated,
+    VirtualHcRejected, VirtualHcExported, VirtualHcExpired, HcNotesUpdated, PhysicalSamIdentified,
 ]
 
 EVENT_TYPES: dict[str, type] = {
@@ -417,7 +430,7 @@ EVENT_TYPES: dict[str, type] = {
         SimClockAdvanced, HpcPinVerified, HpcPinRejected, HpcPinChanged, HpcPinReset, HpcPukRejected, HpcAuthenticationExpired,
         HpcAuthenticationEnded, MobileHcaLoggedIn, MobileHcaRejected,
         HcPinStateRead, HcPinVerified, HcPinRejected, HcPinSet, HcPinRemoved, HcHpcAuthenticated, VirtualHcVerified,
-        VirtualHcRejected, VirtualHcExported, VirtualHcExpired, HcNotesUpdated,
+        VirtualHcRejected, VirtualHcExported, VirtualHcExpired, HcNotesUpdated, PhysicalSamIdentified,
     )
 }
 

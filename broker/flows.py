@@ -33,6 +33,8 @@ class CardStep:
     reader: str
     command: str
     args: dict[str, Any] = field(default_factory=dict)
+    timeout: float | None = None
+    """Seconds the step may take at the reader; None: the broker's default (a keypad entry takes longer)."""
 
 
 @dataclass(frozen=True)

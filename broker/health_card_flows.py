@@ -35,7 +35,7 @@ from broker.protocol import Reply
 from broker.session_flows import FlowFailed, ensure_card_authenticated, ensure_sam_verified, run_guarded
 from broker.session_flows import sign_as_sam, with_dc_session
 from broker.staff_flows import StaffContext, current_staff_holder
-from broker.state import VIRTUAL_HC
+from broker.state import SAM_PHYSICAL, VIRTUAL_HC
 from broker.status_codes import StatusCode
 from broker.virtual_hc_token import TokenRefused, VirtualHcToken, card_data, verify_token
 
@@ -134,11 +134,23 @@ def logout_hc(ctx: HealthCardContext) -> Outcome:
 # --- PIN ------------------------------------------------------------------------------------------
 
 
+KEYPAD_SECONDS = 30
+"""How long the NHI reader waits for the holder to type a PIN on its keypad."""
+_ON_KEYPAD = {"VerifyHcPin": "VerifyHcPinOnKeypad", "SetHcPin": "SetHcPinOnKeypad"}
+
+
 def _pin_step(ctx: HealthCardContext, command: str, args: dict[str, Any]) -> Generator[Step, Any, tuple[str, int, Reply]]:
     yield from ensure_sam_verified(ctx)
     _physical_only(ctx, StatusCode.VIRTUAL_HC_NO_PIN_FUNCTIONS)
     reader, session = yield from ensure_card_authenticated(ctx, "hc")
-    reply: Reply = yield CardStep(reader, command, {"session": session, **args})
+    if ctx.state.sam.type == SAM_PHYSICAL and command in _ON_KEYPAD:
+        # The holder types the PIN on the NHI reader's keypad; the body's PIN (the spec says "000000") is not
+        # used, and the PIN typed goes from the keypad to the card without passing through the console.
+        step = CardStep(reader, _ON_KEYPAD[command], {"session": session, "seconds": KEYPAD_SECONDS},
+                        timeout=KEYPAD_SECONDS + 10)
+    else:
+        step = CardStep(reader, command, {"session": session, **args})
+    reply: Reply = yield step
     if reply.code != 0:
         raise FlowFailed(reply.code, str(reply.body.get("message", "the card refused")))
     return reader, session, reply
@@ -219,7 +231,7 @@ def sign_with_hc(ctx: HealthCardContext, service_type: str) -> Flow:
 
     def body() -> Generator[Step, Any, Outcome]:
         data, _ = yield from _health_card_data(ctx)
-        signed = sign_as_sam(ctx, service_type, data["cardId"], data["idNo"])
+        signed = yield from sign_as_sam(ctx, service_type, data["cardId"], data["idNo"])
         return int(StatusCode.OK), {**signed, "hcId": data["cardId"], "hcIdNo": data["idNo"]}
 
     return run_guarded(body)
@@ -236,7 +248,7 @@ def sign_with_hpc_and_hc(ctx: HealthCardContext, service_type: str) -> Flow:
         if ctx.state.hc.status < 3:
             ctx.emit(HcHpcAuthenticated())
         hpc_id, hpc_id_no = staff.data["cardId"], staff.data["idNo"]
-        signed = sign_as_sam(ctx, service_type, hpc_id, hpc_id_no, data["cardId"], data["idNo"])
+        signed = yield from sign_as_sam(ctx, service_type, hpc_id, hpc_id_no, data["cardId"], data["idNo"])
         return int(StatusCode.OK), {**signed, "hpcId": hpc_id, "hpcIdNo": hpc_id_no, "hcId": data["cardId"],
                                     "hcIdNo": data["idNo"]}
 

@@ -32,13 +32,14 @@ class WorkerRegistry:
             return previous
         return None
 
-    def touch(self, identity: bytes, now: float) -> str | None:
-        """Any message from a known worker counts as a heartbeat; returns its reader."""
+    def touch(self, identity: bytes, now: float) -> list[str]:
+        """Any message from a known worker counts as a heartbeat; returns its readers (one, or a device's slots)."""
+        readers = []
         for connection in self._by_reader.values():
             if connection.identity == identity:
                 connection.last_seen = now
-                return connection.reader
-        return None
+                readers.append(connection.reader)
+        return readers
 
     def get(self, reader: str) -> WorkerConnection | None:
         return self._by_reader.get(reader)

@@ -43,7 +43,8 @@ from broker.protocol import (
     build,
     parse,
 )
-from broker.worker_pool import ReaderSpec, WorkerPool
+from broker.nhi_reader_slots import staff_slot_reader
+from broker.worker_pool import ReaderSpec, WorkerPool, wanted_names
 from eventlog.sqlite_store import SqliteEventStore
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,11 @@ class BrokerConfig:
     """The data center's base URL (docs/dc-protocol.md); None: no DC, its calls answer 1700."""
     dc_ca: Path | None = None
     serial_ports: Callable[[], list[str]] | None = None
+    """Lists the machine's serial ports (tests replace it); None: pyserial's listing."""
+    extra_serial_ports: list[str] = field(default_factory=list)
+    """Ports to offer even if the listing misses them: a udev symlink, the bench's NHI reader on a pty."""
+    serial_backend: str = "workers.nhi_reader:open_reader"
+    """`module:factory` of the NHI dedicated reader's back-end: one worker per port the session opens."""
     hca_trust: Path | None = None
     """PEM bundle of the HCA roots (and issuing CAs) staff certificates must chain to; None: none is trusted."""
     hpc_authentication_seconds: float = 8 * 3600.0
@@ -120,6 +126,13 @@ def _serial_ports() -> list[str]:
     except ImportError:
         return []
     return sorted(port.device for port in list_ports.comports())
+
+
+def _with_extra_ports(listing: Callable[[], list[str]], extra: list[str]) -> Callable[[], list[str]]:
+    def ports() -> list[str]:
+        return list(dict.fromkeys([*listing(), *extra]))
+
+    return ports
 
 
 class PcscDiscovery:
@@ -168,7 +181,8 @@ class Broker:
         pseudonyms = Pseudonyms(load_or_create_key(config.pseudonym_key)) if config.pseudonym_key else None
         self.core = ConsoleCore(
             self._store, self._clock, sim=config.sim_backend is not None, pseudonyms=pseudonyms,
-            cloud_sams=CloudSamStore(config.cloud_sam_dir), serial_ports=config.serial_ports or _serial_ports,
+            cloud_sams=CloudSamStore(config.cloud_sam_dir),
+            serial_ports=_with_extra_ports(config.serial_ports or _serial_ports, config.extra_serial_ports),
             hca_trust=TrustStore.from_pem_bundle(config.hca_trust.read_bytes()) if config.hca_trust else None,
             hpc_authentication_seconds=config.hpc_authentication_seconds,
             mobile_hca_window_seconds=config.mobile_hca_window_seconds,
@@ -222,6 +236,8 @@ class Broker:
         if self._discovery is not None and self._config.pcsc_backend is not None:
             for name in self._discovery.readers():
                 desired.setdefault(name, ReaderSpec(name, self._config.pcsc_backend))
+        for port in self.core.serial_devices():
+            desired[port] = ReaderSpec(port, self._config.serial_backend, companions=(staff_slot_reader(port),))
         return desired
 
     def run(self) -> None:
@@ -303,7 +319,8 @@ class Broker:
         request = Request(id=uuid.uuid4().hex, command=step.command, args=step.args)
         pending = PendingCommand(
             client=b"", request=request, reader=step.reader, command=step.command, args=step.args,
-            deadline=self._clock.monotonic() + CARD_STEP_TIMEOUT, finish=lambda reply: (reply.code, reply.body),
+            deadline=self._clock.monotonic() + (step.timeout or CARD_STEP_TIMEOUT),
+            finish=lambda reply: (reply.code, reply.body),
             flow_id=flow_id,
         )
         if not self._queues.submit(pending):
@@ -356,7 +373,8 @@ class Broker:
                 continue  # its worker is (re)starting; the command waits until its deadline
             pending = self._queues.next_to_send(reader, lambda: uuid.uuid4().hex)
             if pending is not None:
-                request = Request(id=pending.worker_request_id, command=pending.command, args=pending.args)
+                request = Request(id=pending.worker_request_id, command=pending.command, args=pending.args,
+                                  reader=pending.reader)
                 self._send(self._backend, connection.identity, build(request))
 
     def _finish(self, pending: PendingCommand, reply: Reply) -> None:
@@ -390,7 +408,7 @@ class Broker:
                 continue
             now = self._clock.monotonic()
             if isinstance(message, WorkerStatus):
-                if message.reader not in self._desired():
+                if message.reader not in wanted_names(self._desired()):
                     self._send(self._backend, identity, build(Disconnect(reason="reader not wanted")))
                     continue
                 replaced = self._registry.seen(identity, message.reader, message.pid, now)
@@ -400,13 +418,15 @@ class Broker:
                 self.core.worker_reported(message)
                 self._offer_bench_card(identity, message)
                 continue
-            reader = self._registry.touch(identity, now)
-            if reader is None:
+            readers = self._registry.touch(identity, now)
+            if not readers:
                 log.warning("dropped a %s from an unregistered worker", type(message).__name__)
             elif isinstance(message, Reply):
-                pending = self._queues.complete(reader, message.id)
-                if pending is not None:
-                    self._finish(pending, message)
+                for reader in readers:
+                    pending = self._queues.complete(reader, message.id)
+                    if pending is not None:
+                        self._finish(pending, message)
+                        break
 
     def _offer_bench_card(self, identity: bytes, report: WorkerStatus) -> None:
         """A bench reader's worker that (re)started empty gets the card the bench put in it.

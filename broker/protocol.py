@@ -56,6 +56,8 @@ class Request:
     command: str
     args: dict[str, Any] = field(default_factory=dict)
     call: CallMeta | None = None
+    reader: str | None = None
+    """Broker -> worker: the reader meant, for a worker that serves several (the NHI reader's two slots)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,8 @@ class WorkerStatus:
     backend: str
     pid: int
     card: CardPresence | None = None
+    fault: int | None = None
+    """The console code for why the reader cannot be used now (1201 port not open, 1202 not answering)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +157,10 @@ def parse(frames: list[bytes]) -> Message:
 def _body_of(message: Message) -> dict[str, Any]:
     if isinstance(message, Request):
         call = None if message.call is None else {"url": message.call.url, "uuid": message.call.uuid}
-        return {"id": message.id, "command": message.command, "args": message.args, "call": call}
+        body = {"id": message.id, "command": message.command, "args": message.args, "call": call}
+        if message.reader is not None:
+            body["reader"] = message.reader
+        return body
     if isinstance(message, Reply):
         return {"id": message.id, "code": message.code, "body": message.body}
     if isinstance(message, WorkerStatus):
@@ -166,6 +173,7 @@ def _body_of(message: Message) -> dict[str, Any]:
                 "atr": card.atr, "kind": card.kind, "session": card.session, "cardNumber": card.card_number,
                 "cardType": card.card_type,
             },
+            "fault": message.fault,
         }
     if isinstance(message, Heartbeat):
         return {}
@@ -235,6 +243,7 @@ def _parse_request(fields: _Fields) -> Request:
         command=fields.text("command", max_length=64),
         args=fields.mapping("args"),
         call=meta,
+        reader=fields.optional_text("reader", max_length=256),
     )
 
 
@@ -259,6 +268,7 @@ def _parse_worker_status(fields: _Fields) -> WorkerStatus:
         backend=fields.text("backend"),
         pid=fields.integer("pid"),
         card=presence,
+        fault=fields.optional_integer("fault"),
     )
 
 

@@ -3,16 +3,20 @@
 The default reader if it holds a card of the kind asked for; otherwise the one
 other reader that holds one (the classic two-reader desk: staff card in one,
 patient card in the other).  Two other candidates and no default holding
-one is ambiguous: we refuse rather than guess whose card to read.
+one is ambiguous: we refuse rather than guess whose card to read.  A session
+on an NHI dedicated reader reads its cards in that reader's slots only.
 """
 
 from __future__ import annotations
 
-from broker.state import ConsoleState
+from broker.nhi_reader_slots import slot_readers
+from broker.state import SAM_PHYSICAL, ConsoleState
 from broker.status_codes import StatusCode
 
 
 def reader_for(state: ConsoleState, kind: str) -> str | StatusCode:
+    if state.initialized and state.sam.type == SAM_PHYSICAL and state.device_name is not None:
+        return _nhi_slot_for(state, state.device_name, kind)
     holding = sorted(
         name for name, reader in state.readers.items() if reader.card is not None and reader.card.kind == kind
     )
@@ -26,6 +30,20 @@ def reader_for(state: ConsoleState, kind: str) -> str | StatusCode:
     if default not in state.readers:
         return StatusCode.READER_IN_USE_GONE
     return StatusCode.NO_CARD
+
+
+def _nhi_slot_for(state: ConsoleState, port: str, kind: str) -> str | StatusCode:
+    """A session on an NHI dedicated reader reads its cards there: the card and the reader's SAM authenticate
+    each other inside the reader, which a card in another reader cannot do."""
+    name = slot_readers(port).get(kind)
+    if name is None:
+        return StatusCode.NO_CARD
+    reader = state.readers.get(name)
+    if reader is None:
+        return StatusCode.NHI_READER_FAILED  # its worker is not (yet, or any more) reporting
+    if reader.card is None or reader.card.kind != kind:
+        return StatusCode.NO_CARD
+    return name
 
 
 def auto_detected_reader(state: ConsoleState) -> str | None:

@@ -17,17 +17,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from broker.cloud_sam_file import CloudSamFile, CloudSamFileInvalid, parse_cloud_sam_file
+from broker.state import PhysicalSamIdentity
 
 
 @dataclass
 class SamSession:
-    file: CloudSamFile | None = field(default=None, repr=False)
+    file: CloudSamFile | PhysicalSamIdentity | None = field(default=None, repr=False)
+    """The open SAM: a cloud SAM's file (its key signs here), or the identity of the SAM in an NHI reader
+    (which signs inside the reader)."""
     token: str | None = field(default=None, repr=False)
     token_expires: datetime.datetime | None = None
     generation: int = 0
     """Bumped whenever the session opens or closes, so a flow from an earlier session cannot act on this one."""
 
-    def open(self, file: CloudSamFile | None) -> None:
+    def open(self, file: CloudSamFile | PhysicalSamIdentity | None) -> None:
         self.file = file
         self.token = None
         self.token_expires = None

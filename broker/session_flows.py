@@ -21,6 +21,7 @@ from broker.events import (
     CardAuthenticationFailed,
     CardDetected,
     Event,
+    PhysicalSamIdentified,
     SamSessionExpired,
     SamVerificationFailed,
     SamVerified,
@@ -30,7 +31,8 @@ from broker.flows import Acquire, CardStep, DcCall, Flow, Outcome, Release, Step
 from broker.protocol import Reply
 from broker.routing import reader_for
 from broker.sam_session import SamSession
-from broker.state import SAM_CLOUD, ConsoleState
+from broker.cloud_sam_file import login_signed_bytes
+from broker.state import SAM_CLOUD, SAM_PHYSICAL, ConsoleState, PhysicalSamIdentity
 from broker.status_codes import StatusCode
 
 SAM_RESOURCE = "sam"
@@ -40,8 +42,16 @@ _LEVEL_CODES = {
     "hc": (StatusCode.HC_LEVEL1_FAILED, StatusCode.HC_LEVEL2_FAILED),
     "hpc": (StatusCode.HPC_LEVEL1_FAILED, StatusCode.HPC_LEVEL2_FAILED),
 }
-_CARD_CODES_KEPT = frozenset({StatusCode.NO_CARD, StatusCode.READER_IN_USE_GONE, StatusCode.NO_DEFAULT_READER})
+_CARD_CODES_KEPT = frozenset({
+    StatusCode.NO_CARD, StatusCode.READER_IN_USE_GONE, StatusCode.NO_DEFAULT_READER,
+    StatusCode.COMPORT_OPEN_FAILED, StatusCode.NHI_READER_FAILED,
+})
 """Card failures more specific than "level 2 failed": the card or its reader is gone."""
+
+TAIPEI = datetime.timezone(datetime.timedelta(hours=8))
+"""The NHI dedicated reader's clock tells local time in Taiwan (docs/serial-protocol.md)."""
+SERIAL_OPEN_TIMEOUT = 15.0
+"""Opening an NHI reader: its worker starts (about a second), opens the port and reads the SAM (up to 6 s)."""
 
 
 class FlowFailed(Exception):
@@ -70,6 +80,22 @@ class SessionContext(Protocol):
 
     def device_candidates(self) -> list[str]:
         """`Initial` without a name: the devices to try, in contract.md's order."""
+        ...
+
+    def is_serial_port(self, device: str) -> bool:
+        """Whether `device` names a serial port (an NHI dedicated reader's), rather than a cloud SAM."""
+        ...
+
+    def want_serial_device(self, port: str) -> None:
+        """Start the port's worker (if it is not running), so `Initial` can try the reader on it."""
+        ...
+
+    def drop_serial_device(self, port: str) -> None:
+        """The port did not give a working reader: its worker may stop (unless the session uses it)."""
+        ...
+
+    def device_fault(self) -> int | None:
+        """Why the session's NHI reader cannot be used now (1201, 1202), as its worker last reported; None."""
         ...
 
     def staff_certificate_problem(self, certificate_der: bytes) -> Generator[Step, Any, int | None]:
@@ -110,7 +136,8 @@ def login_sam(ctx: SessionContext) -> Generator[Step, Any, None]:
     try:
         nonce: bytes = yield DcCall(lambda dc: dc.sam_challenge(sam_id), "Sam/Challenge")
         _session_is(ctx, generation)
-        signature = sam_file.login_signature(nonce)
+        signature = yield from sam_sign(ctx, login_signed_bytes(sam_id, nonce))
+        _session_is(ctx, generation)
         session: DcSession = yield DcCall(lambda dc: dc.sam_login(sam_id, nonce, signature), "Sam/Login")
     except DcError as error:
         _session_is(ctx, generation)
@@ -121,6 +148,22 @@ def login_sam(ctx: SessionContext) -> Generator[Step, Any, None]:
     ctx.sam.token = session.token
     ctx.sam.token_expires = session.expires_at
     ctx.emit(SamVerified(expires_at=session.expires_at.isoformat()))
+
+
+def sam_sign(ctx: SessionContext, data: bytes) -> Generator[Step, Any, bytes]:
+    """The SAM's RSA signature over `data`: a cloud SAM's key is in the broker's memory; a physical SAM signs
+    inside its NHI reader, so its key never leaves the reader."""
+    device = ctx.sam.file
+    if device is None:
+        raise FlowFailed(StatusCode.SAM_LEVEL1_FAILED, "no SAM is open")
+    if not isinstance(device, PhysicalSamIdentity):
+        return device.sign(data)
+    reply: Reply = yield CardStep(device.port, "SignWithReaderSam", {"data": data})
+    signature = reply.body.get("signature")
+    if reply.code != 0 or not isinstance(signature, bytes):
+        raise FlowFailed(reply.code or StatusCode.SAM_LEVEL2_FAILED,
+                         f"the reader's SAM did not sign: {reply.body.get('message', 'no signature')}")
+    return signature
 
 
 def verify_sam(ctx: SessionContext) -> Generator[Step, Any, None]:
@@ -191,6 +234,11 @@ def detect_card(ctx: SessionContext, kind: str) -> tuple[str, int]:
         # A staff card's level 3 outliving its removal, or a mobile HCA: there is no card to talk to.
         raise FlowFailed(StatusCode.NO_CARD, "the card is not in a reader")
     if isinstance(routed, StatusCode):
+        fault = ctx.device_fault() if ctx.state.sam.type == SAM_PHYSICAL else None
+        if fault is not None:
+            raise FlowFailed(fault, "the NHI reader cannot be used: "
+                             + ("its port cannot be opened" if fault == StatusCode.COMPORT_OPEN_FAILED
+                                else "it is not answering"))
         raise FlowFailed(routed, f"no {kind} card to use")
     card = ctx.state.readers[routed].card
     assert card is not None
@@ -214,6 +262,30 @@ def ensure_card_authenticated(ctx: SessionContext, kind: str) -> Generator[Step,
     if _card_state(ctx.state, kind)[0] >= 2:
         return reader, session
     level2 = _LEVEL_CODES[kind][1]
+    if ctx.state.sam.type == SAM_PHYSICAL:
+        # The card and the reader's own SAM authenticate each other inside the reader.
+        inside: Reply = yield CardStep(reader, "AuthenticateCardWithSam", {"session": session})
+        if inside.code != 0:
+            raise _card_failed(ctx, kind, reader, session, _worker_code(inside, level2), "the card and the SAM "
+                               f"did not authenticate each other: {inside.body.get('message', '')}")
+    else:
+        yield from _authenticate_through_dc(ctx, kind, reader, session)
+    if kind == "hpc":
+        certificate: Reply = yield CardStep(reader, "ReadCertificate", {"session": session})
+        if certificate.code != 0:
+            raise _card_failed(ctx, kind, reader, session, _worker_code(certificate, level2), "no certificate")
+        problem = yield from ctx.staff_certificate_problem(certificate.body["certificate"])
+        if problem is not None:
+            raise _card_failed(ctx, kind, reader, session, problem, "the card's certificate is not acceptable")
+    if _card_state(ctx.state, kind)[1:] != (reader, session):
+        raise FlowFailed(StatusCode.NO_CARD, "the card was removed during authentication")
+    ctx.emit(CardAuthenticated(kind=kind, reader=reader, session=session))
+    return reader, session
+
+
+def _authenticate_through_dc(ctx: SessionContext, kind: str, reader: str, session: int) -> Generator[Step, Any, None]:
+    """A cloud SAM's half of the mutual authentication is computed at the DC: relay it."""
+    level2 = _LEVEL_CODES[kind][1]
     begin: Reply = yield CardStep(reader, "BeginCardAuthentication", {"kind": kind, "session": session})
     if begin.code != 0:
         raise _card_failed(ctx, kind, reader, session, _worker_code(begin, level2), "the card did not start authentication")
@@ -235,36 +307,52 @@ def ensure_card_authenticated(ctx: SessionContext, kind: str) -> Generator[Step,
         yield from with_dc_session(ctx, lambda dc, token: dc.card_verify(token, answer.auth_id, response), "Cards/Verify")
     except DcError as error:
         raise _card_failed(ctx, kind, reader, session, _dc_failure_code(error, level2), f"DC: {error.reason}") from None
-    if kind == "hpc":
-        certificate: Reply = yield CardStep(reader, "ReadCertificate", {"session": session})
-        if certificate.code != 0:
-            raise _card_failed(ctx, kind, reader, session, _worker_code(certificate, level2), "no certificate")
-        problem = yield from ctx.staff_certificate_problem(certificate.body["certificate"])
-        if problem is not None:
-            raise _card_failed(ctx, kind, reader, session, problem, "the card's certificate is not acceptable")
-    if _card_state(ctx.state, kind)[1:] != (reader, session):
-        raise FlowFailed(StatusCode.NO_CARD, "the card was removed during authentication")
-    ctx.emit(CardAuthenticated(kind=kind, reader=reader, session=session))
-    return reader, session
 
 
 # --- the API's flows ---------------------------------------------------------------
 
 
 def initial(ctx: SessionContext, name: str | None) -> Flow:
-    """`POST /api/common/v1/Initial`: open the named device or the first that works; verify a cloud SAM."""
+    """`POST /api/common/v1/Initial`: open the named device or the first that works; verify a cloud SAM.
+
+    A serial port is an NHI dedicated reader: its worker is started and reads the reader's SAM. Its failure
+    (1201 the port cannot be opened, 1202 the reader does not answer, 1300 no SAM) is the answer when the
+    port was named; without a name the next device is tried, and none working is 1002.
+    """
 
     def body() -> Generator[Step, Any, Outcome]:
         if ctx.state.initialized:
             return int(StatusCode.ALREADY_INITIALIZED), {"message": "already initialized"}
         candidates = [name] if name is not None else ctx.device_candidates()
+        failure: Outcome = (int(StatusCode.NO_DEVICE), {"message": "no such device, or none that works"})
+        physical: PhysicalSamIdentity | None = None
         for device in candidates:
-            sam_type = ctx.open_device(device)
-            if sam_type is not None:
+            if ctx.is_serial_port(device):
+                opened = yield from _open_nhi_reader(ctx, device)
+                if isinstance(opened, PhysicalSamIdentity):
+                    physical, sam_type = opened, SAM_PHYSICAL
+                    break
+                if name is not None:
+                    failure = opened
+                continue
+            opened_type = ctx.open_device(device)
+            if opened_type is not None:
+                sam_type = opened_type
                 break
         else:
-            return int(StatusCode.NO_DEVICE), {"message": "no such device, or none that works"}
-        ctx.emit(SessionInitialized(device=device, sam_type=sam_type, reader=ctx.state.default_reader))
+            return failure
+        if ctx.state.initialized:  # another Initial won while the reader was being opened
+            if physical is not None:
+                ctx.drop_serial_device(device)
+            return int(StatusCode.ALREADY_INITIALIZED), {"message": "already initialized"}
+        in_use = device if physical is not None else ctx.state.default_reader
+        ctx.emit(SessionInitialized(device=device, sam_type=sam_type, reader=in_use))
+        if physical is not None:
+            ctx.sam.open(physical)
+            ctx.emit(PhysicalSamIdentified(port=physical.port, sam_id=physical.sam_id,
+                                           hospital_id=physical.hospital_id, hospital_name=physical.hospital_name,
+                                           hospital_short_name=physical.hospital_short_name))
+            ctx.drop_serial_device(device)  # the session's device keeps its worker from now on
         for kind in ("hpc", "hc"):  # the health card last: its reader is the one in use
             if reader_for(ctx.state, kind) in ctx.state.readers:
                 detect_card(ctx, kind)
@@ -276,6 +364,19 @@ def initial(ctx: SessionContext, name: str | None) -> Flow:
         return int(StatusCode.OK), {}
 
     return run_guarded(body)
+
+
+def _open_nhi_reader(ctx: SessionContext, port: str) -> Generator[Step, Any, PhysicalSamIdentity | Outcome]:
+    """Start the port's worker and read its reader's SAM; the failure's outcome if that did not work."""
+    ctx.want_serial_device(port)
+    reply: Reply = yield CardStep(port, "ReadSamInfo", {}, timeout=SERIAL_OPEN_TIMEOUT)
+    if reply.code != 0:
+        ctx.drop_serial_device(port)
+        code = reply.code if reply.code != StatusCode.PCSC_OTHER_ERROR else int(StatusCode.NHI_READER_FAILED)
+        return code, {"message": f"the NHI reader on {port}: {reply.body.get('message', 'no answer')}"}
+    body = reply.body
+    return PhysicalSamIdentity(port=port, sam_id=body["samId"], hospital_id=body["hospitalId"],
+                               hospital_name=body["hospitalName"], hospital_short_name=body["hospitalShortName"])
 
 
 def sam_verification(ctx: SessionContext) -> Flow:
@@ -302,7 +403,7 @@ def signature_input(client_random: bytes, *fields: str) -> bytes:
     return client_random + "".join(fields).encode("ascii")
 
 
-def sign_as_sam(ctx: SessionContext, service_type: str, *fields: str) -> dict[str, Any]:
+def sign_as_sam(ctx: SessionContext, service_type: str, *fields: str) -> Generator[Step, Any, dict[str, Any]]:
     """The SAM's RSA-2048 signature over a fresh client random, its ids, the service type and `fields`:
     the spec's common answer fields (signature, clientRandom, samId, hospitalId, serviceType)."""
     sam_file = ctx.sam.file
@@ -310,7 +411,8 @@ def sign_as_sam(ctx: SessionContext, service_type: str, *fields: str) -> dict[st
         raise FlowFailed(StatusCode.SAM_LEVEL1_FAILED, "no SAM is open")
     client_random = secrets.token_bytes(8)
     signed = signature_input(client_random, sam_file.sam_id, sam_file.hospital_id, service_type, *fields)
-    return {"signature": sam_file.sign(signed), "clientRandom": client_random, "samId": sam_file.sam_id,
+    signature = yield from sam_sign(ctx, signed)
+    return {"signature": signature, "clientRandom": client_random, "samId": sam_file.sam_id,
             "hospitalId": sam_file.hospital_id, "serviceType": service_type}
 
 
@@ -319,13 +421,26 @@ def sam_signature(ctx: SessionContext, service_type: str) -> Flow:
 
     def body() -> Generator[Step, Any, Outcome]:
         yield from ensure_sam_verified(ctx)
-        return int(StatusCode.OK), sign_as_sam(ctx, service_type)
+        return int(StatusCode.OK), (yield from sign_as_sam(ctx, service_type))
 
     return run_guarded(body)
 
 
 def server_date_time(ctx: SessionContext) -> Flow:
+    """From the DC for a cloud SAM; from the reader's own clock for an NHI dedicated reader (the spec's words)."""
+
     def body() -> Generator[Step, Any, Outcome]:
+        physical = ctx.sam.file
+        if isinstance(physical, PhysicalSamIdentity):
+            yield from ensure_sam_verified(ctx)
+            reply: Reply = yield CardStep(physical.port, "ReadReaderClock", {})
+            if reply.code != 0:
+                return reply.code, {"message": f"the reader's clock: {reply.body.get('message', 'no answer')}"}
+            try:
+                moment = datetime.datetime.strptime(str(reply.body.get("readerTime")), "%Y%m%d%H%M%S")
+            except ValueError:
+                return int(StatusCode.NHI_READER_FAILED), {"message": "the reader's clock answer is malformed"}
+            return int(StatusCode.OK), {"serverDateTime": roc_date_time(moment.replace(tzinfo=TAIPEI))}
         moment: datetime.datetime = yield from with_dc_session(
             ctx, lambda dc, token: dc.server_time(token), "Time"
         )

@@ -30,6 +30,7 @@ from broker.events import (
     SamSessionExpired,
     SamVerificationFailed,
     SamVerified,
+    PhysicalSamIdentified,
     SessionFinalized,
     SessionInitialized,
     SimCardPut,
@@ -86,10 +87,23 @@ class ReaderState:
 
 
 @dataclass(frozen=True, slots=True)
+class PhysicalSamIdentity:
+    """The public identity of the SAM inside an NHI dedicated reader (what `sam/v1/Basic` answers)."""
+
+    port: str
+    sam_id: str
+    hospital_id: str
+    hospital_name: str
+    hospital_short_name: str
+
+
+@dataclass(frozen=True, slots=True)
 class SamState:
     status: int = 0
     type: int = 0
     expire_time: str | None = None
+    physical: PhysicalSamIdentity | None = None
+    """Set for a session on an NHI dedicated reader, once its SAM was read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +255,10 @@ def _apply_session(state: ConsoleState, event: Event) -> ConsoleState | None:
             state, initialized=True, device_name=event.device, reader_in_use=event.reader, last_device=event.device,
             sam=SamState(status=1, type=event.sam_type), hc=HcState(), hpc=HpcState(),
         )
+    if isinstance(event, PhysicalSamIdentified):
+        identity = PhysicalSamIdentity(event.port, event.sam_id, event.hospital_id, event.hospital_name,
+                                       event.hospital_short_name)
+        return replace(state, sam=replace(state.sam, physical=identity))
     if isinstance(event, SessionFinalized):
         return replace(state, initialized=False, device_name=None, reader_in_use=None,
                        sam=SamState(), hc=HcState(), hpc=HpcState())

@@ -30,6 +30,13 @@ class ReaderSpec:
 
     name: str
     backend: str
+    companions: tuple[str, ...] = ()
+    """Other readers the same worker reports (the NHI reader's staff-card slot): never a process of their own."""
+
+
+def wanted_names(desired: dict[str, ReaderSpec]) -> set[str]:
+    """Every reader name a wanted worker may report: the specs' own and their companions'."""
+    return set(desired) | {companion for spec in desired.values() for companion in spec.companions}
 
 
 class WorkerProcess(Protocol):
@@ -123,7 +130,8 @@ class WorkerPool:
                 child.process.wait()  # ours: reap it now, or it lingers as a zombie
             started = child.started if child else now
             self._schedule_restart(connection.reader, now - started, now)
-        unwanted = [r for r in set(self._children) | {c.reader for c in self._registry.connections()} if r not in desired]
+        wanted = wanted_names(desired)
+        unwanted = [r for r in set(self._children) | {c.reader for c in self._registry.connections()} if r not in wanted]
         for reader in unwanted:
             self._stop_reader(reader)
         if now >= self._adopt_until:

@@ -24,6 +24,11 @@ SIM_READER_BACKEND = "sim.virtual_reader:open_reader"
 PCSC_BACKEND = "workers.pcsc_reader:open_reader"
 SIM_CONTROL_API = "sim.control_api:mount"
 SIM_DC_MODULE = "sim.dc"
+SIM_NHI_MODULE = "sim.nhi_reader_service"
+SIM_NHI_CARDS = (("hc", "hc-basic"), ("hpc", "hpc-doctor"))
+"""The bench NHI reader at start: the same two people as the bench's PC/SC readers, one in each slot."""
+SIM_NHI_SAM_FILE = "bench-nhi-sam.sam"
+"""Its physical SAM, which the DC simulator's prepare issues next to the bench's cloud SAM."""
 DEFAULT_PORT = 5066
 ADOPT_GRACE_HEARTBEATS = 2.5
 
@@ -65,6 +70,15 @@ def _accepts_connections(port: int) -> Callable[[], bool]:
     return ready
 
 
+def _live_link(link: Path) -> Callable[[], bool]:
+    """Ready once the link points at an existing pseudo-terminal: a link left by a killed reader dangles."""
+
+    def ready() -> bool:
+        return os.path.islink(link) and os.path.exists(link)
+
+    return ready
+
+
 def serve(args: argparse.Namespace) -> int:
     paths = console_paths(args.data_dir, sim=args.sim)
     prepare(paths)
@@ -86,6 +100,13 @@ def serve(args: argparse.Namespace) -> int:
         dc_argv = [sys.executable, "-m", SIM_DC_MODULE, "serve", "--state-dir", str(paths.sim_dc_dir),
                    "--port", str(dc_port)]
         children.append(ChildSpec("dc-simulator", lambda restarted: dc_argv, ready=_accepts_connections(dc_port)))
+        # After the DC simulator's readiness gate, so its prepare has issued the reader's SAM file; before the
+        # broker, which opens the reader's port once the link points at a live pseudo-terminal.
+        nhi_argv = [sys.executable, "-m", SIM_NHI_MODULE, "--link", str(paths.sim_nhi_link),
+                    "--sam-file", str(paths.sim_dc_dir / SIM_NHI_SAM_FILE), "--control", paths.sim_nhi_control]
+        for slot, profile in SIM_NHI_CARDS:
+            nhi_argv += ["--card", f"{slot}={profile}"]
+        children.append(ChildSpec("nhi-reader", lambda restarted: nhi_argv, ready=_live_link(paths.sim_nhi_link)))
 
     def broker_argv(restarted: bool) -> list[str]:
         argv = [
@@ -118,6 +139,9 @@ def serve(args: argparse.Namespace) -> int:
             for name, profile in SIM_READERS:
                 argv += ["--sim-reader", f"{name}={profile}"]
             argv += ["--sim-cloud-sam", str(paths.sim_dc_dir / "bench-sam.sam")]
+            argv += ["--serial-port", str(paths.sim_nhi_link)]
+        for port in args.serial_port:
+            argv += ["--serial-port", port]
         if restarted:
             argv += ["--adopt-grace", str(heartbeat * ADOPT_GRACE_HEARTBEATS)]
         return argv
@@ -132,6 +156,7 @@ def serve(args: argparse.Namespace) -> int:
         "NHI_CONSOLE_API_PROCESSES": str(args.api_processes),
         "NHI_CONSOLE_SIM_DC_URL": (dc_url or "") if args.sim else "",
         "NHI_CONSOLE_SIM_DC_CA": str(dc_ca) if args.sim and dc_ca else "",
+        "NHI_CONSOLE_SIM_NHI_CONTROL": paths.sim_nhi_control if args.sim else "",
     }
 
     def api_argv(restarted: bool) -> list[str]:
@@ -210,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
                               help="how long a verified staff card PIN or mobile HCA login lasts (default 8)")
     serve_parser.add_argument("--mobile-hca-window", type=float, default=300.0,
                               help="seconds a mobile HCA login time stays acceptable (default 300)")
+    serve_parser.add_argument("--serial-port", action="append", default=[], metavar="PATH",
+                              help="an NHI dedicated reader's port to offer besides the ones the machine lists "
+                                   "(repeatable; e.g. a udev symlink)")
     serve_parser.add_argument("--sim-dc-port", type=int, default=0, help="the DC simulator's port (default: any free)")
     serve_parser.set_defaults(handler=serve)
 

@@ -54,6 +54,21 @@ class ConsolePaths:
         return self.data_dir / "sim-dc"
 
     @property
+    def sim_nhi_dir(self) -> Path:
+        """The bench's NHI dedicated reader: where the link to its pseudo-terminal lives."""
+        return self.data_dir / "sim-nhi-reader"
+
+    @property
+    def sim_nhi_link(self) -> Path:
+        """A stable name for the reader's pseudo-terminal, whose own name (/dev/pts/N) changes at each replug."""
+        return self.sim_nhi_dir / "ttyNHI0"
+
+    @property
+    def sim_nhi_control(self) -> str:
+        """The bench NHI reader's control socket, which the control API's NhiReader and Keypad routes use."""
+        return f"ipc://{self.run_dir / 'sim-nhi.sock'}"
+
+    @property
     def api_endpoint(self) -> str:
         return f"ipc://{self.run_dir / 'api.sock'}"
 

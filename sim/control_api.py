@@ -16,10 +16,12 @@ import falcon
 
 from api.body import json_object, text_field
 from api.core_client import CoreClient
+from api.errors import BadRequest
 from broker.commands import MAX_READER_NAME
 from broker.protocol import Reply
 from sim.dc_control import DcControl, DcControlError
 from sim.mobile_hca import format_login_time, login_body
+from sim.nhi_control import KEYPAD_MAX_DIGITS, SLOT_NAMES, NhiControlError, NhiReaderControl, valid_keys
 from sim.profiles import PROFILES
 
 CARD_COMMAND_TIMEOUT = 15.0
@@ -187,6 +189,126 @@ class BenchMobileHcaLogin:
         resp.media = login_body(profile, hospital_id, moment)
 
 
+def _ask_nhi_reader(resp: falcon.Response, control: NhiReaderControl | None, op: str,
+                    **args: Any) -> dict[str, Any] | None:
+    """Send a control to the bench NHI reader's process; on failure answer its status and message, and return None."""
+    if control is None:
+        _no_nhi_reader(resp)
+        return None
+    try:
+        return control.call(op, **args)
+    except NhiControlError as error:
+        resp.status = falcon.code_to_http_status(error.status if error.status in (400, 404) else 502)
+        resp.media = {"message": error.message}
+        return None
+
+
+def _no_nhi_reader(resp: falcon.Response) -> None:
+    """The answer when the bench runs no NHI reader, given before the body is read, as for a route not there."""
+    resp.status = falcon.HTTP_404
+    resp.media = {"message": "no bench NHI reader is running"}
+
+
+class BenchKeypad:
+    """Keypad input for the bench NHI reader's next PIN prompt (sim-control.md). The keys are a PIN: they are
+    checked here, passed on, and never echoed, logged or recorded."""
+
+    recorded = False
+
+    def __init__(self, control: NhiReaderControl | None) -> None:
+        self._control = control
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self._control is None:
+            return _no_nhi_reader(resp)
+        body = json_object(req)
+        keys, cancel = body.get("keys"), body.get("cancel")
+        if (keys is None) == (cancel is None):
+            raise BadRequest(f"give either keys (1 to {KEYPAD_MAX_DIGITS} digits) or cancel: true")
+        if cancel is not None:
+            if cancel is not True:
+                raise BadRequest("cancel must be true")
+            answer = _ask_nhi_reader(resp, self._control, "keypad", cancel=True)
+        else:
+            if not valid_keys(keys):
+                raise BadRequest(f"keys must be a string of 1 to {KEYPAD_MAX_DIGITS} digits")
+            answer = _ask_nhi_reader(resp, self._control, "keypad", keys=keys)
+        if answer is not None:
+            resp.media = {}
+
+
+class BenchNhiReader:
+    """What the bench NHI reader holds and whether its cable is in."""
+
+    recorded = False
+
+    def __init__(self, control: NhiReaderControl | None) -> None:
+        self._control = control
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        answer = _ask_nhi_reader(resp, self._control, "describe")
+        if answer is not None:
+            resp.media = {"port": answer.get("port"), "plugged": answer.get("plugged"), "slots": answer.get("slots")}
+
+
+def _nhi_slot(slot: str) -> str:
+    if slot not in SLOT_NAMES:
+        raise falcon.HTTPNotFound(description="no such slot; the bench NHI reader has hc and hpc")
+    return slot
+
+
+class BenchNhiCard:
+    """A fresh card of any profile in either slot (a clerk can put a staff card in the health card's slot)."""
+
+    recorded = False
+
+    def __init__(self, control: NhiReaderControl | None) -> None:
+        self._control = control
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, slot: str) -> None:
+        if self._control is None:
+            return _no_nhi_reader(resp)
+        _nhi_slot(slot)
+        profile = _profile(json_object(req))
+        if _ask_nhi_reader(resp, self._control, "insert", slot=slot, profile=profile) is not None:
+            resp.media = {}
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, slot: str) -> None:
+        if self._control is None:
+            return _no_nhi_reader(resp)
+        _nhi_slot(slot)
+        if _ask_nhi_reader(resp, self._control, "remove", slot=slot) is not None:
+            resp.media = {}
+
+
+class BenchNhiCable:
+    """Pull the bench NHI reader's cable out or put it back (a replug restarts the reader)."""
+
+    recorded = False
+
+    def __init__(self, control: NhiReaderControl | None, op: str) -> None:
+        self._control = control
+        self._op = op
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if _ask_nhi_reader(resp, self._control, self._op) is not None:
+            resp.media = {}
+
+
+def _nhi_control() -> NhiReaderControl | None:
+    endpoint = os.environ.get("NHI_CONSOLE_SIM_NHI_CONTROL")
+    return NhiReaderControl(endpoint) if endpoint else None
+
+
+def mount_nhi_reader(app: falcon.App, control: NhiReaderControl | None) -> None:
+    """The bench NHI reader's routes, apart so tests can mount them over a stand-in control."""
+    app.add_route("/api/sim/v1/Keypad", BenchKeypad(control))
+    app.add_route("/api/sim/v1/NhiReader", BenchNhiReader(control))
+    app.add_route("/api/sim/v1/NhiReader/Slots/{slot}/Card", BenchNhiCard(control))
+    app.add_route("/api/sim/v1/NhiReader/Unplug", BenchNhiCable(control, "unplug"))
+    app.add_route("/api/sim/v1/NhiReader/Replug", BenchNhiCable(control, "replug"))
+
+
 def _dc_control() -> DcControl | None:
     url, ca = os.environ.get("NHI_CONSOLE_SIM_DC_URL"), os.environ.get("NHI_CONSOLE_SIM_DC_CA")
     return DcControl(url, Path(ca)) if url and ca else None
@@ -203,3 +325,4 @@ def mount(app: falcon.App, core: CoreClient) -> None:
     app.add_route("/api/sim/v1/Clock", BenchClock(core, control))
     app.add_route("/api/sim/v1/MobileHca/Login", BenchMobileHcaLogin(core))
     app.add_route("/api/sim/v1/VirtualHc/Token", BenchVirtualHcToken(control))
+    mount_nhi_reader(app, _nhi_control())

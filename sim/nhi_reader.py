@@ -166,10 +166,14 @@ class VirtualNhiReader:
                 return
 
     def power_cycle(self) -> None:
-        """The reader restarts (replugged): the answer cache and typed-ahead keys are forgotten."""
+        """The reader restarts (replugged): the answer cache and typed-ahead keys are forgotten, and the cards in
+        its slots lose power, so they wake up reset (no authentication, no PIN verified)."""
         with self._lock:
             self._last_key = None
             self._last_answer = None
+            for slot in self._slots.values():
+                if slot.card is not None:
+                    slot.card.reset()
         self.clear_keypad()
 
     def shutdown(self) -> None:

@@ -68,6 +68,12 @@ def pin_state(transmit: Transmit) -> PinState:
 
 def verify_pin(transmit: Transmit, pin: bytes) -> tuple[str, PinState]:
     """("accepted" | "wrong" | "noPin" | "alreadyVerified" | "blocked", the PIN state after)."""
+    return verify_pin_with(transmit, lambda: parse_response(transmit(verify(HC_PIN_P2, pin))).sw)
+
+
+def verify_pin_with(transmit: Transmit, present_pin: Callable[[], int]) -> tuple[str, PinState]:
+    """`verify_pin` where `present_pin` sends the VERIFY and returns its status word: the console's own APDU,
+    or the NHI reader's keypad, which builds it from what the holder types (the PIN never reaches us)."""
     before = pin_state(transmit)
     if not before.has_pin:
         return "noPin", before
@@ -75,7 +81,7 @@ def verify_pin(transmit: Transmit, pin: bytes) -> tuple[str, PinState]:
         return "alreadyVerified", before
     if before.blocked:
         return "blocked", before
-    after = _state_of(parse_response(transmit(verify(HC_PIN_P2, pin))).sw)
+    after = _state_of(present_pin())
     if after.verified:
         return "accepted", after
     return ("blocked" if after.blocked else "wrong"), after
@@ -83,8 +89,13 @@ def verify_pin(transmit: Transmit, pin: bytes) -> tuple[str, PinState]:
 
 def set_pin(transmit: Transmit, new_pin: bytes) -> str:
     """"accepted" | "notVerified" | "blocked" | "refused": a first PIN needs no verification, a new one does."""
+    return set_pin_with(transmit, lambda: parse_response(transmit(change_reference_data(HC_PIN_P2, new_pin))).sw)
+
+
+def set_pin_with(transmit: Transmit, present_new_pin: Callable[[], int]) -> str:
+    """`set_pin` where `present_new_pin` sends CHANGE REFERENCE DATA and returns its status word."""
     _select(transmit)
-    sw = parse_response(transmit(change_reference_data(HC_PIN_P2, new_pin))).sw
+    sw = present_new_pin()
     return {SW_OK: "accepted", SW_NOT_VERIFIED: "notVerified", SW_BLOCKED: "blocked"}.get(sw, "refused")
 
 

@@ -37,7 +37,16 @@ from workers.apdu import HC_AID, READ_HC_PUBLIC_DATA, parse_response, select_aid
 from workers.card_kind import identify, read_card_identity
 from workers.health_card import DataBlockError, parse_public_data
 from workers.session_commands import SESSION_COMMANDS, run_session_command
-from workers.seam import CardAbsent, CardReader, PresenceChanged, ReaderError, ReaderGone, load_backend
+from workers.seam import (
+    CardAbsent,
+    CardReader,
+    PresenceChanged,
+    ReaderError,
+    ReaderFault,
+    ReaderGone,
+    SlotDevice,
+    load_backend,
+)
 
 PRESENCE_SETTLE = 1.0
 """How long a bench control waits for its card change to come back from the reader as a presence event."""
@@ -55,10 +64,16 @@ class WorkerConfig:
 
 
 class Worker:
-    def __init__(self, config: WorkerConfig, reader: CardReader) -> None:
+    """One reader's worker; or one device's, serving each of its slots as a reader (the NHI reader)."""
+
+    def __init__(self, config: WorkerConfig, reader: CardReader | SlotDevice) -> None:
         self._config = config
         self._reader = reader
-        self._card: CardPresence | None = None
+        self._device: SlotDevice | None = reader if _is_slot_device(reader) else None  # type: ignore[assignment]
+        self._slots: dict[str, CardReader] = (
+            self._device.slot_readers() if self._device is not None else {config.reader: reader}  # type: ignore[dict-item]
+        )
+        self._cards: dict[str, CardPresence | None] = {name: None for name in self._slots}
         self._running = True
         self._context = zmq.Context()
         self._dealer = self._context.socket(zmq.DEALER)
@@ -66,7 +81,17 @@ class Worker:
         self._presence_in = self._context.socket(zmq.PAIR)
         self._presence_address = f"inproc://presence-{id(self)}"
         self._presence_in.bind(self._presence_address)
+        self._long_in = self._context.socket(zmq.PAIR)
+        self._long_address = f"inproc://long-{id(self)}"
+        self._long_in.bind(self._long_address)
+        self._long_command: threading.Thread | None = None
+        self._deferred_changes: list[PresenceChanged] = []
         self._watcher_stop = threading.Event()
+
+    @property
+    def _card(self) -> CardPresence | None:
+        """The card of a one-slot reader (the bench's control commands are for those)."""
+        return self._cards.get(self._config.reader)
 
     def stop(self, *_: object) -> None:
         self._running = False
@@ -78,6 +103,7 @@ class Worker:
         poller = zmq.Poller()
         poller.register(self._dealer, zmq.POLLIN)
         poller.register(self._presence_in, zmq.POLLIN)
+        poller.register(self._long_in, zmq.POLLIN)
         interval = self._config.heartbeat_interval
         broker_heard = time.monotonic()
         next_status = 0.0
@@ -87,12 +113,14 @@ class Worker:
                 if self._presence_in in ready:
                     self._take_presence_changes()
                     next_status = 0.0
+                if self._long_in in ready:
+                    self._take_long_replies()
                 if self._dealer in ready:
                     broker_heard = time.monotonic()
                     self._take_broker_messages()
                 now = time.monotonic()
                 if now >= next_status:
-                    self._send(self._status())
+                    self._send_status()
                     next_status = now + interval
                 if os.getppid() == 1 or now - broker_heard > self._config.orphan_after:
                     log.warning("reader %r: the console is gone; worker exiting", self._config.reader)
@@ -103,6 +131,7 @@ class Worker:
             self._reader.close()
             self._dealer.close(linger=0)
             self._presence_in.close(linger=0)
+            self._long_in.close(linger=0)
             self._context.term()
 
     def _watch(self) -> None:
@@ -117,7 +146,8 @@ class Worker:
                     time.sleep(0.2)
                     continue
                 if change is not None:
-                    out.send(b"" if change.atr is None else change.atr)
+                    slot = change.reader or self._config.reader
+                    out.send_multipart([slot.encode("utf-8"), b"" if change.atr is None else change.atr])
         finally:
             out.close(linger=0)
 
@@ -125,28 +155,35 @@ class Worker:
         changed = False
         while True:
             try:
-                atr = self._presence_in.recv(zmq.NOBLOCK)
+                slot, atr = self._presence_in.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return changed
-            self._apply(PresenceChanged(atr or None))
+            name = slot.decode("utf-8")
+            if name not in self._slots:
+                continue
+            if self._long_command is not None:
+                # Identifying the card needs the device, which the keypad command holds: after it.
+                self._deferred_changes.append(PresenceChanged(atr or None, name))
+                continue
+            self._apply(name, PresenceChanged(atr or None, name))
             changed = True
 
-    def _apply(self, change: PresenceChanged) -> None:
+    def _apply(self, name: str, change: PresenceChanged) -> None:
         if change.atr is None:
-            self._card = None
+            self._cards[name] = None
             return
         # A wall-clock session number stays unique across worker restarts, so a broker
         # that replays an old session never mistakes a re-inserted card for the same one.
-        kind, number, card_type = self._identify()
-        self._card = CardPresence(
+        kind, number, card_type = self._identify(self._slots[name])
+        self._cards[name] = CardPresence(
             atr=change.atr.hex().upper(), kind=kind, session=time.time_ns(), card_number=number, card_type=card_type
         )
 
-    def _identify(self) -> tuple[str, str | None, int | None]:
+    def _identify(self, reader: CardReader) -> tuple[str, str | None, int | None]:
         try:
-            with self._reader.transaction():
-                kind = identify(self._reader.transmit)
-                return (kind, *read_card_identity(self._reader.transmit, kind))
+            with reader.transaction():
+                kind = identify(reader.transmit)
+                return (kind, *read_card_identity(reader.transmit, kind))
         except ReaderError as error:
             log.warning("reader %r: could not identify the card: %s", self._config.reader, type(error).__name__)
             return "unknown", None, None
@@ -166,43 +203,107 @@ class Worker:
                 log.info("reader %r: broker says %s", self._config.reader, message.reason)
                 self._running = False
             elif isinstance(message, Request):
-                self._send(self._execute(message))
+                if self._device is not None and message.command in self._device.long_commands \
+                        and self._long_command is None:
+                    self._start_long_command(message)
+                else:
+                    self._send(self._execute(message))
             elif not isinstance(message, Heartbeat):
                 log.warning("dropped an unexpected %s from the broker", type(message).__name__)
 
-    def _execute(self, request: Request) -> Reply:
-        """Run one command; every request gets exactly one reply, whatever the card does."""
+    def _execute(self, request: Request, *, aside: bool = False) -> Reply:
+        """Run one command; every request gets exactly one reply, whatever the card does.
+
+        While a keypad command runs aside, the device is the holder's: anything else is answered at once."""
+        name = request.reader or self._config.reader
         try:
-            if request.command == "ReadPublicData":
-                code, body = self._read_public_data()
+            if name not in self._slots:
+                code, body = int(StatusCode.BAD_PARAMETER), {"message": "this worker does not serve that reader"}
+            elif self._long_command is not None and not aside:
+                code, body = int(StatusCode.NHI_READER_FAILED), {"message": "the reader is waiting for its keypad"}
+            elif request.command == "ReadPublicData":
+                code, body = self._read_public_data(self._slots[name])
             elif request.command == "ControlBackend":
                 code, body = self._control_backend(request.args)
             elif request.command in SESSION_COMMANDS:
-                code, body = self._run_on_session_card(request)
+                code, body = self._run_on_session_card(name, request)
+            elif self._device is not None and request.command in self._device.device_commands():
+                code, body = self._run_device_command(name, request)
             else:
                 code, body = int(StatusCode.BAD_PARAMETER), {"message": f"unknown worker command {request.command!r}"}
         except CardAbsent:
             code, body = int(StatusCode.NO_CARD), {"message": "no card in the reader"}
         except ReaderGone:
             code, body = int(StatusCode.READER_IN_USE_GONE), {"message": "the reader is gone"}
+        except ReaderFault as fault:
+            code, body = fault.code, {"message": fault.message}
         except ReaderError as error:
             code, body = int(StatusCode.PCSC_OTHER_ERROR), {"message": f"PC/SC error: {type(error).__name__}"}
         return Reply(id=request.id, code=code, body=body)
 
-    def _run_on_session_card(self, request: Request) -> tuple[int, dict[str, object]]:
-        """Commands for the card of one insertion (`session`): another card in the reader is not that card."""
-        if self._card is None:
+    def _session_card_problem(self, name: str, request: Request) -> tuple[int, dict[str, object]] | None:
+        card = self._cards.get(name)
+        if card is None:
             return int(StatusCode.NO_CARD), {"message": "no card in the reader"}
-        if request.args.get("session") != self._card.session:
+        if request.args.get("session") != card.session:
             return int(StatusCode.NO_CARD), {"message": "a different card is in the reader"}
-        with self._reader.transaction():
-            return run_session_command(request.command, request.args, self._reader.transmit)
+        return None
 
-    def _read_public_data(self) -> tuple[int, dict[str, object]]:
-        with self._reader.transaction():
-            if not parse_response(self._reader.transmit(select_aid(HC_AID))).ok:
+    def _run_on_session_card(self, name: str, request: Request) -> tuple[int, dict[str, object]]:
+        """Commands for the card of one insertion (`session`): another card in the reader is not that card."""
+        problem = self._session_card_problem(name, request)
+        if problem is not None:
+            return problem
+        reader = self._slots[name]
+        with reader.transaction():
+            return run_session_command(request.command, request.args, reader.transmit)
+
+    def _run_device_command(self, name: str, request: Request) -> tuple[int, dict[str, object]]:
+        """The device's own commands; those that carry a `session` are for that card in that slot."""
+        assert self._device is not None
+        if "session" in request.args:
+            problem = self._session_card_problem(name, request)
+            if problem is not None:
+                return problem
+        return self._device.run_device_command(name, request.command, request.args)
+
+    def _start_long_command(self, request: Request) -> None:
+        """A keypad command may wait a minute for the holder: run it aside, keep reporting, answer when done."""
+
+        def run() -> None:
+            reply = self._execute(request, aside=True)
+            out = self._context.socket(zmq.PAIR)
+            out.connect(self._long_address)
+            try:
+                out.send_multipart(build(reply))
+            finally:
+                out.close(linger=1000)
+
+        self._long_command = threading.Thread(target=run, name="long-command", daemon=True)
+        self._long_command.start()
+
+    def _take_long_replies(self) -> None:
+        while True:
+            try:
+                frames = self._long_in.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if self._long_command is not None:
+                self._long_command.join(timeout=1)
+                self._long_command = None
+            self._send(parse(frames))  # type: ignore[arg-type]
+            deferred, self._deferred_changes = self._deferred_changes, []
+            for change in deferred:
+                assert change.reader is not None
+                self._apply(change.reader, change)
+            if deferred:
+                self._send_status()
+
+    def _read_public_data(self, reader: CardReader) -> tuple[int, dict[str, object]]:
+        with reader.transaction():
+            if not parse_response(reader.transmit(select_aid(HC_AID))).ok:
                 return int(StatusCode.SELECT_APPLICATION_FAILED), {"message": "not a health card"}
-            answer = parse_response(self._reader.transmit(READ_HC_PUBLIC_DATA))
+            answer = parse_response(reader.transmit(READ_HC_PUBLIC_DATA))
         try:
             data = parse_public_data(answer)
         except DataBlockError as error:
@@ -233,19 +334,24 @@ class Worker:
                 self._take_presence_changes()
                 if (self._card is not None) == expect_card:
                     break
-        self._send(self._status())
+        self._send_status()
         return int(StatusCode.OK), {}
 
-    def _status(self) -> WorkerStatus:
-        return WorkerStatus(
-            reader=self._config.reader, backend=self._config.backend, pid=os.getpid(), card=self._card
-        )
+    def _send_status(self) -> None:
+        fault = self._device.fault() if self._device is not None else None
+        for name, card in self._cards.items():
+            self._send(WorkerStatus(reader=name, backend=self._config.backend, pid=os.getpid(), card=card,
+                                    fault=fault))
 
     def _send(self, message: WorkerStatus | Reply) -> None:
         try:
             self._dealer.send_multipart(build(message), zmq.NOBLOCK)
         except zmq.Again:
             pass  # no broker connected right now; the next status report will say it all again
+
+
+def _is_slot_device(reader: object) -> bool:
+    return callable(getattr(reader, "slot_readers", None))
 
 
 def run(config: WorkerConfig) -> None:

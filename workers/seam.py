@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 
 class ReaderError(Exception):
@@ -25,11 +25,21 @@ class ReaderGone(ReaderError):
     """The reader itself disappeared (unplugged, driver gone)."""
 
 
+class ReaderFault(ReaderError):
+    """The reader failed in a way the console has its own code for (1201 port, 1202 NHI reader, 1203 keypad)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 @dataclass(frozen=True, slots=True)
 class PresenceChanged:
-    """A card arrived (`atr` set) or left (`atr` None)."""
+    """A card arrived (`atr` set) or left (`atr` None); `reader` names the slot on a device that has several."""
 
     atr: bytes | None
+    reader: str | None = None
 
 
 class CardReader(Protocol):
@@ -49,7 +59,31 @@ class CardReader(Protocol):
         ...
 
 
-ReaderFactory = Callable[[str], CardReader]
+class SlotDevice(Protocol):
+    """A reader with several card slots and commands of its own: the NHI dedicated reader (SAM, keypad, clock).
+
+    The worker serves each slot as a reader of its own and runs the device's own commands; commands in
+    `long_commands` (a PIN typed on the keypad) run in a thread, so the worker keeps reporting meanwhile.
+    """
+
+    long_commands: frozenset[str]
+
+    def slot_readers(self) -> dict[str, CardReader]: ...
+
+    def wait_for_change(self, timeout: float) -> PresenceChanged | None: ...
+
+    def fault(self) -> int | None:
+        """Why the device cannot be used now (a console code), or None."""
+        ...
+
+    def device_commands(self) -> frozenset[str]: ...
+
+    def run_device_command(self, reader: str, command: str, args: dict[str, Any]) -> tuple[int, dict[str, Any]]: ...
+
+    def close(self) -> None: ...
+
+
+ReaderFactory = Callable[[str], "CardReader | SlotDevice"]
 
 
 def load_backend(path: str) -> ReaderFactory:

@@ -203,3 +203,35 @@ class FrameReader:
             frames.append(Frame(buffer[3], buffer[4], bytes(buffer[HEADER_LENGTH:end])))
             self.frames += 1
             del buffer[:total]
+
+
+@dataclass(frozen=True, slots=True)
+class SlotStatus:
+    """One slot in a STATUS answer: whether a card is in it, how many insertions it has seen, the card's ATR."""
+
+    slot: int
+    present: bool
+    insertions: int
+    atr: bytes
+
+
+class AnswerMalformed(ValueError):
+    """An answer whose payload does not have the layout the doc gives its command."""
+
+
+def parse_slot_statuses(rest: bytes) -> dict[int, SlotStatus]:
+    """STATUS's answer after the status byte: per slot, slot, present, insertions (4, big-endian), ATR length, ATR."""
+    slots: dict[int, SlotStatus] = {}
+    position = 0
+    while position < len(rest):
+        if position + 7 > len(rest):
+            raise AnswerMalformed("a slot entry is cut short")
+        slot, present = rest[position], rest[position + 1]
+        insertions = int.from_bytes(rest[position + 2 : position + 6], "big")
+        length = rest[position + 6]
+        atr = bytes(rest[position + 7 : position + 7 + length])
+        if len(atr) != length or present not in (0, 1) or slot in slots or (present == 1) != bool(atr):
+            raise AnswerMalformed("a slot entry is inconsistent")
+        slots[slot] = SlotStatus(slot, present == 1, insertions, atr)
+        position += 7 + length
+    return slots

@@ -32,8 +32,10 @@ from sim.pki import bench_pki
 BENCH_HOSPITAL_ID = "777777777"
 BENCH_HOSPITAL_NAME = "測試機構"
 BENCH_SAM_ID = "901000000047"
+BENCH_NHI_SAM_ID = "000100000047"
+"""The physical SAM inside the bench's NHI dedicated reader: same hospital as the cloud SAM, its own id."""
 
-__all__ = ["BENCH_HOSPITAL_ID", "BENCH_HOSPITAL_NAME", "BENCH_SAM_ID", "PreparedDc", "prepare"]
+__all__ = ["BENCH_HOSPITAL_ID", "BENCH_HOSPITAL_NAME", "BENCH_NHI_SAM_ID", "BENCH_SAM_ID", "PreparedDc", "prepare"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class PreparedDc:
     """The bench HCA root certificate then its issuing CA certificate, PEM (mode 0644: certificates only)."""
     vhc_issuer: Path
     """The virtual health card issuer's certificate (PEM, 0644): what the console trusts for virtual card tokens."""
+    bench_nhi_sam_file: Path
+    """The bench NHI reader's physical SAM (mode 0600): what `python -m sim.nhi_reader_service` loads."""
 
 
 def prepare(state_dir: Path) -> PreparedDc:
@@ -60,6 +64,9 @@ def prepare(state_dir: Path) -> PreparedDc:
     together cannot both mint the bench SAM. The bench SAM is issued again
     (contract active) only if its file is missing or no longer the SAM the DC
     knows (e.g. the bench reissued `901000000047` through `/sim/v1/CloudSam`).
+    The same holds for the bench NHI reader's physical SAM (`000100000047`,
+    `bench-nhi-sam.sam`): the DC must know it too, because the reader's SAM
+    logs in to the DC exactly as a cloud SAM does.
     `hca-trust.pem` is rewritten only if it is missing or not the bench PKI's
     (`sim.pki`, which each process builds once, in ~50-100 ms). The virtual
     card issuer (`vhc-issuer.key` 0600, `vhc-issuer.pem`) is made only if
@@ -75,18 +82,20 @@ def prepare(state_dir: Path) -> PreparedDc:
         VhcIssuer.ensure(layout)
         state = DcState(layout.database)
         try:
-            if not _bench_sam_file_current(layout, state):
-                file_bytes = issue_cloud_sam(
-                    state, sam_ca, BENCH_SAM_ID, BENCH_HOSPITAL_ID, BENCH_HOSPITAL_NAME, Contract.ACTIVE
-                )
-                write_file(layout.bench_sam_file, file_bytes, 0o600)
+            for sam_id, path in ((BENCH_SAM_ID, layout.bench_sam_file), (BENCH_NHI_SAM_ID, layout.bench_nhi_sam_file)):
+                if not _bench_sam_file_current(state, sam_id, path):
+                    file_bytes = issue_cloud_sam(
+                        state, sam_ca, sam_id, BENCH_HOSPITAL_ID, BENCH_HOSPITAL_NAME, Contract.ACTIVE
+                    )
+                    write_file(path, file_bytes, 0o600)
         finally:
             state.close()
         _ensure_hca_trust(layout)
     finally:
         os.close(descriptor)  # releases the lock
     return PreparedDc(
-        layout.root, layout.ca_cert, layout.bench_sam_file, layout.database, layout.hca_trust, layout.vhc_issuer_cert
+        layout.root, layout.ca_cert, layout.bench_sam_file, layout.database, layout.hca_trust, layout.vhc_issuer_cert,
+        layout.bench_nhi_sam_file,
     )
 
 
@@ -102,15 +111,15 @@ def _ensure_hca_trust(layout: StateDir) -> None:
     write_file(layout.hca_trust, wanted, 0o644)
 
 
-def _bench_sam_file_current(layout: StateDir, state: DcState) -> bool:
-    """Whether `bench-sam.sam` parses and holds the certificate the DC has for the bench SAM."""
-    record = state.sam(BENCH_SAM_ID)
-    if record is None or not layout.bench_sam_file.is_file():
+def _bench_sam_file_current(state: DcState, sam_id: str, path: Path) -> bool:
+    """Whether the SAM file at `path` parses and holds the certificate the DC has for `sam_id`."""
+    record = state.sam(sam_id)
+    if record is None or not path.is_file():
         return False
     try:
-        sam_file = parse_cloud_sam_file(layout.bench_sam_file.read_bytes())
+        sam_file = parse_cloud_sam_file(path.read_bytes())
     except (OSError, CloudSamFileInvalid):
         return False
-    return sam_file.sam_id == BENCH_SAM_ID and sam_file.certificate == x509.load_pem_x509_certificate(
+    return sam_file.sam_id == sam_id and sam_file.certificate == x509.load_pem_x509_certificate(
         record.certificate_pem.encode("ascii")
     )

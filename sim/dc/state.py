@@ -88,6 +88,11 @@ class StateDir:
         return self.root / "bench-sam.sam"
 
     @property
+    def bench_nhi_sam_file(self) -> Path:
+        """The physical SAM inside the bench's NHI dedicated reader (0600: it holds the SAM's private key)."""
+        return self.root / "bench-nhi-sam.sam"
+
+    @property
     def hca_trust(self) -> Path:
         """The bench HCA root and issuing CA certificates (PEM), for the console's HCA trust store."""
         return self.root / "hca-trust.pem"

@@ -9,6 +9,7 @@ card keys. Only the sockets and threads are missing.
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
 import secrets
 from collections import deque
@@ -35,7 +36,12 @@ from sim.pki import bench_pki
 from sim.virtual_hc import card_of_profile, issue_token, make_issuer, new_token_id
 from broker.hca_trust import TrustStore
 from sim.profiles import PROFILES, make_card
-from workers.session_commands import run_session_command
+from sim.nhi_reader import VirtualNhiReader
+from tests.unit.virtual_nhi_link import LinkToVirtualReader
+from workers.card_kind import identify, read_card_identity
+from workers.nhi_reader import NhiReader
+from workers.seam import CardAbsent, ReaderFault
+from workers.session_commands import SESSION_COMMANDS, run_session_command
 
 TAIPEI = datetime.timezone(datetime.timedelta(hours=8))
 BENCH_TIME_NS = 1_790_000_000 * 1_000_000_000
@@ -178,14 +184,20 @@ class FakeDataCenter:
         self._sessions.clear()
 
 
+NHI_PORT = "/dev/ttyNHI0"
+NHI_SAM_ID = "000100000047"
+
+
 class Harness:
-    def __init__(self, *cards: tuple[str, str]) -> None:
+    def __init__(self, *cards: tuple[str, str], serial_ports: tuple[str, ...] = ()) -> None:
         self.clock = ManualClock(wall_ns=BENCH_TIME_NS)
         self.store = MemoryEventStore()
         self.sams = CloudSamStore(None)
         trust = TrustStore.from_pem_bundle(bench_pki().trust_store_pem() + bench_pki().issuing_ca_pem())
         self.core = ConsoleCore(self.store, self.clock, cloud_sams=self.sams, hca_trust=trust,
-                                vhc_issuers=[ISSUER[0].public_key()])
+                                vhc_issuers=[ISSUER[0].public_key()], serial_ports=lambda: list(serial_ports))
+        self.nhi: NhiReader | None = None
+        self.nhi_cards: dict[str, CardPresence | None] = {}
         self.dc = FakeDataCenter(self.clock)
         self.cards: dict[str, VirtualCard] = {}
         self.card_commands: list[tuple[str, str]] = []
@@ -196,6 +208,7 @@ class Harness:
             lambda flow_id, call: self._actions.append(("dc", flow_id, call)),
             self.released.append,
         )
+        self._sessions = itertools.count(1000)
         self.core.import_bench_sam(sam_file_bytes())
         for session, (reader, profile) in enumerate(cards, start=1):
             self.insert(reader, profile, session)
@@ -245,8 +258,52 @@ class Harness:
         assert isinstance(outcome, Reply)
         return outcome.code, outcome.body
 
+    def attach_nhi_reader(self, device: VirtualNhiReader, port: str = NHI_PORT) -> LinkToVirtualReader:
+        """An NHI dedicated reader on `port`, its worker's back-end the real one over an in-memory line."""
+        link = LinkToVirtualReader(device)
+        self.nhi = NhiReader(port, link=link, monotonic=itertools.count().__next__)  # type: ignore[arg-type]
+        self.nhi_cards = {name: None for name in self.nhi.slot_readers()}
+        return link
+
+    def report_nhi(self) -> None:
+        """What the NHI reader's worker does on its presence poll: identify new cards, report every slot."""
+        assert self.nhi is not None
+        slots = self.nhi.slot_readers()
+        while (change := self.nhi.wait_for_change(0)) is not None:
+            assert change.reader is not None
+            presence = None
+            if change.atr is not None:
+                transmit = slots[change.reader].transmit
+                kind = identify(transmit)
+                number, card_type = read_card_identity(transmit, kind)
+                presence = CardPresence(atr=change.atr.hex(), kind=kind, session=next(self._sessions),
+                                        card_number=number, card_type=card_type)
+            self.nhi_cards[change.reader] = presence
+        for name, presence in self.nhi_cards.items():
+            self.core.worker_reported(WorkerStatus(reader=name, backend="nhi", pid=2, card=presence,
+                                                   fault=self.nhi.fault()))
+
+    def _run_on_nhi_reader(self, step: CardStep) -> Reply:
+        """The worker's dispatch for the NHI reader: slot commands on the insertion meant, device commands."""
+        assert self.nhi is not None
+        card = self.nhi_cards.get(step.reader)
+        if "session" in step.args and (card is None or card.session != step.args["session"]):
+            return Reply(id="w", code=int(StatusCode.NO_CARD), body={"message": "no such card"})
+        try:
+            if step.command in SESSION_COMMANDS:
+                code, body = run_session_command(step.command, step.args, self.nhi.slot_readers()[step.reader].transmit)
+            else:
+                code, body = self.nhi.run_device_command(step.reader, step.command, step.args)
+        except ReaderFault as fault:
+            code, body = fault.code, {"message": fault.message}
+        except CardAbsent:
+            code, body = int(StatusCode.NO_CARD), {"message": "no card"}
+        return Reply(id="w", code=code, body=body)
+
     def _run_card(self, step: CardStep) -> Reply:
         self.card_commands.append((step.reader, step.command))
+        if self.nhi is not None and step.reader in self.nhi_cards:
+            return self._run_on_nhi_reader(step)
         reader = self.core.state.readers.get(step.reader)
         card = self.cards.get(step.reader)
         if reader is None or reader.card is None or card is None or reader.card.session != step.args.get("session"):

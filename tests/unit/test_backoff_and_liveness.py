@@ -67,7 +67,7 @@ def test_touch_updates_last_seen_and_names_reader() -> None:
     registry = WorkerRegistry(heartbeat_interval=1.0)
     registry.seen(b"w1", "R", pid=10, now=100.0)
     registry.seen(b"w2", "S", pid=11, now=100.0)
-    assert registry.touch(b"w2", now=105.0) == "S"
+    assert registry.touch(b"w2", now=105.0) == ["S"]
     s_connection = registry.get("S")
     r_connection = registry.get("R")
     assert s_connection is not None and s_connection.last_seen == 105.0
@@ -77,7 +77,7 @@ def test_touch_updates_last_seen_and_names_reader() -> None:
 def test_touch_unknown_identity() -> None:
     registry = WorkerRegistry(heartbeat_interval=1.0)
     registry.seen(b"w1", "R", pid=10, now=100.0)
-    assert registry.touch(b"stranger", now=105.0) is None
+    assert registry.touch(b"stranger", now=105.0) == []
     connection = registry.get("R")
     assert connection is not None and connection.last_seen == 100.0
 
@@ -114,7 +114,7 @@ def test_second_identity_for_same_reader_returns_replaced_connection() -> None:
     replaced = registry.seen(b"new", "R", pid=20, now=2.0)
     assert replaced == WorkerConnection(identity=b"old", reader="R", pid=10, last_seen=1.0)
     assert registry.get("R") == WorkerConnection(identity=b"new", reader="R", pid=20, last_seen=2.0)
-    assert registry.touch(b"old", now=3.0) is None, "the replaced connection no longer counts"
+    assert registry.touch(b"old", now=3.0) == [], "the replaced connection no longer counts"
     assert len(registry.connections()) == 1
 
 
@@ -125,5 +125,5 @@ def test_forget() -> None:
     assert forgotten == WorkerConnection(b"w1", "R", 10, 1.0)
     assert registry.get("R") is None
     assert registry.silent(now=100.0) == []
-    assert registry.touch(b"w1", now=2.0) is None
+    assert registry.touch(b"w1", now=2.0) == []
     assert registry.forget("R") is None

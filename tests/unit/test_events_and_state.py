@@ -32,6 +32,7 @@ from broker.events import (
     Event,
     HcHpcAuthenticated,
     HcNotesUpdated,
+    PhysicalSamIdentified,
     HcPinRejected,
     HcPinRemoved,
     HcPinSet,
@@ -181,6 +182,8 @@ ONE_OF_EACH: list[Event] = [
     VirtualHcExported(),
     VirtualHcExpired(),
     HcNotesUpdated(reader="Reader 0", session=4),
+    PhysicalSamIdentified(port="/dev/ttyUSB0", sam_id="000100000047", hospital_id="777777777",
+                          hospital_name="測試機構", hospital_short_name="測試"),
 ]
 
 
