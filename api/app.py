@@ -11,6 +11,7 @@ from typing import Callable
 
 import falcon
 
+from api.callers import LOCAL_HOSTS, CallerGate
 from api.core_client import CoreClient
 from api.errors import install_error_handling
 from api.middleware import JSON_UTF8, CallIdentity
@@ -49,6 +50,8 @@ from api.resources.settings import (
     AutoDetectedResource,
     CloudSamResource,
     CloudSamsResource,
+    CorsHostResource,
+    CorsResource,
     DefaultReaderResource,
     ReadersResource,
 )
@@ -56,8 +59,14 @@ from api.resources.settings import (
 Mount = Callable[[falcon.App, CoreClient], None]
 
 
-def create_app(core: CoreClient, version: VersionInfo, *, extra_routes: Mount | None = None) -> falcon.App:
-    app = falcon.App(media_type=JSON_UTF8, middleware=[CallIdentity()])
+def create_app(core: CoreClient, version: VersionInfo, *, extra_routes: Mount | None = None,
+               local_hosts: frozenset[str] = LOCAL_HOSTS) -> falcon.App:
+    """`local_hosts`: the names `Host` may carry (this machine's; the address `serve --host` binds, if another)."""
+
+    def allowed_hosts() -> list[str]:
+        return list(core.call("ListCorsHosts").body.get("cors", []))
+
+    app = falcon.App(media_type=JSON_UTF8, middleware=[CallerGate(allowed_hosts, local_hosts), CallIdentity()])
     app.req_options.strip_url_path_trailing_slash = True
     install_error_handling(app, core)
     app.add_route("/api/common/v1/Status", StatusResource(core))
@@ -92,6 +101,8 @@ def create_app(core: CoreClient, version: VersionInfo, *, extra_routes: Mount | 
     app.add_route("/api/settings/v1/PcscReader/Default", DefaultReaderResource(core))
     app.add_route("/api/settings/v1/CloudSam", CloudSamsResource(core))
     app.add_route("/api/settings/v1/CloudSam/{sam_id}", CloudSamResource(core))
+    app.add_route("/api/settings/v1/Cors", CorsResource(core))
+    app.add_route("/api/settings/v1/Cors/{host}", CorsHostResource(core))
     if extra_routes is not None:
         extra_routes(app, core)
     return app
@@ -118,8 +129,10 @@ def get_app() -> falcon.App:
     location = os.environ.get("NHI_CONSOLE_LOCATION") or str(Path(sys.executable).with_name("nhi-console"))
     core = CoreClient(endpoint, timeout=timeout)
     extra = os.environ.get("NHI_CONSOLE_EXTRA_ROUTES")
+    also_local = {name.strip().lower() for name in os.environ.get("NHI_CONSOLE_LOCAL_HOSTS", "").split(",") if name.strip()}
     return create_app(
         core,
         VersionInfo(file_version=installed_version(), location=location),
         extra_routes=load_mount(extra) if extra else None,
+        local_hosts=LOCAL_HOSTS | frozenset(also_local),
     )

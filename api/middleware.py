@@ -27,6 +27,10 @@ class CallIdentity:
     ) -> None:
         if resource is None:
             return
+        answers = hasattr(resource, f"on_{req.method.lower()}")  # otherwise 405 comes first
+        if answers and _has_body(req) and not _is_json(req.content_type):
+            # Checked before the call gets its identity: a body we will not read runs nothing and is not recorded.
+            raise falcon.HTTPUnsupportedMediaType(description="a request body must be application/json")
         call_uuid = str(uuid.uuid4())
         resp.set_header("X-Request-Id", call_uuid)
         if getattr(resource, "recorded", True) and req.path.startswith("/api/"):
@@ -39,3 +43,11 @@ class CallIdentity:
     ) -> None:
         if resp.content_type and resp.content_type.startswith("application/json"):
             resp.content_type = JSON_UTF8
+
+
+def _has_body(req: falcon.Request) -> bool:
+    return bool(req.content_length) or req.get_header("Transfer-Encoding") is not None
+
+
+def _is_json(content_type: str | None) -> bool:
+    return content_type is not None and content_type.split(";", 1)[0].strip().lower() == "application/json"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Union
 
+from broker.cors_hosts import MAX_HOST_LENGTH, NotAHostName, normalize_host
 from broker.mobile_hca import MobileHcaLogin
 
 MAX_RECORD_TAKE = 1000
@@ -308,6 +309,25 @@ class UpdateRealHc:
     NAME: ClassVar[str] = "UpdateRealHc"
 
 
+@dataclass(frozen=True, slots=True)
+class ListCorsHosts:
+    """`GET /api/settings/v1/Cors`; also what the API's caller gate asks (unrecorded) before serving an Origin."""
+
+    NAME: ClassVar[str] = "ListCorsHosts"
+
+
+@dataclass(frozen=True, slots=True)
+class AllowCorsHost:
+    NAME: ClassVar[str] = "AllowCorsHost"
+    host: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveCorsHost:
+    NAME: ClassVar[str] = "RemoveCorsHost"
+    host: str
+
+
 Command = Union[
     GetStateSnapshot, GetStatus, ListRecords, ClearRecords, RecordCall, ListReaders, AutoDetectReader, GetDefaultReader,
     SetDefaultReader, ClearDefaultReader, ReadPublicData, SimListReaders, SimPlugReader, SimUnplugReader,
@@ -315,7 +335,7 @@ Command = Union[
     SignWithSam, ListCloudSams, ImportCloudSam, RemoveCloudSam, ReadHcBasic, SimAdvanceClock,
     VerifyHpcPin, ChangeHpcPin, ResetHpcPin, ReadHpcBasic, LogoutHpc, SignWithHpc, VerifyMobileHca,
     LogoutHc, GetHcPin, VerifyHcPin, SetHcPin, RemoveHcPin, SignWithHc, SignWithHpcHc, VerifyVirtualHc,
-    ReadVirtualHcBasic, ExportVirtualHc, ImportVirtualHc, UpdateRealHc,
+    ReadVirtualHcBasic, ExportVirtualHc, ImportVirtualHc, UpdateRealHc, ListCorsHosts, AllowCorsHost, RemoveCorsHost,
 ]
 
 MAX_READER_NAME = 128
@@ -377,6 +397,13 @@ def _service_type_of(args: dict[str, Any]) -> str:
     if len(value) != 2 or not value.isascii() or not value.isalnum():
         raise BadArguments("serviceType must be 2 ASCII letters or digits")
     return value
+
+
+def _cors_host(args: dict[str, Any], name: str) -> str:
+    try:
+        return normalize_host(_text(args, name, max_length=MAX_HOST_LENGTH + 2))
+    except NotAHostName as error:
+        raise BadArguments(f"{name}: {error}") from None
 
 
 def _service_type(args: dict[str, Any]) -> SignWithSam:
@@ -476,6 +503,9 @@ _PARSERS = {
     LogoutSam.NAME: lambda args: LogoutSam(),
     SignWithSam.NAME: _service_type,
     ListCloudSams.NAME: lambda args: ListCloudSams(),
+    ListCorsHosts.NAME: lambda args: ListCorsHosts(),
+    AllowCorsHost.NAME: lambda args: AllowCorsHost(host=_cors_host(args, "allowHost")),
+    RemoveCorsHost.NAME: lambda args: RemoveCorsHost(host=_cors_host(args, "id")),
     ImportCloudSam.NAME: _import_cloud_sam,
     RemoveCloudSam.NAME: lambda args: RemoveCloudSam(sam_id=_text(args, "samId", max_length=MAX_DEVICE_NAME)),
     ReadHcBasic.NAME: lambda args: ReadHcBasic(),

@@ -21,8 +21,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from broker import events as domain
 from broker.clock import Clock
 from broker.commands import (
+    AllowCorsHost,
     AutoDetectReader,
     BadArguments,
+    ListCorsHosts,
+    RemoveCorsHost,
     ClearDefaultReader,
     ClearRecords,
     Command,
@@ -246,7 +249,22 @@ class ConsoleCore:
             return StatusCode.OK, {"readerName": found}
         if isinstance(command, ReadPublicData):
             return self._read_public_data(command)
+        if isinstance(command, (ListCorsHosts, AllowCorsHost, RemoveCorsHost)):
+            return self._cors_setting(command)
         return self._run_bench(command)
+
+    def _cors_setting(self, command: ListCorsHosts | AllowCorsHost | RemoveCorsHost) -> tuple[int, dict[str, Any]]:
+        """The CORS allow-list: a change is an event, so it is in effect for the very next request."""
+        if isinstance(command, AllowCorsHost):
+            if command.host not in self.state.cors_hosts:
+                self.emit(domain.CorsHostAllowed(host=command.host))
+        elif isinstance(command, RemoveCorsHost):
+            if command.host not in self.state.cors_hosts:
+                return StatusCode.BAD_PARAMETER, {"message": "that host is not on the allow-list"}
+            self.emit(domain.CorsHostRemoved(host=command.host))
+        else:
+            return StatusCode.OK, {"cors": list(self.state.cors_hosts)}
+        return StatusCode.OK, {}
 
     # --- the session: devices, the SAM, card levels -----------------------------------
 

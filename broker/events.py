@@ -132,6 +132,20 @@ class CloudSamRemoved:
 
 
 @dataclass(frozen=True, slots=True)
+class CorsHostAllowed:
+    """`POST /api/settings/v1/Cors`: pages from this host may call the console (effective at once)."""
+
+    VERSION: ClassVar[int] = 1
+    host: str
+
+
+@dataclass(frozen=True, slots=True)
+class CorsHostRemoved:
+    VERSION: ClassVar[int] = 1
+    host: str
+
+
+@dataclass(frozen=True, slots=True)
 class SessionInitialized:
     """`POST /api/common/v1/Initial` opened a device: `sam_type` 1 cloud, 2 physical; `reader` the reader in use."""
 
@@ -418,6 +432,7 @@ Event = Union[
     HpcAuthenticationEnded, MobileHcaLoggedIn, MobileHcaRejected,
     HcPinStateRead, HcPinVerified, HcPinRejected, HcPinSet, HcPinRemoved, HcHpcAuthenticated, VirtualHcVerified,
     VirtualHcRejected, VirtualHcExported, VirtualHcExpired, HcNotesUpdated, PhysicalSamIdentified,
+    CorsHostAllowed, CorsHostRemoved,
 ]
 
 EVENT_TYPES: dict[str, type] = {
@@ -431,6 +446,7 @@ EVENT_TYPES: dict[str, type] = {
         HpcAuthenticationEnded, MobileHcaLoggedIn, MobileHcaRejected,
         HcPinStateRead, HcPinVerified, HcPinRejected, HcPinSet, HcPinRemoved, HcHpcAuthenticated, VirtualHcVerified,
         VirtualHcRejected, VirtualHcExported, VirtualHcExpired, HcNotesUpdated, PhysicalSamIdentified,
+        CorsHostAllowed, CorsHostRemoved,
     )
 }
 

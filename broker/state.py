@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
+from broker.cors_hosts import DEFAULT_CORS_HOSTS
 from broker.events import (
     CallRecordCleared,
     CardAuthenticated,
@@ -31,6 +32,8 @@ from broker.events import (
     SamVerificationFailed,
     SamVerified,
     PhysicalSamIdentified,
+    CorsHostAllowed,
+    CorsHostRemoved,
     SessionFinalized,
     SessionInitialized,
     SimCardPut,
@@ -157,6 +160,8 @@ class ConsoleState:
     """The device the last `Initial` opened: the first one `Initial` without a name tries."""
     clock_offset_seconds: int = 0
     """How far the bench moved the clock forward."""
+    cors_hosts: tuple[str, ...] = DEFAULT_CORS_HOSTS
+    """The CORS allow-list, in the order hosts were added (a fresh installation starts with the defaults)."""
 
 
 def _with_reader(state: ConsoleState, reader: ReaderState) -> ConsoleState:
@@ -357,6 +362,11 @@ def _apply(state: ConsoleState, event: Event) -> ConsoleState:
     staff_state = _apply_staff(state, event)
     if staff_state is not None:
         return staff_state
+    if isinstance(event, CorsHostAllowed):
+        hosts = state.cors_hosts if event.host in state.cors_hosts else (*state.cors_hosts, event.host)
+        return replace(state, cors_hosts=hosts)
+    if isinstance(event, CorsHostRemoved):
+        return replace(state, cors_hosts=tuple(host for host in state.cors_hosts if host != event.host))
     if isinstance(event, ReaderAttached):
         existing = state.readers.get(event.reader)
         card = existing.card if existing else None

@@ -157,6 +157,7 @@ def serve(args: argparse.Namespace) -> int:
         "NHI_CONSOLE_SIM_DC_URL": (dc_url or "") if args.sim else "",
         "NHI_CONSOLE_SIM_DC_CA": str(dc_ca) if args.sim and dc_ca else "",
         "NHI_CONSOLE_SIM_NHI_CONTROL": paths.sim_nhi_control if args.sim else "",
+        "NHI_CONSOLE_LOCAL_HOSTS": args.host or "",
     }
 
     def api_argv(restarted: bool) -> list[str]:

@@ -248,7 +248,8 @@ class BenchNhiReader:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         answer = _ask_nhi_reader(resp, self._control, "describe")
         if answer is not None:
-            resp.media = {"port": answer.get("port"), "plugged": answer.get("plugged"), "slots": answer.get("slots")}
+            resp.media = {"port": answer.get("port"), "plugged": answer.get("plugged"), "slots": answer.get("slots"),
+                          "cardCommands": answer.get("cardCommands")}
 
 
 def _nhi_slot(slot: str) -> str:

@@ -14,6 +14,7 @@ The PIN typed on the keypad goes to the card inside the reader; it is never on t
 
 from __future__ import annotations
 
+import collections
 import datetime
 import json
 import os
@@ -120,8 +121,8 @@ class VirtualNhiReader:
         self._last_key: tuple[int, int] | None = None
         self._last_answer: Frame | None = None
         self._job: _KeypadJob | None = None
-        self.runs: list[int] = []
-        """The CMD of every command actually run (not answered from the cache), for tests."""
+        self.runs: collections.Counter[int] = collections.Counter()
+        """How often each command actually ran (not answered from the cache): for tests, and the bench's count."""
 
     # Bench controls ----------------------------------------------------------------------------------
 
@@ -207,7 +208,7 @@ class VirtualNhiReader:
                 return [answer(frame, STATUS_BUSY)]  # not cached: the running command keeps the cache
             self._last_key = key
             self._last_answer = None
-            self.runs.append(frame.cmd)
+            self.runs[frame.cmd] += 1
             if frame.cmd in (CMD_KEYPAD_VERIFY, CMD_KEYPAD_CHANGE):
                 immediate = self._start_keypad(frame)
                 if immediate is None:

@@ -11,7 +11,7 @@ The control protocol: one msgpack map per request, one per answer.
 
 | request | answer after `{"ok": true}` |
 |---|---|
-| `{"op": "describe"}` | `"port"`: the link, `"plugged"`: bool, `"slots"`: `{"hc": {"profile"} or nil, "hpc": ...}` |
+| `{"op": "describe"}` | `"port"`: the link, `"plugged"`: bool, `"slots"`: `{"hc": {"profile"} or nil, "hpc": ...}`, `"cardCommands"`: how many commands reached its cards or its SAM so far |
 | `{"op": "insert", "slot": "hc"\\|"hpc", "profile": name}` | — (a fresh card; any kind in any slot: a clerk can put the wrong card in) |
 | `{"op": "remove", "slot": "hc"\\|"hpc"}` | — |
 | `{"op": "keypad", "keys": "1-16 digits"}` or `{"op": "keypad", "cancel": true}` | — (queued for the next PIN prompt) |
@@ -45,7 +45,7 @@ from sim.cards.base import VirtualCard
 from sim.nhi_control import SLOT_NAMES, valid_keys
 from sim.nhi_reader import KEYPAD_MAX_DIGITS, PtyNhiReader, VirtualNhiReader
 from sim.profiles import PROFILES, make_card
-from workers.serial_protocol import SLOT_HC, SLOT_HPC
+from workers.serial_protocol import CMD_CLOCK, CMD_INFO, CMD_STATUS, SLOT_HC, SLOT_HPC
 
 SLOTS: dict[str, int] = dict(zip(SLOT_NAMES, (SLOT_HC, SLOT_HPC), strict=True))
 """The slots by the names the controls use: the health card's and the staff card's."""
@@ -104,7 +104,10 @@ class BenchNhiReader:
                 slots[name] = {"profile": inserted[0]}
             else:
                 slots[name] = None
-        return {"port": str(self._reader.link_path), "plugged": self._reader.plugged, "slots": slots}
+        runs = self._reader.device.runs
+        card_commands = sum(count for cmd, count in runs.items() if cmd not in (CMD_STATUS, CMD_INFO, CMD_CLOCK))
+        return {"port": str(self._reader.link_path), "plugged": self._reader.plugged, "slots": slots,
+                "cardCommands": card_commands}
 
     def keypad(self, keys: object, cancel: object) -> None:
         """One keypad entry (digits, then Enter) or Cancel; exactly one of the two. Logs neither the keys nor

@@ -1,4 +1,4 @@
-"""SETTING: the PC/SC reader settings and the cloud SAMs (the Cors settings come with their issue)."""
+"""SETTING: the PC/SC reader settings, the cloud SAMs and the CORS allow-list."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from api.answers import spec_answer
 from api.body import json_object, optional_text_field, text_field
 from api.core_client import CoreClient
 from broker.commands import MAX_CLOUD_SAM_CONTEXT, MAX_READER_NAME
+from broker.cors_hosts import MAX_HOST_LENGTH
 
 
 class ReadersResource:
@@ -73,4 +74,29 @@ class CloudSamResource:
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, sam_id: str) -> None:
         reply = self._core.call("RemoveCloudSam", {"samId": sam_id}, call=req.context.call)
+        resp.media = spec_answer(reply.code, reply.body)
+
+
+class CorsResource:
+    """`GET`/`POST /api/settings/v1/Cors`. Unlike the spec's console, a change needs no restart."""
+
+    def __init__(self, core: CoreClient) -> None:
+        self._core = core
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        reply = self._core.call("ListCorsHosts", call=req.context.call)
+        resp.media = spec_answer(reply.code, reply.body, "cors")
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        host = text_field(json_object(req), "allowHost", max_length=MAX_HOST_LENGTH + 2)
+        reply = self._core.call("AllowCorsHost", {"allowHost": host}, call=req.context.call)
+        resp.media = spec_answer(reply.code, reply.body)
+
+
+class CorsHostResource:
+    def __init__(self, core: CoreClient) -> None:
+        self._core = core
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, host: str) -> None:
+        reply = self._core.call("RemoveCorsHost", {"id": host}, call=req.context.call)
         resp.media = spec_answer(reply.code, reply.body)

@@ -71,7 +71,7 @@ def test_keypad_verify_survives_a_slow_holder_thanks_to_pendings(reader: PtyNhiR
     assert (status, rest) == (STATUS_OK, b"\x90\x00")
     assert elapsed >= 2.0
     assert link.retransmissions == 0
-    assert reader.device.runs.count(CMD_KEYPAD_VERIFY) == 1
+    assert reader.device.runs[CMD_KEYPAD_VERIFY] == 1
 
 
 @pytest.mark.timeout(60)

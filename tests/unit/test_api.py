@@ -56,7 +56,8 @@ def core() -> FakeCore:
 
 @pytest.fixture
 def client(core: FakeCore) -> falcon.testing.TestClient:
-    return falcon.testing.TestClient(create_app(core, VersionInfo("1.2.3", "/opt/nhi-console/bin/nhi-console")))
+    return falcon.testing.TestClient(create_app(core, VersionInfo("1.2.3", "/opt/nhi-console/bin/nhi-console")),
+                                     headers={"Host": "localhost:5066"})
 
 
 def test_status_is_the_spec_object_and_the_call_is_recorded(client: falcon.testing.TestClient, core: FakeCore) -> None:

@@ -28,6 +28,7 @@ def test_command_names() -> None:
         "VerifyHpcPin", "ChangeHpcPin", "ResetHpcPin", "ReadHpcBasic", "LogoutHpc", "SignWithHpc", "VerifyMobileHca",
         "LogoutHc", "GetHcPin", "VerifyHcPin", "SetHcPin", "RemoveHcPin", "SignWithHc", "SignWithHpcHc",
         "VerifyVirtualHc", "ReadVirtualHcBasic", "ExportVirtualHc", "ImportVirtualHc", "UpdateRealHc",
+        "ListCorsHosts", "AllowCorsHost", "RemoveCorsHost",
     }
 
 

@@ -33,6 +33,8 @@ from broker.events import (
     HcHpcAuthenticated,
     HcNotesUpdated,
     PhysicalSamIdentified,
+    CorsHostAllowed,
+    CorsHostRemoved,
     HcPinRejected,
     HcPinRemoved,
     HcPinSet,
@@ -182,6 +184,8 @@ ONE_OF_EACH: list[Event] = [
     VirtualHcExported(),
     VirtualHcExpired(),
     HcNotesUpdated(reader="Reader 0", session=4),
+    CorsHostAllowed(host="medvpn.nhi.gov.tw"),
+    CorsHostRemoved(host="localhost"),
     PhysicalSamIdentified(port="/dev/ttyUSB0", sam_id="000100000047", hospital_id="777777777",
                           hospital_name="測試機構", hospital_short_name="測試"),
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from sim.nhi_control import NhiControlError, NhiReaderControl
 from sim.nhi_reader import PtyNhiReader, VirtualNhiReader
 from sim.nhi_reader_service import BenchNhiReader
 
-DESCRIBED = {"port": "/tmp/ttyNHI0", "plugged": True, "slots": {"hc": {"profile": "hc-basic"}, "hpc": None}}
+DESCRIBED = {"port": "/tmp/ttyNHI0", "plugged": True, "slots": {"hc": {"profile": "hc-basic"}, "hpc": None},
+             "cardCommands": 7}
 
 
 class NoCore:
@@ -48,7 +50,7 @@ class StubControl:
 
 def _app(extra: Any) -> falcon.testing.TestClient:
     return falcon.testing.TestClient(create_app(NoCore(), VersionInfo("1.2.3", "/opt/nhi-console"),  # type: ignore[arg-type]
-                                                extra_routes=extra))
+                                                extra_routes=extra), headers={"Host": "localhost:5066"})
 
 
 @pytest.fixture
@@ -188,7 +190,7 @@ def test_an_empty_setting_means_no_reader_too(monkeypatch: pytest.MonkeyPatch) -
 @pytest.fixture
 def answering() -> Iterator[tuple[str, list[dict[str, Any]], list[bytes]]]:
     """A REP socket on inproc that answers the queued raw answers in turn, and records what it received."""
-    endpoint = f"inproc://nhi-control-test-{id(object())}"
+    endpoint = f"inproc://nhi-control-test-{uuid.uuid4().hex}"  # unique: a closed inproc name may linger
     socket = zmq.Context.instance().socket(zmq.REP)
     socket.bind(endpoint)
     received: list[dict[str, Any]] = []

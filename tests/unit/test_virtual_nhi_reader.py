@@ -241,7 +241,7 @@ def test_same_seq_runs_once(device: VirtualNhiReader) -> None:
     assert again == [first] and first.payload == b"\x00\x63\xc2"
     verifies = [command for command in card.transcript.commands() if command[1:2] == b"\x20"]
     assert len(verifies) == 1
-    assert device.runs.count(CMD_KEYPAD_VERIFY) == 1
+    assert device.runs[CMD_KEYPAD_VERIFY] == 1
     # A TRANSMIT repeated with its SEQ is not sent to the card again either.
     before = len(card.transcript.commands())
     transmit = Frame(78, CMD_TRANSMIT, bytes([SLOT_HC]) + select_aid(HC_AID))

@@ -1,0 +1,115 @@
+"""Who may call: the `Host` check and the CORS allow-list, enforced before routing, so a refused call runs nothing.
+
+Falcon's stock CORS middleware adds its headers after the responder has run and fixes its list at start; a page
+from a host that is not allowed would still have made its card command or setting change happen. Here a request
+whose `Origin` is present and not on the list (`null` included) is answered 403 in the request phase: no route,
+no broker command, no record. The list lives in the broker's state, asked for on each request that carries an
+`Origin` (HIS programs send none and pay nothing), so a change is in effect for the very next request.
+
+`Host` must name this machine: a page on another site whose name was rebound to 127.0.0.1 (DNS rebinding) sends
+its own name, and is refused before anything else.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import urllib.parse
+from typing import Any, Callable, Iterable
+
+import falcon
+
+from api.core_client import CoreUnavailable
+
+log = logging.getLogger(__name__)
+
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+ALLOWED_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
+PREFLIGHT_MAX_AGE = "600"
+
+
+def host_of_header(value: str | None) -> str | None:
+    """The host name in a `Host` header (`localhost:5066`, `[::1]:5066`), lower case; None if malformed."""
+    if not value or len(value) > 300:
+        return None
+    parsed = urllib.parse.urlsplit(f"//{value.strip()}")
+    try:
+        host = parsed.hostname
+        parsed.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        return None
+    if not host or parsed.username is not None or parsed.path or parsed.query:
+        return None
+    return host.rstrip(".")
+
+
+def host_of_origin(origin: str) -> str | None:
+    """The host name of an `Origin` (`https://www.nhi.gov.tw`), lower case; None for `null` or anything else."""
+    parsed = urllib.parse.urlsplit(origin.strip())
+    try:
+        host = parsed.hostname
+        parsed.port  # noqa: B018
+    except ValueError:
+        return None
+    if parsed.scheme not in ("http", "https") or not host or parsed.path not in ("", "/"):
+        return None
+    host = host.rstrip(".")
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
+
+
+def origin_allowed(origin: str, allowed: Iterable[str]) -> bool:
+    host = host_of_origin(origin)
+    return host is not None and host in set(allowed)
+
+
+def _refuse(resp: falcon.Response, status: str, message: str) -> None:
+    resp.status = status
+    resp.media = {"message": message}
+    resp.complete = True  # no routing, no responder: nothing runs
+
+
+class CallerGate:
+    """The request-phase gate; `allowed_hosts` asks the broker for the CORS list."""
+
+    def __init__(self, allowed_hosts: Callable[[], list[str]], local_hosts: frozenset[str] = LOCAL_HOSTS) -> None:
+        self._allowed_hosts = allowed_hosts
+        self._local_hosts = local_hosts
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        host = host_of_header(req.get_header("Host"))
+        if host is None or host not in self._local_hosts:
+            _refuse(resp, falcon.HTTP_421, "the Host header must name this machine (localhost, 127.0.0.1 or [::1])")
+            return
+        origin = req.get_header("Origin")
+        if origin is None:
+            return
+        try:
+            allowed = origin_allowed(origin, self._allowed_hosts())
+        except CoreUnavailable:
+            log.warning("could not check an Origin: the broker is not answering")
+            resp.set_header("Retry-After", "1")
+            _refuse(resp, falcon.HTTP_503, "the console's core is not answering; nothing was done, retry shortly")
+            return
+        if not allowed:
+            _refuse(resp, falcon.HTTP_403, "this page's origin is not on the console's CORS allow-list "
+                                           "(GET /api/settings/v1/Cors); nothing was done")
+            return
+        req.context.cors_origin = origin
+        if req.method == "OPTIONS" and req.get_header("Access-Control-Request-Method") is not None:
+            resp.status = falcon.HTTP_204
+            resp.set_header("Access-Control-Allow-Methods", ALLOWED_METHODS)
+            resp.set_header("Access-Control-Allow-Headers", "Content-Type")
+            resp.set_header("Access-Control-Allow-Private-Network", "true")
+            resp.set_header("Access-Control-Max-Age", PREFLIGHT_MAX_AGE)
+            resp.complete = True
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any,
+                         req_succeeded: bool) -> None:
+        resp.append_header("Vary", "Origin")
+        origin = getattr(req.context, "cors_origin", None)
+        if origin is not None:
+            resp.set_header("Access-Control-Allow-Origin", origin)
+            resp.set_header("Access-Control-Expose-Headers", "X-Request-Id")
