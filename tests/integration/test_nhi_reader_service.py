@@ -139,7 +139,7 @@ def keypad_verify(link: SerialLink, reader: RunningReader, **keypad: object) -> 
 def test_describe_info_sam_and_status(reader: RunningReader, link: SerialLink) -> None:
     assert reader.control.call("describe") == {
         "port": str(reader.link), "plugged": True,
-        "slots": {"hc": {"profile": "hc-basic"}, "hpc": {"profile": "hpc-doctor"}},
+        "slots": {"hc": {"profile": "hc-basic"}, "hpc": {"profile": "hpc-doctor"}}, "cardCommands": 0,
     }
     status, rest = link.call(CMD_INFO)
     assert status == STATUS_OK and json.loads(rest)["slots"] == ["hc", "hpc"] and json.loads(rest)["sam"] is True
@@ -148,6 +148,7 @@ def test_describe_info_sam_and_status(reader: RunningReader, link: SerialLink) -
     assert status == STATUS_OK and (sam["samId"], sam["hospitalId"]) == (BENCH_NHI_SAM_ID, BENCH_HOSPITAL_ID)
     assert sam["certificate"].startswith("-----BEGIN CERTIFICATE-----")
     assert slots_present(link) == {0: True, 1: True}
+    assert reader.control.call("describe")["cardCommands"] == 1, "SAM_INFO reached the SAM; INFO and STATUS did not"
 
 
 @pytest.mark.timeout(90)
