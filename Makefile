@@ -36,6 +36,7 @@ bench: venv
 	$(BIN)/python bench/status_latency.py
 	$(BIN)/python bench/hc_read.py
 	$(BIN)/python bench/eventlog.py
+	$(BIN)/python bench/nhi_reader.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

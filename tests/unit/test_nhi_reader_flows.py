@@ -132,7 +132,7 @@ def test_a_port_that_cannot_be_opened_is_1201_and_starts_nothing(bench: Harness)
     assert bench.core.serial_devices() == set(), "the port's worker is not kept for nothing"
 
 
-def test_a_reader_without_a_sam_is_1300(bench: Harness, device: VirtualNhiReader) -> None:
+def test_a_reader_without_a_sam_is_1300() -> None:
     bare = Harness(serial_ports=(NHI_PORT,))
     bare.attach_nhi_reader(VirtualNhiReader(None))
     assert bare.command("Initialize", {"name": NHI_PORT})[0] == StatusCode.SAM_LEVEL1_FAILED
