@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_PORT ?= 5066
 
-.PHONY: demo test unit integration bench deps venv clean
+.PHONY: demo test unit integration bench fuzz-long deps venv clean
 
 deps:
 	@bash deploy/install-debian-packages.sh
@@ -31,6 +31,11 @@ unit: venv
 
 integration: venv
 	$(BIN)/python -m pytest -q tests/integration
+
+## The long fuzzing run (docs/fuzzing.md): the nightly hypothesis profile, and schemathesis with 1000 examples per operation
+fuzz-long: venv
+	NHI_FUZZ_PROFILE=nightly $(BIN)/python -m pytest -q -o timeout=0 --hypothesis-show-statistics tests/unit -k fuzz
+	NHI_SCHEMATHESIS_EXAMPLES=1000 $(BIN)/python -m pytest -q -s -o timeout=0 tests/integration/test_openapi_conformance.py
 
 bench: venv
 	$(BIN)/python bench/status_latency.py

@@ -15,6 +15,7 @@ from api.callers import LOCAL_HOSTS, CallerGate
 from api.core_client import CoreClient
 from api.errors import install_error_handling
 from api.middleware import JSON_UTF8, CallIdentity
+from api.openapi import build_document
 from api.resources.common import RecordResource, StatusResource, VersionInfo, VersionResource
 from api.resources.health_card import (
     HcBasicResource,
@@ -55,6 +56,7 @@ from api.resources.settings import (
     DefaultReaderResource,
     ReadersResource,
 )
+from api.resources.swagger import OpenApiDocumentResource
 
 Mount = Callable[[falcon.App, CoreClient], None]
 
@@ -68,6 +70,7 @@ def create_app(core: CoreClient, version: VersionInfo, *, extra_routes: Mount | 
 
     app = falcon.App(media_type=JSON_UTF8, middleware=[CallerGate(allowed_hosts, local_hosts), CallIdentity()])
     app.req_options.strip_url_path_trailing_slash = True
+    app.req_options.keep_blank_qs_values = True  # `take=` is a malformed take (400), not a missing one
     install_error_handling(app, core)
     app.add_route("/api/common/v1/Status", StatusResource(core))
     app.add_route("/api/common/v1/Version", VersionResource(core, version))
@@ -105,7 +108,17 @@ def create_app(core: CoreClient, version: VersionInfo, *, extra_routes: Mount | 
     app.add_route("/api/settings/v1/Cors/{host}", CorsHostResource(core))
     if extra_routes is not None:
         extra_routes(app, core)
+    app.add_route("/api/swagger/v1/swagger.json", OpenApiDocumentResource(
+        lambda: build_document(app, title="nhi-console", version=version.file_version, description=API_DESCRIPTION)))
     return app
+
+
+API_DESCRIPTION = (
+    "An open implementation of the NHI card-reader control software 6.0 console's REST API "
+    "(健保卡讀卡機控制軟體 6.0 主控台). Business outcomes are HTTP 200 with the spec's statusCode; "
+    "HTTP errors are for requests the console refused before running anything. "
+    "The BENCH routes exist only under `nhi-console serve --sim`: the cards, SAMs and data center behind them are simulated."
+)
 
 
 def load_mount(path: str) -> Mount:

@@ -8,6 +8,7 @@ from typing import Any
 import falcon
 
 from api.errors import BadRequest
+from broker.commands import CONTROL_CHARACTERS
 from api.middleware import MAX_BODY_BYTES
 
 
@@ -22,6 +23,17 @@ def text_field(body: dict[str, Any], name: str, *, max_length: int = 128) -> str
     value = body.get(name)
     if not isinstance(value, str) or not value or len(value) > max_length:
         raise BadRequest(f"{name} must be a string of 1 to {max_length} characters")
+    if CONTROL_CHARACTERS.search(value):
+        raise BadRequest(f"{name} must not hold control characters")
+    return unicode_text(value, name)
+
+
+def unicode_text(value: str, name: str) -> str:
+    """JSON's `\\ud800` escape decodes to a lone surrogate, which no UTF-8 (nor msgpack) can carry: a 400, not a 500."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(f"{name} is not valid Unicode text (a lone surrogate)") from None
     return value
 
 
@@ -36,6 +48,8 @@ def optional_json_object(req: falcon.Request) -> dict[str, Any]:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise BadRequest("the body is not valid JSON") from None
+    except RecursionError:  # thousands of nested brackets fit in 64 KiB
+        raise BadRequest("the body is nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     return body

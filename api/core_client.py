@@ -3,7 +3,9 @@
 Lazy Pirate style: a request that gets no answer within its timeout closes its
 socket (so a late reply or a queued request can never surface later) and
 raises `CoreUnavailable`.  The client never resends on its own: a command that
-may have run once must not run twice.
+may have run once must not run twice.  A broker that dies holding a request
+(its connection drops) will never answer it, whoever restarts: the request
+fails at once instead of waiting out its timeout (a minute, for a flow).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import uuid
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from broker.protocol import CallMeta, ProtocolError, Reply, Request, build, parse
 
@@ -41,7 +44,7 @@ class CoreClient:
         self._context_pid = -1
         self._context_lock = threading.Lock()
 
-    def _socket(self) -> zmq.Socket:
+    def _socket(self) -> tuple[zmq.Socket, zmq.Socket]:
         with self._context_lock:
             if self._context is None or self._context_pid != os.getpid():
                 # A context inherited across fork is unusable: make ours in this process.
@@ -55,13 +58,17 @@ class CoreClient:
             socket.setsockopt(zmq.IMMEDIATE, 1)  # queue nothing for a broker that is not there
             socket.connect(self._endpoint)
             self._local.socket = socket
-        return socket
+            self._local.monitor = socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        return socket, self._local.monitor
 
     def _discard(self) -> None:
         socket = getattr(self._local, "socket", None)
         if socket is not None:
+            socket.disable_monitor()
+            self._local.monitor.close(linger=0)
             socket.close(linger=0)
             self._local.socket = None
+            self._local.monitor = None
 
     def call(
         self,
@@ -70,11 +77,12 @@ class CoreClient:
         call: CallMeta | None = None,
         timeout: float | None = None,
     ) -> Reply:
-        socket = self._socket()
+        socket, monitor = self._socket()
         request = Request(id=uuid.uuid4().hex, command=command, args=args or {}, call=call)
         if not socket.poll(self._connect_timeout * 1000, zmq.POLLOUT):
             self._discard()
             raise CoreUnavailable("no broker connected")
+        _drain(monitor)  # a connection lost before this request says nothing about it
         try:
             socket.send_multipart(build(request), zmq.NOBLOCK)
         except zmq.Again as error:
@@ -82,11 +90,20 @@ class CoreClient:
             raise CoreUnavailable("broker not accepting requests") from error
         budget_ms = (timeout if timeout is not None else self._timeout) * 1000
         deadline = _now_ms() + budget_ms
+        poller = zmq.Poller()
+        poller.register(socket, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
         while True:
             remaining = deadline - _now_ms()
-            if remaining <= 0 or not socket.poll(remaining, zmq.POLLIN):
+            ready = dict(poller.poll(remaining)) if remaining > 0 else {}
+            if not ready:
                 self._discard()
                 raise CoreUnavailable(f"no answer to {command} within {budget_ms / 1000:.1f}s", delivered=True)
+            if socket not in ready:
+                if _lost_connection(monitor):
+                    self._discard()
+                    raise CoreUnavailable(f"the broker went away before answering {command}", delivered=True)
+                continue
             try:
                 reply = parse(socket.recv_multipart())
             except ProtocolError:
@@ -97,3 +114,16 @@ class CoreClient:
 
 def _now_ms() -> float:
     return time.monotonic() * 1000
+
+
+def _drain(monitor: zmq.Socket) -> None:
+    while monitor.poll(0, zmq.POLLIN):
+        recv_monitor_message(monitor)
+
+
+def _lost_connection(monitor: zmq.Socket) -> bool:
+    """Whether the waiting monitor events include the broker's connection dropping (all of them are read)."""
+    lost = False
+    while monitor.poll(0, zmq.POLLIN):
+        lost = lost or recv_monitor_message(monitor)["event"] == zmq.EVENT_DISCONNECTED
+    return lost

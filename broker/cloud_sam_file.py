@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
@@ -91,7 +91,7 @@ def parse_cloud_sam_file(raw: bytes) -> CloudSamFile:
         raise CloudSamFileInvalid("not a cloud SAM file (wrong header)")
     try:
         document = json.loads(raw[len(MAGIC):].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: nesting too deep
         raise CloudSamFileInvalid("the file's body is not UTF-8 JSON") from None
     if not isinstance(document, dict):
         raise CloudSamFileInvalid("the file's body is not a JSON object")
@@ -105,17 +105,19 @@ def parse_cloud_sam_file(raw: bytes) -> CloudSamFile:
     certificate_pem = _pem(document, "certificate")
     try:
         key = serialization.load_pem_private_key(key_pem, password=None)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):  # UnsupportedAlgorithm: an unknown key type's OID
         raise CloudSamFileInvalid("the file's privateKey is not an unencrypted PEM key") from None
     if not isinstance(key, rsa.RSAPrivateKey) or key.key_size != 2048:
         raise CloudSamFileInvalid("the file's privateKey is not an RSA-2048 key")
     try:
+        # The library parses the key and the subject only when asked: they fail here or not at all.
         certificate = x509.load_pem_x509_certificate(certificate_pem)
-    except ValueError:
+        certificate_key = certificate.public_key()
+        names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except (ValueError, x509.InvalidVersion, UnsupportedAlgorithm):  # InvalidVersion is not a ValueError
         raise CloudSamFileInvalid("the file's certificate is not a PEM X.509 certificate") from None
-    if certificate.public_key().public_numbers() != key.public_key().public_numbers():
+    if certificate_key.public_numbers() != key.public_key().public_numbers():
         raise CloudSamFileInvalid("the file's certificate is not for its key")
-    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if len(names) != 1 or names[0].value != sam_id:
         raise CloudSamFileInvalid("the file's certificate is not issued to its samId")
     return CloudSamFile(sam_id, hospital_id, hospital_name, short_name, key, certificate)

@@ -8,6 +8,8 @@ line, because the broker must not trust any peer.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Union
 
@@ -359,14 +361,19 @@ def _optional_text(args: dict[str, Any], name: str, *, max_length: int) -> str |
     return _text(args, name, max_length=max_length)
 
 
+CONTROL_CHARACTERS = re.compile(r"[\u0000-\u001f\u007f-\u009f]")
+"""C0, DEL and C1: what could forge a log line (a newline, a carriage return, an escape sequence). Names are
+refused for these and nothing else, so that the API's check and its OpenAPI pattern can say exactly the same."""
+
+
 def _text(args: dict[str, Any], name: str, *, max_length: int) -> str:
     if name not in args or args[name] is None:
         raise BadArguments(f"{name} is required")
     value = args[name]
     if not isinstance(value, str):
         raise BadArguments(f"{name} must be a string")
-    if not value or len(value) > max_length or not value.isprintable():
-        raise BadArguments(f"{name} must be 1 to {max_length} printable characters")
+    if not value or len(value) > max_length or CONTROL_CHARACTERS.search(value):
+        raise BadArguments(f"{name} must be 1 to {max_length} characters, none of them a control character")
     return value
 
 

@@ -393,7 +393,7 @@ class ConsoleCore:
             return int(StatusCode.CERTIFICATE_ISSUER_UNTRUSTED)  # no trust store configured: nothing is trusted
         try:
             certificate = x509.load_der_x509_certificate(certificate_der)
-        except ValueError:
+        except (ValueError, x509.InvalidVersion):  # InvalidVersion is not a ValueError
             return int(StatusCode.CERTIFICATE_ISSUER_UNTRUSTED)
         crls = yield from self._current_crls()
         problem = check_certificate(certificate, now=self.now(), trust=self._hca_trust, crls=crls)

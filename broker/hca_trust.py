@@ -111,7 +111,7 @@ class TrustStore:
         """
         try:
             certificates = x509.load_pem_x509_certificates(pem)
-        except ValueError:
+        except (ValueError, x509.InvalidVersion):  # InvalidVersion is not a ValueError
             raise ValueError("the HCA trust bundle holds no PEM certificate, or one that cannot be parsed") from None
         if not certificates:
             raise ValueError("the HCA trust bundle holds no certificate")
@@ -164,7 +164,11 @@ def build_path(
         if links > MAX_PATH_LINKS:
             return None
         child = path[-1]
-        for issuer in trust.candidates_for(child.issuer):
+        try:
+            issuer_name = child.issuer  # parsed on first use: a malformed name raises ValueError here
+        except ValueError:
+            return None  # an unreadable issuer name leads to no issuer
+        for issuer in trust.candidates_for(issuer_name):
             if issuer in path:
                 continue
             constraints = _basic_constraints(issuer)

@@ -85,7 +85,7 @@ def _signed_by_holder(login: MobileHcaLogin) -> x509.Certificate | None:
     try:
         certificate = x509.load_der_x509_certificate(login.certificate_der)
         public_key = certificate.public_key()
-    except (ValueError, TypeError, UnsupportedAlgorithm):
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion):  # InvalidVersion: not a ValueError
         return None
     if not isinstance(public_key, rsa.RSAPublicKey):
         return None

@@ -15,6 +15,8 @@ import os
 import secrets
 from pathlib import Path
 
+from eventlog.durable_files import fsync_directory
+
 KEY_BYTES = 32
 
 
@@ -53,6 +55,7 @@ def load_or_create_key(path: Path) -> bytes:
         os.close(descriptor)
     try:
         os.link(temporary, path)  # never replaces a key another process made first
+        fsync_directory(path.parent)  # a key lost to a power cut would unlink every pseudonym before it
     except FileExistsError:
         pass
     finally:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from broker.cloud_sam_file import CloudSamFile, CloudSamFileInvalid, parse_cloud_sam_file
 from broker.state import PhysicalSamIdentity
+from eventlog.durable_files import fsync_directory
 
 
 @dataclass
@@ -73,6 +74,7 @@ class CloudSamStore:
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(temporary, self._path(sam_id))
+            fsync_directory(self._directory)  # the new name, too, must survive a power cut
         except BaseException:
             try:
                 os.unlink(temporary)

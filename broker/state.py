@@ -448,6 +448,12 @@ def snapshot(state: ConsoleState) -> dict[str, Any]:
         "cloudSams": dict(sorted(state.cloud_sams.items())),
         "lastDevice": state.last_device,
         "clockOffsetSeconds": state.clock_offset_seconds,
+        "corsHosts": list(state.cors_hosts),
+        "physicalSam": None if state.sam.physical is None else {
+            "port": state.sam.physical.port, "samId": state.sam.physical.sam_id,
+            "hospitalId": state.sam.physical.hospital_id, "hospitalName": state.sam.physical.hospital_name,
+            "hospitalShortName": state.sam.physical.hospital_short_name,
+        },
         "cards": {
             "hc": {"reader": state.hc.reader, "session": state.hc.session, "cardRef": state.hc.card_ref},
             "hpc": {"reader": state.hpc.reader, "session": state.hpc.session, "cardRef": state.hpc.card_ref,

@@ -100,7 +100,7 @@ def load_issuers(pem: bytes) -> list[rsa.RSAPublicKey]:
     certificates: list[x509.Certificate] | None
     try:
         certificates = x509.load_pem_x509_certificates(pem)
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):  # InvalidVersion is not a ValueError
         certificates = None
     if certificates is None:
         raise ValueError("the virtual card issuer bundle holds no PEM certificate, or one that cannot be parsed")

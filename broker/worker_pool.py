@@ -4,7 +4,9 @@
 the difference; running it twice in a row does nothing the second time.  A
 worker is either our child (we started it) or adopted (a previous broker
 started it and it re-registered with us after that broker died): both are
-watched through their heartbeats, children also through `poll()`.
+watched through their heartbeats; children also through `poll()`, adopted ones
+through their pid (the supervisor is their parent now), so that a worker's exit
+fails its command in flight at once, whoever started it.
 """
 
 from __future__ import annotations
@@ -62,6 +64,18 @@ def _send_signal(pid: int, signum: int) -> None:
         pass
 
 
+def _has_exited(pid: int) -> bool:
+    """Whether a process that is not our child has ended: gone, or a zombie its parent has not reaped yet."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            state = handle.read().rsplit(b")", 1)[1].split()[:1]
+    except FileNotFoundError:
+        return os.path.isdir("/proc")  # no /proc at all: cannot tell, its heartbeats will
+    except OSError:
+        return False
+    return state in ([b"Z"], [b"X"])
+
+
 REGISTRATION_TIMEOUT = 10.0
 """A new worker that has not reported within this long is hung (in start-up, or opening its reader)."""
 
@@ -88,12 +102,14 @@ class WorkerPool:
         registration_timeout: float = REGISTRATION_TIMEOUT,
         spawn: Callable[[list[str]], WorkerProcess] = _spawn_process,
         send_signal: Callable[[int, int], None] = _send_signal,
+        has_exited: Callable[[int], bool] = _has_exited,
     ) -> None:
         self._endpoint = endpoint
         self._registry = registry
         self._registration_timeout = registration_timeout
         self._spawn_process = spawn
         self._signal = send_signal
+        self._has_exited = has_exited
         self._children: dict[str, _Child] = {}
         self._slots: dict[str, _ReaderSlot] = {}
         self._adopt_until = adopt_until
@@ -111,6 +127,14 @@ class WorkerPool:
                     self._registry.forget(reader)
                 lost.append((reader, f"worker exited with {code}"))
                 self._schedule_restart(reader, now - child.started, now)
+        ours = {child.process.pid for child in self._children.values()}
+        for connection in self._registry.connections():
+            if connection.pid not in ours and self._has_exited(connection.pid):
+                # Adopted (or a dead child's companion reader): not ours to poll, so not left to the heartbeats.
+                self._registry.forget(connection.reader)
+                if connection.reader not in [reader for reader, _ in lost]:
+                    lost.append((connection.reader, "worker exited"))
+                self._schedule_restart(connection.reader, 0.0, now)
         for reader, child in list(self._children.items()):
             connection = self._registry.get(reader)
             registered = connection is not None and connection.pid == child.process.pid

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from broker.backoff import RestartBackoff
 from deploy.log_cli import add_log_commands
 from deploy.paths import console_paths, default_data_dir, prepare
 from deploy.status_table import render_status_table
@@ -164,7 +165,7 @@ def serve(args: argparse.Namespace) -> int:
         return [sys.executable, "-m", "gunicorn", "--config", "python:deploy.gunicorn_conf", "api.app:get_app()"]
 
     children += [ChildSpec("broker", broker_argv), ChildSpec("api", api_argv, api_env)]
-    supervisor = Supervisor(children)
+    supervisor = Supervisor(children, restart_backoff=lambda: RestartBackoff(maximum=args.restart_backoff_max))
     mode = " with the simulation bench" if args.sim else ""
     logging.getLogger(__name__).info(
         "serving https://localhost:%d%s; data in %s; CA certificate %s", args.port, mode, paths.data_dir, tls.ca_cert
@@ -225,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--seal-max-age-days", type=float, default=365.0,
                               help="seal log rows older than this into an archive")
     serve_parser.add_argument("--seal-check-interval", type=float, default=60.0, help=argparse.SUPPRESS)
+    # The longest wait before restarting a broker or API that keeps dying: a crash-safety test kills the broker
+    # dozens of times in a minute, which the production pace (up to 5 s) would stretch to minutes.
+    serve_parser.add_argument("--restart-backoff-max", type=float, default=RestartBackoff.maximum,
+                              help=argparse.SUPPRESS)
     serve_parser.add_argument("--dc-url", default=None,
                               help="a data center speaking docs/dc-protocol.md (with --sim: the bench's simulator)")
     serve_parser.add_argument("--dc-ca", type=Path, default=None, help="CA certificate file for the DC's TLS")

@@ -14,7 +14,10 @@ worker_class = "gthread"
 workers = int(os.environ.get("NHI_CONSOLE_API_PROCESSES", "2"))
 threads = int(os.environ.get("NHI_CONSOLE_API_THREADS", "16"))
 keepalive = 75
-timeout = 30
+timeout = int(os.environ.get("NHI_CONSOLE_GUNICORN_TIMEOUT", "30"))
+"""Seconds without a heartbeat of a worker's main loop before the arbiter kills it; a request waiting on a
+keypad (up to 120 s) waits in a thread and does not stop the heartbeat. Settable so that a test can make it
+short and show exactly that (tests/integration/test_long_keypad_wait.py)."""
 graceful_timeout = 5
 preload_app = False  # each process makes its own ZeroMQ context after the fork
 proc_name = "nhi-console-api"

@@ -65,8 +65,11 @@ class _Running:
 
 
 class Supervisor:
-    def __init__(self, specs: list[ChildSpec], stop_grace: float = 10.0) -> None:
-        self._children = [_Running(spec) for spec in specs]
+    def __init__(
+        self, specs: list[ChildSpec], stop_grace: float = 10.0,
+        restart_backoff: Callable[[], RestartBackoff] = RestartBackoff,
+    ) -> None:
+        self._children = [_Running(spec, backoff=restart_backoff()) for spec in specs]
         self._stop_grace = stop_grace
         self._stopping = False
         self._wake_read, self._wake_write = os.pipe()

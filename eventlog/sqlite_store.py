@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Final, Iterator, Literal
 
 from eventlog import chain
+from eventlog.durable_files import fsync_directory, fsync_file
 from eventlog.store import CallRecord, SegmentInfo, StoredEvent
 from eventlog.timestamps import format_record_timestamp
 
@@ -417,9 +418,9 @@ class SqliteEventStore:
             temp.unlink(missing_ok=True)
             raise
         arc.close()
-        _fsync_file(temp)
+        fsync_file(temp)
         os.replace(temp, final)
-        _fsync_dir(archive_dir)
+        fsync_directory(archive_dir)
         return final
 
     def _register_segment(self, plan: _SegmentPlan, archive: Path) -> SegmentInfo:
@@ -697,27 +698,6 @@ def _migrate_v1(conn: sqlite3.Connection) -> None:
         conn.execute(f"DROP TABLE {old}")
         conn.execute("INSERT INTO chain_heads (name, seq, hash) VALUES (?, ?, ?)", (name, seq, prev))
 
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make the rename durable; not possible (nor needed) on Windows."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 def _check_payload(payload: bytes) -> None:
     """A str payload would be stored as TEXT and come back as str: refuse it up front."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,9 @@ import falcon
 from api.body import json_object, text_field
 from api.core_client import CoreClient
 from api.errors import BadRequest
-from broker.commands import MAX_READER_NAME
+from api.formats import Schema, digits, name_text, text
+from api.operations import Operation, documented
+from broker.commands import CONTROL_CHARACTERS, MAX_READER_NAME
 from broker.protocol import Reply
 from sim.dc_control import DcControl, DcControlError
 from sim.mobile_hca import format_login_time, login_body
@@ -25,6 +28,22 @@ from sim.nhi_control import KEYPAD_MAX_DIGITS, SLOT_NAMES, NhiControlError, NhiR
 from sim.profiles import PROFILES
 
 CARD_COMMAND_TIMEOUT = 15.0
+LOGIN_DATE_TIME = re.compile(r"^[ -~]{1,20}$")
+"""What the app signs is ASCII (broker.mobile_hca.signed_text): the bench signs nothing else."""
+
+BENCH = "BENCH (--sim only)"
+BENCH_ERRORS = (400, 404, 502)
+NOTHING: Schema = {"type": "object", "additionalProperties": False, "properties": {}}
+PROFILE_NAME: Schema = {"type": "string", "enum": sorted(PROFILES)}
+STAFF_PROFILE_NAME: Schema = {"type": "string", "enum": sorted(name for name, p in PROFILES.items() if p.kind == "hpc")}
+HEALTH_PROFILE_NAME: Schema = {"type": "string", "enum": sorted(name for name, p in PROFILES.items() if p.kind == "hc")}
+NHI_SLOT: Schema = {"type": "string", "enum": list(SLOT_NAMES)}
+CARD_OF: Schema = {"type": ["object", "null"], "required": ["profile"], "properties": {"profile": text()}}
+
+
+def bench_operation(summary: str, *, answer: Schema = NOTHING, **details: Any) -> Operation:
+    """A bench control: its own answer shape (not the spec's envelope), errors 400/404/502 with a message."""
+    return Operation(summary, BENCH, answer_schema=answer, errors=BENCH_ERRORS, **details)
 
 
 def _answer(resp: falcon.Response, reply: Reply, **success: Any) -> None:
@@ -42,16 +61,38 @@ def _profile(body: dict[str, Any]) -> str:
     return profile
 
 
+SIM_READERS = bench_operation("The bench's virtual PC/SC readers and their cards", answer={
+    "type": "object", "required": ["readers"],
+    "properties": {"readers": {"type": "array", "items": {
+        "type": "object", "required": ["name", "card"], "properties": {"name": text(), "card": CARD_OF}}}},
+})
+
+
+SIM_PLUG_READER = bench_operation("Plug in a new empty virtual reader", body={"name": name_text(MAX_READER_NAME)}, required=("name",))
+
+
+SIM_UNPLUG_READER = bench_operation("Unplug a virtual reader")
+
+
+def _reader_name(name: str) -> str:
+    """A path's reader name that no reader can have is a reader that is not there: 404, like any other."""
+    if not 0 < len(name) <= MAX_READER_NAME or CONTROL_CHARACTERS.search(name):
+        raise falcon.HTTPNotFound(description="no such reader")
+    return name
+
+
 class BenchReaders:
     recorded = False
 
     def __init__(self, core: CoreClient) -> None:
         self._core = core
 
+    @documented(SIM_READERS)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         reply = self._core.call("SimListReaders")
         _answer(resp, reply, readers=reply.body.get("readers", []))
 
+    @documented(SIM_PLUG_READER)
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         name = text_field(json_object(req), "name", max_length=MAX_READER_NAME)
         _answer(resp, self._core.call("SimPlugReader", {"reader": name}))
@@ -63,8 +104,15 @@ class BenchReader:
     def __init__(self, core: CoreClient) -> None:
         self._core = core
 
+    @documented(SIM_UNPLUG_READER)
     def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        _answer(resp, self._core.call("SimUnplugReader", {"reader": name}))
+        _answer(resp, self._core.call("SimUnplugReader", {"reader": _reader_name(name)}))
+
+
+SIM_PUT_CARD = bench_operation("Insert a fresh card of a profile (replacing any)", body={"profile": PROFILE_NAME}, required=("profile",))
+
+
+SIM_TAKE_CARD = bench_operation("Remove the card")
 
 
 class BenchCard:
@@ -73,18 +121,29 @@ class BenchCard:
     def __init__(self, core: CoreClient) -> None:
         self._core = core
 
+    @documented(SIM_PUT_CARD)
     def on_put(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         profile = _profile(json_object(req))
-        reply = self._core.call("SimPutCard", {"reader": name, "profile": profile}, timeout=CARD_COMMAND_TIMEOUT)
+        reply = self._core.call("SimPutCard", {"reader": _reader_name(name), "profile": profile}, timeout=CARD_COMMAND_TIMEOUT)
         _answer(resp, reply)
 
+    @documented(SIM_TAKE_CARD)
     def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        _answer(resp, self._core.call("SimTakeCard", {"reader": name}, timeout=CARD_COMMAND_TIMEOUT))
+        _answer(resp, self._core.call("SimTakeCard", {"reader": _reader_name(name)}, timeout=CARD_COMMAND_TIMEOUT))
+
+
+SIM_PROFILES = bench_operation("The bench's card profiles", answer={
+    "type": "object", "required": ["profiles"],
+    "properties": {"profiles": {"type": "array", "items": {
+        "type": "object", "required": ["name", "kind", "description"],
+        "properties": {"name": text(), "kind": {"enum": ["hc", "hpc"]}, "description": text()}}}},
+})
 
 
 class BenchProfiles:
     recorded = False
 
+    @documented(SIM_PROFILES)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = {
             "profiles": [
@@ -108,6 +167,16 @@ def _pass_on(resp: falcon.Response, control: DcControl | None, path: str, body: 
         return None
 
 
+SIM_CLOUD_SAM = bench_operation(
+    "A new cloud SAM file, registered at the DC simulator", answer={
+        "type": "object", "required": ["cloudSamContext"], "properties": {"cloudSamContext": text()}},
+    body={"samId": text(pattern="^[0-9]{12}$"), "hospitalId": text(pattern="^[0-9A-Za-z]{1,10}$"),
+          "hospitalName": name_text(64, nullable=True),
+          "contract": {"type": "string", "enum": ["active", "expired", "suspended", "revoked"]}},
+    required=("samId", "hospitalId", "contract"),
+)
+
+
 class BenchCloudSam:
     """A new cloud SAM file, registered at the DC simulator with the contract state asked for."""
 
@@ -116,10 +185,19 @@ class BenchCloudSam:
     def __init__(self, control: DcControl | None) -> None:
         self._control = control
 
+    @documented(SIM_CLOUD_SAM)
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         answer = _pass_on(resp, self._control, "CloudSam", json_object(req))
         if answer is not None:
             resp.media = {"cloudSamContext": answer["cloudSamContext"]}
+
+
+SIM_DC_FAULTS = bench_operation(
+    "The next count DC calls fail that way", body={
+        "statusCode": {"type": "integer", "enum": [1700, 1702, 1703]},
+        "count": {"type": "integer", "minimum": 1, "maximum": 1000}},
+    required=("statusCode", "count"),
+)
 
 
 class BenchDcFaults:
@@ -128,9 +206,19 @@ class BenchDcFaults:
     def __init__(self, control: DcControl | None) -> None:
         self._control = control
 
+    @documented(SIM_DC_FAULTS)
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         if _pass_on(resp, self._control, "Faults", json_object(req)) is not None:
             resp.media = {}
+
+
+SIM_CLOCK = bench_operation(
+    "Move the console's and the DC's clocks forward", answer={
+        "type": "object", "required": ["serverTime", "consoleTime"],
+        "properties": {"serverTime": text(), "consoleTime": text()}},
+    body={"advanceSeconds": {"type": "integer", "minimum": 0, "maximum": 10 * 366 * 86400}},
+    required=("advanceSeconds",),
+)
 
 
 class BenchClock:
@@ -142,13 +230,26 @@ class BenchClock:
         self._core = core
         self._control = control
 
+    @documented(SIM_CLOCK)
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = json_object(req)
         answer = _pass_on(resp, self._control, "Clock", body)
         if answer is None:
             return
-        reply = self._core.call("SimAdvanceClock", {"advanceSeconds": body.get("advanceSeconds")})
+        # The DC accepted it, so it is an integral number in range (3.0 included): the console gets the same int.
+        reply = self._core.call("SimAdvanceClock", {"advanceSeconds": int(body["advanceSeconds"])})
         _answer(resp, reply, serverTime=answer.get("serverTime"), consoleTime=reply.body.get("consoleTime"))
+
+
+SIM_VIRTUAL_HC_TOKEN = bench_operation(
+    "A virtual health card token for a profile", answer={
+        "type": "object", "required": ["token"], "properties": {"token": text()}},
+    body={"profile": HEALTH_PROFILE_NAME,
+          "expiresIn": {"type": ["integer", "null"], "minimum": 1, "maximum": 10 * 366 * 86400},
+          "maxUses": {"type": ["integer", "null"], "minimum": 1, "maximum": 1000},
+          "hospitalId": text(pattern="^[0-9A-Za-z]{1,10}$", nullable=True)},
+    required=("profile",),
+)
 
 
 class BenchVirtualHcToken:
@@ -159,10 +260,20 @@ class BenchVirtualHcToken:
     def __init__(self, control: DcControl | None) -> None:
         self._control = control
 
+    @documented(SIM_VIRTUAL_HC_TOKEN)
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         answer = _pass_on(resp, self._control, "VirtualHc/Token", json_object(req))
         if answer is not None:
             resp.media = {"token": answer["token"]}
+
+
+SIM_MOBILE_HCA_LOGIN = bench_operation(
+    "A mobile HCA login body signed by that staff member's key", answer={
+        "type": "object", "required": ["idNo", "hospitalId", "loginDateTime", "signatureCertificate", "signature"]},
+    body={"profile": STAFF_PROFILE_NAME, "hospitalId": name_text(10),
+          "loginDateTime": text(pattern=LOGIN_DATE_TIME.pattern, nullable=True)},
+    required=("profile", "hospitalId"),
+)
 
 
 class BenchMobileHcaLogin:
@@ -173,6 +284,7 @@ class BenchMobileHcaLogin:
     def __init__(self, core: CoreClient) -> None:
         self._core = core
 
+    @documented(SIM_MOBILE_HCA_LOGIN)
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = json_object(req)
         profile = _profile(body)
@@ -184,8 +296,8 @@ class BenchMobileHcaLogin:
             reply = self._core.call("SimAdvanceClock", {"advanceSeconds": 0})  # the console's clock, bench offset included
             now = datetime.datetime.fromisoformat(reply.body["consoleTime"])
             moment = format_login_time(now)
-        elif not isinstance(moment, str) or len(moment) > 20:
-            raise falcon.HTTPBadRequest(description="loginDateTime must be a string of at most 20 characters")
+        elif not isinstance(moment, str) or not LOGIN_DATE_TIME.fullmatch(moment):
+            raise falcon.HTTPBadRequest(description="loginDateTime must be 1 to 20 printable ASCII characters")
         resp.media = login_body(profile, hospital_id, moment)
 
 
@@ -209,6 +321,16 @@ def _no_nhi_reader(resp: falcon.Response) -> None:
     resp.media = {"message": "no bench NHI reader is running"}
 
 
+SIM_KEYPAD = bench_operation(
+    "Keypad input for the NHI reader's next PIN prompt", body_schema={"oneOf": [
+        {"type": "object", "required": ["keys"], "properties": {"keys": digits(1, KEYPAD_MAX_DIGITS)},
+         "not": {"required": ["cancel"]}},
+        {"type": "object", "required": ["cancel"], "properties": {"cancel": {"const": True}},
+         "not": {"required": ["keys"]}},
+    ]},
+)
+
+
 class BenchKeypad:
     """Keypad input for the bench NHI reader's next PIN prompt (sim-control.md). The keys are a PIN: they are
     checked here, passed on, and never echoed, logged or recorded."""
@@ -218,6 +340,7 @@ class BenchKeypad:
     def __init__(self, control: NhiReaderControl | None) -> None:
         self._control = control
 
+    @documented(SIM_KEYPAD)
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         if self._control is None:
             return _no_nhi_reader(resp)
@@ -237,6 +360,13 @@ class BenchKeypad:
             resp.media = {}
 
 
+SIM_NHI_READER = bench_operation("What the bench NHI reader holds, and whether its cable is in", answer={
+    "type": "object", "required": ["port", "plugged", "slots", "cardCommands"],
+    "properties": {"port": text(), "plugged": {"type": "boolean"}, "cardCommands": {"type": "integer"},
+                   "slots": {"type": "object", "properties": {"hc": CARD_OF, "hpc": CARD_OF}}},
+})
+
+
 class BenchNhiReader:
     """What the bench NHI reader holds and whether its cable is in."""
 
@@ -245,6 +375,7 @@ class BenchNhiReader:
     def __init__(self, control: NhiReaderControl | None) -> None:
         self._control = control
 
+    @documented(SIM_NHI_READER)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         answer = _ask_nhi_reader(resp, self._control, "describe")
         if answer is not None:
@@ -258,6 +389,12 @@ def _nhi_slot(slot: str) -> str:
     return slot
 
 
+SIM_NHI_PUT_CARD = bench_operation("Insert a fresh card into a slot", body={"profile": PROFILE_NAME}, required=("profile",), path={"slot": NHI_SLOT})
+
+
+SIM_NHI_TAKE_CARD = bench_operation("Remove the card from a slot", path={"slot": NHI_SLOT})
+
+
 class BenchNhiCard:
     """A fresh card of any profile in either slot (a clerk can put a staff card in the health card's slot)."""
 
@@ -266,6 +403,7 @@ class BenchNhiCard:
     def __init__(self, control: NhiReaderControl | None) -> None:
         self._control = control
 
+    @documented(SIM_NHI_PUT_CARD)
     def on_put(self, req: falcon.Request, resp: falcon.Response, slot: str) -> None:
         if self._control is None:
             return _no_nhi_reader(resp)
@@ -274,12 +412,16 @@ class BenchNhiCard:
         if _ask_nhi_reader(resp, self._control, "insert", slot=slot, profile=profile) is not None:
             resp.media = {}
 
+    @documented(SIM_NHI_TAKE_CARD)
     def on_delete(self, req: falcon.Request, resp: falcon.Response, slot: str) -> None:
         if self._control is None:
             return _no_nhi_reader(resp)
         _nhi_slot(slot)
         if _ask_nhi_reader(resp, self._control, "remove", slot=slot) is not None:
             resp.media = {}
+
+
+SIM_NHI_CABLE = bench_operation("Pull out the bench NHI reader cable, or put it back (a replug restarts it)")
 
 
 class BenchNhiCable:
@@ -291,6 +433,7 @@ class BenchNhiCable:
         self._control = control
         self._op = op
 
+    @documented(SIM_NHI_CABLE)
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         if _ask_nhi_reader(resp, self._control, self._op) is not None:
             resp.media = {}

@@ -1,13 +1,37 @@
 #!/usr/bin/env bash
 # The whole suite, as `make test` and CI run it. pytest's exit code 5 ("no tests
 # collected") would otherwise pass silently: here it fails loudly.
+#
+# pytest's output is kept in test-artifacts/pytest-output.txt, and once pytest has
+# exited that file and the JUnit report are searched for the PINs, PUKs and tokens
+# the tests typed (tests/scan_secrets.py): a find fails the run. The tokens made
+# during the run reach the scan through a temporary file of ours, removed on exit.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p test-artifacts
-.venv/bin/python -m pytest -ra --junitxml=test-artifacts/junit.xml "$@"
-status=$?
+remembered="$(mktemp)"
+trap 'rm -f "$remembered"' EXIT
+color=()
+if [ -t 1 ]; then color=(--color=yes); fi  # pytest sees a pipe, not the terminal
+NHI_TEST_REMEMBERED_SECRETS="$remembered" .venv/bin/python -m pytest -ra "${color[@]}" \
+  --junitxml=test-artifacts/junit.xml "$@" 2>&1 | tee test-artifacts/pytest-output.txt
+statuses=("${PIPESTATUS[@]}")
+status="${statuses[0]}"
+if [ "${statuses[1]}" -ne 0 ]; then
+  echo "could not keep pytest's output in test-artifacts/pytest-output.txt" >&2
+  exit 1
+fi
+.venv/bin/python -m tests.scan_secrets --remembered "$remembered" \
+  test-artifacts/pytest-output.txt test-artifacts/junit.xml
+scan=$?
 if [ "$status" -eq 5 ]; then
   echo "pytest collected no tests: that is a failure, not a pass" >&2
   exit 1
 fi
-exit "$status"
+if [ "$status" -ne 0 ]; then
+  exit "$status"
+fi
+if [ "$scan" -ne 0 ]; then
+  exit 1
+fi
+exit 0

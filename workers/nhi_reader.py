@@ -218,8 +218,12 @@ class NhiReader:
         raise ReaderFault(code, _STATUS_MESSAGES.get(status, f"the reader answered status {status:02X}"))
 
     def transmit(self, slot: int, apdu: bytes) -> bytes:
-        return self._call(CMD_TRANSMIT, bytes([slot]) + apdu,
-                          failures={STATUS_CARD_ERROR: int(StatusCode.PCSC_OTHER_ERROR)})
+        answer = self._call(CMD_TRANSMIT, bytes([slot]) + apdu,
+                            failures={STATUS_CARD_ERROR: int(StatusCode.PCSC_OTHER_ERROR)})
+        if len(answer) < 2:
+            # The seam promises data + SW1 SW2, and the card modules parse nothing shorter (as pcsc_reader).
+            raise ReaderFault(int(StatusCode.NHI_READER_FAILED), "the reader's answer to an APDU has no status word")
+        return answer
 
     def run_device_command(self, reader: str, command: str, args: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         slot = self._slot_by_name[reader]
@@ -261,7 +265,7 @@ class NhiReader:
         try:
             document = json.loads(raw.decode("utf-8"))
             info = {key: document[key] for key in ("samId", "hospitalId", "hospitalName", "hospitalShortName")}
-        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, KeyError, TypeError):
             return int(StatusCode.SAM_LEVEL1_FAILED), {"message": "the reader's SAM answer is malformed"}
         if not all(isinstance(value, str) for value in info.values()) \
                 or not (len(info["samId"]) == 12 and info["samId"].isdigit()):

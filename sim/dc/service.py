@@ -58,6 +58,7 @@ TRANSFER_SECRET_BYTES = 32
 NOTES_FORMAT = "NHI-SIM-NOTES v1 {card_number} {date}"
 """`RealHc/Notes`'s answer, as ASCII: deterministic, so the bench's tests can compare what a card got."""
 
+_CONTROLS = re.compile(r"[\u0000-\u001f\u007f-\u009f]")  # as the console's own names (broker.commands)
 _SAM_ID = re.compile(r"^[0-9]{12}\Z")  # [0-9] and \Z: no other digits, no trailing newline
 _HOSPITAL_ID = re.compile(r"^[0-9A-Za-z]{1,10}\Z")
 _CARD_NUMBER = re.compile(r"^[0-9]{12}\Z")
@@ -158,8 +159,14 @@ def _base64(document: Json, name: str, shortest: int, longest: int) -> bytes:
 def _integer(
     document: Json, name: str, lowest: int, highest: int, refuse: Callable[[str], NoReturn] | None = None
 ) -> int:
-    """A JSON integer in range (not a bool, not `3.0`); refused by `refuse`, by default as a bench control's 400."""
+    """A JSON integer in range, not a bool; refused by `refuse`, by default as a bench control's 400.
+
+    `3.0` counts as 3: JSON has one number type, and JSON Schema calls 3.0 an integer, so a client
+    generated from the OpenAPI document may well send it.
+    """
     value = document.get(name)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= highest:
         message = f"{name} must be an integer from {lowest} to {highest}"
         if refuse is None:
@@ -442,8 +449,8 @@ class DcService:
         sam_id = _text(document, "samId", _SAM_ID, refuse)
         hospital_id = _text(document, "hospitalId", _HOSPITAL_ID, refuse)
         name = document.get("hospitalName")
-        if name is not None and (not isinstance(name, str) or not 1 <= len(name) <= 64 or not name.isprintable()):
-            refuse("hospitalName must be 1 to 64 printable characters")
+        if name is not None and (not isinstance(name, str) or not 1 <= len(name) <= 64 or _CONTROLS.search(name)):
+            refuse("hospitalName must be 1 to 64 characters, none of them a control character")
         contract = document.get("contract")
         if contract not in tuple(Contract):
             refuse("contract must be one of " + ", ".join(Contract))

@@ -26,6 +26,7 @@ class SentCommand:
     command: str
     args: dict[str, Any]
     call: CallMeta | None
+    timeout: float | None = None
 
 
 @dataclass
@@ -37,7 +38,7 @@ class FakeCore:
 
     def call(self, command: str, args: dict[str, Any] | None = None, call: CallMeta | None = None,
              timeout: float | None = None) -> Reply:
-        self.sent.append(SentCommand(command, args or {}, call))
+        self.sent.append(SentCommand(command, args or {}, call, timeout))
         if self.unavailable:
             raise CoreUnavailable("down", delivered=self.delivered)
         return self.replies.get(command, Reply(id="r", code=0, body={}))
@@ -173,3 +174,16 @@ def test_a_call_the_broker_took_but_did_not_answer_is_503_without_retry_after(
 def test_a_broker_failure_code_is_passed_through(core: FakeCore, client: falcon.testing.TestClient) -> None:
     core.replies["GetStatus"] = Reply(id="r", code=1704, body={"message": "skip must be 0 or more"})
     assert client.simulate_get("/api/common/v1/Status").json == {"statusCode": 1704, "message": "skip must be 0 or more"}
+
+
+def test_a_pin_call_waits_for_the_keypad_on_top_of_the_flow(client: falcon.testing.TestClient, core: FakeCore) -> None:
+    """On an NHI reader the holder types the PIN: the API must outwait the broker's keypad step, or it would
+    answer 1099 while the holder is still typing (and the card then verified behind the client's back)."""
+    from api.resources.session import FLOW_TIMEOUT
+    from broker.health_card_flows import KEYPAD_SECONDS
+
+    for method, body in (("POST", {"pin": "5791"}), ("PUT", {"newPin": "864213"})):
+        client.simulate_request(method, "/api/hc/v1/Pin", json=body)
+        sent = core.sent[-1]
+        assert sent.command in ("VerifyHcPin", "SetHcPin")
+        assert sent.timeout is not None and sent.timeout >= FLOW_TIMEOUT + KEYPAD_SECONDS

@@ -34,6 +34,8 @@ class FakeOs:
     processes: dict[int, FakeProcess] = field(default_factory=dict)
     signals: list[tuple[int, int]] = field(default_factory=list)
     next_pid: int = 100
+    ended: set[int] = field(default_factory=set)
+    """Pids of processes that are not the pool's children (adopted workers) and have exited."""
 
     def spawn(self, argv: list[str]) -> FakeProcess:
         self.next_pid += 1
@@ -46,6 +48,10 @@ class FakeOs:
         if pid in self.processes:
             self.processes[pid].returncode = -signum
 
+    def has_exited(self, pid: int) -> bool:
+        process = self.processes.get(pid)
+        return pid in self.ended or (process is not None and process.returncode is not None)
+
     def running_for(self, reader: str) -> list[FakeProcess]:
         return [p for p in self.processes.values() if p.returncode is None and reader in p.argv]
 
@@ -57,7 +63,7 @@ def fake_os() -> FakeOs:
 
 def make_pool(fake_os: FakeOs, registry: WorkerRegistry, adopt_until: float = 0.0) -> WorkerPool:
     return WorkerPool("ipc:///tmp/w.sock", registry, adopt_until=adopt_until, registration_timeout=10.0,
-                      spawn=fake_os.spawn, send_signal=fake_os.send_signal)
+                      spawn=fake_os.spawn, send_signal=fake_os.send_signal, has_exited=fake_os.has_exited)
 
 
 def register(registry: WorkerRegistry, process: FakeProcess, reader: str, now: float) -> None:
@@ -140,6 +146,20 @@ def test_a_silent_adopted_worker_is_killed_by_pid(fake_os: FakeOs) -> None:
     lost, _ = pool.reconcile({READER_A.name: READER_A}, now=3.5)
     assert lost == [("Reader A", "worker stopped answering")]
     assert (4242, signal.SIGKILL) in fake_os.signals
+
+
+def test_an_adopted_worker_that_exits_is_lost_at_once_not_after_its_heartbeats(fake_os: FakeOs) -> None:
+    """Not our child, so no poll(): its pid says it ended, long before 3 heartbeats of silence."""
+    registry = WorkerRegistry(1.0)
+    pool = make_pool(fake_os, registry)
+    registry.seen(b"survivor", "Reader A", 4242, 0.0)
+    assert pool.reconcile({READER_A.name: READER_A}, now=0.1) == ([], [])
+    fake_os.ended.add(4242)  # kill -9; the supervisor, its parent now, reaps it
+    lost, _ = pool.reconcile({READER_A.name: READER_A}, now=0.2)
+    assert lost == [("Reader A", "worker exited")]
+    assert registry.get("Reader A") is None and (4242, signal.SIGKILL) not in fake_os.signals
+    pool.reconcile({READER_A.name: READER_A}, now=0.2 + 0.1)  # restarted after the first backoff step
+    assert len(fake_os.running_for("Reader A")) == 1
 
 
 def test_an_unwanted_reader_is_stopped_and_reported(fake_os: FakeOs) -> None:

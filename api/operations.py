@@ -1,0 +1,65 @@
+"""What each responder takes and answers, declared beside it: the OpenAPI document is built from these.
+
+A responder is marked with `@documented(Operation(...))`. Its answer is
+rendered by the same `Operation` (`render` picks the fields it declares), so
+the document and the answer cannot name different fields; its request body's
+schema is the one schemathesis fuzzes the running console with, so a
+validation that drifts from the schema fails the suite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, TypeVar
+
+from api.answers import spec_answer
+from api.formats import Schema
+
+Responder = TypeVar("Responder", bound=Callable[..., Any])
+
+OPERATION_ATTRIBUTE = "operation"
+
+
+@dataclass(frozen=True)
+class Operation:
+    summary: str
+    tag: str
+    answers: tuple[str, ...] = ()
+    """The spec's fields of a statusCode 0 answer, in the spec's order (formats in `api.formats.ANSWER_FIELDS`)."""
+    body: Mapping[str, Schema] | None = None
+    """The JSON body's properties; None: the operation reads no body."""
+    required: tuple[str, ...] = ()
+    body_optional: bool = False
+    """The body may be left out entirely (`Initial` without a name, the spec's `{}` bodies)."""
+    body_schema: Schema | None = None
+    """A whole body schema, where properties and `required` cannot say it (either keys or cancel)."""
+    query: Mapping[str, Schema] = field(default_factory=dict)
+    path: Mapping[str, Schema] = field(default_factory=dict)
+    answer_schema: Schema | None = None
+    """An answer outside the spec's envelope (Record's list, the bench's own answers)."""
+    answer_status: tuple[int, ...] = (200,)
+    answer_media_type: str = "application/json"
+    errors: tuple[int, ...] = ()
+    """HTTP statuses beyond the ones every route can give (the bench's 400, 404 and 502)."""
+    description: str = ""
+
+    def render(self, code: int, body: dict[str, Any]) -> dict[str, Any]:
+        """The spec's answer: statusCode, then this operation's fields on success, the message on failure."""
+        return spec_answer(code, body, *self.answers)
+
+    @property
+    def takes_body(self) -> bool:
+        return self.body is not None or self.body_schema is not None
+
+
+def documented(operation: Operation) -> Callable[[Responder], Responder]:
+    def mark(responder: Responder) -> Responder:
+        setattr(responder, OPERATION_ATTRIBUTE, operation)
+        return responder
+
+    return mark
+
+
+def operation_of(responder: Callable[..., Any]) -> Operation | None:
+    found = getattr(responder, OPERATION_ATTRIBUTE, None)
+    return found if isinstance(found, Operation) else None

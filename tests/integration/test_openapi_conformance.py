@@ -1,0 +1,101 @@
+"""schemathesis against the console's own OpenAPI document, through the running console in `--sim` mode.
+
+Every operation is fuzzed over real HTTPS with schema-valid requests (they must be
+accepted) and schema-violating ones (they must be refused with a documented 4xx),
+and every answer is checked against the document: no 5xx, no undocumented status,
+content type, header or body. A validation that drifts from the document, or an
+answer field that does, fails here.
+
+`NHI_SCHEMATHESIS_EXAMPLES` sets the examples per operation: 100 by default (CI),
+more in the long run (`make fuzz-long`, docs/fuzzing.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.integration.console import RunningConsole, start_console
+
+CONFIG = Path(__file__).with_name("schemathesis.toml")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "schemathesis"
+EXAMPLES = int(os.environ.get("NHI_SCHEMATHESIS_EXAMPLES", "100"))
+RUN_SECONDS = 600 + 3 * EXAMPLES
+"""About 1.6 s per example per operation on a 2-core machine; generous, since a slow run is not a finding."""
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(RUN_SECONDS + 120)]
+
+
+@pytest.fixture
+def fuzzed_console(tmp_path: Path) -> Iterator[RunningConsole]:
+    console = start_console(tmp_path / "data")
+    try:
+        yield console
+    finally:
+        console.stop()
+
+
+def _templates(document: dict[str, object]) -> list[tuple[str, re.Pattern[str]]]:
+    paths = document["paths"]
+    assert isinstance(paths, dict)
+    return [(path, re.compile("^" + re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(path)) + "$")) for path in paths]
+
+
+def _operation(method: str, url: str, templates: list[tuple[str, re.Pattern[str]]]) -> str:
+    path = "/" + url.split("://", 1)[1].split("/", 1)[1].split("?", 1)[0]
+    for template, pattern in templates:
+        if pattern.match(path):
+            return f"{method} {template}"
+    return f"{method} (unrouted) {path}"
+
+
+def test_every_operation_conforms_to_the_document_under_fuzzing(fuzzed_console: RunningConsole, tmp_path: Path) -> None:
+    console = fuzzed_console
+    document = console.request("GET", "/api/swagger/v1/swagger.json").body
+    reports = tmp_path / "reports"
+    command = [
+        str(Path(sys.executable).with_name("st")), "--config-file", str(CONFIG), "run",
+        f"https://localhost:{console.port}/api/swagger/v1/swagger.json",
+        "--tls-verify", str(console.ca_file), "--checks", "all", "--max-examples", str(EXAMPLES),
+        "--workers", "2", "--no-color", "--request-timeout", "90",
+        "--report", "json,har", "--report-dir", str(reports),
+    ]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=RUN_SECONDS, cwd=tmp_path)  # its cache goes there
+    summary = run.stdout[run.stdout.find("=== SUMMARY"):] if "=== SUMMARY" in run.stdout else run.stdout[-4000:]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    [report_file] = reports.glob("json-*.json")
+    (ARTIFACTS / "report.json").write_bytes(report_file.read_bytes())
+    assert run.returncode == 0, f"schemathesis found problems:\n{run.stdout[-20000:]}\n{run.stderr[-4000:]}"
+
+    report = json.loads(report_file.read_text())
+    assert report["complete"] and report["failures"] == [] and report["errors"] == []
+    # schemathesis reads the document itself rather than fuzzing it; this test fetched it above.
+    documented = {f"{method.upper()} {path}" for path, methods in document["paths"].items() for method in methods
+                  if path != "/api/swagger/v1/swagger.json"}
+
+    # Counted from the requests themselves, not from schemathesis's verdict.
+    [har_file] = reports.glob("har-*.json")
+    entries = json.loads(har_file.read_text())["log"]["entries"]
+    templates = _templates(document)
+    per_operation = Counter(_operation(entry["request"]["method"], entry["request"]["url"], templates)
+                            for entry in entries)
+    statuses = Counter(entry["response"]["status"] for entry in entries)
+    server_errors = [entry for entry in entries if entry["response"]["status"] >= 500]
+    print(f"\nschemathesis: {len(entries)} requests over {len(per_operation)} operations, "
+          f"{report['test_cases']['generated']} test cases, HTTP statuses {dict(sorted(statuses.items()))}")
+    print("fewest requests: " + ", ".join(f"{name}: {per_operation[name]}" for name in
+                                           sorted(documented, key=lambda name: per_operation[name])[:5]))
+    print(summary)
+    assert not server_errors, f"{len(server_errors)} answers were 5xx"
+    assert not documented - per_operation.keys(), f"never requested: {sorted(documented - per_operation.keys())}"
+    # The console survived it all, and nothing it logged was a crash.
+    assert console.status_ok()
+    assert "Traceback" not in console.log_path.read_text(errors="replace")
