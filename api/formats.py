@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, Final
 
+from broker.control_characters import CONTROL_CHARACTERS
 from broker.status_codes import StatusCode
 
 Schema = dict[str, Any]
@@ -20,9 +21,9 @@ BASE64_PATTERN: Final = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9
 """Standard base64 with its padding, as Python's `b64decode(validate=True)` accepts it."""
 
 
-NO_CONTROLS: Final = r"^[^\u0000-\u001f\u007f-\u009f]*$"
-"""Request text: no C0, DEL or C1 character (broker.commands.CONTROL_CHARACTERS), in a regex both JSON Schema and
-Python read alike."""
+NO_CONTROLS: Final = "^[^" + CONTROL_CHARACTERS.pattern[1:-1] + "]*$"
+"""Request text: no C0, DEL or C1 character (broker.control_characters), in a regex JSON Schema and Python read
+alike."""
 
 
 def name_text(max_length: int, *, nullable: bool = False, description: str = "") -> Schema:

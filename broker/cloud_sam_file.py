@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
+from broker.control_characters import CONTROL_CHARACTERS
+
 MAGIC = b"NHICSAM1\n"
 FORMAT = "nhi-console-sim-sam/1"
 LOGIN_SIGNATURE_PREFIX = b"nhi-console-dc-login\x00"
@@ -70,7 +72,7 @@ def decode_context(text: str) -> bytes:
 
 def _text(document: dict[str, object], name: str, pattern: re.Pattern[str] | None = None, longest: int = 64) -> str:
     value = document.get(name)
-    if not isinstance(value, str) or not value or len(value) > longest or not value.isprintable():
+    if not isinstance(value, str) or not value or len(value) > longest or CONTROL_CHARACTERS.search(value):
         raise CloudSamFileInvalid(f"the file's {name} is missing or malformed")
     if pattern is not None and not pattern.match(value):
         raise CloudSamFileInvalid(f"the file's {name} is malformed")

@@ -8,11 +8,10 @@ line, because the broker must not trust any peer.
 
 from __future__ import annotations
 
-import re
-
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Union
 
+from broker.control_characters import CONTROL_CHARACTERS
 from broker.cors_hosts import MAX_HOST_LENGTH, NotAHostName, normalize_host
 from broker.mobile_hca import MobileHcaLogin
 
@@ -359,11 +358,6 @@ def _optional_text(args: dict[str, Any], name: str, *, max_length: int) -> str |
     if args.get(name) is None:
         return None
     return _text(args, name, max_length=max_length)
-
-
-CONTROL_CHARACTERS = re.compile(r"[\u0000-\u001f\u007f-\u009f]")
-"""C0, DEL and C1: what could forge a log line (a newline, a carriage return, an escape sequence). Names are
-refused for these and nothing else, so that the API's check and its OpenAPI pattern can say exactly the same."""
 
 
 def _text(args: dict[str, Any], name: str, *, max_length: int) -> str:

@@ -174,9 +174,7 @@ def verify_log(args: argparse.Namespace) -> int:
 
 def replay_log(args: argparse.Namespace) -> int:
     from api.core_client import CoreClient, CoreUnavailable
-    from broker.events import decode
-    from broker.state import ConsoleState, apply, snapshot
-    from eventlog.reader import LogReader
+    from broker.replay import replayed_snapshot
 
     paths = console_paths(args.data_dir, sim=args.sim)
     try:
@@ -185,16 +183,7 @@ def replay_log(args: argparse.Namespace) -> int:
         print("the console is not running: nothing to compare with", file=sys.stderr)
         return 2
     through = int(running.body["throughSeq"])
-    state = ConsoleState()
-    reader = LogReader(_database(args))
-    try:
-        for event in reader.events():
-            if event.seq > through:
-                break
-            state = apply(state, decode(event.type, event.version, event.payload))
-    finally:
-        reader.close()
-    replayed = snapshot(state)
+    replayed = replayed_snapshot(_database(args), through)
     if replayed == running.body["state"]:
         print(f"ok: replaying events 1..{through} gives the running console's state")
         return 0

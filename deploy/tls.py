@@ -49,6 +49,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from eventlog.durable_files import fsync_directory
+
 try:  # POSIX only; on other platforms concurrent first starts are not serialised.
     import fcntl as _fcntl
 except ImportError:  # pragma: no cover - Windows
@@ -463,21 +465,6 @@ def _atomic_write(path: Path, data: bytes, mode: int) -> None:
         except FileNotFoundError:
             pass
         raise
-    _fsync_dir(path.parent)
+    fsync_directory(path.parent)
 
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable; best effort where directories can't be opened."""
-    if os.name != "posix":  # pragma: no cover - Windows
-        return
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 

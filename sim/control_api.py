@@ -20,7 +20,8 @@ from api.core_client import CoreClient
 from api.errors import BadRequest
 from api.formats import Schema, digits, name_text, text
 from api.operations import Operation, documented
-from broker.commands import CONTROL_CHARACTERS, MAX_READER_NAME
+from broker.commands import MAX_READER_NAME
+from broker.control_characters import CONTROL_CHARACTERS
 from broker.protocol import Reply
 from sim.dc_control import DcControl, DcControlError
 from sim.mobile_hca import format_login_time, login_body

@@ -1,4 +1,4 @@
-"""The end of a test run's secret check over what pytest itself wrote: its output and its JUnit report.
+"""The end of a test run's secret check over what pytest itself wrote: its output.
 
 tests/run.sh runs this after pytest (the session fixture in tests/integration/conftest.py checks the consoles'
 data dirs and logs while the run is still going, but pytest's own output is complete only once pytest exits).

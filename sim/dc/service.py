@@ -28,6 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from broker.cloud_sam_file import login_signed_bytes, verify_signature
+from broker.control_characters import CONTROL_CHARACTERS
 from broker.dc_answers import MAX_EPOCH_SECONDS, MAX_VIRTUAL_HC_USES, virtual_hc_card
 from sim.cards.card_keys import card_key, external_authenticate_cryptogram, internal_authenticate_response
 from sim.dc import BENCH_HOSPITAL_ID
@@ -58,7 +59,6 @@ TRANSFER_SECRET_BYTES = 32
 NOTES_FORMAT = "NHI-SIM-NOTES v1 {card_number} {date}"
 """`RealHc/Notes`'s answer, as ASCII: deterministic, so the bench's tests can compare what a card got."""
 
-_CONTROLS = re.compile(r"[\u0000-\u001f\u007f-\u009f]")  # as the console's own names (broker.commands)
 _SAM_ID = re.compile(r"^[0-9]{12}\Z")  # [0-9] and \Z: no other digits, no trailing newline
 _HOSPITAL_ID = re.compile(r"^[0-9A-Za-z]{1,10}\Z")
 _CARD_NUMBER = re.compile(r"^[0-9]{12}\Z")
@@ -449,7 +449,8 @@ class DcService:
         sam_id = _text(document, "samId", _SAM_ID, refuse)
         hospital_id = _text(document, "hospitalId", _HOSPITAL_ID, refuse)
         name = document.get("hospitalName")
-        if name is not None and (not isinstance(name, str) or not 1 <= len(name) <= 64 or _CONTROLS.search(name)):
+        if name is not None and (not isinstance(name, str) or not 1 <= len(name) <= 64
+                                 or CONTROL_CHARACTERS.search(name)):
             refuse("hospitalName must be 1 to 64 characters, none of them a control character")
         contract = document.get("contract")
         if contract not in tuple(Contract):

@@ -1,27 +1,13 @@
-"""The state an event log gives when replayed offline, as `nhi-console log replay` computes it."""
+"""The log read offline beside a running console: the state it replays to, and the events after a point."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from broker.events import decode
-from broker.state import ConsoleState, apply, snapshot
+from broker.replay import replayed_snapshot
 from eventlog.reader import LogReader
 
-
-def replayed_snapshot(database: Path, through_seq: int) -> dict[str, Any]:
-    """`snapshot()` of events 1..through_seq folded from an empty state; read-only, beside the running console."""
-    state = ConsoleState()
-    reader = LogReader(database)
-    try:
-        for event in reader.events():
-            if event.seq > through_seq:
-                break
-            state = apply(state, decode(event.type, event.version, event.payload))
-    finally:
-        reader.close()
-    return snapshot(state)
+__all__ = ["event_types_after", "replayed_snapshot"]
 
 
 def event_types_after(database: Path, after_seq: int, through_seq: int) -> list[str]:

@@ -28,6 +28,7 @@ from hypothesis import assume, event, example, given
 from hypothesis import strategies as st
 
 from broker.datacenter import CardCryptogram, DcError, DcSession, ImportedVirtualHc
+from broker import dc_answers
 from broker.dc_answers import (
     DC_ERRORS,
     MAX_ANSWER_BYTES,
@@ -50,7 +51,7 @@ from sim.mobile_hca import format_login_time, login_body
 from sim.pki import bench_pki
 from tests.fuzzing import fuzz
 from tests.unit.session_harness import Harness
-from tests.mutations import leaked_pieces, mutated
+from tests.mutations import leaked_pieces, mutated, own_words
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Parsed a serial number:cryptography.utils.CryptographyDeprecationWarning")
@@ -99,7 +100,7 @@ PARSERS: dict[str, AnswerParser] = {
 }
 
 
-DC_VOCABULARY = (*DC_REASONS, *PARSERS, "answer not as documented")
+DC_VOCABULARY = (*DC_REASONS, *PARSERS, *own_words(dc_answers))
 """Messages name the endpoint and the HTTP status: an answer may spell those too."""
 
 

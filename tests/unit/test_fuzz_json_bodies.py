@@ -16,9 +16,12 @@ could not send fails here as it would there. The fake is fine here: the app is p
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 import string
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import falcon.inspect
@@ -27,13 +30,14 @@ import pytest
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 
+import api
 from api.app import create_app
 from api.resources.common import VersionInfo
 from broker.commands import BadArguments, parse_command
 from broker.protocol import CallMeta, Reply, Request, build, parse
 from broker.status_codes import StatusCode
 from tests.fuzzing import fuzz
-from tests.mutations import leaked_pieces
+from tests.mutations import leaked_pieces, own_words
 
 MAX_BODY_BYTES = 64 * 1024
 """contract.md's cap (api.middleware.MAX_BODY_BYTES, restated: the test is of the contract, not of the constant)."""
@@ -95,6 +99,15 @@ FIELD_NAMES = (
     "signatureCertificate", "signature",
 )
 """The names the routes read: a random key would almost never be one, and a body of them reaches every check."""
+
+
+def _api_modules() -> list[ModuleType]:
+    return [importlib.import_module(found.name) for found in pkgutil.walk_packages(api.__path__, "api.")]
+
+
+API_WORDS = (*FIELD_NAMES, *own_words(*_api_modules()), "statusCode")
+"""What a 400's message may say in its own words: the API's literals (found in the package, whichever module
+holds them) and the field names it names."""
 
 JSON_SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(), st.integers(min_value=2**64), st.floats(), st.text(max_size=40),
@@ -170,7 +183,7 @@ def assert_contract(result: falcon.testing.Result, core: RecordingCore, body: by
         answer = result.json
         assert set(answer) == {"statusCode", "message"} and answer["statusCode"] == BAD_PARAMETER
         assert isinstance(answer["message"], str) and answer["message"]
-        assert leaked_pieces(answer["message"], *_text_values(_decoded(body)), vocabulary=FIELD_NAMES) == []
+        assert leaked_pieces(answer["message"], *_text_values(_decoded(body)), vocabulary=API_WORDS) == []
         assert [(request.command, request.args) for request in core.sent] in (
             [], [("RecordCall", {"statusCode": BAD_PARAMETER})]), "a refused body ran a command"
     elif result.status_code == 415:
