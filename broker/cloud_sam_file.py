@@ -28,7 +28,9 @@ LOGIN_SIGNATURE_PREFIX = b"nhi-console-dc-login\x00"
 MAX_FILE_BYTES = 48 * 1024
 """A file is a key and a certificate, a few KiB; anything much larger is not one."""
 
-_SAM_ID = re.compile(r"^\d{12}$")
+_SAM_ID = re.compile(r"^[0-9]{12}$")  # [0-9], not \d: that takes other scripts' digits too
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+"""What JSON's `\\ud800` escape decodes to: no reply (UTF-8, msgpack) can carry it."""
 _HOSPITAL_ID = re.compile(r"^[0-9A-Za-z]{1,10}$")
 
 
@@ -72,7 +74,8 @@ def decode_context(text: str) -> bytes:
 
 def _text(document: dict[str, object], name: str, pattern: re.Pattern[str] | None = None, longest: int = 64) -> str:
     value = document.get(name)
-    if not isinstance(value, str) or not value or len(value) > longest or CONTROL_CHARACTERS.search(value):
+    if not isinstance(value, str) or not value or len(value) > longest or CONTROL_CHARACTERS.search(value) \
+            or _LONE_SURROGATE.search(value):
         raise CloudSamFileInvalid(f"the file's {name} is missing or malformed")
     if pattern is not None and not pattern.match(value):
         raise CloudSamFileInvalid(f"the file's {name} is malformed")

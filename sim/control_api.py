@@ -347,9 +347,9 @@ class BenchKeypad:
             return _no_nhi_reader(resp)
         body = json_object(req)
         keys, cancel = body.get("keys"), body.get("cancel")
-        if (keys is None) == (cancel is None):
+        if ("keys" in body) == ("cancel" in body):  # a key given as null is given: either one, never both
             raise BadRequest(f"give either keys (1 to {KEYPAD_MAX_DIGITS} digits) or cancel: true")
-        if cancel is not None:
+        if "cancel" in body:
             if cancel is not True:
                 raise BadRequest("cancel must be true")
             answer = _ask_nhi_reader(resp, self._control, "keypad", cancel=True)

@@ -9,6 +9,7 @@ except where the message says it in its own words.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import re
 from types import ModuleType
@@ -25,6 +26,7 @@ _SHORT_NUMBER = re.compile(r"(?<![0-9A-F])[0-9A-F]{1,5}(?![0-9A-F])")
 """A length, a count or a status word (`6A82`) the message states: its own number, not the input's text."""
 
 
+@functools.cache
 def own_words(*modules: ModuleType) -> tuple[str, ...]:
     """Every string literal of 4 characters or more in `modules` (f-strings' fixed parts included): the words a
     parser's messages are made of.

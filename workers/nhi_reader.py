@@ -17,10 +17,12 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import re
 import threading
 import time
 from typing import Any, Callable, Iterator
 
+from broker.control_characters import CONTROL_CHARACTERS
 from broker.nhi_reader_slots import slot_readers
 from broker.status_codes import StatusCode
 from workers.apdu import HC_PIN_P2
@@ -65,6 +67,13 @@ LONG_COMMANDS = frozenset({"VerifyHcPinOnKeypad", "SetHcPinOnKeypad"})
 """They wait for the holder at the keypad, up to two minutes."""
 
 _SLOT_BY_KIND = {"hc": SLOT_HC, "hpc": SLOT_HPC}
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+"""What JSON's `\\ud800` escape decodes to: no reply (msgpack) can carry it."""
+
+
+def _fit_for_text(value: object) -> bool:
+    """Text the console can keep and show (no control character: broker.control_characters) and send."""
+    return isinstance(value, str) and not CONTROL_CHARACTERS.search(value) and not _LONE_SURROGATE.search(value)
 
 
 class _SlotReader:
@@ -267,8 +276,8 @@ class NhiReader:
             info = {key: document[key] for key in ("samId", "hospitalId", "hospitalName", "hospitalShortName")}
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, KeyError, TypeError):
             return int(StatusCode.SAM_LEVEL1_FAILED), {"message": "the reader's SAM answer is malformed"}
-        if not all(isinstance(value, str) for value in info.values()) \
-                or not (len(info["samId"]) == 12 and info["samId"].isdigit()):
+        if not all(_fit_for_text(value) for value in info.values()) \
+                or not (len(info["samId"]) == 12 and info["samId"].isascii() and info["samId"].isdigit()):
             return int(StatusCode.SAM_LEVEL1_FAILED), {"message": "the reader's SAM answer is malformed"}
         return int(StatusCode.OK), info
 

@@ -24,6 +24,7 @@ from typing import Any, Callable
 from hypothesis import assume, event, example, given
 from hypothesis import strategies as st
 
+from broker.protocol import Reply, build
 from sim.cards.health_card import public_data_block
 from sim.cards.staff_card import staff_data_block
 from sim.profiles import PROFILES, HealthCardData, StaffCardData
@@ -405,4 +406,5 @@ def test_fuzz_worker_session_command_against_any_answers(command: str, card: Scr
     event(f"target: {command}")
     code, body = run_session_command(command, SESSION_ARGS.get(command, {}), card.transmit)
     assert isinstance(code, int) and isinstance(body, dict)
+    build(Reply(id="r", code=code, body=body))  # the worker sends it: it must encode
     _no_secret_in(repr(body))

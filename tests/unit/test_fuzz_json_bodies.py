@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 import api
 from api.app import create_app
 from api.resources.common import VersionInfo
-from broker.commands import BadArguments, parse_command
+from broker.commands import parse_command
 from broker.protocol import CallMeta, Reply, Request, build, parse
 from broker.status_codes import StatusCode
 from tests.fuzzing import fuzz

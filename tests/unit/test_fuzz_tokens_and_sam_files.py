@@ -34,6 +34,8 @@ from hypothesis import strategies as st
 
 from broker import cloud_sam_file, virtual_hc_token
 from broker.cloud_sam_file import FORMAT, MAGIC, CloudSamFile, CloudSamFileInvalid, decode_context, parse_cloud_sam_file
+from broker.control_characters import CONTROL_CHARACTERS
+from broker.protocol import Reply, build
 from broker.status_codes import StatusCode
 from broker.virtual_hc_token import MAX_TOKEN_LENGTH, TokenRefused, VirtualHcToken, load_issuers, verify_token
 from sim.virtual_hc import issue_token, make_issuer
@@ -297,6 +299,9 @@ def sam_outcome(raw: bytes, *secrets: str | bytes) -> CloudSamFile | CloudSamFil
     assert _public_numbers(parsed.certificate) == parsed.private_key.public_key().public_numbers()
     for secret_field in ("private_key", "certificate"):
         assert secret_field not in repr(parsed)
+    names = (parsed.sam_id, parsed.hospital_id, parsed.hospital_name, parsed.hospital_short_name)
+    assert not any(CONTROL_CHARACTERS.search(name) for name in names), "the one rule for text from outside"
+    build(Reply(id="r", code=0, body={"sam": names}))  # ImportCloudSam's reply carries them: they must encode
     return parsed
 
 
@@ -326,8 +331,14 @@ def _without_fields(names: set[str]) -> bytes:
     return sam_file({name: value for name, value in sam_document().items() if name not in names})
 
 
+LONE_SURROGATES = st.builds(lambda text, surrogate: text + surrogate, st.text(max_size=8),
+                            st.sampled_from(["\ud800", "\udbff", "\udc00", "\udfff"]))
+"""What JSON's `\\ud800` escape decodes to: a str no UTF-8 (nor msgpack) can carry."""
+
 SAM_DOCUMENTS = st.one_of(
     JSON_VALUES.map(sam_file),
+    st.dictionaries(st.sampled_from(SAM_FIELDS), LONE_SURROGATES, min_size=1, max_size=2).map(
+        lambda changes: MAGIC + json.dumps({**sam_document(), **changes}).encode("ascii")),
     st.sets(st.sampled_from(SAM_FIELDS), min_size=1).map(_without_fields),
     st.sampled_from(OTHER_CERTIFICATES).map(
         lambda which: _replace_fields({"certificate": other_certificate_pem(which)})),
@@ -412,6 +423,10 @@ FOUND_BY_FUZZING: dict[str, Callable[[], bytes]] = {
     "private key of an unknown algorithm (UnsupportedAlgorithm from load_pem_private_key)": lambda: _with_key_der(
         key_der().replace(RSA_ENCRYPTION_OID, UNKNOWN_KEY_OID)),
     "body nested 20 000 deep (RecursionError from json.loads)": lambda: MAGIC + b"[" * 20_000,
+    "hospitalName a lone surrogate (accepted, then ImportCloudSam's reply could not be encoded)": lambda: MAGIC
+        + json.dumps({**sam_document(), "hospitalName": "\ud800"}).encode("ascii"),
+    "samId of ARABIC-INDIC DIGIT NINE, and a certificate naming it (accepted by `\\d`)": lambda: sam_file(
+        sam_document("\u0669" * 12)),
 }
 
 
@@ -431,10 +446,8 @@ def test_an_issuer_bundle_with_a_certificate_of_version_103_is_a_value_error() -
         load_issuers(_pem_of_der(corrupted))
 
 
-HOSPITAL_NAMES = st.text(
-    st.characters(exclude_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs")) | st.just(" "), min_size=1,
-    max_size=64)
-"""What `str.isprintable` accepts (the parser's rule for names), drawn directly rather than filtered."""
+HOSPITAL_NAMES = st.text(st.characters(exclude_categories=("Cc", "Cs")), min_size=1, max_size=64)
+"""Any text without a control character (broker.control_characters) or a lone surrogate (which is no text)."""
 
 
 @fuzz(share=0.05)
@@ -444,6 +457,20 @@ def test_fuzz_sam_file_round_trip(sam_id: str, hospital_id: str, name: str, shor
     parsed = parse_cloud_sam_file(sam_file(sam_document(sam_id, hospital_id, name, short_name)))
     assert (parsed.sam_id, parsed.hospital_id, parsed.hospital_name, parsed.hospital_short_name) == (
         sam_id, hospital_id, name, short_name)
+
+
+@fuzz(share=0.1)
+@given(st.text(st.characters(categories=["Nd"]), min_size=12, max_size=12).filter(lambda text: not text.isascii()),
+       st.text(st.characters(categories=["Nd", "Lu", "Ll", "Lo"]), min_size=1, max_size=10))
+@example("\u0669" * 12, "777777777")  # ARABIC-INDIC DIGIT NINE: `\d` matches it, `[0-9]` does not
+def test_fuzz_a_sam_file_with_non_ascii_digits_or_letters_in_its_ids_is_invalid(sam_id: str, hospital_id: str) -> None:
+    """samId is 12 ASCII digits and hospitalId 1 to 10 ASCII letters or digits: the samId goes into the DC login's
+    signed bytes as ASCII, and both into the DC's URLs. The certificate here names the samId, as a crafted file's
+    would (the console checks the CN, not who issued the certificate)."""
+    outcome = sam_outcome(sam_file(sam_document(sam_id, "777777777")))
+    assert isinstance(outcome, CloudSamFileInvalid), "a samId of non-ASCII digits was accepted"
+    assume(not hospital_id.isascii())
+    assert isinstance(sam_outcome(sam_file(sam_document(SAM_ID, hospital_id))), CloudSamFileInvalid)
 
 
 @fuzz()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import json
 import re
 import string
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from broker.protocol import (
     build,
     parse,
 )
+from broker.control_characters import CONTROL_CHARACTERS
 from broker.status_codes import StatusCode
 from tests.fuzzing import fuzz
 from tests.mutations import leaked_pieces, mutated, own_words
@@ -356,7 +358,7 @@ class ScriptedLink:
         return self.answers.pop(0) if self.answers else self.then
 
 
-DEVICE_STATUSES = st.sampled_from(range(0x0A)) | st.integers(0, 255)
+DEVICE_STATUSES = st.just(STATUS_OK) | st.sampled_from(range(0x0A)) | st.integers(0, 255)
 DEVICE_ANSWERS = st.tuples(
     DEVICE_STATUSES,
     st.one_of(
@@ -364,6 +366,10 @@ DEVICE_ANSWERS = st.tuples(
         st.binary(max_size=300),
         st.sampled_from([b'{"samId": "901000000047", "hospitalId": "1", "hospitalName": "n", '
                          b'"hospitalShortName": "s"}', b"[" * (MAX_PAYLOAD - 1), b'{"samId": 5}', b"20250301120000"]),
+        st.tuples(st.sampled_from(["hospitalId", "hospitalName", "hospitalShortName"]),
+                  st.text(max_size=6) | st.sampled_from(["\ud800", "x\n", "\x1b[2J", "\u0085"])).map(
+            lambda field: json.dumps({"samId": "901000000047", "hospitalId": "1", "hospitalName": "n",
+                                      "hospitalShortName": "s", field[0]: field[1]}).encode("ascii")),
         SLOT_TABLES.map(encode_slot_statuses),
     ),
 )
@@ -390,6 +396,10 @@ def test_fuzz_nhi_reader_transmit_answers_a_response_apdu_or_a_reader_error(link
 @fuzz()
 @given(st.sampled_from(sorted(DEVICE_COMMANDS)), LINKS)
 @example("ReadSamInfo", ScriptedLink([], (STATUS_OK, b"[" * (MAX_PAYLOAD - 1))))  # nested deeper than json takes
+@example("ReadSamInfo", ScriptedLink([], (STATUS_OK, b'{"samId": "901000000047", "hospitalId": "1", '
+                                                     b'"hospitalName": "\\ud800", "hospitalShortName": "s"}')))
+@example("ReadSamInfo", ScriptedLink([], (STATUS_OK, b'{"samId": "901000000047", "hospitalId": "1", '
+                                                     b'"hospitalName": "a\\u001b[2J", "hospitalShortName": "s"}')))
 def test_fuzz_nhi_reader_device_command_answers_a_code_or_a_reader_error(command: str, link: ScriptedLink) -> None:
     """What the worker runs on the device: (code, body), or a ReaderError the worker answers with its code."""
     event(f"command: {command}")
@@ -399,8 +409,10 @@ def test_fuzz_nhi_reader_device_command_answers_a_code_or_a_reader_error(command
     except ReaderError:
         return
     assert isinstance(code, int) and isinstance(body, dict)
+    build(Reply(id="r", code=code, body=body))  # the worker sends it: it must encode
     if code == StatusCode.OK and command == "ReadSamInfo":
         assert len(body["samId"]) == 12 and body["samId"].isdigit()
+        assert not any(CONTROL_CHARACTERS.search(value) for value in body.values()), "kept in the broker's state"
 
 
 @fuzz(share=0.5)
