@@ -6,7 +6,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.integration.console import STARTED, RunningConsole, descendants, start_console
+from tests.integration.console import RunningConsole, STARTED, running_console
 from tests.pcscd import ForeignPcscd, Pcscd, PcscdUnavailable
 from tests.scan_secrets import REMEMBERED_ENV
 from tests.typed_secrets import REMEMBERED, files_holding_secrets
@@ -33,18 +33,8 @@ def no_pin_or_puk_anywhere(tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 @pytest.fixture
 def console(tmp_path: Path) -> Iterator[RunningConsole]:
-    running = start_console(tmp_path / "data")
-    started = descendants(running.process.pid)
-    try:
+    with running_console(tmp_path / "data") as running:
         yield running
-    finally:
-        running.stop()
-        for pid in started | descendants(running.process.pid):
-            try:
-                import os
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
 
 
 @pytest.fixture(scope="session")
@@ -67,3 +57,10 @@ def pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pcscd]:
         yield daemon
     finally:
         daemon.stop()
+
+
+@pytest.fixture
+def pcsc_console(pcscd: Pcscd, tmp_path: Path) -> Iterator[RunningConsole]:
+    """The console serving pcscd's vpcd readers beside the bench's own (`--sim --pcsc`)."""
+    with running_console(tmp_path / "data", "--pcsc", readers=set(pcscd.readers())) as running:
+        yield running

@@ -17,7 +17,8 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from tests.waiting import wait_for
 
@@ -214,3 +215,20 @@ def start_console(
             process.kill()
         raise
     return console
+
+
+@contextmanager
+def running_console(data_dir: Path, *extra: str, readers: set[str] | None = None) -> Iterator[RunningConsole]:
+    """`start_console` for the length of a test: stopped afterwards, and anything of it that outlived the stop
+    (a worker adopted by the supervisor, a killed broker's orphan) killed, so no test leaks a process."""
+    running = start_console(data_dir, *extra, readers=readers)
+    started = descendants(running.process.pid)
+    try:
+        yield running
+    finally:
+        running.stop()
+        for pid in started | descendants(running.process.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -25,13 +25,13 @@ from api.core_client import CoreClient, CoreUnavailable
 from broker.status_codes import StatusCode
 from deploy.paths import console_paths
 from eventlog.verify import verify
+from sim.vpcd import VpcdCardBridge
 from tests.integration.answered_effects import (
     CORS, DEFAULT_READER, FINALIZE, INITIAL, Expected, allow_host, differences, expected_after, remove_host,
     set_default_reader,
 )
-from sim.vpcd import VpcdCardBridge
 from tests.integration.call_streams import Call, CallOutcome, CallStream, OneShotClient
-from tests.integration.console import RunningConsole, alive, cmdline, descendants, start_console, wait_for
+from tests.integration.console import RunningConsole, alive, cmdline, running_console, wait_for
 from tests.integration.log_replay import event_types_after, replayed_snapshot
 from tests.integration.stalling_card import StallingCard
 from tests.pcscd import Pcscd
@@ -82,17 +82,8 @@ def _kind(outcome: CallOutcome) -> str:
 def crashable_console(tmp_path: Path) -> Iterator[RunningConsole]:
     """`serve --sim` restarting what dies at once: the production pace backs off to 5 s after repeated
     crashes, which would make 50 kills take minutes without changing anything this test checks."""
-    running = start_console(tmp_path / "data", "--restart-backoff-max", "0.2")
-    started = descendants(running.process.pid)
-    try:
+    with running_console(tmp_path / "data", "--restart-backoff-max", "0.2") as running:
         yield running
-    finally:
-        running.stop()
-        for pid in started | descendants(running.process.pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def _snapshot(core: CoreClient) -> tuple[int, dict[str, Any]]:
@@ -229,16 +220,6 @@ def _assert_each_answered_host_change_logged_once(console: RunningConsole, outco
 
 HPC_VERIFY = "/api/hpc/v1/Verification/Hpc"
 WORKER_LOST_MESSAGE = "the reader's worker stopped during the command"
-
-
-@pytest.fixture
-def pcsc_console(pcscd: Pcscd, tmp_path: Path) -> Iterator[RunningConsole]:
-    """The console serving pcscd's vpcd readers beside the bench's own (`--sim --pcsc`)."""
-    running = start_console(tmp_path / "data", "--pcsc", readers=set(pcscd.readers()))
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def _worker_serving(console: RunningConsole, reader: str) -> list[int]:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import signal
 import threading
 import time
 from pathlib import Path
@@ -25,7 +23,7 @@ from typing import Any, Iterator
 import pytest
 
 from broker.health_card_flows import KEYPAD_SECONDS
-from tests.integration.console import RunningConsole, descendants, start_console, wait_for
+from tests.integration.console import RunningConsole, running_console, wait_for
 from tests.typed_secrets import HC_PROFILE_PIN, PROFILE_PIN
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -45,17 +43,8 @@ def console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Running
     """The console with a short gunicorn timeout; gunicorn at debug level prints the configuration it runs with."""
     monkeypatch.setenv("NHI_CONSOLE_GUNICORN_TIMEOUT", str(GUNICORN_TIMEOUT))
     monkeypatch.setenv("NHI_CONSOLE_LOG_LEVEL", "debug")
-    running = start_console(tmp_path / "data")
-    started = descendants(running.process.pid)
-    try:
+    with running_console(tmp_path / "data") as running:
         yield running
-    finally:
-        running.stop()
-        for pid in started | descendants(running.process.pid):  # as conftest's `console`: nothing outlives it
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def ok(console: RunningConsole, method: str, path: str, body: Any = None) -> dict[str, Any]:

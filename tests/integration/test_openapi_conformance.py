@@ -23,7 +23,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.integration.console import RunningConsole, start_console
+from tests.integration.console import RunningConsole, running_console
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "schemathesis"
@@ -36,11 +36,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(RUN_SECONDS + 120)]
 
 @pytest.fixture
 def fuzzed_console(tmp_path: Path) -> Iterator[RunningConsole]:
-    console = start_console(tmp_path / "data")
-    try:
+    with running_console(tmp_path / "data") as console:
         yield console
-    finally:
-        console.stop()
 
 
 def _templates(document: dict[str, object]) -> list[tuple[str, re.Pattern[str]]]:

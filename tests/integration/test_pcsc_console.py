@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from pathlib import Path
-from typing import Iterator
 
 import pytest
 from smartcard.System import readers as pyscard_readers
@@ -14,7 +12,7 @@ from api.core_client import CoreClient
 from deploy.paths import console_paths
 from sim.profiles import make_card
 from sim.vpcd import VpcdCardBridge
-from tests.integration.console import RunningConsole, start_console, wait_for
+from tests.integration.console import RunningConsole, wait_for
 from tests.pcscd import Pcscd
 from workers.apdu import HC_AID, READ_HC_PUBLIC_DATA, parse_response, select_aid
 from workers.health_card import parse_public_data
@@ -27,16 +25,6 @@ HC_BASIC = {
     "birthday": "0741201", "sex": "F", "dateIssue": "1070101",
 }
 SELECT_HC = select_aid(HC_AID)
-
-
-@pytest.fixture
-def pcsc_console(pcscd: Pcscd, tmp_path: Path) -> Iterator[RunningConsole]:
-    """The console serving the vpcd readers (and the bench's own, since it runs `--sim`)."""
-    console = start_console(tmp_path / "data", "--pcsc", readers=set(pcscd.readers()))
-    try:
-        yield console
-    finally:
-        console.stop()
 
 
 def core_client(console: RunningConsole) -> CoreClient:
