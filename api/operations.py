@@ -37,7 +37,6 @@ class Operation:
     path: Mapping[str, Schema] = field(default_factory=dict)
     answer_schema: Schema | None = None
     """An answer outside the spec's envelope (Record's list, the bench's own answers)."""
-    answer_status: tuple[int, ...] = (200,)
     answer_media_type: str = "application/json"
     errors: tuple[int, ...] = ()
     """HTTP statuses beyond the ones every route can give (the bench's 400, 404 and 502)."""
