@@ -11,7 +11,7 @@ from __future__ import annotations
 import falcon
 
 from api.body import json_object, optional_json_object, text_field
-from api.formats import digits as digit_text, name_text, text
+from api.formats import digits as digit_text, name_text
 from api.operations import Operation, documented
 from api.resources.session import FLOW_TIMEOUT, SERVICE_TYPE, FlowResource, service_type, with_base64
 from api.resources.staff_card import digits
