@@ -6,6 +6,9 @@
 # exited that file is searched for the PINs, PUKs and tokens
 # the tests typed (tests/scan_secrets.py): a find fails the run. The tokens made
 # during the run reach the scan through a temporary file of ours, removed on exit.
+#
+# The suite runs in NHI_TEST_PROCESSES pytest-xdist workers (2 by default: the machine's cores), the PC/SC
+# tests all in one of them (tests/conftest.py); NHI_TEST_PROCESSES=0 runs it in this one process.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p test-artifacts
@@ -13,7 +16,7 @@ remembered="$(mktemp)"
 trap 'rm -f "$remembered"' EXIT
 color=()
 if [ -t 1 ]; then color=(--color=yes); fi  # pytest sees a pipe, not the terminal
-NHI_TEST_REMEMBERED_SECRETS="$remembered" .venv/bin/python -m pytest -ra "${color[@]}" \
+NHI_TEST_REMEMBERED_SECRETS="$remembered" .venv/bin/python -m pytest -ra "${color[@]}" -n "${NHI_TEST_PROCESSES:-2}" \
   --junitxml=test-artifacts/junit.xml "$@" 2>&1 | tee test-artifacts/pytest-output.txt
 statuses=("${PIPESTATUS[@]}")
 status="${statuses[0]}"

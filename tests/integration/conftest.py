@@ -6,6 +6,7 @@ from typing import Iterator
 
 import pytest
 
+from tests.conftest import PCSCD_MODULES
 from tests.integration.console import RunningConsole, STARTED, running_console
 from tests.pcscd import ForeignPcscd, Pcscd, PcscdUnavailable
 from tests.scan_secrets import REMEMBERED_ENV
@@ -23,12 +24,22 @@ def no_pin_or_puk_anywhere(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     yield
     handoff = os.environ.get(REMEMBERED_ENV)
     if handoff:
-        Path(handoff).write_bytes(b"".join(token + b"\n" for token in REMEMBERED))
+        # Appended, not written: under pytest-xdist every worker process hands over its own tokens.
+        with open(handoff, "ab") as remembered:
+            remembered.write(b"".join(token + b"\n" for token in REMEMBERED))
     roots = [root for console in STARTED for root in (console.data_dir, console.log_path) if root.exists()]
     roots += sorted(tmp_path_factory.getbasetemp().glob("pcscd*/pcscd.log"))
     leaks = files_holding_secrets(roots)
     if leaks:
         pytest.fail("a PIN, PUK or token reached a console's files:\n" + "\n".join(leaks[:20]))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses pcscd must be in a module tests/conftest.py sends to one xdist worker."""
+    strays = [item.nodeid for item in items
+              if "pcscd" in getattr(item, "fixturenames", ()) and item.nodeid.split("::", 1)[0] not in PCSCD_MODULES]
+    if strays:
+        raise pytest.UsageError(f"tests using pcscd outside tests/conftest.py's PCSCD_MODULES: {strays}")
 
 
 @pytest.fixture

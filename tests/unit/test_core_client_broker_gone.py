@@ -9,6 +9,7 @@ import zmq
 
 from api.core_client import CoreClient, CoreUnavailable
 from broker.protocol import Reply, Request, build, parse
+from tests.waiting import wait_for
 
 
 def _receive_one(router: zmq.Socket) -> tuple[bytes, Request]:
@@ -70,11 +71,23 @@ def _answer_one(router: zmq.Socket, code: int) -> threading.Thread:
     return server
 
 
+def _client_sees_no_broker(client: CoreClient) -> bool:
+    """Whether the client's socket has dropped its connection (IMMEDIATE: not writable without one).
+
+    Polled from the thread that makes the client's calls, which owns the socket.
+    """
+    socket, _ = client._socket()
+    return not socket.poll(0, zmq.POLLOUT)
+
+
 def test_an_earlier_lost_connection_does_not_fail_the_next_request(tmp_path: Path) -> None:
     """A broker restart between two calls of one thread (one socket): the second is answered by the new broker.
 
     Its connection is new, so the old one's end was reported before it: the call drains that report and waits
-    for its own answer instead of failing as "the broker went away".
+    for its own answer instead of failing as "the broker went away". The test waits until the client has seen
+    the old broker go, as a real restart gives it time to (a new broker takes far longer to start than a
+    socket takes to notice a dead peer); a request sent in the instant before that would go down the dead
+    connection, which no client can tell from a broker that died holding it.
     """
     endpoint = f"ipc://{tmp_path}/api.sock"
     context = zmq.Context()
@@ -87,5 +100,6 @@ def test_an_earlier_lost_connection_does_not_fail_the_next_request(tmp_path: Pat
             assert client.call("GetStatus").code == generation
             server.join(timeout=10)
             router.close(linger=0)
+            wait_for(lambda: _client_sees_no_broker(client), 5, "the client to notice the broker is gone")
     finally:
         context.destroy(linger=0)  # closes what a failed call left open, instead of hanging on it
