@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
@@ -56,14 +57,25 @@ from api.resources.settings import (
     DefaultReaderResource,
     ReadersResource,
 )
+from api.resources.events import EventStreamResource
+from api.resources.pages import mount_pages, swagger_ui_directory
 from api.resources.swagger import OpenApiDocumentResource
 
 Mount = Callable[[falcon.App, CoreClient], None]
 
 
+@dataclass(frozen=True)
+class StreamSettings:
+    heartbeat_seconds: float = 15.0
+    max_streams: int = 8
+    """Live streams per API process: each holds one of its threads (gunicorn_conf.threads)."""
+
+
 def create_app(core: CoreClient, version: VersionInfo, *, extra_routes: Mount | None = None,
-               local_hosts: frozenset[str] = LOCAL_HOSTS) -> falcon.App:
+               local_hosts: frozenset[str] = LOCAL_HOSTS, stream: StreamSettings | None = None,
+               swagger_ui: Path | None = None) -> falcon.App:
     """`local_hosts`: the names `Host` may carry (this machine's; the address `serve --host` binds, if another)."""
+    stream = stream or StreamSettings()
 
     def allowed_hosts() -> list[str]:
         return list(core.call("ListCorsHosts").body.get("cors", []))
@@ -106,8 +118,11 @@ def create_app(core: CoreClient, version: VersionInfo, *, extra_routes: Mount | 
     app.add_route("/api/settings/v1/CloudSam/{sam_id}", CloudSamResource(core))
     app.add_route("/api/settings/v1/Cors", CorsResource(core))
     app.add_route("/api/settings/v1/Cors/{host}", CorsHostResource(core))
+    app.add_route("/api/events/v1/Stream", EventStreamResource(
+        core, heartbeat_seconds=stream.heartbeat_seconds, max_streams=stream.max_streams))
     if extra_routes is not None:
         extra_routes(app, core)
+    mount_pages(app, swagger_ui or swagger_ui_directory())
     app.add_route("/api/swagger/v1/swagger.json", OpenApiDocumentResource(
         lambda: build_document(app, title="nhi-console", version=version.file_version, description=API_DESCRIPTION)))
     return app
@@ -148,4 +163,8 @@ def get_app() -> falcon.App:
         VersionInfo(file_version=installed_version(), location=location),
         extra_routes=load_mount(extra) if extra else None,
         local_hosts=LOCAL_HOSTS | frozenset(also_local),
+        stream=StreamSettings(
+            heartbeat_seconds=float(os.environ.get("NHI_CONSOLE_STREAM_HEARTBEAT", "15")),
+            max_streams=int(os.environ.get("NHI_CONSOLE_MAX_STREAMS", "8")),
+        ),
     )

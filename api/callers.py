@@ -65,6 +65,12 @@ def origin_allowed(origin: str, allowed: Iterable[str]) -> bool:
     return host is not None and host in set(allowed)
 
 
+def is_own_origin(origin: str, host_header: str | None) -> bool:
+    """A page this console served itself (`/console/`, Swagger UI): `https://` and exactly the `Host` it was asked
+    by. Always allowed, so the console's own pages work whatever the allow-list says; no other site can have it."""
+    return host_header is not None and origin.strip().lower() == f"https://{host_header.strip().lower()}"
+
+
 def _refuse(resp: falcon.Response, status: str, message: str) -> None:
     resp.status = status
     resp.media = {"message": message}
@@ -87,7 +93,7 @@ class CallerGate:
         if origin is None:
             return
         try:
-            allowed = origin_allowed(origin, self._allowed_hosts())
+            allowed = is_own_origin(origin, req.get_header("Host")) or origin_allowed(origin, self._allowed_hosts())
         except CoreUnavailable:
             log.warning("could not check an Origin: the broker is not answering")
             resp.set_header("Retry-After", "1")

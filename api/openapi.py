@@ -50,8 +50,8 @@ def routed_operations(app: falcon.App) -> dict[tuple[str, str], Operation]:
     while nodes:
         node = nodes.pop()
         nodes.extend(node.children)
-        if node.resource is None:
-            continue
+        if node.resource is None or not getattr(node.resource, "in_document", True):
+            continue  # no resource, or a page (api/resources/pages.py): not an API operation
         for method, responder in node.method_map.items():
             if getattr(responder, "__self__", None) is not node.resource:
                 continue  # Falcon's own OPTIONS and 405 responders
@@ -91,6 +91,9 @@ def _operation(path: str, method: str, operation: Operation) -> dict[str, Any]:
     ] + [
         {"name": name, "in": "query", "required": False, "schema": schema}
         for name, schema in operation.query.items()
+    ] + [
+        {"name": name, "in": "header", "required": False, "schema": schema}
+        for name, schema in operation.headers.items()
     ]
     if parameters:
         document["parameters"] = parameters

@@ -35,6 +35,8 @@ class Operation:
     """A whole body schema, where properties and `required` cannot say it (either keys or cancel)."""
     query: Mapping[str, Schema] = field(default_factory=dict)
     path: Mapping[str, Schema] = field(default_factory=dict)
+    headers: Mapping[str, Schema] = field(default_factory=dict)
+    """Request headers the operation reads (beyond Content-Type)."""
     answer_schema: Schema | None = None
     """An answer outside the spec's envelope (Record's list, the bench's own answers)."""
     answer_media_type: str = "application/json"

@@ -59,6 +59,19 @@ class GetStateSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class WaitForEvents:
+    """The live stream's long poll: what happened after `after` (stream position) and `after_call` (call seq),
+    answered at once if anything did, else when something does or `wait_seconds` pass. `after` None: a snapshot
+    first. Not a call of its own: the stream is not recorded."""
+
+    NAME: ClassVar[str] = "WaitForEvents"
+    RECORDED: ClassVar[bool] = False
+    after: tuple[int, int] | None
+    after_call: int | None
+    wait_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class ListReaders:
     NAME: ClassVar[str] = "ListReaders"
 
@@ -330,7 +343,7 @@ class RemoveCorsHost:
 
 
 Command = Union[
-    GetStateSnapshot, GetStatus, ListRecords, ClearRecords, RecordCall, ListReaders, AutoDetectReader, GetDefaultReader,
+    GetStateSnapshot, GetStatus, ListRecords, ClearRecords, RecordCall, WaitForEvents, ListReaders, AutoDetectReader, GetDefaultReader,
     SetDefaultReader, ClearDefaultReader, ReadPublicData, SimListReaders, SimPlugReader, SimUnplugReader,
     SimPutCard, SimTakeCard, ListDevices, Initialize, Finalize, GetServerDateTime, GetSamBasic, VerifySam, LogoutSam,
     SignWithSam, ListCloudSams, ImportCloudSam, RemoveCloudSam, ReadHcBasic, SimAdvanceClock,
@@ -379,6 +392,25 @@ def _parse_list_records(args: dict[str, Any]) -> ListRecords:
     if take < 0:
         raise BadArguments("take must be 0 or more")
     return ListRecords(skip=skip, take=min(take, MAX_RECORD_TAKE))
+
+
+MAX_STREAM_WAIT = 30.0
+
+
+def _parse_wait_for_events(args: dict[str, Any]) -> WaitForEvents:
+    after = args.get("after")
+    if after is not None:
+        if not isinstance(after, list) or len(after) != 2 or any(
+                isinstance(part, bool) or not isinstance(part, int) or part < 0 for part in after):
+            raise BadArguments("after must be [seq, index], two integers of 0 or more")
+        after = (after[0], after[1])
+    after_call = args.get("afterCall")
+    if after_call is not None and (isinstance(after_call, bool) or not isinstance(after_call, int) or after_call < 0):
+        raise BadArguments("afterCall must be an integer of 0 or more")
+    wait = args.get("waitSeconds", 0)
+    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= MAX_STREAM_WAIT:
+        raise BadArguments(f"waitSeconds must be 0 to {MAX_STREAM_WAIT:g}")
+    return WaitForEvents(after=after, after_call=after_call, wait_seconds=float(wait))
 
 
 def _parse_record_call(args: dict[str, Any]) -> RecordCall:
@@ -483,6 +515,7 @@ _PARSERS = {
     ListRecords.NAME: _parse_list_records,
     ClearRecords.NAME: lambda args: ClearRecords(),
     RecordCall.NAME: _parse_record_call,
+    WaitForEvents.NAME: _parse_wait_for_events,
     GetStateSnapshot.NAME: lambda args: GetStateSnapshot(),
     ListReaders.NAME: lambda args: ListReaders(),
     AutoDetectReader.NAME: lambda args: AutoDetectReader(),

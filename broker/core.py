@@ -74,6 +74,7 @@ from broker.commands import (
     VerifyHpcPin,
     VerifyMobileHca,
     VerifySam,
+    WaitForEvents,
     is_recorded,
     parse_command,
 )
@@ -93,6 +94,7 @@ from broker.protocol import Reply, Request, WorkerStatus
 from broker.sam_session import CloudSamStore, SamSession
 from broker.state import SAM_CLOUD, SAM_PHYSICAL, ConsoleState, apply, render_status, snapshot
 from broker.status_codes import StatusCode
+from broker.stream import REPLAYED_EVENTS, Position, StreamFeed, public_view, snapshot as stream_snapshot
 from eventlog import EventStore, format_record_timestamp
 
 log = logging.getLogger(__name__)
@@ -118,6 +120,18 @@ class Forward:
     args: dict[str, Any] = field(default_factory=dict)
     finish: Callable[[Reply], tuple[int, dict[str, Any]]] = lambda reply: (reply.code, reply.body)
     timeout: float = CARD_COMMAND_TIMEOUT
+
+
+@dataclass(frozen=True)
+class Park:
+    """A long poll with nothing to say yet: the loop holds it until `ConsoleCore.stream_news` has something,
+    or its wait is over."""
+
+    command: WaitForEvents
+
+
+STREAM_CALLS_PER_ANSWER = 50
+"""Calls one stream answer carries at most (a burst beyond that shows its newest): the Record API is the record."""
 
 
 @dataclass(frozen=True)
@@ -179,9 +193,19 @@ class ConsoleCore:
         """What each reader's worker last reported as its fault (the NHI reader's port); not in the log."""
         self.last_event_seq = 0
         self.state = ConsoleState()
+        self.feed = StreamFeed()
+        streamed_after = max(0, store.last_event_seq() - REPLAYED_EVENTS)
+        if streamed_after:
+            self.feed.begin_after(streamed_after)
+        self._view = public_view(self.state)
         for stored in store.events():
-            self.state = apply(self.state, domain.decode(stored.type, stored.version, stored.payload))
-            self.last_event_seq = stored.seq
+            event = domain.decode(stored.type, stored.version, stored.payload)
+            if stored.seq > streamed_after:
+                self._advance(stored.seq, event)
+                continue
+            self.state, self.last_event_seq = apply(self.state, event), stored.seq
+            if stored.seq == streamed_after:
+                self._view = public_view(self.state)
         if self.state.initialized and self.state.sam.type == SAM_CLOUD and self.state.device_name is not None:
             # A restart mid-session: the state is replayed; the SAM's file is opened again (its DC token is not kept).
             self.sam.open(self._cloud_sams.load(self.state.device_name))
@@ -192,12 +216,15 @@ class ConsoleCore:
 
     # --- requests from the API -------------------------------------------------
 
-    def handle(self, request: Request) -> Reply | Forward | StartFlow:
+    def handle(self, request: Request) -> Reply | Forward | StartFlow | Park:
         """Run one command, or say which worker must; a finished call is recorded with its outcome."""
         try:
             command = parse_command(request.command, request.args)
         except BadArguments as error:
             return self.answer(request, int(StatusCode.BAD_PARAMETER), {"message": str(error)})
+        if isinstance(command, WaitForEvents):
+            news = self.stream_news(command, waited_out=command.wait_seconds == 0)
+            return Park(command) if news is None else Reply(id=request.id, code=int(StatusCode.OK), body=news)
         outcome = self._run(command)
         if isinstance(outcome, (Forward, StartFlow)):
             return outcome
@@ -252,6 +279,25 @@ class ConsoleCore:
         if isinstance(command, (ListCorsHosts, AllowCorsHost, RemoveCorsHost)):
             return self._cors_setting(command)
         return self._run_bench(command)
+
+    def stream_news(self, command: WaitForEvents, *, waited_out: bool) -> dict[str, Any] | None:
+        """The live stream's next answer: a snapshot (first, or for a watcher too far behind), or what happened
+        after the watcher's position; None while nothing did, unless its wait is over (`waited_out`)."""
+        position = self.feed.position
+        body: dict[str, Any] = {"position": [position.seq, position.index], "lastCall": self._store.last_call_seq(),
+                                "events": [], "calls": []}
+        events = None if command.after is None else self.feed.after(Position(*command.after))
+        if events is None:
+            body["snapshot"] = stream_snapshot(self._view)
+            return body
+        if command.after_call is not None and body["lastCall"] > command.after_call:
+            rows = self._store.calls_newest_first(0, STREAM_CALLS_PER_ANSWER, command.after_call)
+            body["calls"] = [{"url": row.url, "uuid": row.uuid, "timestamp": row.timestamp,
+                              "statusCode": row.status_code} for row in reversed(rows)]
+        body["events"] = [event.wire() for event in events]
+        if not body["events"] and not body["calls"] and not waited_out:
+            return None
+        return body
 
     def _cors_setting(self, command: ListCorsHosts | AllowCorsHost | RemoveCorsHost) -> tuple[int, dict[str, Any]]:
         """The CORS allow-list: a change is an event, so it is in effect for the very next request."""
@@ -661,9 +707,15 @@ class ConsoleCore:
 
     def emit(self, event: domain.Event) -> None:
         type_name, version, payload = domain.encode(event)
-        self.last_event_seq = self._store.append_event(type_name, version, payload, self._timestamp())
-        self.state = apply(self.state, event)
+        self._advance(self._store.append_event(type_name, version, payload, self._timestamp()), event)
         log.info("event %s", type_name)
+
+    def _advance(self, seq: int, event: domain.Event) -> None:
+        """Fold one logged event into the state, and what it changed into the live stream."""
+        self.last_event_seq = seq
+        self.state = apply(self.state, event)
+        before, self._view = self._view, public_view(self.state)
+        self.feed.observe(seq, before, self._view)
 
     def commit(self) -> None:
         self._store.commit()

@@ -23,7 +23,7 @@ from typing import Callable
 import zmq
 
 from broker.clock import Clock, SystemClock
-from broker.core import ConsoleCore, Forward, StartFlow
+from broker.core import ConsoleCore, Forward, Park, StartFlow
 from broker.datacenter import DataCenter, DcError, NoDataCenter
 from broker.dispatch import PendingCommand, ReaderQueues
 from broker.flows import CardStep, DcCall, Flow, FlowRunner, Outcome
@@ -54,6 +54,19 @@ CARD_STEP_TIMEOUT = 10.0
 
 BATCH_LIMIT = 512
 """Messages taken from one socket per turn: bounds the latency one busy client can add to others."""
+
+MAX_PARKED = 256
+"""Live-stream long polls held at once (the API holds a few per process); beyond it they are answered at once."""
+
+
+@dataclass
+class _Parked:
+    """A live-stream long poll waiting for news (`ConsoleCore.stream_news`)."""
+
+    identity: bytes
+    request: Request
+    park: Park
+    deadline: float
 
 
 @dataclass
@@ -205,6 +218,7 @@ class Broker:
         os.set_blocking(self._wake_write, False)
         self._runner = FlowRunner(self._send_flow_card_step, self._submit_dc_call, self._queues.release)
         self._replies: list[tuple[bytes, Reply]] = []
+        self._parked: list[_Parked] = []
         self._bench_workers_seen: set[tuple[str, int]] = set()
         self._discovery: PcscDiscovery | None = None
         if config.pcsc_backend is not None:
@@ -277,6 +291,7 @@ class Broker:
                     next_heartbeat = now + interval
                 self._pump()
                 self.core.commit()
+                self._answer_parked(now)  # after the commit: a stream shows only what is on disk
                 if now >= next_seal_check:
                     self._seal_if_due()
                     next_seal_check = now + self._config.seal_check_interval
@@ -305,8 +320,28 @@ class Broker:
                 self._forward(identity, message, outcome)
             elif isinstance(outcome, StartFlow):
                 self._start_flow(identity, message, outcome.flow)
+            elif isinstance(outcome, Park):
+                self._park(identity, message, outcome)
             else:
                 self._replies.append((identity, outcome))
+
+    def _park(self, identity: bytes, request: Request, park: Park) -> None:
+        if len(self._parked) >= MAX_PARKED:
+            news = self.core.stream_news(park.command, waited_out=True) or {}
+            self._replies.append((identity, Reply(id=request.id, code=int(StatusCode.OK), body=news)))
+            return
+        deadline = self._clock.monotonic() + park.command.wait_seconds
+        self._parked.append(_Parked(identity, request, park, deadline))
+
+    def _answer_parked(self, now: float) -> None:
+        waiting: list[_Parked] = []
+        for parked in self._parked:
+            news = self.core.stream_news(parked.park.command, waited_out=now >= parked.deadline)
+            if news is None:
+                waiting.append(parked)
+            else:
+                self._replies.append((parked.identity, Reply(id=parked.request.id, code=int(StatusCode.OK), body=news)))
+        self._parked = waiting
 
     def _start_flow(self, identity: bytes, request: Request, flow: Flow) -> None:
         def done(outcome: Outcome) -> None:

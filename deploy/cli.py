@@ -16,6 +16,7 @@ from broker.backoff import RestartBackoff
 from deploy.log_cli import add_log_commands
 from deploy.paths import console_paths, default_data_dir, prepare
 from deploy.status_table import render_status_table
+from deploy.status_watch import watch
 from deploy.supervisor import ChildSpec, Supervisor
 from deploy.tls import ensure_certificates, export_ca, ssl_context_for_clients
 
@@ -176,6 +177,11 @@ def serve(args: argparse.Namespace) -> int:
 def status(args: argparse.Namespace) -> int:
     host = args.host or "localhost"
     context = ssl_context_for_clients(args.data_dir)
+    if args.watch:
+        try:
+            return watch(host, args.port, context)
+        except KeyboardInterrupt:
+            return 0
     connection = http.client.HTTPSConnection(host, args.port, context=context, timeout=10)
     try:
         connection.request("GET", "/api/common/v1/Status")
@@ -251,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(status_parser)
     status_parser.add_argument("--host", default=None)
     status_parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    status_parser.add_argument("--watch", action="store_true",
+                               help="follow the console live (its event stream) until interrupted")
     status_parser.set_defaults(handler=status)
 
     cert_parser = commands.add_parser("cert", help="the console's local CA certificate")

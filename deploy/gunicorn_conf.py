@@ -12,7 +12,8 @@ certfile = os.environ.get("NHI_CONSOLE_CERTFILE")
 keyfile = os.environ.get("NHI_CONSOLE_KEYFILE")
 worker_class = "gthread"
 workers = int(os.environ.get("NHI_CONSOLE_API_PROCESSES", "2"))
-threads = int(os.environ.get("NHI_CONSOLE_API_THREADS", "16"))
+threads = int(os.environ.get("NHI_CONSOLE_API_THREADS", "24"))
+"""Up to 8 of them may hold live event streams (NHI_CONSOLE_MAX_STREAMS); the rest serve calls."""
 keepalive = 75
 timeout = int(os.environ.get("NHI_CONSOLE_GUNICORN_TIMEOUT", "30"))
 """Seconds without a heartbeat of a worker's main loop before the arbiter kills it; a request waiting on a
@@ -27,3 +28,19 @@ control_socket_disable = True
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("NHI_CONSOLE_LOG_LEVEL", "info")
+
+
+def post_worker_init(worker: object) -> None:
+    """A graceful stop (SIGTERM) also ends this process's live event streams at once: otherwise each would
+    hold the stop up for `graceful_timeout`. gunicorn installed its handler before this hook; ours wraps it."""
+    import signal
+
+    from api.resources.events import STOPPING
+
+    stop = worker.handle_exit  # type: ignore[attr-defined]
+
+    def handle_exit(signum: int, frame: object) -> None:
+        STOPPING.set()
+        stop(signum, frame)
+
+    signal.signal(signal.SIGTERM, handle_exit)

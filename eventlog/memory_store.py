@@ -73,6 +73,10 @@ class MemoryEventStore:
         self._check_open()
         return len(self._calls)
 
+    def last_event_seq(self) -> int:
+        self._check_open()
+        return len(self._events)
+
     def seal(self, through_event_seq: int, through_call_seq: int, archive_dir: Path) -> None:
         """Archives need files; broker tests that seal use SqliteEventStore."""
         raise NotImplementedError("MemoryEventStore does not seal segments")

@@ -255,6 +255,10 @@ class SqliteEventStore:
         """From the in-memory chain head, so sealing every live call never makes it go back."""
         return self._heads["calls"][0]
 
+    def last_event_seq(self) -> int:
+        """From the in-memory chain head, like `last_call_seq`."""
+        return self._heads["events"][0]
+
     def segments(self) -> list[SegmentInfo]:
         """The sealed segments, oldest first."""
         return load_segments(self._conn)

@@ -84,5 +84,9 @@ class EventStore(Protocol):
         """The highest call-record sequence number so far, 0 if none."""
         ...
 
+    def last_event_seq(self) -> int:
+        """The highest event sequence number so far (committed or pending), 0 if none."""
+        ...
+
     def close(self) -> None:
         ...

@@ -20,7 +20,7 @@ from broker.commands import (
 
 def test_command_names() -> None:
     assert COMMAND_NAMES == {
-        "GetStateSnapshot", "GetStatus", "ListRecords", "ClearRecords", "RecordCall",
+        "GetStateSnapshot", "GetStatus", "ListRecords", "ClearRecords", "RecordCall", "WaitForEvents",
         "ListReaders", "AutoDetectReader", "GetDefaultReader", "SetDefaultReader", "ClearDefaultReader",
         "ReadPublicData", "SimListReaders", "SimPlugReader", "SimUnplugReader", "SimPutCard", "SimTakeCard",
         "ListDevices", "Initialize", "Finalize", "GetServerDateTime", "GetSamBasic", "VerifySam", "LogoutSam",

@@ -255,6 +255,19 @@ def test_last_call_seq(store: EventStore) -> None:
     assert store.last_call_seq() == 2
 
 
+def test_last_event_seq(harness: Harness) -> None:
+    store = harness.store
+    assert store.last_event_seq() == 0
+    _call(store, 1)
+    assert store.last_event_seq() == 0  # calls don't count
+    _event(store, 1)
+    _event(store, 2)
+    assert store.last_event_seq() == 2  # pending ones do
+    store.commit()
+    _event(store, 3)
+    assert harness.restart().last_event_seq() == 2  # the uncommitted one is gone
+
+
 # -- commit, restart, durability --------------------------------------------
 
 
