@@ -38,11 +38,9 @@ fuzz-long: venv
 	NHI_FUZZ_PROFILE=nightly $(BIN)/python -m pytest -q -o timeout=0 --hypothesis-show-statistics tests/unit -k fuzz
 	NHI_SCHEMATHESIS_EXAMPLES=1000 $(BIN)/python -m pytest -q -s -o timeout=0 tests/integration/test_openapi_conformance.py
 
+## Every benchmark, one table, written to docs/performance.md (about six minutes)
 bench: venv
-	$(BIN)/python bench/status_latency.py
-	$(BIN)/python bench/hc_read.py
-	$(BIN)/python bench/eventlog.py
-	$(BIN)/python bench/nhi_reader.py
+	$(BIN)/python bench/performance.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,6 +1,6 @@
 """APDU round trip through pyscard -> pcscd -> vpcd -> our bridge, with and without re-arming TCP_QUICKACK.
 
-Run: `.venv/bin/python bench/vpcd_quickack.py [--apdus 200]` (needs pcscd and vsmartcard-vpcd, and no
+Run: `make bench` (all benchmarks) or `.venv/bin/python bench/vpcd_quickack.py` (needs pcscd and vsmartcard-vpcd, and no
 other pcscd running: it starts its own on the bench ports and stops it after).
 
 Why it exists: vpcd waits for each answer with a blocking recv while our side,
@@ -12,8 +12,6 @@ connect, never again) and "re-armed" (after every read, what `sim.vpcd` does).
 
 from __future__ import annotations
 
-import argparse
-import platform
 import socket
 import statistics
 import sys
@@ -23,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.report import Row  # noqa: E402
 from sim.vpcd import VpcdCardBridge  # noqa: E402
 from tests.pcscd import Pcscd  # noqa: E402
 from workers.pcsc_reader import PcscReader  # noqa: E402
@@ -72,32 +71,27 @@ def measure(bridge: VpcdCardBridge, reader_name: str, apdus: int, warmup: int) -
         bridge.disconnect()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--apdus", type=int, default=200)
-    parser.add_argument("--warmup", type=int, default=10)
-    args = parser.parse_args()
+def rows(apdus: int = 200, warmup: int = 10) -> list[Row]:
+    section = "7. vpcd and TCP_QUICKACK"
+    table = []
     with tempfile.TemporaryDirectory(prefix="nhi-bench-pcscd-") as scratch:
         pcscd = Pcscd(Path(scratch)).start(entries=1)
         try:
             name, port = pcscd.reader(0, 0), pcscd.port(0, 0)
             modes = {
-                "off": VpcdCardBridge(EchoCard(), port=port, quickack=False),
-                "once": QuickackOnceBridge(EchoCard(), port=port),
-                "re-armed": VpcdCardBridge(EchoCard(), port=port),
+                "off (TCP_NODELAY only)": VpcdCardBridge(EchoCard(), port=port, quickack=False),
+                "set once, at connect": QuickackOnceBridge(EchoCard(), port=port),
+                "re-armed after every read (sim/vpcd.py)": VpcdCardBridge(EchoCard(), port=port),
             }
-            print(f"{platform.system()} {platform.release()}, Python {platform.python_version()}, {args.apdus} APDUs each")
             for mode, bridge in modes.items():
-                samples = measure(bridge, name, args.apdus, args.warmup)
-                ordered = sorted(samples)
-                print(
-                    f"QUICKACK {mode:9s} median {statistics.median(samples) * 1000:8.3f} ms"
-                    f"   p90 {ordered[int(0.9 * (len(ordered) - 1))] * 1000:8.3f} ms"
-                    f"   max {ordered[-1] * 1000:8.3f} ms"
-                )
+                samples = measure(bridge, name, apdus, warmup)
+                table.append(Row(section, f"one APDU through pyscard, QUICKACK {mode}",
+                                 f"median {statistics.median(samples) * 1000:.3f} ms, max {max(samples) * 1000:.1f} ms"))
         finally:
             pcscd.stop()
+    return table
 
 
 if __name__ == "__main__":
-    main()
+    for row in rows():
+        print(row.text())

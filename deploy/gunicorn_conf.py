@@ -32,7 +32,11 @@ loglevel = os.environ.get("NHI_CONSOLE_LOG_LEVEL", "info")
 
 def post_worker_init(worker: object) -> None:
     """A graceful stop (SIGTERM) also ends this process's live event streams at once: otherwise each would
-    hold the stop up for `graceful_timeout`. gunicorn installed its handler before this hook; ours wraps it."""
+    hold the stop up for `graceful_timeout`. gunicorn installed its handler before this hook; ours wraps it.
+
+    And the app, loaded by now, is frozen out of the cyclic collector's full passes, each of which would walk
+    its tens of thousands of objects (~15 ms on 2 cores) in the middle of some request."""
+    import gc
     import signal
 
     from api.resources.events import STOPPING
@@ -44,3 +48,4 @@ def post_worker_init(worker: object) -> None:
         stop(signum, frame)
 
     signal.signal(signal.SIGTERM, handle_exit)
+    gc.freeze()

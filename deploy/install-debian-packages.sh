@@ -5,10 +5,11 @@
 #   python3, python3-venv      the interpreter and venv (Debian splits venv out)
 #   chromium, fonts-wqy-microhei   the real headless browser the page tests drive (Playwright, system browser),
 #                              and a font for the pages' Chinese labels in its screenshots
+#   wrk                        the HTTP load generator of `make bench`
 # As root it installs them; otherwise it prints the command to run and fails.
 set -euo pipefail
 
-packages=(pcscd vsmartcard-vpcd swig libpcsclite-dev gcc python3 python3-dev python3-venv ca-certificates chromium fonts-wqy-microhei)
+packages=(pcscd vsmartcard-vpcd swig libpcsclite-dev gcc python3 python3-dev python3-venv ca-certificates chromium fonts-wqy-microhei wrk)
 missing=()
 for package in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

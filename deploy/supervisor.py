@@ -51,6 +51,8 @@ class ChildSpec:
 
 READY_WAIT = 10.0
 """How long the first start waits for a child to be ready before starting the next ones anyway."""
+READY_POLL = 0.02
+"""How often a first start checks a child's readiness."""
 
 
 @dataclass
@@ -89,7 +91,8 @@ class Supervisor:
             while not self._stopping:
                 self._start_due()
                 self._reap()
-                self._sleep(0.2)
+                # While a first start waits on a child's readiness, look often: the next ones start sooner.
+                self._sleep(READY_POLL if self._awaiting_readiness() else 0.2)
         finally:
             self._shutdown()
         return 0
@@ -108,6 +111,9 @@ class Supervisor:
                 child.started = now
                 child.restart_at = None
                 log.info("%s started (pid %d)%s", child.spec.name, child.process.pid, " again" if restarted else "")
+
+    def _awaiting_readiness(self) -> bool:
+        return any(child.spec.ready is not None and not child.ready_seen for child in self._children)
 
     def _earlier_ready(self, child: _Running, now: float) -> bool:
         """Whether the children before `child` that have a readiness check passed it (first start only)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 
 from workers.loop import WorkerConfig, run
@@ -17,6 +18,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--orphan-after", type=float, default=30.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(name)s: %(message)s")
+    gc.freeze()  # the imported modules: out of the collector's full passes, which would walk them mid-command
     run(WorkerConfig(args.endpoint, args.reader, args.backend, args.heartbeat, args.orphan_after))
 
 
