@@ -1,4 +1,4 @@
-"""The `nhi-console` command: serve, status, cert."""
+"""The `nhi-console` command: serve, status, cert, doctor, log."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ from deploy.paths import console_paths, default_data_dir, prepare
 from deploy.status_table import render_status_table
 from deploy.status_watch import watch
 from deploy.supervisor import ChildSpec, Supervisor
-from deploy.tls import ensure_certificates, export_ca, ssl_context_for_clients
+from deploy.doctor import gather, report
+from deploy.tls import TlsFiles, ensure_certificates, export_ca, renew_certificates, ssl_context_for_clients
+from deploy.trust import TrustError, install, invoking_user, uninstall
 
 SIM_READERS = (("NHI Sim Reader 0", "hc-basic"), ("NHI Sim Reader 1", "hpc-doctor"))
 """The bench at start (sim-control.md): the default reader with hc-basic, the other with hpc-doctor."""
@@ -171,7 +173,15 @@ def serve(args: argparse.Namespace) -> int:
     logging.getLogger(__name__).info(
         "serving https://localhost:%d%s; data in %s; CA certificate %s", args.port, mode, paths.data_dir, tls.ca_cert
     )
-    return supervisor.run()
+    served = paths.run_dir / "serve.json"
+    served.write_text(json.dumps({
+        "pid": os.getpid(), "port": args.port, "sim": args.sim, "dcUrl": dc_url, "dcCa": str(dc_ca) if dc_ca else None,
+        "serialPorts": [*([str(paths.sim_nhi_link)] if args.sim else []), *args.serial_port],
+    }))  # what `nhi-console doctor` checks: the port, the data center and the ports this console really uses
+    try:
+        return supervisor.run()
+    finally:
+        served.unlink(missing_ok=True)
 
 
 def status(args: argparse.Namespace) -> int:
@@ -200,6 +210,8 @@ def status(args: argparse.Namespace) -> int:
 
 
 def cert(args: argparse.Namespace) -> int:
+    if args.install or args.uninstall or args.renew:
+        return trust_command(args)
     if args.export is None:
         files = ensure_certificates(args.data_dir)
         print(files.ca_cert)
@@ -207,6 +219,49 @@ def cert(args: argparse.Namespace) -> int:
     written = export_ca(args.data_dir, args.export)
     print(f"CA certificate written to {written}")
     return 0
+
+
+def trust_command(args: argparse.Namespace) -> int:
+    """--install, --uninstall, --renew: the CA into (or out of) the system store and the user's NSS databases."""
+    owner = invoking_user()
+    system = args.system if args.system is not None else os.geteuid() == 0
+    if system and os.geteuid() != 0:
+        print("the system store needs root: sudo nhi-console cert ...  (or --no-system)", file=sys.stderr)
+        return 1
+    ca_file = TlsFiles.in_dir(args.data_dir).ca_cert
+    try:
+        if args.uninstall:
+            results = uninstall(args.data_dir, owner, system=system)
+        else:
+            if args.renew:  # the old CA's key is gone: a new certificate is a new CA, installed where the old was
+                renew_certificates(args.data_dir)
+                _give_to_data_dir_owner(args.data_dir)
+                print("a new certificate and a new CA: restart the console to serve them "
+                      "(sudo systemctl restart nhi-console)")
+            results = install(args.data_dir, ca_file, owner, system=system)
+    except TrustError as error:
+        print(f"nhi-console cert: {error}", file=sys.stderr)
+        return 1
+    for result in results:
+        print(result.line())
+    if not system:
+        print("system store: left alone (--no-system, or not root)")
+    return 0
+
+
+def _give_to_data_dir_owner(data_dir: Path) -> None:
+    """Run as root on a service's data dir, the renewed files must stay the service user's."""
+    owner = data_dir.stat()
+    if os.geteuid() == 0 and owner.st_uid != 0:
+        files = TlsFiles.in_dir(data_dir)
+        for path in (files.directory, files.ca_cert, files.server_cert, files.server_key):
+            os.chown(path, owner.st_uid, owner.st_gid)
+
+
+def doctor(args: argparse.Namespace) -> int:
+    text, code = report(gather(args.data_dir, args.port, args.service_user))
+    print(text)
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -264,7 +319,22 @@ def build_parser() -> argparse.ArgumentParser:
     cert_parser = commands.add_parser("cert", help="the console's local CA certificate")
     common(cert_parser)
     cert_parser.add_argument("--export", type=Path, metavar="PATH", help="write the CA certificate to PATH")
+    action = cert_parser.add_mutually_exclusive_group()
+    action.add_argument("--install", action="store_true",
+                        help="trust the CA: the system store (as root) and the invoking user's browsers' NSS databases")
+    action.add_argument("--uninstall", action="store_true", help="take the CA out of those stores again")
+    action.add_argument("--renew", action="store_true",
+                        help="a new certificate (so a new CA) now, installed in the stores as --install does")
+    cert_parser.add_argument("--system", action=argparse.BooleanOptionalAction, default=None,
+                             help="the system store too (default: when run as root)")
     cert_parser.set_defaults(handler=cert)
+
+    doctor_parser = commands.add_parser("doctor", help="check what the console needs on this machine, with fixes")
+    common(doctor_parser)
+    doctor_parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    doctor_parser.add_argument("--service-user", default=None,
+                               help="the console's user (default: the data dir's owner)")
+    doctor_parser.set_defaults(handler=doctor)
 
     add_log_commands(commands, common)
     return parser

@@ -6,10 +6,12 @@
 #   chromium, fonts-wqy-microhei   the real headless browser the page tests drive (Playwright, system browser),
 #                              and a font for the pages' Chinese labels in its screenshots
 #   wrk                        the HTTP load generator of `make bench`
+#   libnss3-tools              certutil, with which `nhi-console cert --install` adds the CA to browsers' NSS databases
+#   systemd                    systemd-analyze, which the tests run on the service unit (no systemd needs to run)
 # As root it installs them; otherwise it prints the command to run and fails.
 set -euo pipefail
 
-packages=(pcscd vsmartcard-vpcd swig libpcsclite-dev gcc python3 python3-dev python3-venv ca-certificates chromium fonts-wqy-microhei wrk)
+packages=(pcscd vsmartcard-vpcd swig libpcsclite-dev gcc python3 python3-dev python3-venv ca-certificates chromium fonts-wqy-microhei wrk libnss3-tools systemd)
 missing=()
 for package in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

@@ -63,6 +63,7 @@ __all__ = [
     "VALIDITY",
     "TlsFiles",
     "ensure_certificates",
+    "renew_certificates",
     "export_ca",
     "ssl_context_for_clients",
 ]
@@ -153,6 +154,19 @@ def ensure_certificates(data_dir: Path, now: _dt.datetime | None = None) -> TlsF
         if _existing_files_usable(files, moment):
             return files
         _generate(files, moment)
+    return files
+
+
+def renew_certificates(data_dir: Path, now: _dt.datetime | None = None) -> TlsFiles:
+    """A new CA and server certificate now, whatever the state of the old ones (`nhi-console cert --renew`).
+
+    The old CA's key is long gone, so renewing is always a new CA: every store that trusted the old one must be
+    given the new one (deploy/trust.py), and the running console restarted to serve it.
+    """
+    files = TlsFiles.in_dir(data_dir)
+    _make_private_dir(files.directory)
+    with _exclusive_lock(files.directory / _LOCK_FILENAME):
+        _generate(files, _utc(now))
     return files
 
 

@@ -14,6 +14,7 @@ import pytest
 
 PCSCD_MODULES = frozenset({
     "tests/integration/test_crash_safety.py",
+    "tests/integration/test_deploy.py",
     "tests/integration/test_pcsc_console.py",
     "tests/integration/test_pcsc_stack.py",
     "tests/integration/test_recovery_console.py",

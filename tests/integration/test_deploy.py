@@ -1,0 +1,185 @@
+"""Deploying the console: the systemd unit, browsers trusting it after `cert --install` (and not after
+`--uninstall`), the system store, and `nhi-console doctor` on a healthy bench and on broken ones.
+
+Real parts throughout: systemd-analyze, certutil and NSS, Debian's Chromium with a fresh profile and no
+`--ignore-certificate-errors`, update-ca-certificates, pcscd. The user's NSS databases are a fresh $HOME's.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.integration.browser import CHROMIUM_FLAGS, chromium_path
+from tests.integration.console import RunningConsole, running_console
+from tests.pcscd import Pcscd
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+ROOT = Path(__file__).resolve().parents[2]
+UNIT = ROOT / "deploy" / "systemd" / "nhi-console.service"
+SCRIPT = Path(sys.executable).with_name("nhi-console")
+
+
+def required(tool: str) -> str:
+    found = shutil.which(tool)
+    if found is None:
+        if os.environ.get("CI") or os.environ.get("NHI_REQUIRE_DEPLOY_TOOLS") == "1":
+            pytest.fail(f"{tool} is needed here (deploy/install-debian-packages.sh installs it)")
+        pytest.skip(f"{tool} is not installed")
+    return found
+
+
+def nhi_console(*args: str, home: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if key != "SUDO_USER"}
+    env["HOME"] = str(home)
+    run = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=120)
+    if check:
+        assert run.returncode == 0, f"{args}: {run.stdout}\n{run.stderr}"
+    return run
+
+
+@pytest.fixture
+def console(tmp_path: Path) -> Iterator[RunningConsole]:
+    with running_console(tmp_path / "data") as running:
+        yield running
+
+
+def test_systemd_analyze_verify_passes_on_the_unit(tmp_path: Path) -> None:
+    analyze = required("systemd-analyze")
+    unit = tmp_path / "nhi-console.service"
+    # The unit names the installed program's path (docs/deploy.md); here that is this checkout's venv.
+    unit.write_text(UNIT.read_text().replace("/opt/nhi-console/venv/bin/nhi-console", str(SCRIPT)))
+    run = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    complaints = [line for line in (run.stdout + run.stderr).splitlines() if unit.name in line]
+    assert run.returncode == 0 and complaints == [], run.stdout + run.stderr  # a directive it ignores is a warning
+    for hardening in ("NoNewPrivileges=yes", "ProtectSystem=strict", "StateDirectory=nhi-console", "PrivateTmp=yes",
+                      "ProtectHome=yes", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "IPAddressDeny=any",
+                      "IPAddressAllow=localhost", "SupplementaryGroups=dialout", "Wants=pcscd.socket"):
+        assert hardening in UNIT.read_text()
+
+
+def _status_in_chromium(console: RunningConsole, home: Path) -> str:
+    """Status in a fresh Chromium whose NSS database is $HOME's, with no certificate error switched off."""
+    from playwright.sync_api import Error, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_FLAGS,
+                                             env={**os.environ, "HOME": str(home)})
+        try:
+            page = browser.new_page()  # a fresh context: no certificate exceptions carried over
+            try:
+                answer = page.goto(f"https://localhost:{console.port}/api/common/v1/Status")
+            except Error as error:
+                return str(error).splitlines()[0]
+            return f"{answer.status if answer else '?'} {page.inner_text('body')[:40]}"
+        finally:
+            browser.close()
+
+
+def test_chromium_trusts_the_console_after_cert_install_and_not_after_uninstall(
+        console: RunningConsole, tmp_path: Path) -> None:
+    required("certutil")
+    home = tmp_path / "home"
+    home.mkdir()
+    assert "ERR_CERT_AUTHORITY_INVALID" in _status_in_chromium(console, home)  # a stranger to begin with
+    installed = nhi_console("cert", "--install", "--no-system", "--data-dir", str(console.data_dir), home=home)
+    assert f"NSS database {home}/.pki/nssdb: trusted as" in installed.stdout
+    assert _status_in_chromium(console, home).startswith('200 {"statusCode": 0')
+    nhi_console("cert", "--uninstall", "--no-system", "--data-dir", str(console.data_dir), home=home)
+    assert "ERR_CERT_AUTHORITY_INVALID" in _status_in_chromium(console, home)
+
+
+def test_a_renewed_certificate_is_a_new_ca_in_the_same_stores(console: RunningConsole, tmp_path: Path) -> None:
+    required("certutil")
+    home = tmp_path / "home"
+    home.mkdir()
+    data = str(console.data_dir)
+    nhi_console("cert", "--install", "--no-system", "--data-dir", data, home=home)
+    old_ca = (console.data_dir / "tls" / "ca.pem").read_bytes()
+    renewed = nhi_console("cert", "--renew", "--no-system", "--data-dir", data, home=home)
+    assert "restart the console" in renewed.stdout and (console.data_dir / "tls" / "ca.pem").read_bytes() != old_ca
+    doctor = nhi_console("doctor", "--data-dir", data, home=home, check=False).stdout
+    assert "ok    trust        the CA is trusted in NSS database" in doctor
+    # A renewal that did not go through `cert` (the console's own, at a start) leaves the stores behind:
+    from deploy.tls import renew_certificates
+
+    renew_certificates(console.data_dir)
+    doctor = nhi_console("doctor", "--data-dir", data, home=home, check=False).stdout
+    assert "FAIL  trust        an old CA of this console is trusted in NSS database" in doctor
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the system store is root's")
+def test_the_system_store_makes_programs_trust_the_console(console: RunningConsole, tmp_path: Path) -> None:
+    required("update-ca-certificates")
+    home = tmp_path / "home"
+    home.mkdir()
+    url = f"https://localhost:{console.port}/api/common/v1/Status"
+
+    def status_with_the_system_store() -> str:
+        try:
+            with urllib.request.urlopen(url, context=ssl.create_default_context(), timeout=10) as answer:
+                return str(answer.status)
+        except urllib.error.URLError as error:
+            return str(error.reason)
+
+    assert "CERTIFICATE_VERIFY_FAILED" in status_with_the_system_store()
+    try:
+        installed = nhi_console("cert", "--install", "--system", "--data-dir", str(console.data_dir), home=home)
+        assert "system store (/usr/local/share/ca-certificates/nhi-console-local-CA-" in installed.stdout
+        assert status_with_the_system_store() == "200"
+    finally:
+        nhi_console("cert", "--uninstall", "--system", "--data-dir", str(console.data_dir), home=home)
+    assert "CERTIFICATE_VERIFY_FAILED" in status_with_the_system_store()
+    assert not [link for link in Path("/etc/ssl/certs").iterdir() if "nhi-console" in link.name]  # nothing dangling
+
+
+def test_doctor_says_a_healthy_bench_is_healthy_and_names_a_stopped_pcscd(
+        pcscd: Pcscd, pcsc_console: RunningConsole, tmp_path: Path) -> None:
+    required("certutil")
+    home = tmp_path / "home"
+    home.mkdir()
+    data = str(pcsc_console.data_dir)
+    nhi_console("cert", "--install", "--no-system", "--data-dir", data, home=home)
+    healthy = nhi_console("doctor", "--data-dir", data, home=home, check=False)
+    lines = healthy.stdout.splitlines()
+    assert healthy.returncode == 0, healthy.stdout
+    assert lines[-1] == "all checks passed: the console has what it needs"
+    assert not [line for line in lines[:-1] if not line.startswith(("ok ", "warn "))]
+    assert lines[0].startswith("ok    pcscd        running")
+    assert f"ok    readers      {len(pcscd.readers())} seen: {', '.join(pcscd.readers())}" in lines
+    assert any(line.startswith("ok    serial       ") and "ttyNHI0" in line for line in lines)
+    assert any(line.startswith("ok    data center  https://127.0.0.1:") for line in lines)  # the bench's simulator
+    assert any(line.startswith(f"ok    port         {pcsc_console.port}: the console is serving on it") for line in lines)
+
+    ports = list(pcscd.ports)
+    pcscd.stop()
+    try:
+        broken = nhi_console("doctor", "--data-dir", data, home=home, check=False)
+    finally:
+        pcscd.start(ports=ports)
+    assert broken.returncode == 1
+    assert "FAIL  pcscd        not running (/run/pcscd/pcscd.comm does not answer) — fix: sudo systemctl enable " \
+           "--now pcscd.socket" in broken.stdout.splitlines()
+    assert broken.stdout.splitlines()[-1] == "1 problem found"
+
+
+def test_doctor_names_a_data_dir_its_user_cannot_write(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)  # this process's: nobody else may write it
+    run = nhi_console("doctor", "--data-dir", str(data), "--service-user", "nobody", home=home, check=False)
+    [line] = [line for line in run.stdout.splitlines() if "data dir" in line]
+    assert line.startswith(f"FAIL  data dir     {data} is not writable by nobody")
+    assert f"fix: sudo chown -R nobody: {data}" in line
+    assert run.returncode == 1
