@@ -8,6 +8,7 @@ simulator, the virtual NHI reader) are listed apart: a clinic does not run them.
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import tempfile
@@ -68,6 +69,15 @@ def _memory(pid: int) -> tuple[int, int]:
     except OSError:
         pass
     return rss, pss
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user + system) a process has used so far, 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def processes(console: RunningConsole) -> list[Process]:

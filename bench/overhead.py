@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import os
 import ssl
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from bench.report import Row  # noqa: E402
 from sim.cards.base import VirtualCard  # noqa: E402
 from sim.profiles import make_card  # noqa: E402
 from sim.vpcd import VpcdCardBridge  # noqa: E402
-from bench.footprint import role_of  # noqa: E402
+from bench.footprint import cpu_seconds, role_of  # noqa: E402
 from deploy.tls import ensure_certificates  # noqa: E402
 from tests.integration.console import RunningConsole, descendants, free_port, start_console  # noqa: E402
 from tests.pcscd import Pcscd  # noqa: E402
@@ -90,14 +89,6 @@ def console_on_a_vpcd_card(scratch: Path, cards: int = 1, *extra: str, card_seco
         pcscd.stop()
 
 
-def _cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def cpu_by_role(console: RunningConsole, pcscd: Pcscd) -> dict[str, float]:
     """CPU seconds so far of the processes a console call goes through (API processes summed)."""
     totals: dict[str, float] = {}
@@ -105,8 +96,8 @@ def cpu_by_role(console: RunningConsole, pcscd: Pcscd) -> dict[str, float]:
         role = role_of(pid, console.process.pid)
         if role.startswith("API") or role == "broker" or role.startswith("reader worker (Virtual"):
             name = "API processes" if role.startswith("API") else role
-            totals[name] = totals.get(name, 0.0) + _cpu_seconds(pid)
-    totals["pcscd"] = _cpu_seconds(pcscd.process.pid) if pcscd.process is not None else 0.0
+            totals[name] = totals.get(name, 0.0) + cpu_seconds(pid)
+    totals["pcscd"] = cpu_seconds(pcscd.process.pid) if pcscd.process is not None else 0.0
     return totals
 
 
@@ -203,13 +194,13 @@ def gunicorn_floor(calls: int = 2000) -> str:
             for _ in range(200):
                 connection.request("GET", "/")
                 connection.getresponse().read()
-            samples, before = [], _cpu_seconds(worker)
+            samples, before = [], cpu_seconds(worker)
             for _ in range(calls):
                 begin = time.perf_counter()
                 connection.request("GET", "/")
                 connection.getresponse().read()
                 samples.append(time.perf_counter() - begin)
-            cpu = (_cpu_seconds(worker) - before) / calls
+            cpu = (cpu_seconds(worker) - before) / calls
             connection.close()
         finally:
             server.terminate()

@@ -13,7 +13,6 @@ card time, as a real card takes, so that the card is what commands wait for.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from api.core_client import CoreClient  # noqa: E402
+from bench.footprint import cpu_seconds  # noqa: E402
 from bench.overhead import console_on_a_vpcd_card  # noqa: E402
 from bench.report import Row  # noqa: E402
 from deploy.paths import console_paths  # noqa: E402
@@ -43,20 +43,12 @@ def _hammer(endpoint: str, reader: str, seconds: float, counts: "multiprocessing
     counts.put(done)
 
 
-def _cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _throughput(endpoint: str, readers: list[str], seconds: float, watched: dict[str, int]) -> tuple[float, dict[str, float]]:
     """Card commands per second, and the share of one core each watched process used meanwhile."""
     counts: multiprocessing.Queue[int] = multiprocessing.Queue()
     clients = [multiprocessing.Process(target=_hammer, args=(endpoint, reader, seconds, counts))
                for reader in readers for _ in range(CLIENTS_PER_READER)]
-    before = {name: _cpu_seconds(pid) for name, pid in watched.items()}
+    before = {name: cpu_seconds(pid) for name, pid in watched.items()}
     began = time.monotonic()
     for client in clients:
         client.start()
@@ -64,7 +56,7 @@ def _throughput(endpoint: str, readers: list[str], seconds: float, watched: dict
     for client in clients:
         client.join()
     elapsed = time.monotonic() - began
-    busy = {name: (_cpu_seconds(pid) - before[name]) / elapsed for name, pid in watched.items()}
+    busy = {name: (cpu_seconds(pid) - before[name]) / elapsed for name, pid in watched.items()}
     return total / seconds, busy
 
 

@@ -15,6 +15,7 @@ from typing import Callable
 from broker.backoff import RestartBackoff
 from deploy.log_cli import add_log_commands
 from deploy.paths import console_paths, default_data_dir, prepare
+from deploy.ports import free_loopback_port
 from deploy.status_table import render_status_table
 from deploy.status_watch import watch
 from deploy.supervisor import ChildSpec, Supervisor
@@ -34,6 +35,8 @@ SIM_NHI_CARDS = (("hc", "hc-basic"), ("hpc", "hpc-doctor"))
 SIM_NHI_SAM_FILE = "bench-nhi-sam.sam"
 """Its physical SAM, which the DC simulator's prepare issues next to the bench's cloud SAM."""
 DEFAULT_PORT = 5066
+SIM_DC_PORT_BAND = 0
+"""The bench DC simulator's ports: the band just below the ephemeral range (deploy/ports.py)."""
 ADOPT_GRACE_HEARTBEATS = 2.5
 
 
@@ -55,12 +58,6 @@ def _binds(host: str | None, port: int) -> list[str]:
             binds.append(f"[::1]:{port}")
         return binds
     return [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-
-
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _accepts_connections(port: int) -> Callable[[], bool]:
@@ -97,7 +94,7 @@ def serve(args: argparse.Namespace) -> int:
     if args.sim:
         # `sim.dc serve` prepares its state (TLS, the bench's SAM file, the trust files) before it listens, and
         # the supervisor starts the broker, which reads those files, only once it accepts connections.
-        dc_port = args.sim_dc_port or _free_loopback_port()
+        dc_port = args.sim_dc_port or free_loopback_port(band=SIM_DC_PORT_BAND)
         dc_url, dc_ca = f"https://127.0.0.1:{dc_port}", paths.sim_dc_dir / "ca.pem"
         hca_trust = args.hca_trust or paths.sim_dc_dir / "hca-trust.pem"  # the bench's test HCA root
         vhc_issuer = args.vhc_issuer or paths.sim_dc_dir / "vhc-issuer.pem"  # the bench's token issuer

@@ -113,7 +113,8 @@ class Supervisor:
                 log.info("%s started (pid %d)%s", child.spec.name, child.process.pid, " again" if restarted else "")
 
     def _awaiting_readiness(self) -> bool:
-        return any(child.spec.ready is not None and not child.ready_seen for child in self._children)
+        """Whether the first start is still under way (some child has never been started)."""
+        return any(child.process is None and child.restarts == 0 for child in self._children)
 
     def _earlier_ready(self, child: _Running, now: float) -> bool:
         """Whether the children before `child` that have a readiness check passed it (first start only)."""

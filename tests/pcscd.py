@@ -19,16 +19,16 @@ from __future__ import annotations
 import atexit
 import shutil
 import signal
-import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from deploy.doctor import PCSCD_SOCKET, pcscd_answers
 from tests.waiting import wait_for
 
 
-COMM_SOCKET = Path("/run/pcscd/pcscd.comm")
+COMM_SOCKET = PCSCD_SOCKET
 PID_FILE = Path("/run/pcscd/pcscd.pid")
 VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
 DEFAULT_BASE_PORT = 0x9C40
@@ -52,16 +52,8 @@ def find_pcscd() -> str | None:
 
 
 def comm_accepts() -> bool:
-    """True when some pcscd answers on the client socket (a stale socket file refuses)."""
-    if not COMM_SOCKET.exists():
-        return False
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(1.0)
-        try:
-            probe.connect(str(COMM_SOCKET))
-        except OSError:
-            return False
-    return True
+    """True when some pcscd answers on the client socket (a stale socket file refuses): what the doctor checks."""
+    return pcscd_answers()
 
 
 def _pid_from_file() -> int | None:

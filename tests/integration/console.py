@@ -10,7 +10,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import sqlite3
 import ssl
 import subprocess
@@ -20,14 +19,17 @@ from pathlib import Path
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+from deploy.ports import free_loopback_port
 from tests.waiting import wait_for
 
 
 
+TEST_CONSOLE_PORT_BAND = 1
+"""Below the bench DC simulators' band: a console's port is never another console's DC port (deploy/ports.py)."""
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_loopback_port(band=TEST_CONSOLE_PORT_BAND)
 
 
 def _stat(pid: int) -> list[bytes] | None:

@@ -7,7 +7,6 @@ import datetime as dt
 import http.client
 import json
 import os
-import socket
 import ssl
 import stat
 import subprocess
@@ -27,6 +26,7 @@ from broker.virtual_hc_token import load_issuers, verify_token
 from sim.dc import BENCH_SAM_ID
 from sim.dc.tls import client_context
 from sim.pki import bench_pki
+from tests.integration.console import free_port
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -38,12 +38,6 @@ def run_sim_dc(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "sim.dc", *args], cwd=REPO, capture_output=True, text=True, timeout=60, check=True
     )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
