@@ -21,7 +21,6 @@ import os
 import pwd
 import socket
 import ssl
-import stat
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
