@@ -8,7 +8,7 @@ from typing import Any
 import falcon
 
 from api.errors import BadRequest
-from broker.control_characters import CONTROL_CHARACTERS
+from contract.text import CONTROL_CHARACTERS
 from api.middleware import MAX_BODY_BYTES
 
 

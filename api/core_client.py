@@ -19,7 +19,7 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from broker.protocol import CallMeta, ProtocolError, Reply, Request, build, parse
+from contract.protocol import CallMeta, ProtocolError, Reply, Request, build, parse
 
 
 class CoreUnavailable(Exception):

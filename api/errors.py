@@ -14,8 +14,8 @@ from typing import Any
 import falcon
 
 from api.core_client import CoreClient, CoreUnavailable
-from broker.protocol import CallMeta
-from broker.status_codes import StatusCode
+from contract.protocol import CallMeta
+from contract.status_codes import StatusCode
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any, Final
 
-from broker.control_characters import CONTROL_CHARACTERS
-from broker.status_codes import StatusCode
+from contract.text import CONTROL_CHARACTERS
+from contract.status_codes import StatusCode
 
 Schema = dict[str, Any]
 
@@ -22,7 +22,7 @@ BASE64_PATTERN: Final = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9
 
 
 NO_CONTROLS: Final = "^[^" + CONTROL_CHARACTERS.pattern[1:-1] + "]*$"
-"""Request text: no C0, DEL or C1 character (broker.control_characters), in a regex JSON Schema and Python read
+"""Request text: no C0, DEL or C1 character (contract.text), in a regex JSON Schema and Python read
 alike."""
 
 

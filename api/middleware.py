@@ -8,7 +8,7 @@ from typing import Any
 import falcon
 
 from api.errors import BadRequest
-from broker.protocol import CallMeta
+from contract.protocol import CallMeta
 
 MAX_BODY_BYTES = 64 * 1024
 JSON_UTF8 = "application/json; charset=utf-8"

@@ -7,8 +7,9 @@ import gc
 import logging
 from pathlib import Path
 
-from broker.loop import Broker, BrokerConfig, SimStart, install_signal_handlers
-from broker.worker_pool import ReaderSpec
+from broker.runtime.config import BrokerConfig, SimStart
+from broker.runtime.loop import Broker, install_signal_handlers
+from broker.runtime.worker_pool import ReaderSpec
 
 
 def _reader(text: str) -> ReaderSpec:

@@ -1,6 +1,6 @@
 """The broker's core: commands in, events and replies out, over an EventStore.
 
-No sockets here: the loop in `broker.loop` feeds it decoded messages and sends
+No sockets here: the loop in `broker.runtime.loop` feeds it decoded messages and sends
 what it returns.  Appends go into the store's open transaction; the loop calls
 `commit()` once per batch and only then sends the replies, so a reply never
 acknowledges something a crash could still lose.
@@ -18,9 +18,9 @@ from typing import Any, Callable, Generator
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from broker import events as domain
-from broker.clock import Clock
-from broker.commands import (
+from broker.domain import events as domain
+from broker.runtime.clock import Clock
+from contract.commands import (
     AllowCorsHost,
     AutoDetectReader,
     BadArguments,
@@ -78,23 +78,27 @@ from broker.commands import (
     is_recorded,
     parse_command,
 )
-from broker import health_card_flows, session_flows, staff_flows
-from broker.health_card_flows import VirtualHolder
-from broker.cloud_sam_file import CloudSamFileInvalid, decode_context, parse_cloud_sam_file
-from broker.datacenter import DcError
-from broker.flows import DcCall, Flow, Step
-from broker.hca_trust import TrustStore, check_certificate
-from broker.mobile_hca import MobileHcaLogin, verify_mobile_login
-from broker.session_flows import FlowFailed
-from broker.staff_flows import StaffHolder
-from broker.routing import auto_detected_reader, reader_for
-from broker.presence import presence_events
-from broker.pseudonyms import Pseudonyms
-from broker.protocol import Reply, Request, WorkerStatus
-from broker.sam_session import CloudSamStore, SamSession
-from broker.state import SAM_CLOUD, SAM_PHYSICAL, ConsoleState, apply, render_status, snapshot
-from broker.status_codes import StatusCode
-from broker.stream import REPLAYED_EVENTS, Position, StreamFeed, public_view, snapshot as stream_snapshot
+from broker.flows import health_card as health_card_flows
+from broker.flows import session as session_flows
+from broker.flows import staff as staff_flows
+from broker.flows.health_card import VirtualHolder
+from broker.credentials.cloud_sam_file import CloudSamFileInvalid, decode_context, parse_cloud_sam_file
+from broker.dc.seam import DcError
+from broker.flows.runner import DcCall, Flow, Step
+from broker.credentials.hca_trust import TrustStore, check_certificate
+from broker.credentials.mobile_hca import verify_mobile_login
+from contract.commands import MobileHcaLogin
+from broker.flows.session import FlowFailed
+from broker.flows.staff import StaffHolder
+from broker.domain.routing import auto_detected_reader, reader_for
+from broker.domain.presence import presence_events
+from broker.domain.pseudonyms import Pseudonyms
+from contract.protocol import Reply, Request, WorkerStatus
+from broker.credentials.sam_session import CloudSamStore, SamSession
+from broker.domain.state import SAM_CLOUD, SAM_PHYSICAL, ConsoleState, apply, render_status, snapshot
+from contract.deadlines import CARD_STEP_SECONDS
+from contract.status_codes import StatusCode
+from broker.domain.stream import REPLAYED_EVENTS, Position, StreamFeed, public_view, snapshot as stream_snapshot
 from eventlog import EventStore, format_record_timestamp
 
 log = logging.getLogger(__name__)
@@ -107,8 +111,6 @@ MOBILE_HCA_FUTURE_SKEW_SECONDS = 60.0
 CRL_CACHE_SECONDS = 3600.0
 """The HCA CRL is fetched from the DC again after this, or sooner if it says its next update has passed."""
 
-CARD_COMMAND_TIMEOUT = 10.0
-"""Seconds a card command may take at the reader before the client gets an error (the API waits longer)."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,7 @@ class Forward:
     command: str
     args: dict[str, Any] = field(default_factory=dict)
     finish: Callable[[Reply], tuple[int, dict[str, Any]]] = lambda reply: (reply.code, reply.body)
-    timeout: float = CARD_COMMAND_TIMEOUT
+    timeout: float = CARD_STEP_SECONDS
 
 
 @dataclass(frozen=True)

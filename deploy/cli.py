@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from broker.backoff import RestartBackoff
+from broker.runtime.backoff import RestartBackoff
 from deploy.log_cli import add_log_commands
 from deploy.paths import console_paths, default_data_dir, prepare
 from deploy.ports import free_loopback_port

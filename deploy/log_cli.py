@@ -174,7 +174,7 @@ def verify_log(args: argparse.Namespace) -> int:
 
 def replay_log(args: argparse.Namespace) -> int:
     from api.core_client import CoreClient, CoreUnavailable
-    from broker.replay import replayed_snapshot
+    from broker.domain.replay import replayed_snapshot
 
     paths = console_paths(args.data_dir, sim=args.sim)
     try:

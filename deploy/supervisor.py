@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from broker.backoff import RestartBackoff
+from broker.runtime.backoff import RestartBackoff
 
 log = logging.getLogger(__name__)
 

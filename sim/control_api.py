@@ -20,9 +20,9 @@ from api.core_client import CoreClient
 from api.errors import BadRequest
 from api.formats import Schema, digits, name_text, text
 from api.operations import Operation, documented
-from broker.commands import MAX_READER_NAME
-from broker.control_characters import CONTROL_CHARACTERS
-from broker.protocol import Reply
+from contract.commands import MAX_READER_NAME
+from contract.text import CONTROL_CHARACTERS
+from contract.protocol import Reply
 from sim.dc_control import DcControl, DcControlError
 from sim.mobile_hca import format_login_time, login_body
 from sim.nhi_control import KEYPAD_MAX_DIGITS, SLOT_NAMES, NhiControlError, NhiReaderControl, valid_keys
@@ -30,7 +30,7 @@ from sim.profiles import PROFILES
 
 CARD_COMMAND_TIMEOUT = 15.0
 LOGIN_DATE_TIME = re.compile(r"^[ -~]{1,20}$")
-"""What the app signs is ASCII (broker.mobile_hca.signed_text): the bench signs nothing else."""
+"""What the app signs is ASCII (broker.credentials.mobile_hca.signed_text): the bench signs nothing else."""
 
 BENCH = "BENCH (--sim only)"
 BENCH_ERRORS = (400, 404, 502)

@@ -4,7 +4,7 @@ Served by `POST /api/sim/v1/MobileHca/Login` (sim-control.md), so that HIS
 developers and our tests can log in with a "phone" that does not exist. The
 body is signed exactly as the real app signs (contract.md, "Field formats"),
 with the staff profile's key and certificate from the bench PKI, so the
-console's real verifier (`broker.mobile_hca`) checks it with no bench
+console's real verifier (`broker.credentials.mobile_hca`) checks it with no bench
 special case.
 
 The builder signs whatever `hospital_id` and `login_date_time` it is given,
@@ -20,7 +20,7 @@ import datetime
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from broker.mobile_hca import LOGIN_TIME_FORMAT, signed_text
+from broker.credentials.mobile_hca import LOGIN_TIME_FORMAT, signed_text
 from sim.pki import bench_pki
 from sim.profiles import PROFILES, StaffCardData
 

@@ -30,8 +30,8 @@ from typing import Callable
 
 from cryptography.hazmat.primitives import serialization
 
-from broker.cloud_sam_file import CloudSamFile, parse_cloud_sam_file
-from broker.sam import AuthenticationFailed, authenticate_card
+from broker.credentials.cloud_sam_file import CloudSamFile, parse_cloud_sam_file
+from sim.reader_card_authentication import AuthenticationFailed, authenticate_card
 from sim.cards.base import VirtualCard
 from sim.sam import BenchSam
 from workers.apdu import change_reference_data, verify

@@ -40,7 +40,7 @@ from typing import Any
 import msgpack
 import zmq
 
-from broker.cloud_sam_file import CloudSamFileInvalid
+from broker.credentials.cloud_sam_file import CloudSamFileInvalid
 from sim.cards.base import VirtualCard
 from sim.nhi_control import SLOT_NAMES, valid_keys
 from sim.nhi_reader import KEYPAD_MAX_DIGITS, PtyNhiReader, VirtualNhiReader

@@ -3,7 +3,7 @@
 The DC simulator serves these (`POST /api/sim/v1/VirtualHc/Token`) so that HIS
 developers and our tests can present a virtual card that no phone holds. The
 token is signed exactly as the doc says, so the console's real verifier
-(`broker.virtual_hc_token`) checks it with no bench special case.
+(`broker.credentials.virtual_hc_token`) checks it with no bench special case.
 
 `issue_token` signs whatever it is given, unchecked: an expired token, a
 token for another hospital or one with an odd field must be producible too,
@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from broker.virtual_hc_token import ALGORITHM, TOKEN_TYPE
+from broker.credentials.virtual_hc_token import ALGORITHM, TOKEN_TYPE
 from sim.profiles import PROFILES, HealthCardData
 
 CARD_FIELDS = ("cardId", "name", "idNo", "birthday", "sex", "identityStatus")

@@ -21,7 +21,7 @@ from types import FrameType
 
 import zmq
 
-from broker.protocol import (
+from contract.protocol import (
     CardPresence,
     Disconnect,
     Heartbeat,
@@ -32,7 +32,7 @@ from broker.protocol import (
     build,
     parse,
 )
-from broker.status_codes import StatusCode
+from contract.status_codes import StatusCode
 from workers.apdu import HC_AID, READ_HC_PUBLIC_DATA, parse_response, select_aid
 from workers.card_kind import identify, read_card_identity
 from workers.health_card import DataBlockError, parse_public_data

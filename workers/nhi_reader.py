@@ -1,6 +1,6 @@
 """The NHI dedicated reader (健保讀卡機) as a worker back-end, over our serial protocol (docs/serial-protocol.md).
 
-One worker owns the port and serves the reader's two card slots as two readers (`broker.nhi_reader_slots`):
+One worker owns the port and serves the reader's two card slots as two readers (`contract.nhi_reader_slots`):
 the health-card slot named by the port, the staff-card slot by the port with `#hpc`. Besides the slots'
 APDUs it runs the device's own commands: the physical SAM (its identity, its signature, authenticating a card
 inside the reader), the keypad (a PIN typed by the holder goes from the keypad to the card, never to us), and
@@ -22,9 +22,9 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
-from broker.control_characters import CONTROL_CHARACTERS
-from broker.nhi_reader_slots import slot_readers
-from broker.status_codes import StatusCode
+from contract.text import CONTROL_CHARACTERS
+from contract.nhi_reader_slots import slot_readers
+from contract.status_codes import StatusCode
 from workers.apdu import HC_PIN_P2
 from workers.health_card_pin import HealthCardError, set_pin_with, verify_pin_with
 from workers.seam import CardAbsent, PresenceChanged, ReaderFault
@@ -72,7 +72,7 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _fit_for_text(value: object) -> bool:
-    """Text the console can keep and show (no control character: broker.control_characters) and send."""
+    """Text the console can keep and show (no control character: contract.text) and send."""
     return isinstance(value, str) and not CONTROL_CHARACTERS.search(value) and not _LONE_SURROGATE.search(value)
 
 

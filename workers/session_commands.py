@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from broker.status_codes import StatusCode
+from contract.status_codes import StatusCode
 from workers import card_auth, health_card_pin, staff_card
 from workers.apdu import HC_AID, READ_HC_IDENTITY_STATUS, READ_HC_PUBLIC_DATA, parse_response, select_aid
 from workers.health_card import DataBlockError, parse_public_data

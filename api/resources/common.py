@@ -10,8 +10,8 @@ from api.core_client import CoreClient
 from api.errors import BadRequest
 from api.formats import ANSWER_FIELDS, MESSAGE, RECORD, STATUS_CODE
 from api.operations import Operation, documented
-from broker.commands import MAX_RECORD_TAKE
-from broker.status_codes import StatusCode
+from contract.commands import MAX_RECORD_TAKE
+from contract.status_codes import StatusCode
 
 
 STATUS = Operation("The console's state: SAM, staff card, health card", "COMMON", answers=("status",))

@@ -27,8 +27,8 @@ import falcon
 from api.core_client import CoreClient, CoreUnavailable
 from api.operations import Operation, documented
 from api import sse
-from broker.status_codes import StatusCode
-from broker.stream import parse_position
+from contract.status_codes import StatusCode
+from contract.stream_positions import parse_position
 
 STOPPING = threading.Event()
 """Set when this API process is asked to stop (deploy/gunicorn_conf.py), so open streams end at once."""

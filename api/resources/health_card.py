@@ -13,10 +13,10 @@ import falcon
 from api.body import json_object, optional_json_object, text_field
 from api.formats import digits as digit_text, name_text
 from api.operations import Operation, documented
-from api.resources.session import FLOW_TIMEOUT, SERVICE_TYPE, FlowResource, service_type, with_base64
+from api.resources.session import SERVICE_TYPE, FlowResource, service_type, with_base64
 from api.resources.staff_card import digits
-from broker.commands import MAX_TOKEN
-from broker.health_card_flows import KEYPAD_SECONDS
+from contract.commands import MAX_TOKEN
+from contract.deadlines import KEYPAD_FLOW_SECONDS
 
 HC_BASIC_FIELDS = ("cardId", "name", "idNo", "birthday", "sex", "dateIssue", "identityStatus")
 HC_SIGNATURE_FIELDS = ("signature", "clientRandom", "samId", "hospitalId", "serviceType", "hcId", "hcIdNo")
@@ -24,9 +24,6 @@ HPC_HC_SIGNATURE_FIELDS = ("signature", "clientRandom", "samId", "hospitalId", "
                            "hcId", "hcIdNo")
 HC_PIN = digit_text(4, 6, "4 to 6 digits; on an NHI reader the keypad is used and this value is ignored")
 TOKEN = name_text(MAX_TOKEN)
-KEYPAD_FLOW_TIMEOUT = FLOW_TIMEOUT + KEYPAD_SECONDS + 10
-"""A PIN call on an NHI reader waits for the holder's keypad on top of the DC and card steps: the API
-waits as long as the broker's keypad step may take, so it never answers 1099 while the holder types."""
 EMPTY_BODY = {"type": "object", "description": "The spec sends {}"}
 
 
@@ -73,13 +70,13 @@ class HcPinResource(FlowResource):
     @documented(HC_PIN_VERIFY)
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         pin = digits(json_object(req), "pin", 4, 6)
-        reply = self._call(req, "VerifyHcPin", {"pin": pin}, timeout=KEYPAD_FLOW_TIMEOUT)
+        reply = self._call(req, "VerifyHcPin", {"pin": pin}, timeout=KEYPAD_FLOW_SECONDS)
         resp.media = HC_PIN_VERIFY.render(reply.code, reply.body)
 
     @documented(HC_PIN_SET)
     def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
         new_pin = digits(json_object(req), "newPin", 4, 6)
-        reply = self._call(req, "SetHcPin", {"newPin": new_pin}, timeout=KEYPAD_FLOW_TIMEOUT)
+        reply = self._call(req, "SetHcPin", {"newPin": new_pin}, timeout=KEYPAD_FLOW_SECONDS)
         resp.media = HC_PIN_SET.render(reply.code, reply.body)
 
     @documented(HC_PIN_REMOVE)

@@ -13,10 +13,9 @@ from api.core_client import CoreClient
 from api.errors import BadRequest
 from api.formats import name_text, text
 from api.operations import Operation, documented
-from broker.commands import MAX_DEVICE_NAME
+from contract.deadlines import FLOW_SECONDS
+from contract.commands import MAX_DEVICE_NAME
 
-FLOW_TIMEOUT = 60.0
-"""Seconds the API waits for a call that may take several DC round trips (each bounded by the DC client)."""
 
 
 SERVICE_TYPE = text(pattern="^[A-Za-z0-9]{2}$", description="The service type, 2 ASCII letters or digits")
@@ -42,7 +41,7 @@ class FlowResource:
         self._core = core
 
     def _call(self, req: falcon.Request, command: str, args: dict[str, Any] | None = None,
-              timeout: float = FLOW_TIMEOUT) -> Any:
+              timeout: float = FLOW_SECONDS) -> Any:
         return self._core.call(command, args or {}, call=req.context.call, timeout=timeout)
 
 

@@ -11,8 +11,8 @@ from api.core_client import CoreClient
 from api.errors import BadRequest
 from api.formats import name_text, text
 from api.operations import Operation, documented
-from broker.commands import MAX_CLOUD_SAM_CONTEXT, MAX_READER_NAME
-from broker.cors_hosts import MAX_HOST_LENGTH, NotAHostName, normalize_host
+from contract.commands import MAX_CLOUD_SAM_CONTEXT, MAX_READER_NAME
+from contract.host_names import MAX_HOST_LENGTH, NotAHostName, normalize_host
 
 SAM_ID = re.compile("^[0-9]{12}$")
 HOSPITAL_ID = re.compile("^[0-9A-Za-z]{1,10}$")

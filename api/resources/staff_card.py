@@ -17,7 +17,7 @@ from api.errors import BadRequest
 from api.formats import NO_CONTROLS, base64_chars, base64_text, digits as digit_text, name_text, text
 from api.operations import Operation, documented
 from api.resources.session import SERVICE_TYPE, FlowResource, service_type, with_base64
-from broker.control_characters import CONTROL_CHARACTERS
+from contract.text import CONTROL_CHARACTERS
 
 HPC_BASIC_FIELDS = ("cardId", "idNo", "cName", "eName", "birthday")
 HPC_SIGNATURE_FIELDS = ("signature", "clientRandom", "samId", "hospitalId", "serviceType", "hpcId", "hpcIdNo")

@@ -1,7 +1,7 @@
 """The bench's data center (DC) simulator: serves docs/dc-protocol.md over HTTPS, plus the bench's controls.
 
 SIMULATION ONLY. The NHI's DC protocol is not public; this serves ours, so the
-console's DC client (`broker.dc_client`) is exercised end to end. Modules:
+console's DC client (`broker.dc.client`) is exercised end to end. Modules:
 `state` (the state dir and its SQLite database), `tls` (the simulator's own
 TLS CA and server certificate), `sam_files` (the SAM CA, issuing cloud SAM
 files), `vhc_issuer` (the key that signs the bench's virtual card tokens),
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from broker.cloud_sam_file import CloudSamFileInvalid, parse_cloud_sam_file
+from broker.credentials.cloud_sam_file import CloudSamFileInvalid, parse_cloud_sam_file
 from sim.dc.sam_files import SamCa, issue_cloud_sam
 from sim.dc.state import Contract, DcState, StateDir, write_file
 from sim.dc.tls import ensure_tls

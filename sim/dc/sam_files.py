@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from broker.cloud_sam_file import FORMAT, MAGIC, parse_cloud_sam_file
+from broker.credentials.cloud_sam_file import FORMAT, MAGIC, parse_cloud_sam_file
 from sim.dc.state import Contract, DcState, StateDir, write_file
 
 SAM_CERT_VALIDITY = datetime.timedelta(days=50 * 366)

@@ -27,9 +27,9 @@ from typing import NoReturn
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from broker.cloud_sam_file import login_signed_bytes, verify_signature
-from broker.control_characters import CONTROL_CHARACTERS
-from broker.dc_answers import MAX_EPOCH_SECONDS, MAX_VIRTUAL_HC_USES, virtual_hc_card
+from broker.credentials.cloud_sam_file import login_signed_bytes, verify_signature
+from contract.text import CONTROL_CHARACTERS
+from broker.dc.answers import MAX_EPOCH_SECONDS, MAX_VIRTUAL_HC_USES, virtual_hc_card
 from sim.cards.card_keys import card_key, external_authenticate_cryptogram, internal_authenticate_response
 from sim.dc import BENCH_HOSPITAL_ID
 from sim.dc.sam_files import SamCa, issue_cloud_sam

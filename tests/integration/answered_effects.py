@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from broker.status_codes import StatusCode
+from contract.status_codes import StatusCode
 from tests.integration.call_streams import Call, CallOutcome
 
 CORS = "/api/settings/v1/Cors"

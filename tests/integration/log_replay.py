@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from broker.replay import replayed_snapshot
+from broker.domain.replay import replayed_snapshot
 from eventlog.reader import LogReader
 
 __all__ = ["event_types_after", "replayed_snapshot"]

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import pytest
 
 from api.core_client import CoreClient, CoreUnavailable
-from broker.status_codes import StatusCode
+from contract.status_codes import StatusCode
 from deploy.paths import console_paths
 from eventlog.verify import verify
 from sim.vpcd import VpcdCardBridge

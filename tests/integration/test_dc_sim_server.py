@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from broker.cloud_sam_file import CloudSamFile, parse_cloud_sam_file
-from broker.datacenter import DcError
-from broker.dc_client import HttpsDataCenter
-from broker.status_codes import StatusCode
-from broker.virtual_hc_token import load_issuers, verify_token
+from broker.credentials.cloud_sam_file import CloudSamFile, parse_cloud_sam_file
+from broker.dc.seam import DcError
+from broker.dc.client import HttpsDataCenter
+from contract.status_codes import StatusCode
+from broker.credentials.virtual_hc_token import load_issuers, verify_token
 from sim.dc import BENCH_SAM_ID
 from sim.dc.tls import client_context
 from sim.pki import bench_pki

@@ -11,8 +11,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from broker.cloud_sam_file import parse_cloud_sam_file
-from broker.session_flows import signature_input
+from broker.credentials.cloud_sam_file import parse_cloud_sam_file
+from broker.flows.session import signature_input
 from tests.integration.console import RunningConsole, wait_for
 from tests.typed_secrets import HC_PROFILE_PIN, NEW_HC_PIN, PROFILE_PIN, WRONG_HC_PIN, remember
 

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from broker.health_card_flows import KEYPAD_SECONDS
+from contract.deadlines import KEYPAD_SECONDS
 from tests.integration.console import RunningConsole, running_console, wait_for
 from tests.typed_secrets import HC_PROFILE_PIN, PROFILE_PIN
 

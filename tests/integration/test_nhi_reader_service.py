@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from broker.cloud_sam_file import parse_cloud_sam_file
+from broker.credentials.cloud_sam_file import parse_cloud_sam_file
 from sim.dc import BENCH_HOSPITAL_ID, BENCH_HOSPITAL_NAME, BENCH_NHI_SAM_ID, prepare
 from sim.dc.state import DcState
 from sim.nhi_control import NhiControlError, NhiReaderControl

@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 import pytest
 
-from broker.status_codes import StatusCode
+from contract.status_codes import StatusCode
 from sim.profiles import make_card
 from sim.vpcd import VpcdCardBridge
 from tests.integration.console import RunningConsole, start_console, wait_for

@@ -19,7 +19,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from broker.cloud_sam_file import MAGIC, parse_cloud_sam_file
+from broker.credentials.cloud_sam_file import MAGIC, parse_cloud_sam_file
 from tests.integration.console import RunningConsole, alive, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from broker.session_flows import signature_input
+from broker.flows.session import signature_input
 from sim.pki import bench_pki
 from tests.integration.console import RunningConsole, wait_for
 from tests.typed_secrets import (

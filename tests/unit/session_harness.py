@@ -21,20 +21,20 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from broker.clock import ManualClock
-from broker.cloud_sam_file import FORMAT, MAGIC
+from broker.runtime.clock import ManualClock
+from broker.credentials.cloud_sam_file import FORMAT, MAGIC
 from broker.core import ConsoleCore, StartFlow
-from broker.datacenter import CardCryptogram, DcError, DcSession, ImportedVirtualHc
-from broker.flows import CardStep, DcCall, Flow, FlowRunner, Outcome
-from broker.protocol import CardPresence, Reply, Request, WorkerStatus
-from broker.sam_session import CloudSamStore
-from broker.status_codes import StatusCode
+from broker.dc.seam import CardCryptogram, DcError, DcSession, ImportedVirtualHc
+from broker.flows.runner import CardStep, DcCall, Flow, FlowRunner, Outcome
+from contract.protocol import CardPresence, Reply, Request, WorkerStatus
+from broker.credentials.sam_session import CloudSamStore
+from contract.status_codes import StatusCode
 from eventlog.memory_store import MemoryEventStore
 from sim.cards.base import VirtualCard
 from sim.cards.card_keys import card_key, external_authenticate_cryptogram, internal_authenticate_response
 from sim.pki import bench_pki
 from sim.virtual_hc import card_of_profile, issue_token, make_issuer, new_token_id
-from broker.hca_trust import TrustStore
+from broker.credentials.hca_trust import TrustStore
 from sim.profiles import PROFILES, make_card
 from sim.nhi_reader import VirtualNhiReader
 from tests.unit.virtual_nhi_link import LinkToVirtualReader

@@ -16,7 +16,7 @@ import pytest
 from api.app import create_app
 from api.core_client import CoreUnavailable
 from api.resources.common import VersionInfo
-from broker.protocol import CallMeta, Reply
+from contract.protocol import CallMeta, Reply
 from tests.spec_samples import EMPTY_STATUS
 
 
@@ -179,11 +179,10 @@ def test_a_broker_failure_code_is_passed_through(core: FakeCore, client: falcon.
 def test_a_pin_call_waits_for_the_keypad_on_top_of_the_flow(client: falcon.testing.TestClient, core: FakeCore) -> None:
     """On an NHI reader the holder types the PIN: the API must outwait the broker's keypad step, or it would
     answer 1099 while the holder is still typing (and the card then verified behind the client's back)."""
-    from api.resources.session import FLOW_TIMEOUT
-    from broker.health_card_flows import KEYPAD_SECONDS
+    from contract.deadlines import FLOW_SECONDS, KEYPAD_STEP_SECONDS
 
     for method, body in (("POST", {"pin": "5791"}), ("PUT", {"newPin": "864213"})):
         client.simulate_request(method, "/api/hc/v1/Pin", json=body)
         sent = core.sent[-1]
         assert sent.command in ("VerifyHcPin", "SetHcPin")
-        assert sent.timeout is not None and sent.timeout >= FLOW_TIMEOUT + KEYPAD_SECONDS
+        assert sent.timeout is not None and sent.timeout >= FLOW_SECONDS + KEYPAD_STEP_SECONDS

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from broker.backoff import RestartBackoff
-from broker.liveness import WorkerConnection, WorkerRegistry
+from broker.runtime.backoff import RestartBackoff
+from broker.runtime.liveness import WorkerConnection, WorkerRegistry
 
 # --- RestartBackoff ------------------------------------------------------------------
 

@@ -10,11 +10,11 @@ import pytest
 from api.app import create_app
 from api.callers import host_of_header, host_of_origin
 from api.resources.common import VersionInfo
-from broker.clock import ManualClock
-from broker.commands import BadArguments, parse_command
+from broker.runtime.clock import ManualClock
+from contract.commands import BadArguments, parse_command
 from broker.core import ConsoleCore
-from broker.cors_hosts import DEFAULT_CORS_HOSTS, NotAHostName, normalize_host
-from broker.protocol import Reply, Request
+from contract.host_names import DEFAULT_CORS_HOSTS, NotAHostName, normalize_host
+from contract.protocol import Reply, Request
 from eventlog.memory_store import MemoryEventStore
 from tests.unit.test_api import FakeCore
 

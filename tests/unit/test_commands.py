@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from broker.commands import (
+from contract.commands import (
     COMMAND_NAMES,
     MAX_RECORD_TAKE,
     BadArguments,

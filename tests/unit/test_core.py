@@ -16,12 +16,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.clock import ManualClock
-from broker.commands import MAX_RECORD_TAKE
+from broker.runtime.clock import ManualClock
+from contract.commands import MAX_RECORD_TAKE
 from broker.core import ConsoleCore
-from broker.events import CallRecordCleared, CardInserted, Event, ReaderAttached, ReaderDetached, WorkerLost, decode
-from broker.protocol import CallMeta, CardPresence, Reply, Request, WorkerStatus
-from broker.state import CardInReader, ConsoleState, ReaderState, render_status
+from broker.domain.events import CallRecordCleared, CardInserted, Event, ReaderAttached, ReaderDetached, WorkerLost, decode
+from contract.protocol import CallMeta, CardPresence, Reply, Request, WorkerStatus
+from broker.domain.state import CardInReader, ConsoleState, ReaderState, render_status
 from eventlog import EventStore, format_record_timestamp
 from eventlog.memory_store import MemoryEventStore
 from eventlog.sqlite_store import SqliteEventStore

@@ -10,7 +10,7 @@ import pytest
 import zmq
 
 from api.core_client import CoreClient, CoreUnavailable
-from broker.protocol import CallMeta, Reply, Request, build, parse
+from contract.protocol import CallMeta, Reply, Request, build, parse
 
 
 class StandInBroker:

@@ -8,7 +8,7 @@ from pathlib import Path
 import zmq
 
 from api.core_client import CoreClient, CoreUnavailable
-from broker.protocol import Reply, Request, build, parse
+from contract.protocol import Reply, Request, build, parse
 from tests.waiting import wait_for
 
 

@@ -1,4 +1,4 @@
-"""Tests for broker.dc_answers (the protocol's table, pure) and broker.dc_client (against a real local HTTPS server)."""
+"""Tests for broker.dc.answers (the protocol's table, pure) and broker.dc.client (against a real local HTTPS server)."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from broker.datacenter import CardCryptogram, DataCenter, DcError, DcSession, ImportedVirtualHc, NoDataCenter
-from broker.dc_answers import (
+from broker.dc.seam import CardCryptogram, DataCenter, DcError, DcSession, ImportedVirtualHc, NoDataCenter
+from broker.dc.answers import (
     DC_ERRORS,
     MAX_ANSWER_BYTES,
     MAX_CRL_ANSWER_BYTES,
@@ -45,8 +45,8 @@ from broker.dc_answers import (
     parse_verified,
     virtual_hc_card,
 )
-from broker.dc_client import HttpsDataCenter
-from broker.status_codes import StatusCode
+from broker.dc.client import HttpsDataCenter
+from contract.status_codes import StatusCode
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from broker.cloud_sam_file import CloudSamFile, parse_cloud_sam_file
-from broker.dc_answers import DC_ERRORS
-from broker.status_codes import StatusCode
-from broker.virtual_hc_token import load_issuers, verify_token
+from broker.credentials.cloud_sam_file import CloudSamFile, parse_cloud_sam_file
+from broker.dc.answers import DC_ERRORS
+from contract.status_codes import StatusCode
+from broker.credentials.virtual_hc_token import load_issuers, verify_token
 from sim.cards.card_keys import card_key, external_authenticate_cryptogram, internal_authenticate_response
 from sim.dc import BENCH_HOSPITAL_ID, BENCH_SAM_ID, prepare
 from sim.dc.sam_files import SamCa
@@ -332,7 +332,7 @@ LATER = int(START.timestamp()) + 86400
 
 
 def console_code(reply: Reply) -> StatusCode:
-    """The console code the client's table (broker.dc_answers) makes of a refusal."""
+    """The console code the client's table (broker.dc.answers) makes of a refusal."""
     return DC_ERRORS[(reply.status, str(reply.body["error"]))]
 
 

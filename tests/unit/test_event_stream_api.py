@@ -17,7 +17,7 @@ from api import sse
 from api.app import StreamSettings, create_app
 from api.core_client import CoreUnavailable
 from api.resources.common import VersionInfo
-from broker.protocol import Reply
+from contract.protocol import Reply
 from deploy.status_watch import WatchView
 from tests.spec_samples import EMPTY_STATUS
 from tests.unit.test_api import FakeCore

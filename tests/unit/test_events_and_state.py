@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.spec_samples import EMPTY_STATUS
-from broker.events import (
+from broker.domain.events import (
     EVENT_TYPES,
     CallRecordCleared,
     CardAuthenticated,
@@ -71,7 +71,7 @@ from broker.events import (
     decode,
     encode,
 )
-from broker.state import (
+from broker.domain.state import (
     CardInReader,
     ConsoleState,
     ReaderState,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from broker.datacenter import DcError
-from broker.dispatch import PendingCommand, ReaderQueues
-from broker.flows import Acquire, CardStep, DcCall, Flow, FlowRunner, Release
-from broker.protocol import Reply, Request
-from broker.status_codes import StatusCode
+from broker.dc.seam import DcError
+from broker.runtime.dispatch import PendingCommand, ReaderQueues
+from broker.flows.runner import Acquire, CardStep, DcCall, Flow, FlowRunner, Release
+from contract.protocol import Reply, Request
+from contract.status_codes import StatusCode
 
 ids = itertools.count()
 

@@ -24,7 +24,7 @@ from typing import Any, Callable
 from hypothesis import assume, event, example, given
 from hypothesis import strategies as st
 
-from broker.protocol import Reply, build
+from contract.protocol import Reply, build
 from sim.cards.health_card import public_data_block
 from sim.cards.staff_card import staff_data_block
 from sim.profiles import PROFILES, HealthCardData, StaffCardData

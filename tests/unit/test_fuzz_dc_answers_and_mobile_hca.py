@@ -1,6 +1,6 @@
-"""Fuzzing three inputs that come from outside the console: the DC's HTTP answers (`broker.dc_answers`), the
-mobile HCA login (`broker.mobile_hca`, the body of `POST /api/hpc/v1/Verification/MobiliHca` as the broker
-receives it), and the HCA certificates both a login and a staff card present (`broker.hca_trust`).
+"""Fuzzing three inputs that come from outside the console: the DC's HTTP answers (`broker.dc.answers`), the
+mobile HCA login (`broker.credentials.mobile_hca`, the body of `POST /api/hpc/v1/Verification/MobiliHca` as the broker
+receives it), and the HCA certificates both a login and a staff card present (`broker.credentials.hca_trust`).
 
 Why it matters: the DC is a server on the internet, reached through proxies and captive portals that answer
 whatever they like; the mobile HCA body comes from any program on the machine, with a certificate and a
@@ -27,9 +27,9 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import assume, event, example, given
 from hypothesis import strategies as st
 
-from broker.datacenter import CardCryptogram, DcError, DcSession, ImportedVirtualHc
-from broker import dc_answers
-from broker.dc_answers import (
+from broker.dc.seam import CardCryptogram, DcError, DcSession, ImportedVirtualHc
+from broker.dc import answers as dc_answers
+from broker.dc.answers import (
     DC_ERRORS,
     MAX_ANSWER_BYTES,
     interpret_answer,
@@ -44,9 +44,10 @@ from broker.dc_answers import (
     parse_verification_count,
     parse_verified,
 )
-from broker.hca_trust import TrustStore, check_certificate
-from broker.mobile_hca import MobileHcaLogin, parse_login_time, verify_mobile_login
-from broker.status_codes import StatusCode
+from broker.credentials.hca_trust import TrustStore, check_certificate
+from contract.commands import MobileHcaLogin
+from broker.credentials.mobile_hca import parse_login_time, verify_mobile_login
+from contract.status_codes import StatusCode
 from sim.mobile_hca import format_login_time, login_body
 from sim.pki import bench_pki
 from tests.fuzzing import fuzz

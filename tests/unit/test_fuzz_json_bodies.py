@@ -10,7 +10,7 @@ never its value (bodies carry PINs, PUKs and tokens).
 
 The stand-in (`RecordingCore`) answers every command with a failure status code, so that each route renders
 its ordinary answer without needing the success fields of each command; and it encodes each request exactly
-as the real `api.core_client.CoreClient` does (`broker.protocol.build`), so an argument that the real client
+as the real `api.core_client.CoreClient` does (`contract.protocol.build`), so an argument that the real client
 could not send fails here as it would there. The fake is fine here: the app is pure request/response logic.
 """
 
@@ -33,9 +33,9 @@ from hypothesis import strategies as st
 import api
 from api.app import create_app
 from api.resources.common import VersionInfo
-from broker.commands import parse_command
-from broker.protocol import CallMeta, Reply, Request, build, parse
-from broker.status_codes import StatusCode
+from contract.commands import parse_command
+from contract.protocol import CallMeta, Reply, Request, build, parse
+from contract.status_codes import StatusCode
 from tests.fuzzing import fuzz
 from tests.mutations import leaked_pieces, own_words
 

@@ -32,12 +32,14 @@ from cryptography.x509.oid import NameOID
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from broker import cloud_sam_file, virtual_hc_token
-from broker.cloud_sam_file import FORMAT, MAGIC, CloudSamFile, CloudSamFileInvalid, decode_context, parse_cloud_sam_file
-from broker.control_characters import CONTROL_CHARACTERS
-from broker.protocol import Reply, build
-from broker.status_codes import StatusCode
-from broker.virtual_hc_token import MAX_TOKEN_LENGTH, TokenRefused, VirtualHcToken, load_issuers, verify_token
+from broker.credentials import cloud_sam_file
+
+from broker.credentials import virtual_hc_token
+from broker.credentials.cloud_sam_file import FORMAT, MAGIC, CloudSamFile, CloudSamFileInvalid, decode_context, parse_cloud_sam_file
+from contract.text import CONTROL_CHARACTERS
+from contract.protocol import Reply, build
+from contract.status_codes import StatusCode
+from broker.credentials.virtual_hc_token import MAX_TOKEN_LENGTH, TokenRefused, VirtualHcToken, load_issuers, verify_token
 from sim.virtual_hc import issue_token, make_issuer
 from tests.fuzzing import fuzz
 from tests.mutations import leaked_pieces, mutated, own_words
@@ -447,7 +449,7 @@ def test_an_issuer_bundle_with_a_certificate_of_version_103_is_a_value_error() -
 
 
 HOSPITAL_NAMES = st.text(st.characters(exclude_categories=("Cc", "Cs")), min_size=1, max_size=64)
-"""Any text without a control character (broker.control_characters) or a lone surrogate (which is no text)."""
+"""Any text without a control character (contract.text) or a lone surrogate (which is no text)."""
 
 
 @fuzz(share=0.05)

@@ -1,5 +1,5 @@
-"""Fuzzing the two wires the console reads: the ZeroMQ messages between its processes (`broker.protocol.parse`,
-then `broker.commands.parse_command` for a request's arguments) and the NHI dedicated reader's serial line
+"""Fuzzing the two wires the console reads: the ZeroMQ messages between its processes (`contract.protocol.parse`,
+then `contract.commands.parse_command` for a request's arguments) and the NHI dedicated reader's serial line
 (the frames, the STATUS answer's slot table, and the answers the worker's NHI reader back-end reads).
 
 Why it matters: `parse` is the broker's and the workers' first line against a crashed or hostile peer on
@@ -25,9 +25,11 @@ import msgpack
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 
-from broker import commands, protocol
-from broker.commands import COMMAND_NAMES, BadArguments, parse_command
-from broker.protocol import (
+from contract import commands
+
+from contract import protocol
+from contract.commands import COMMAND_NAMES, BadArguments, parse_command
+from contract.protocol import (
     MAGIC,
     CallMeta,
     CardPresence,
@@ -41,8 +43,8 @@ from broker.protocol import (
     build,
     parse,
 )
-from broker.control_characters import CONTROL_CHARACTERS
-from broker.status_codes import StatusCode
+from contract.text import CONTROL_CHARACTERS
+from contract.status_codes import StatusCode
 from tests.fuzzing import fuzz
 from tests.mutations import leaked_pieces, mutated, own_words
 from workers.nhi_reader import DEVICE_COMMANDS, NhiReader

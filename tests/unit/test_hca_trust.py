@@ -8,8 +8,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from broker.hca_trust import MAX_PATH_LINKS, TrustStore, build_path, check_certificate
-from broker.status_codes import StatusCode
+from broker.credentials.hca_trust import MAX_PATH_LINKS, TrustStore, build_path, check_certificate
+from contract.status_codes import StatusCode
 from sim import pki
 from sim.pki import bench_pki
 

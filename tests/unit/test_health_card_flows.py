@@ -7,8 +7,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from broker.session_flows import signature_input
-from broker.status_codes import StatusCode
+from broker.flows.session import signature_input
+from contract.status_codes import StatusCode
 from sim.cards.health_card import HealthCard
 from tests.unit.session_harness import Harness, virtual_token
 

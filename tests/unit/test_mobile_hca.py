@@ -14,9 +14,10 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.hca_trust import TrustStore
-from broker.mobile_hca import MobileHcaLogin, parse_login_time, signed_text, verify_mobile_login
-from broker.status_codes import StatusCode
+from broker.credentials.hca_trust import TrustStore
+from contract.commands import MobileHcaLogin
+from broker.credentials.mobile_hca import parse_login_time, signed_text, verify_mobile_login
+from contract.status_codes import StatusCode
 from sim.mobile_hca import format_login_time, login_body
 from sim.pki import bench_pki
 from sim.profiles import PROFILES

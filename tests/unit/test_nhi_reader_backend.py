@@ -10,8 +10,8 @@ from typing import Iterator
 
 import pytest
 
-from broker.cloud_sam_file import parse_cloud_sam_file, verify_signature
-from broker.status_codes import StatusCode
+from broker.credentials.cloud_sam_file import parse_cloud_sam_file, verify_signature
+from contract.status_codes import StatusCode
 from sim.nhi_reader import VirtualNhiReader
 from sim.profiles import make_card
 from tests.unit.test_virtual_nhi_reader import bench_sam_file

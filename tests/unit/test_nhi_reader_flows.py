@@ -8,9 +8,9 @@ from typing import Iterator
 
 import pytest
 
-from broker.cloud_sam_file import parse_cloud_sam_file, verify_signature
-from broker.routing import reader_for
-from broker.status_codes import StatusCode
+from broker.credentials.cloud_sam_file import parse_cloud_sam_file, verify_signature
+from broker.domain.routing import reader_for
+from contract.status_codes import StatusCode
 from sim.nhi_reader import VirtualNhiReader
 from sim.profiles import make_card
 from tests.unit.session_harness import NHI_PORT, NHI_SAM_ID, Harness, sam_file_bytes

@@ -21,7 +21,7 @@ from api.formats import ANSWER_FIELDS
 from api.openapi import UndocumentedRoute, build_document, routed_operations
 from api.operations import Operation, documented
 from api.resources.common import VersionInfo
-from broker.status_codes import StatusCode
+from contract.status_codes import StatusCode
 from sim.control_api import mount
 from sim.profiles import PROFILES
 from tests.spec_samples import EMPTY_STATUS

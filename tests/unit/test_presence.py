@@ -6,10 +6,10 @@ and nothing when they agree, since it runs on every heartbeat.
 
 from __future__ import annotations
 
-from broker.events import CardInserted, CardRemoved, Event, ReaderAttached
-from broker.presence import presence_events
-from broker.protocol import CardPresence, WorkerStatus
-from broker.state import ConsoleState, project
+from broker.domain.events import CardInserted, CardRemoved, Event, ReaderAttached
+from broker.domain.presence import presence_events
+from contract.protocol import CardPresence, WorkerStatus
+from broker.domain.state import ConsoleState, project
 
 READER = "ACS ACR39U 00 00"
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.protocol import (
+from contract.protocol import (
     MAGIC,
     MAX_BODY_BYTES,
     CallMeta,

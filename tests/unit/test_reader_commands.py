@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from broker.clock import ManualClock
+from broker.runtime.clock import ManualClock
 from broker.core import ConsoleCore, Forward
-from broker.dispatch import PendingCommand, ReaderQueues
-from broker.protocol import CallMeta, CardPresence, Reply, Request, WorkerStatus
-from broker.routing import auto_detected_reader, reader_for
-from broker.state import ConsoleState
-from broker.status_codes import StatusCode
+from broker.runtime.dispatch import PendingCommand, ReaderQueues
+from contract.protocol import CallMeta, CardPresence, Reply, Request, WorkerStatus
+from broker.domain.routing import auto_detected_reader, reader_for
+from broker.domain.state import ConsoleState
+from contract.status_codes import StatusCode
 from eventlog.memory_store import MemoryEventStore
 
 
@@ -182,7 +182,7 @@ def test_deadlines_and_a_dead_worker() -> None:
 
 
 def test_pcsc_discovery_knows_the_readers_as_soon_as_it_starts() -> None:
-    from broker.loop import PcscDiscovery
+    from broker.runtime.loop import PcscDiscovery
 
     import time
 
@@ -199,7 +199,7 @@ def test_pcsc_discovery_knows_the_readers_as_soon_as_it_starts() -> None:
 
 
 def test_pcsc_discovery_survives_a_failing_listing() -> None:
-    from broker.loop import PcscDiscovery
+    from broker.runtime.loop import PcscDiscovery
 
     def broken() -> list[str]:
         raise RuntimeError("pcscd fell over")

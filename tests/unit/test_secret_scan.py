@@ -160,7 +160,7 @@ def typical_log(lines: int) -> bytes:
         digest = hashlib.sha256(rng.randbytes(32)).hexdigest()
         out += [
             f"{stamp},{rng.randrange(1000):03d} broker INFO broker.core: event {rng.choice(EVENTS)}",
-            f"{stamp},{rng.randrange(1000):03d} broker INFO broker.worker_pool: started worker pid {pid} for reader"
+            f"{stamp},{rng.randrange(1000):03d} broker INFO broker.runtime.worker_pool: started worker pid {pid} for reader"
             f" 'NHI Sim Reader {index % 2}'",
             f"[{stamp} +0000] [{pid}] [INFO] Booting worker with pid: {pid + 1}",
             f"{stamp},{rng.randrange(1000):03d} sim.dc INFO POST /dc/v1/Cards/Verify 200",

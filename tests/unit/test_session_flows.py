@@ -6,12 +6,14 @@ import datetime
 
 import pytest
 
-from broker import health_card_flows, session_flows
-from broker.cloud_sam_file import verify_signature
-from broker.datacenter import DcError
-from broker.events import decode
-from broker.state import project
-from broker.status_codes import StatusCode
+from broker.flows import health_card as health_card_flows
+
+from broker.flows import session as session_flows
+from broker.credentials.cloud_sam_file import verify_signature
+from broker.dc.seam import DcError
+from broker.domain.events import decode
+from broker.domain.state import project
+from contract.status_codes import StatusCode
 from tests.unit.session_harness import Harness
 
 READER_0, READER_1 = "Reader 0", "Reader 1"

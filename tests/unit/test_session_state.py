@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from broker.events import (
+from broker.domain.events import (
     CardAuthenticated,
     CardDetected,
     CardInserted,
@@ -21,7 +21,7 @@ from broker.events import (
     SimClockAdvanced,
     WorkerLost,
 )
-from broker.state import ConsoleState, project, render_status
+from broker.domain.state import ConsoleState, project, render_status
 
 EXPIRY = "2026-11-23T22:00:00+08:00"
 OPEN = [

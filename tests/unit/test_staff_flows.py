@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from broker.core import HPC_AUTHENTICATION_SECONDS
-from broker.session_flows import signature_input
-from broker.status_codes import StatusCode
+from broker.flows.session import signature_input
+from contract.status_codes import StatusCode
 from sim.cards.staff_card import StaffCard
 from sim.mobile_hca import format_login_time, login_body
 from sim.pki import bench_pki

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from broker.state import (
+from broker.domain.state import (
     CardInReader, ConsoleState, HcState, HpcState, PhysicalSamIdentity, ReaderState, SamState, snapshot,
 )
 

@@ -11,11 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.clock import ManualClock
+from broker.runtime.clock import ManualClock
 from broker.core import ConsoleCore, Park
-from broker.protocol import CallMeta, CardPresence, Reply, Request, WorkerStatus
-from broker.state import CardInReader, ConsoleState, HcState, ReaderState, SamState
-from broker.stream import Position, StreamFeed, parse_position, public_view, stream_changes
+from contract.protocol import CallMeta, CardPresence, Reply, Request, WorkerStatus
+from broker.domain.state import CardInReader, ConsoleState, HcState, ReaderState, SamState
+from broker.domain.stream import StreamFeed, public_view, stream_changes
+from contract.stream_positions import Position, parse_position
 from eventlog.memory_store import MemoryEventStore
 from sim.profiles import PROFILES
 from tests.unit.session_harness import Harness

@@ -980,7 +980,7 @@ def test_the_health_cards_notes_file_takes_an_update_only_after_authentication()
     """`POST /api/hc/v1/RealHc/Update` writes here; the bench card wants the SAM's authentication first."""
     from sim.cards.health_card import NOTES_EF
     from sim.sam import BenchSam
-    from broker.sam import authenticate_card
+    from sim.reader_card_authentication import authenticate_card
 
     card = make_card("hc-basic")
     update = bytes([0x00, 0xD6, 0x00, 0x00, 5]) + b"NOTES"

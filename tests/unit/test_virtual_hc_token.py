@@ -1,5 +1,5 @@
 """Virtual health card tokens: the bench's issuer (sim.virtual_hc) and the console's verifier
-(broker.virtual_hc_token), codes in the doc's order: 1520, 1522, 1523, 1524."""
+(broker.credentials.virtual_hc_token), codes in the doc's order: 1520, 1522, 1523, 1524."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.status_codes import StatusCode
-from broker.virtual_hc_token import (
+from contract.status_codes import StatusCode
+from broker.credentials.virtual_hc_token import (
     MAX_TOKEN_LENGTH,
     TokenRefused,
     VirtualHcToken,

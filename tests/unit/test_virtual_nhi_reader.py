@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from broker.cloud_sam_file import parse_cloud_sam_file, verify_signature
+from broker.credentials.cloud_sam_file import parse_cloud_sam_file, verify_signature
 from sim.dc.sam_files import SamCa, build_sam_file
 from sim.nhi_reader import VirtualNhiReader
 from sim.profiles import make_card

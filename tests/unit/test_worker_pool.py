@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from broker.liveness import WorkerRegistry
-from broker.worker_pool import ReaderSpec, WorkerPool
+from broker.runtime.liveness import WorkerRegistry
+from broker.runtime.worker_pool import ReaderSpec, WorkerPool
 
 READER_A = ReaderSpec("Reader A", "sim.virtual_reader:open_reader")
 READER_B = ReaderSpec("Reader B", "sim.virtual_reader:open_reader")

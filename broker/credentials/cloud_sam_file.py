@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from broker.control_characters import CONTROL_CHARACTERS
+from contract.text import CONTROL_CHARACTERS
 
 MAGIC = b"NHICSAM1\n"
 FORMAT = "nhi-console-sim-sam/1"

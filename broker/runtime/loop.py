@@ -15,25 +15,26 @@ import signal
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from types import FrameType
 from typing import Callable
 
 import zmq
 
-from broker.clock import Clock, SystemClock
+from broker.runtime.clock import Clock, SystemClock
+from broker.runtime.config import BrokerConfig, SimStart, load_by_name
 from broker.core import ConsoleCore, Forward, Park, StartFlow
-from broker.datacenter import DataCenter, DcError, NoDataCenter
-from broker.dispatch import PendingCommand, ReaderQueues
-from broker.flows import CardStep, DcCall, Flow, FlowRunner, Outcome
-from broker.hca_trust import TrustStore
-from broker.virtual_hc_token import load_issuers
-from broker.liveness import WorkerRegistry
-from broker.status_codes import StatusCode
-from broker.pseudonyms import Pseudonyms, load_or_create_key
-from broker.sam_session import CloudSamStore
-from broker.protocol import (
+from broker.dc.seam import DataCenter, DcError, NoDataCenter
+from broker.runtime.dispatch import PendingCommand, ReaderQueues
+from broker.flows.runner import CardStep, DcCall, Flow, FlowRunner, Outcome
+from broker.credentials.hca_trust import TrustStore
+from broker.credentials.virtual_hc_token import load_issuers
+from broker.runtime.liveness import WorkerRegistry
+from contract.deadlines import CARD_STEP_SECONDS
+from contract.status_codes import StatusCode
+from broker.domain.pseudonyms import Pseudonyms, load_or_create_key
+from broker.credentials.sam_session import CloudSamStore
+from contract.protocol import (
     Disconnect,
     Heartbeat,
     ProtocolError,
@@ -43,14 +44,12 @@ from broker.protocol import (
     build,
     parse,
 )
-from broker.nhi_reader_slots import staff_slot_reader
-from broker.worker_pool import ReaderSpec, WorkerPool, wanted_names
+from contract.nhi_reader_slots import staff_slot_reader
+from broker.runtime.worker_pool import ReaderSpec, WorkerPool, wanted_names
 from eventlog.sqlite_store import SqliteEventStore
 
 log = logging.getLogger(__name__)
 
-CARD_STEP_TIMEOUT = 10.0
-"""Seconds one step of a flow may take at the reader."""
 
 BATCH_LIMIT = 512
 """Messages taken from one socket per turn: bounds the latency one busy client can add to others."""
@@ -69,57 +68,6 @@ class _Parked:
     deadline: float
 
 
-@dataclass
-class BrokerConfig:
-    api_endpoint: str
-    worker_endpoint: str
-    database: Path
-    durability: str = "full"
-    heartbeat_interval: float = 1.0
-    readers: list[ReaderSpec] = field(default_factory=list)
-    adopt_grace: float = 0.0
-    """Seconds to wait for workers of a previous broker to re-register before starting new ones."""
-    pcsc_backend: str | None = None
-    """`module:factory` of the PC/SC back-end: when set, every reader pcscd lists gets a worker."""
-    sim_backend: str | None = None
-    """`module:factory` of the bench's in-process readers: set in `--sim` mode."""
-    sim_start: SimStart | None = None
-    """The bench's start state, applied on a fresh start (not on a restart after a crash)."""
-    pseudonym_key: Path | None = None
-    """The installation's key for card pseudonyms (made on first use); None: a throwaway key."""
-    archive_dir: Path | None = None
-    """Where sealed segments go; None: the log is never sealed."""
-    seal_max_live_rows: int | None = 1_000_000
-    seal_max_age_seconds: float | None = 365 * 24 * 3600.0
-    seal_check_interval: float = 60.0
-    cloud_sam_dir: Path | None = None
-    """Where imported cloud SAM files are kept (0600); None: in memory only (tests)."""
-    dc_url: str | None = None
-    """The data center's base URL (docs/dc-protocol.md); None: no DC, its calls answer 1700."""
-    dc_ca: Path | None = None
-    serial_ports: Callable[[], list[str]] | None = None
-    """Lists the machine's serial ports (tests replace it); None: pyserial's listing."""
-    extra_serial_ports: list[str] = field(default_factory=list)
-    """Ports to offer even if the listing misses them: a udev symlink, the bench's NHI reader on a pty."""
-    serial_backend: str = "workers.nhi_reader:open_reader"
-    """`module:factory` of the NHI dedicated reader's back-end: one worker per port the session opens."""
-    hca_trust: Path | None = None
-    """PEM bundle of the HCA roots (and issuing CAs) staff certificates must chain to; None: none is trusted."""
-    hpc_authentication_seconds: float = 8 * 3600.0
-    mobile_hca_window_seconds: float = 300.0
-    vhc_issuer: Path | None = None
-    """PEM certificate(s) of the virtual health card token issuers; None: no token verifies (1523)."""
-
-
-@dataclass
-class SimStart:
-    readers: list[str]
-    cards: dict[str, str]
-    default_reader: str | None
-    cloud_sam: Path | None = None
-    """The bench's cloud SAM file (made by the DC simulator's `prepare`), imported at a fresh start."""
-
-
 DC_THREADS = 4
 """DC calls in parallel: each may wait seconds on the network, and the loop must never wait with them."""
 
@@ -127,7 +75,7 @@ DC_THREADS = 4
 def _data_center(config: BrokerConfig) -> DataCenter:
     if config.dc_url is None:
         return NoDataCenter()
-    from broker.dc_client import HttpsDataCenter
+    from broker.dc.client import HttpsDataCenter
 
     return HttpsDataCenter(config.dc_url, config.dc_ca)
 
@@ -222,9 +170,7 @@ class Broker:
         self._bench_workers_seen: set[tuple[str, int]] = set()
         self._discovery: PcscDiscovery | None = None
         if config.pcsc_backend is not None:
-            from workers.pcsc_reader import list_pcsc_readers
-
-            self._discovery = PcscDiscovery(list_pcsc_readers)
+            self._discovery = PcscDiscovery(load_by_name(config.pcsc_listing))
         self._registry = WorkerRegistry(config.heartbeat_interval)
         now = self._clock.monotonic()
         self._pool = WorkerPool(config.worker_endpoint, self._registry, adopt_until=now + config.adopt_grace)
@@ -354,7 +300,7 @@ class Broker:
         request = Request(id=uuid.uuid4().hex, command=step.command, args=step.args)
         pending = PendingCommand(
             client=b"", request=request, reader=step.reader, command=step.command, args=step.args,
-            deadline=self._clock.monotonic() + (step.timeout or CARD_STEP_TIMEOUT),
+            deadline=self._clock.monotonic() + (step.timeout or CARD_STEP_SECONDS),
             finish=lambda reply: (reply.code, reply.body),
             flow_id=flow_id,
         )

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
-from broker.status_codes import StatusCode
+from contract.status_codes import StatusCode
 
 MAX_PATH_LINKS = 4
 """Issuer links from the leaf to an anchor (leaf → CA is one link). HCA's real hierarchy is

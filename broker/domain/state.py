@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
-from broker.cors_hosts import DEFAULT_CORS_HOSTS
-from broker.events import (
+from contract.host_names import DEFAULT_CORS_HOSTS
+from broker.domain.events import (
     CallRecordCleared,
     CardAuthenticated,
     CardAuthenticationFailed,

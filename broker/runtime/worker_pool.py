@@ -20,8 +20,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-from broker.backoff import RestartBackoff
-from broker.liveness import WorkerRegistry
+from broker.runtime.backoff import RestartBackoff
+from broker.runtime.liveness import WorkerRegistry
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Union
 
-from broker.control_characters import CONTROL_CHARACTERS
-from broker.cors_hosts import MAX_HOST_LENGTH, NotAHostName, normalize_host
-from broker.mobile_hca import MobileHcaLogin
+from contract.text import CONTROL_CHARACTERS
+from contract.host_names import MAX_HOST_LENGTH, NotAHostName, normalize_host
 
 MAX_RECORD_TAKE = 1000
 """The cap on `take` in `GET /api/common/v1/Record`: a HIS asking for more gets this many."""
@@ -246,6 +245,26 @@ class LogoutHpc:
 class SignWithHpc:
     NAME: ClassVar[str] = "SignWithHpc"
     service_type: str
+
+
+@dataclass(frozen=True)
+class MobileHcaLogin:
+    """The request body's fields, decoded (Base64 → bytes) but otherwise as sent.
+
+    `certificate_der` and `signature` are kept out of repr: they are not
+    secret, but they identify a person and have no business in a traceback.
+    """
+
+    id_no: str
+    birthday: str
+    c_name: str
+    e_name: str
+    hospital_id: str
+    med_id: str
+    login_date_time: str
+    certificate_der: bytes = field(repr=False)
+    signature: bytes = field(repr=False)
+
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Generator, Protocol
 
-from broker.events import (
+from broker.domain.events import (
     CardLoggedOut,
     HpcPinChanged,
     HpcPinRejected,
@@ -24,12 +24,12 @@ from broker.events import (
     MobileHcaLoggedIn,
     MobileHcaRejected,
 )
-from broker.flows import CardStep, Flow, Outcome, Step
-from broker.mobile_hca import MobileHcaLogin
-from broker.protocol import Reply
-from broker.session_flows import FlowFailed, SessionContext, detect_card, ensure_card_authenticated, ensure_sam_verified
-from broker.session_flows import run_guarded, signature_input
-from broker.status_codes import StatusCode
+from broker.flows.runner import CardStep, Flow, Outcome, Step
+from contract.commands import MobileHcaLogin
+from contract.protocol import Reply
+from broker.flows.session import FlowFailed, SessionContext, detect_card, ensure_card_authenticated, ensure_sam_verified
+from broker.flows.session import run_guarded, signature_input
+from contract.status_codes import StatusCode
 
 MOBILE_HCA = 3
 STAFF_DATA_FIELDS = ("cardId", "idNo", "cName", "eName", "birthday")

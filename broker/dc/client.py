@@ -1,6 +1,6 @@
 """`HttpsDataCenter`: the console's HTTPS client for the DC protocol (docs/dc-protocol.md).
 
-This module only moves bytes; what an answer means is `broker.dc_answers`
+This module only moves bytes; what an answer means is `broker.dc.answers`
 (pure, tested row by row). One new connection per call: the broker calls from
 a thread pool, several calls may run at once, and a call is rare enough that
 sharing nothing is simpler than a pool.
@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from broker.datacenter import CardCryptogram, DcError, DcSession, ImportedVirtualHc
-from broker.dc_answers import (
+from broker.dc.seam import CardCryptogram, DcError, DcSession, ImportedVirtualHc
+from broker.dc.answers import (
     MAX_ANSWER_BYTES,
     MAX_CRL_ANSWER_BYTES,
     SESSION_TOKEN,
@@ -42,7 +42,7 @@ from broker.dc_answers import (
     parse_verification_count,
     parse_verified,
 )
-from broker.status_codes import StatusCode
+from contract.status_codes import StatusCode
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ on an NHI dedicated reader reads its cards in that reader's slots only.
 
 from __future__ import annotations
 
-from broker.nhi_reader_slots import slot_readers
-from broker.state import SAM_PHYSICAL, ConsoleState
-from broker.status_codes import StatusCode
+from contract.nhi_reader_slots import slot_readers
+from broker.domain.state import SAM_PHYSICAL, ConsoleState
+from contract.status_codes import StatusCode
 
 
 def reader_for(state: ConsoleState, kind: str) -> str | StatusCode:

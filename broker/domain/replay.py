@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from broker.events import decode
-from broker.state import ConsoleState, apply, snapshot
+from broker.domain.events import decode
+from broker.domain.state import ConsoleState, apply, snapshot
 from eventlog.reader import LogReader
 
 

@@ -15,8 +15,8 @@ from typing import Any, Generator, Protocol, Sequence
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from broker.datacenter import DcError, ImportedVirtualHc
-from broker.events import (
+from broker.dc.seam import DcError, ImportedVirtualHc
+from broker.domain.events import (
     CardLoggedOut,
     HcHpcAuthenticated,
     HcNotesUpdated,
@@ -30,14 +30,15 @@ from broker.events import (
     VirtualHcRejected,
     VirtualHcVerified,
 )
-from broker.flows import CardStep, Flow, Outcome, Step
-from broker.protocol import Reply
-from broker.session_flows import FlowFailed, ensure_card_authenticated, ensure_sam_verified, run_guarded
-from broker.session_flows import sign_as_sam, with_dc_session
-from broker.staff_flows import StaffContext, current_staff_holder
-from broker.state import SAM_PHYSICAL, VIRTUAL_HC
-from broker.status_codes import StatusCode
-from broker.virtual_hc_token import TokenRefused, VirtualHcToken, card_data, verify_token
+from broker.flows.runner import CardStep, Flow, Outcome, Step
+from contract.protocol import Reply
+from broker.flows.session import FlowFailed, ensure_card_authenticated, ensure_sam_verified, run_guarded
+from broker.flows.session import sign_as_sam, with_dc_session
+from broker.flows.staff import StaffContext, current_staff_holder
+from broker.domain.state import SAM_PHYSICAL, VIRTUAL_HC
+from contract.deadlines import KEYPAD_SECONDS, KEYPAD_STEP_SECONDS
+from contract.status_codes import StatusCode
+from broker.credentials.virtual_hc_token import TokenRefused, VirtualHcToken, card_data, verify_token
 
 HC_BASIC_FIELDS = ("cardId", "name", "idNo", "birthday", "sex", "dateIssue", "identityStatus")
 
@@ -134,8 +135,6 @@ def logout_hc(ctx: HealthCardContext) -> Outcome:
 # --- PIN ------------------------------------------------------------------------------------------
 
 
-KEYPAD_SECONDS = 30
-"""How long the NHI reader waits for the holder to type a PIN on its keypad."""
 _ON_KEYPAD = {"VerifyHcPin": "VerifyHcPinOnKeypad", "SetHcPin": "SetHcPinOnKeypad"}
 
 
@@ -147,7 +146,7 @@ def _pin_step(ctx: HealthCardContext, command: str, args: dict[str, Any]) -> Gen
         # The holder types the PIN on the NHI reader's keypad; the body's PIN (the spec says "000000") is not
         # used, and the PIN typed goes from the keypad to the card without passing through the console.
         step = CardStep(reader, _ON_KEYPAD[command], {"session": session, "seconds": KEYPAD_SECONDS},
-                        timeout=KEYPAD_SECONDS + 10)
+                        timeout=KEYPAD_STEP_SECONDS)
     else:
         step = CardStep(reader, command, {"session": session, **args})
     reply: Reply = yield step

@@ -5,7 +5,7 @@ elevates on demand (detect the card, authenticate it with the SAM), and a
 failed step answers the code of the level it could not reach, unless the DC
 or the card reported something more specific. A PIN is never part of this.
 
-Flows are generators (see `broker.flows`); sub-flows are `yield from`-ed and
+Flows are generators (see `broker.flows.runner`); sub-flows are `yield from`-ed and
 raise `FlowFailed` with the code to answer.
 """
 
@@ -15,8 +15,8 @@ import datetime
 import secrets
 from typing import Any, Callable, Generator, Protocol
 
-from broker.datacenter import CardCryptogram, DataCenter, DcError, DcSession
-from broker.events import (
+from broker.dc.seam import CardCryptogram, DataCenter, DcError, DcSession
+from broker.domain.events import (
     CardAuthenticated,
     CardAuthenticationFailed,
     CardDetected,
@@ -27,13 +27,13 @@ from broker.events import (
     SamVerified,
     SessionInitialized,
 )
-from broker.flows import Acquire, CardStep, DcCall, Flow, Outcome, Release, Step
-from broker.protocol import Reply
-from broker.routing import reader_for
-from broker.sam_session import SamSession
-from broker.cloud_sam_file import login_signed_bytes
-from broker.state import SAM_CLOUD, SAM_PHYSICAL, ConsoleState, PhysicalSamIdentity
-from broker.status_codes import StatusCode
+from broker.flows.runner import Acquire, CardStep, DcCall, Flow, Outcome, Release, Step
+from contract.protocol import Reply
+from broker.domain.routing import reader_for
+from broker.credentials.sam_session import SamSession
+from broker.credentials.cloud_sam_file import login_signed_bytes
+from broker.domain.state import SAM_CLOUD, SAM_PHYSICAL, ConsoleState, PhysicalSamIdentity
+from contract.status_codes import StatusCode
 
 SAM_RESOURCE = "sam"
 """One verification of the SAM at a time: concurrent calls that need it wait for the one under way."""

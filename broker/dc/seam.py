@@ -1,7 +1,7 @@
 """The `DataCenter` seam: everything the console asks the NHI data center (DC).
 
 The NHI's DC protocol is not public. What ships behind this seam is an HTTPS
-client (`broker.dc_client.HttpsDataCenter`) for our own documented protocol
+client (`broker.dc.client.HttpsDataCenter`) for our own documented protocol
 (docs/dc-protocol.md), which the bench's DC simulator serves; a licensed
 implementation of the real protocol would plug in here instead.
 
@@ -16,7 +16,7 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from broker.status_codes import StatusCode
+from contract.status_codes import StatusCode
 
 
 class DcError(Exception):

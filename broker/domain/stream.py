@@ -22,7 +22,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from broker.state import ConsoleState, render_status
+from broker.domain.state import ConsoleState, render_status
+from contract.stream_positions import AFTER_ALL, Position
 
 RING_SIZE = 4096
 """Stream events kept for reconnecting clients: hours of a clinic's day, a few hundred KB."""
@@ -30,33 +31,8 @@ REPLAYED_EVENTS = 4 * RING_SIZE
 """Log events a starting broker turns into stream events again (the newest): enough to fill the ring in any
 ordinary day, without doubling the time a long log takes to fold. Before them, a client starts afresh."""
 
-_AFTER_ALL = 999_999
-"""An index past every stream event of one log event (a bare seq means: after all of it)."""
-_POSITION = re.compile(r"^([0-9]{1,18})(?:-([0-9]{1,6}))?$")
 
 CARDS = ("sam", "hpc", "hc")
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Position:
-    """Where a stream event sits: after log event `seq`'s first `index` stream events."""
-
-    seq: int
-    index: int
-
-    def text(self) -> str:
-        return f"{self.seq}-{self.index}"
-
-
-def parse_position(text: str | None) -> Position | None:
-    """A `Last-Event-ID` as the stream wrote it (`123-0`), or a bare log seq (`123`: after all of it); else None."""
-    if text is None:
-        return None
-    found = _POSITION.match(text.strip())
-    if found is None:
-        return None
-    seq, index = found.groups()
-    return Position(int(seq), int(index) if index is not None else _AFTER_ALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +126,7 @@ class StreamFeed:
 
     def begin_after(self, seq: int) -> None:
         """The stream is rebuilt from after log event `seq`: a client positioned at or before it starts afresh."""
-        self._dropped_through = self.position = Position(seq, _AFTER_ALL)
+        self._dropped_through = self.position = Position(seq, AFTER_ALL)
 
     def observe(self, seq: int, before: PublicView, after: PublicView) -> None:
         changes = stream_changes(before, after)

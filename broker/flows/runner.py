@@ -22,8 +22,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator, Union
 
-from broker.datacenter import DataCenter, DcError
-from broker.protocol import Reply
+from broker.dc.seam import DataCenter, DcError
+from contract.protocol import Reply
 
 log = logging.getLogger(__name__)
 

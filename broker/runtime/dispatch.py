@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from broker.protocol import Reply, Request
+from contract.protocol import Reply, Request
 
 QUEUE_LIMIT = 32
 """Commands waiting per reader; a reader is slow (a card, a keypad), so a longer queue only hides trouble."""

@@ -29,7 +29,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from broker.status_codes import StatusCode
+from contract.status_codes import StatusCode
 
 MAX_TOKEN_LENGTH = 8 * 1024
 """Characters. A bench token is well under 1 KiB (an RSA-4096 signature alone is 683 characters);

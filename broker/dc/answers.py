@@ -1,7 +1,7 @@
 """The DC's HTTP answers (docs/dc-protocol.md) mapped to values or `DcError`s. Pure.
 
 No I/O here, so every row of the protocol's error table and every malformed
-answer is tested without a server; `broker.dc_client` only moves the bytes.
+answer is tested without a server; `broker.dc.client` only moves the bytes.
 
 Nothing here puts an answer's content into an exception message: the DC's
 answers carry sessions and card data, and a message may end up in a log.
@@ -21,8 +21,8 @@ from typing import Any
 
 from cryptography import x509
 
-from broker.datacenter import CardCryptogram, DcError, DcSession, ImportedVirtualHc
-from broker.status_codes import StatusCode
+from broker.dc.seam import CardCryptogram, DcError, DcSession, ImportedVirtualHc
+from contract.status_codes import StatusCode
 
 Answer = dict[str, Any]
 

@@ -16,8 +16,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from broker.cloud_sam_file import CloudSamFile, CloudSamFileInvalid, parse_cloud_sam_file
-from broker.state import PhysicalSamIdentity
+from broker.credentials.cloud_sam_file import CloudSamFile, CloudSamFileInvalid, parse_cloud_sam_file
+from broker.domain.state import PhysicalSamIdentity
 from eventlog.durable_files import fsync_directory
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -24,31 +23,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from broker.hca_trust import TrustStore, check_certificate
-from broker.status_codes import StatusCode
+from broker.credentials.hca_trust import TrustStore, check_certificate
+from contract.commands import MobileHcaLogin
+from contract.status_codes import StatusCode
 
 LOGIN_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _LOGIN_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 """[0-9], not \\d: \\d also matches non-ASCII digits, which strptime would then have to reject."""
-
-
-@dataclass(frozen=True)
-class MobileHcaLogin:
-    """The request body's fields, decoded (Base64 → bytes) but otherwise as sent.
-
-    `certificate_der` and `signature` are kept out of repr: they are not
-    secret, but they identify a person and have no business in a traceback.
-    """
-
-    id_no: str
-    birthday: str
-    c_name: str
-    e_name: str
-    hospital_id: str
-    med_id: str
-    login_date_time: str
-    certificate_der: bytes = field(repr=False)
-    signature: bytes = field(repr=False)
 
 
 def signed_text(serial_number: int, id_no: str, login_date_time: str) -> bytes:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from broker.events import CardInserted, CardRemoved, Event, ReaderAttached
-from broker.protocol import WorkerStatus
-from broker.state import ConsoleState
+from broker.domain.events import CardInserted, CardRemoved, Event, ReaderAttached
+from contract.protocol import WorkerStatus
+from broker.domain.state import ConsoleState
 
 
 def presence_events(
