@@ -17,46 +17,10 @@ from api.core_client import CoreClient
 from api.errors import install_error_handling
 from api.middleware import JSON_UTF8, CallIdentity
 from api.openapi import build_document
-from api.resources.common import RecordResource, StatusResource, VersionInfo, VersionResource
-from api.resources.health_card import (
-    HcBasicResource,
-    HcLogoutResource,
-    HcPinResource,
-    HcSignatureResource,
-    HpcHcSignatureResource,
-    RealHcUpdateResource,
-    VirtualHcExportResource,
-    VirtualHcImportResource,
-    VirtualHcReadBasicResource,
-    VirtualHcVerificationResource,
-)
-from api.resources.staff_card import (
-    HpcBasicResource,
-    HpcLogoutResource,
-    HpcPinResource,
-    HpcSignatureResource,
-    HpcVerificationResource,
-    MobileHcaResource,
-)
-from api.resources.session import (
-    FinalizeResource,
-    InitialResource,
-    NameResource,
-    SamBasicResource,
-    SamLogoutResource,
-    SamSignatureResource,
-    SamVerificationResource,
-    ServerDateTimeResource,
-)
-from api.resources.settings import (
-    AutoDetectedResource,
-    CloudSamResource,
-    CloudSamsResource,
-    CorsHostResource,
-    CorsResource,
-    DefaultReaderResource,
-    ReadersResource,
-)
+from api.operations import Operation
+from api.resources.common import STATUS, RecordResource, VersionInfo, VersionResource
+from api.command_route import command_resource
+from api.resources import health_card as hc, session, settings, staff_card as hpc
 from api.resources.events import EventStreamResource
 from api.resources.pages import mount_pages, swagger_ui_directory
 from api.resources.swagger import OpenApiDocumentResource
@@ -84,40 +48,45 @@ def create_app(core: CoreClient, version: VersionInfo, *, extra_routes: Mount | 
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.keep_blank_qs_values = True  # `take=` is a malformed take (400), not a missing one
     install_error_handling(app, core)
-    app.add_route("/api/common/v1/Status", StatusResource(core))
+
+    def route(path: str, **operations: Operation) -> None:
+        app.add_route(path, command_resource(core, **operations))
+
+    route("/api/common/v1/Status", get=STATUS)
     app.add_route("/api/common/v1/Version", VersionResource(core, version))
     app.add_route("/api/common/v1/Record", RecordResource(core))
-    app.add_route("/api/common/v1/Name", NameResource(core))
-    app.add_route("/api/common/v1/Initial", InitialResource(core))
-    app.add_route("/api/common/v1/Finalize", FinalizeResource(core))
-    app.add_route("/api/common/v1/ServerDateTime", ServerDateTimeResource(core))
-    app.add_route("/api/sam/v1/Basic", SamBasicResource(core))
-    app.add_route("/api/sam/v1/Verification", SamVerificationResource(core))
-    app.add_route("/api/sam/v1/Logout", SamLogoutResource(core))
-    app.add_route("/api/sam/v1/Signature", SamSignatureResource(core))
-    app.add_route("/api/hc/v1/Basic", HcBasicResource(core))
-    app.add_route("/api/hc/v1/Logout", HcLogoutResource(core))
-    app.add_route("/api/hc/v1/Pin", HcPinResource(core))
-    app.add_route("/api/hc/v1/Signature/Hc", HcSignatureResource(core))
-    app.add_route("/api/hc/v1/Signature/HpcHc", HpcHcSignatureResource(core))
-    app.add_route("/api/hc/v1/Verification/VirtualHc", VirtualHcVerificationResource(core))
-    app.add_route("/api/hc/v1/VirtualHc/ReadBasic", VirtualHcReadBasicResource(core))
-    app.add_route("/api/hc/v1/VirtualHc/Export", VirtualHcExportResource(core))
-    app.add_route("/api/hc/v1/VirtualHc/Import", VirtualHcImportResource(core))
-    app.add_route("/api/hc/v1/RealHc/Update", RealHcUpdateResource(core))
-    app.add_route("/api/hpc/v1/Basic", HpcBasicResource(core))
-    app.add_route("/api/hpc/v1/Logout", HpcLogoutResource(core))
-    app.add_route("/api/hpc/v1/Pin", HpcPinResource(core))
-    app.add_route("/api/hpc/v1/Signature", HpcSignatureResource(core))
-    app.add_route("/api/hpc/v1/Verification/Hpc", HpcVerificationResource(core))
-    app.add_route("/api/hpc/v1/Verification/MobiliHca", MobileHcaResource(core))
-    app.add_route("/api/settings/v1/PcscReader/Readers", ReadersResource(core))
-    app.add_route("/api/settings/v1/PcscReader/AutoDetected", AutoDetectedResource(core))
-    app.add_route("/api/settings/v1/PcscReader/Default", DefaultReaderResource(core))
-    app.add_route("/api/settings/v1/CloudSam", CloudSamsResource(core))
-    app.add_route("/api/settings/v1/CloudSam/{sam_id}", CloudSamResource(core))
-    app.add_route("/api/settings/v1/Cors", CorsResource(core))
-    app.add_route("/api/settings/v1/Cors/{host}", CorsHostResource(core))
+    route("/api/common/v1/Name", get=session.NAME)
+    route("/api/common/v1/Initial", post=session.INITIAL)
+    route("/api/common/v1/Finalize", post=session.FINALIZE)
+    route("/api/common/v1/ServerDateTime", get=session.SERVER_DATE_TIME)
+    route("/api/sam/v1/Basic", get=session.SAM_BASIC)
+    route("/api/sam/v1/Verification", post=session.SAM_VERIFICATION)
+    route("/api/sam/v1/Logout", delete=session.SAM_LOGOUT)
+    route("/api/sam/v1/Signature", post=session.SAM_SIGNATURE)
+    route("/api/hc/v1/Basic", get=hc.HC_BASIC)
+    route("/api/hc/v1/Logout", delete=hc.HC_LOGOUT)
+    route("/api/hc/v1/Pin", get=hc.HC_PIN_GET, post=hc.HC_PIN_VERIFY, put=hc.HC_PIN_SET, delete=hc.HC_PIN_REMOVE)
+    route("/api/hc/v1/Signature/Hc", post=hc.HC_SIGNATURE)
+    route("/api/hc/v1/Signature/HpcHc", post=hc.HPC_HC_SIGNATURE)
+    route("/api/hc/v1/Verification/VirtualHc", post=hc.VIRTUAL_HC_VERIFICATION)
+    route("/api/hc/v1/VirtualHc/ReadBasic", post=hc.VIRTUAL_HC_READ_BASIC)
+    route("/api/hc/v1/VirtualHc/Export", post=hc.VIRTUAL_HC_EXPORT)
+    route("/api/hc/v1/VirtualHc/Import", post=hc.VIRTUAL_HC_IMPORT)
+    route("/api/hc/v1/RealHc/Update", post=hc.REAL_HC_UPDATE)
+    route("/api/hpc/v1/Basic", get=hpc.HPC_BASIC)
+    route("/api/hpc/v1/Logout", delete=hpc.HPC_LOGOUT)
+    route("/api/hpc/v1/Pin", post=hpc.HPC_PIN_CHANGE, put=hpc.HPC_PIN_UNBLOCK)
+    route("/api/hpc/v1/Signature", post=hpc.HPC_SIGNATURE)
+    route("/api/hpc/v1/Verification/Hpc", post=hpc.HPC_VERIFICATION)
+    route("/api/hpc/v1/Verification/MobiliHca", post=hpc.MOBILE_HCA)
+    route("/api/settings/v1/PcscReader/Readers", get=settings.READERS)
+    route("/api/settings/v1/PcscReader/AutoDetected", post=settings.AUTO_DETECT)
+    route("/api/settings/v1/PcscReader/Default", get=settings.DEFAULT_READER, post=settings.SET_DEFAULT_READER,
+          delete=settings.CLEAR_DEFAULT_READER)
+    route("/api/settings/v1/CloudSam", get=settings.CLOUD_SAMS, post=settings.IMPORT_CLOUD_SAM)
+    route("/api/settings/v1/CloudSam/{sam_id}", delete=settings.REMOVE_CLOUD_SAM)
+    route("/api/settings/v1/Cors", get=settings.CORS_HOSTS, post=settings.ALLOW_CORS_HOST)
+    route("/api/settings/v1/Cors/{host}", delete=settings.REMOVE_CORS_HOST)
     app.add_route("/api/events/v1/Stream", EventStreamResource(
         core, heartbeat_seconds=stream.heartbeat_seconds, max_streams=stream.max_streams))
     if extra_routes is not None:

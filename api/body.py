@@ -8,8 +8,8 @@ from typing import Any
 import falcon
 
 from api.errors import BadRequest
-from contract.text import CONTROL_CHARACTERS
 from api.middleware import MAX_BODY_BYTES
+from contract.arguments import Text
 
 
 def json_object(req: falcon.Request) -> dict[str, Any]:
@@ -20,21 +20,9 @@ def json_object(req: falcon.Request) -> dict[str, Any]:
 
 
 def text_field(body: dict[str, Any], name: str, *, max_length: int = 128) -> str:
-    value = body.get(name)
-    if not isinstance(value, str) or not value or len(value) > max_length:
-        raise BadRequest(f"{name} must be a string of 1 to {max_length} characters")
-    if CONTROL_CHARACTERS.search(value):
-        raise BadRequest(f"{name} must not hold control characters")
-    return unicode_text(value, name)
-
-
-def unicode_text(value: str, name: str) -> str:
-    """JSON's `\\ud800` escape decodes to a lone surrogate, which no UTF-8 (nor msgpack) can carry: a 400, not a 500."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadRequest(f"{name} is not valid Unicode text (a lone surrogate)") from None
-    return value
+    """A text field of a body that is not a declared command's (the bench's own): the same rule as every
+    command's text (`contract.arguments.Text`)."""
+    return Text(max_length=max_length).from_json(name, body.get(name))
 
 
 def optional_json_object(req: falcon.Request) -> dict[str, Any]:
@@ -53,9 +41,3 @@ def optional_json_object(req: falcon.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     return body
-
-
-def optional_text_field(body: dict[str, Any], name: str, *, max_length: int = 128) -> str | None:
-    if body.get(name) is None:
-        return None
-    return text_field(body, name, max_length=max_length)

@@ -14,6 +14,7 @@ from typing import Any
 import falcon
 
 from api.core_client import CoreClient, CoreUnavailable
+from contract.arguments import BadArguments
 from contract.protocol import CallMeta
 from contract.status_codes import StatusCode
 
@@ -29,7 +30,8 @@ class BadRequest(Exception):
 
 
 def install_error_handling(app: falcon.App, core: CoreClient) -> None:
-    def bad_request(req: falcon.Request, resp: falcon.Response, error: BadRequest, params: dict[str, Any]) -> None:
+    def bad_request(req: falcon.Request, resp: falcon.Response, error: BadRequest | BadArguments,
+                    params: dict[str, Any]) -> None:
         call: CallMeta | None = getattr(req.context, "call", None)
         if call is not None:
             try:
@@ -37,7 +39,7 @@ def install_error_handling(app: falcon.App, core: CoreClient) -> None:
             except CoreUnavailable:
                 log.warning("could not record a rejected call: broker unavailable")
         resp.status = falcon.HTTP_400
-        resp.media = {"statusCode": int(StatusCode.BAD_PARAMETER), "message": error.message}
+        resp.media = {"statusCode": int(StatusCode.BAD_PARAMETER), "message": str(error)}
 
     def core_unavailable(
         req: falcon.Request, resp: falcon.Response, error: CoreUnavailable, params: dict[str, Any]
@@ -61,5 +63,6 @@ def install_error_handling(app: falcon.App, core: CoreClient) -> None:
         resp.media = body
 
     app.add_error_handler(BadRequest, bad_request)
+    app.add_error_handler(BadArguments, bad_request)  # a command's own rules refused the body (contract.arguments)
     app.add_error_handler(CoreUnavailable, core_unavailable)
     app.set_error_serializer(serialize_http_error)

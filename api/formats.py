@@ -9,53 +9,10 @@ field cannot ship undocumented.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Final
 
-from contract.text import CONTROL_CHARACTERS
+from contract.schemas import BASE64_PATTERN, Schema, text
 from contract.status_codes import StatusCode
-
-Schema = dict[str, Any]
-
-BASE64_PATTERN: Final = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
-"""Standard base64 with its padding, as Python's `b64decode(validate=True)` accepts it."""
-
-
-NO_CONTROLS: Final = "^[^" + CONTROL_CHARACTERS.pattern[1:-1] + "]*$"
-"""Request text: no C0, DEL or C1 character (contract.text), in a regex JSON Schema and Python read
-alike."""
-
-
-def name_text(max_length: int, *, nullable: bool = False, description: str = "") -> Schema:
-    """A request's text field as `api.body.text_field` reads it: 1 to `max_length` characters, no control character."""
-    return text(max_length, min_length=1, pattern=NO_CONTROLS, nullable=nullable, description=description)
-
-
-def text(max_length: int | None = None, *, min_length: int = 0, pattern: str | None = None,
-         nullable: bool = False, description: str = "") -> Schema:
-    schema: Schema = {"type": ["string", "null"] if nullable else "string"}
-    if min_length:
-        schema["minLength"] = min_length
-    if max_length is not None:
-        schema["maxLength"] = max_length
-    if pattern is not None:
-        schema["pattern"] = pattern
-    if description:
-        schema["description"] = description
-    return schema
-
-
-def digits(shortest: int, longest: int, description: str = "") -> Schema:
-    return text(pattern=f"^[0-9]{{{shortest},{longest}}}$", description=description)
-
-
-def base64_text(longest_bytes: int, description: str = "") -> Schema:
-    """At most the characters that `longest_bytes` bytes take in base64: the length the API checks."""
-    return text(base64_chars(longest_bytes), min_length=4, pattern=BASE64_PATTERN, description=description)
-
-
-def base64_chars(longest_bytes: int) -> int:
-    return 4 * math.ceil(longest_bytes / 3)
 
 
 def level(description: str, levels: tuple[int, ...]) -> Schema:

@@ -8,6 +8,7 @@ from typing import Any
 import falcon
 
 from api.errors import BadRequest
+from api.operations import operation_of
 from contract.protocol import CallMeta
 
 MAX_BODY_BYTES = 64 * 1024
@@ -18,8 +19,8 @@ class CallIdentity:
     """Give every routed `/api/` call its record uuid (echoed as X-Request-Id) and enforce the body cap.
 
     `process_resource` runs only when a route matched, so unknown paths (404) are
-    never recorded; resources with `recorded = False` (the Record endpoints) are
-    not either.
+    never recorded; commands declared `recorded=False` (the Record endpoints, the
+    live stream) are not either.
     """
 
     def process_resource(
@@ -33,7 +34,7 @@ class CallIdentity:
             raise falcon.HTTPUnsupportedMediaType(description="a request body must be application/json")
         call_uuid = str(uuid.uuid4())
         resp.set_header("X-Request-Id", call_uuid)
-        if getattr(resource, "recorded", True) and req.path.startswith("/api/"):
+        if _is_recorded(resource, req.method) and req.path.startswith("/api/"):
             req.context.call = CallMeta(url=req.path, uuid=call_uuid)
         if (req.content_length or 0) > MAX_BODY_BYTES:
             raise BadRequest(f"body larger than {MAX_BODY_BYTES} bytes")
@@ -43,6 +44,16 @@ class CallIdentity:
     ) -> None:
         if resp.content_type and resp.content_type.startswith("application/json"):
             resp.content_type = JSON_UTF8
+
+
+def _is_recorded(resource: Any, method: str) -> bool:
+    """A route of a declared command is recorded as the command's declaration says; another resource (a page,
+    the OpenAPI document) says so itself."""
+    responder = getattr(resource, f"on_{method.lower()}", None)
+    operation = operation_of(responder) if responder is not None else None
+    if operation is not None and operation.command is not None:
+        return operation.recorded
+    return bool(getattr(resource, "recorded", True))
 
 
 def _has_body(req: falcon.Request) -> bool:

@@ -13,7 +13,8 @@ from typing import Any
 
 import falcon
 
-from api.formats import ANSWER_FIELDS, MESSAGE, STATUS_CODE, Schema
+from api.formats import ANSWER_FIELDS, MESSAGE, STATUS_CODE
+from contract.schemas import Schema
 from api.operations import Operation, operation_of
 
 COMMON_ERRORS: dict[int, str] = {

@@ -10,10 +10,11 @@ validation that drifts from the schema fails the suite.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Literal, Mapping, TypeVar
 
 from api.answers import spec_answer
-from api.formats import Schema
+from contract.schemas import Schema
+from contract.commands import body_schema, spec_of
 
 Responder = TypeVar("Responder", bound=Callable[..., Any])
 
@@ -24,6 +25,9 @@ OPERATION_ATTRIBUTE = "operation"
 class Operation:
     summary: str
     tag: str
+    command: type | None = None
+    """The declared command (`contract.commands`) the operation runs: its arguments are the request body's,
+    checked by the command's own rules and documented by their schemas, and the API waits as long as it says."""
     answers: tuple[str, ...] = ()
     """The spec's fields of a statusCode 0 answer, in the spec's order (formats in `api.formats.ANSWER_FIELDS`)."""
     body: Mapping[str, Schema] | None = None
@@ -43,6 +47,29 @@ class Operation:
     errors: tuple[int, ...] = ()
     """HTTP statuses beyond the ones every route can give (the bench's 400, 404 and 502)."""
     description: str = ""
+    base64_answers: tuple[str, ...] = ()
+    """Answer fields the broker sends as bytes and the spec's answer carries as base64 text."""
+    path_arguments: Mapping[str, str] = field(default_factory=dict)
+    """URL template field -> the command's argument it carries (`/Cors/{host}` carries `id`)."""
+    arguments_from: Literal["body", "query", "resource"] = "body"
+    """Where the command's arguments come from: the JSON body (the rule), the query string (Record), or the
+    resource itself (the stream's long poll, Version's record): only "body" documents them as a body."""
+
+    def __post_init__(self) -> None:
+        if self.command is None or self.arguments_from != "body" or self.body is not None \
+                or self.body_schema is not None:
+            return
+        properties, required = body_schema(self.command)
+        for name in self.path_arguments.values():
+            properties.pop(name, None)
+        if properties:
+            object.__setattr__(self, "body", properties)
+            object.__setattr__(self, "required", tuple(name for name in required if name in properties))
+
+    @property
+    def recorded(self) -> bool:
+        """Whether its call goes into the call record: the command's declaration says (True without one)."""
+        return self.command is None or spec_of(self.command).recorded
 
     def render(self, code: int, body: dict[str, Any]) -> dict[str, Any]:
         """The spec's answer: statusCode, then this operation's fields on success, the message on failure."""

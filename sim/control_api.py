@@ -18,9 +18,9 @@ import falcon
 from api.body import json_object, text_field
 from api.core_client import CoreClient
 from api.errors import BadRequest
-from api.formats import Schema, digits, name_text, text
 from api.operations import Operation, documented
 from contract.commands import MAX_READER_NAME
+from contract.schemas import Schema, digits, name_text, text
 from contract.text import CONTROL_CHARACTERS
 from contract.protocol import Reply
 from sim.dc_control import DcControl, DcControlError

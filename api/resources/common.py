@@ -10,21 +10,13 @@ from api.core_client import CoreClient
 from api.errors import BadRequest
 from api.formats import ANSWER_FIELDS, MESSAGE, RECORD, STATUS_CODE
 from api.operations import Operation, documented
+from contract import commands
 from contract.commands import MAX_RECORD_TAKE
 from contract.status_codes import StatusCode
 
 
-STATUS = Operation("The console's state: SAM, staff card, health card", "COMMON", answers=("status",))
-
-
-class StatusResource:
-    def __init__(self, core: CoreClient) -> None:
-        self._core = core
-
-    @documented(STATUS)
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        reply = self._core.call("GetStatus", call=req.context.call)
-        resp.media = STATUS.render(reply.code, reply.body)
+STATUS = Operation("The console's state: SAM, staff card, health card", "COMMON", commands.GetStatus,
+                   answers=("status",))
 
 
 @dataclass(frozen=True)
@@ -33,7 +25,7 @@ class VersionInfo:
     location: str
 
 
-VERSION = Operation("The console's version", "COMMON", answer_schema={
+VERSION = Operation("The console's version", "COMMON", commands.RecordCall, arguments_from="resource", answer_schema={
     "type": "object", "additionalProperties": False,
     "required": ["fileVersion", "shortVersion", "longVersion", "location", "statusCode"],
     "properties": {**{name: ANSWER_FIELDS[name] for name in ("fileVersion", "shortVersion", "longVersion", "location")},
@@ -81,7 +73,7 @@ def _non_negative(req: falcon.Request, name: str, default: int) -> int:
 
 
 RECORDS = Operation(
-    "The call record, newest first", "COMMON",
+    "The call record, newest first", "COMMON", commands.ListRecords, arguments_from="query",
     query={"skip": {"type": "integer", "minimum": 0, "maximum": MAX_QUERY_INTEGER},
            "take": {"type": "integer", "minimum": 0, "maximum": MAX_QUERY_INTEGER,
                     "description": f"At most {MAX_RECORD_TAKE} are answered"}},
@@ -90,16 +82,14 @@ RECORDS = Operation(
 
 
 CLEAR_RECORDS = Operation(
-    "Clear the call record (it stays in the audit log)", "COMMON",
+    "Clear the call record (it stays in the audit log)", "COMMON", commands.ClearRecords,
     answer_schema={"type": "string", "maxLength": 0, "description": "An empty 200, as the spec says"},
     answer_media_type="text/plain",
 )
 
 
 class RecordResource:
-    """The call record, newest first; these two endpoints are not recorded themselves."""
-
-    recorded = False
+    """The call record, newest first; these two endpoints are not recorded themselves (their commands say so)."""
 
     def __init__(self, core: CoreClient) -> None:
         self._core = core

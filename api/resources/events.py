@@ -27,6 +27,7 @@ import falcon
 from api.core_client import CoreClient, CoreUnavailable
 from api.operations import Operation, documented
 from api import sse
+from contract import commands
 from contract.status_codes import StatusCode
 from contract.stream_positions import parse_position
 
@@ -39,7 +40,7 @@ RECONNECT_MILLISECONDS = 1000
 
 EVENT_STREAM = Operation(
     "Live events (Server-Sent Events): cards, readers, levels, the session, recorded calls", "EVENTS",
-    answer_media_type="text/event-stream",
+    commands.WaitForEvents, arguments_from="resource", answer_media_type="text/event-stream",
     answer_schema={"type": "string", "description": "text/event-stream: `snapshot`, then `card-inserted`, "
                    "`card-removed`, `reader-plugged`, `reader-unplugged`, `level-changed`, `session-changed`, "
                    "`default-reader-changed`, `record-cleared` (each with an id), `call-recorded` (without); "
@@ -52,7 +53,8 @@ EVENT_STREAM = Operation(
 
 
 class EventStreamResource:
-    recorded = False  # a watch, not a call: the Record would fill with one entry per reconnect
+    """A watch, not a call: its command is declared unrecorded, or the Record would fill with one entry per
+    reconnect."""
 
     def __init__(self, core: CoreClient, *, heartbeat_seconds: float = 15.0, max_streams: int = 8) -> None:
         self._core = core

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from contract import commands
 
 from contract import protocol
-from contract.commands import COMMAND_NAMES, BadArguments, parse_command
+from contract.commands import COMMAND_NAMES, BadArguments, parse_command, spec_of
 from contract.protocol import (
     MAGIC,
     CallMeta,
@@ -238,7 +238,7 @@ def test_fuzz_command_arguments_parse_or_raise_bad_arguments(name: str, args: di
         # The message may name the command (repr(name)): a name is not a secret, but it may share text with one.
         assert leaked_pieces(str(error), *secrets, vocabulary=(*own_words(commands), repr(name))) == []
         return
-    assert getattr(command, "NAME", None) == name
+    assert spec_of(command).name == name
 
 
 HOST_LIKE = st.text(string.ascii_letters + string.digits + ".-[]:_ \t\n\r\u00e9\u0131\u212a", max_size=80)
