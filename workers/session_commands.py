@@ -1,8 +1,9 @@
 """The card commands of a session (authentication with the SAM, the health card's basic data). Pure over `transmit`.
 
-The worker checks that the card is still the insertion the broker means and
-runs these inside one PC/SC transaction; keeping them free of the worker's I/O
-lets the broker's flows be tested against a virtual card in milliseconds.
+The worker's core (`workers/execute.py`) checks that the card is still the
+insertion the broker means and runs these inside one PC/SC transaction; keeping
+them free of the worker's I/O lets the broker's flows be tested against a
+virtual card in milliseconds.
 """
 
 from __future__ import annotations

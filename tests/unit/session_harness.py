@@ -38,10 +38,10 @@ from broker.credentials.hca_trust import TrustStore
 from sim.profiles import PROFILES, make_card
 from sim.nhi_reader import VirtualNhiReader
 from tests.unit.virtual_nhi_link import LinkToVirtualReader
-from workers.card_kind import identify, read_card_identity
+from sim.virtual_reader import VirtualReader
+from contract.nhi_reader_slots import port_of
+from workers.execute import Slots, execute
 from workers.nhi_reader import NhiReader
-from workers.seam import CardAbsent, ReaderFault
-from workers.session_commands import SESSION_COMMANDS, run_session_command
 
 TAIPEI = datetime.timezone(datetime.timedelta(hours=8))
 BENCH_TIME_NS = 1_790_000_000 * 1_000_000_000
@@ -268,48 +268,36 @@ class Harness:
     def report_nhi(self) -> None:
         """What the NHI reader's worker does on its presence poll: identify new cards, report every slot."""
         assert self.nhi is not None
-        slots = self.nhi.slot_readers()
+        slots = self._nhi_slots()
         while (change := self.nhi.wait_for_change(0)) is not None:
-            assert change.reader is not None
-            presence = None
-            if change.atr is not None:
-                transmit = slots[change.reader].transmit
-                kind = identify(transmit)
-                number, card_type = read_card_identity(transmit, kind)
-                presence = CardPresence(atr=change.atr.hex(), kind=kind, session=next(self._sessions),
-                                        card_number=number, card_type=card_type)
-            self.nhi_cards[change.reader] = presence
+            slots.take_change(change, lambda: next(self._sessions))
         for name, presence in self.nhi_cards.items():
             self.core.worker_reported(WorkerStatus(reader=name, backend="nhi", pid=2, card=presence,
                                                    fault=self.nhi.fault()))
 
-    def _run_on_nhi_reader(self, step: CardStep) -> Reply:
-        """The worker's dispatch for the NHI reader: slot commands on the insertion meant, device commands."""
+    def _nhi_slots(self) -> Slots:
+        """The NHI reader's worker's view: the device's slots and the insertions reported in them."""
         assert self.nhi is not None
-        card = self.nhi_cards.get(step.reader)
-        if "session" in step.args and (card is None or card.session != step.args["session"]):
-            return Reply(id="w", code=int(StatusCode.NO_CARD), body={"message": "no such card"})
-        try:
-            if step.command in SESSION_COMMANDS:
-                code, body = run_session_command(step.command, step.args, self.nhi.slot_readers()[step.reader].transmit)
-            else:
-                code, body = self.nhi.run_device_command(step.reader, step.command, step.args)
-        except ReaderFault as fault:
-            code, body = fault.code, {"message": fault.message}
-        except CardAbsent:
-            code, body = int(StatusCode.NO_CARD), {"message": "no card"}
-        return Reply(id="w", code=code, body=body)
+        return Slots.of(port_of(next(iter(self.nhi_cards))), self.nhi, cards=self.nhi_cards)
+
+    def _bench_slots(self, reader: str) -> Slots:
+        """A bench reader's worker's view: its virtual card (if any) and the insertion the core was told of."""
+        virtual = VirtualReader(reader)
+        card = self.cards.get(reader)
+        state = self.core.state.readers.get(reader)
+        seen = state.card if state is not None and card is not None else None
+        if card is not None:
+            virtual.insert(card)
+        presence = None if seen is None else CardPresence(atr=seen.atr, kind=seen.kind, session=seen.session,
+                                                          card_type=seen.card_type)
+        return Slots.of(reader, virtual, cards={reader: presence})
 
     def _run_card(self, step: CardStep) -> Reply:
+        """A card step through the workers' real core, as the worker serving that reader runs it."""
         self.card_commands.append((step.reader, step.command))
-        if self.nhi is not None and step.reader in self.nhi_cards:
-            return self._run_on_nhi_reader(step)
-        reader = self.core.state.readers.get(step.reader)
-        card = self.cards.get(step.reader)
-        if reader is None or reader.card is None or card is None or reader.card.session != step.args.get("session"):
-            return Reply(id="w", code=int(StatusCode.NO_CARD), body={"message": "no such card"})
-        code, body = run_session_command(step.command, step.args, card.respond)
-        return Reply(id="w", code=code, body=body)
+        nhi = self.nhi is not None and step.reader in self.nhi_cards
+        slots = self._nhi_slots() if nhi else self._bench_slots(step.reader)
+        return execute(Request(id="w", command=step.command, args=step.args, reader=step.reader), slots)
 
     def _run_dc(self, call: DcCall) -> Any:
         try:

@@ -5,8 +5,8 @@ Why it matters: a card is outside input. A damaged chip, a foreign card that hap
 console's AIDs, a reader's driver returning junk, or a card built to attack the console answers whatever it
 likes, and the worker parses it inside the one process that holds the reader. Each parser must come back
 with a well-typed value or its own documented error, which the worker turns into a status code; any other
-exception escapes `Worker._execute` (it catches only `ReaderError`), ends the worker, and the request that
-was running gets no reply. The PINs sent along must not come back in an error's message.
+exception escapes `workers.execute.execute` (it catches only `ReaderError`), ends the worker, and the request
+that was running gets no reply. The PINs sent along must not come back in an error's message.
 
 The card is a script (`ScriptedCard`): hypothesis chooses every answer, including the status words the
 code looks for (9000, 63Cx, 6982, 6983, 6A88, 6282) so the interesting branches are reached, not only the
