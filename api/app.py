@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -120,20 +119,25 @@ def installed_version() -> str:
 
 
 def get_app() -> falcon.App:
-    """The WSGI app as gunicorn loads it, configured by the supervisor through the environment."""
-    endpoint = os.environ["NHI_CONSOLE_BROKER"]
-    timeout = float(os.environ.get("NHI_CONSOLE_REQUEST_TIMEOUT", "5"))
-    location = os.environ.get("NHI_CONSOLE_LOCATION") or str(Path(sys.executable).with_name("nhi-console"))
-    core = CoreClient(endpoint, timeout=timeout)
-    extra = os.environ.get("NHI_CONSOLE_EXTRA_ROUTES")
-    also_local = {name.strip().lower() for name in os.environ.get("NHI_CONSOLE_LOCAL_HOSTS", "").split(",") if name.strip()}
+    """The WSGI app as gunicorn loads it, configured by the settings file `serve` wrote (NHI_CONSOLE_SETTINGS)."""
+    from contract.settings import SETTINGS_ENV, Settings
+
+    settings = Settings.read(Path(os.environ[SETTINGS_ENV]))
+    core = CoreClient(settings.locations.api_endpoint, timeout=settings.api.request_timeout)
+    bench = settings.bench
+    if bench is not None:
+        # The bench's control API (sim/control_api.py) still finds the DC simulator and the bench NHI reader through
+        # these variables: set here, in this process, from the settings file, not passed by the supervisor.
+        os.environ["NHI_CONSOLE_SIM_DC_URL"] = settings.data_center.url or ""
+        os.environ["NHI_CONSOLE_SIM_DC_CA"] = str(settings.data_center.ca or "")
+        os.environ["NHI_CONSOLE_SIM_NHI_CONTROL"] = bench.nhi_control
+    also_local = {settings.api.host.strip().lower()} if settings.api.host and settings.api.host.strip() else set()
     return create_app(
         core,
-        VersionInfo(file_version=installed_version(), location=location),
-        extra_routes=load_mount(extra) if extra else None,
+        VersionInfo(file_version=installed_version(), location=settings.locations.console_command),
+        extra_routes=load_mount(bench.control_api) if bench is not None else None,
         local_hosts=LOCAL_HOSTS | frozenset(also_local),
         stream=StreamSettings(
-            heartbeat_seconds=float(os.environ.get("NHI_CONSOLE_STREAM_HEARTBEAT", "15")),
-            max_streams=int(os.environ.get("NHI_CONSOLE_MAX_STREAMS", "8")),
+            heartbeat_seconds=settings.api.stream_heartbeat_seconds, max_streams=settings.api.max_streams,
         ),
     )

@@ -1,4 +1,7 @@
-"""The `nhi-console` command: serve, status, cert, doctor, log."""
+"""The `nhi-console` command: serve, status, cert, doctor, log.
+
+`serve` turns its command line into the one settings object (contract/settings.py), whose classes hold every
+default its flags show, writes it once to the run dir, and starts the children, which read it."""
 
 from __future__ import annotations
 
@@ -9,24 +12,37 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from broker.runtime.backoff import RestartBackoff
+from contract.settings import (
+    DURABILITIES,
+    SETTINGS_ENV,
+    ApiSettings,
+    BenchReader,
+    BenchSettings,
+    DataCenterSettings,
+    Locations,
+    LogSettings,
+    ReaderSettings,
+    Settings,
+    StaffSettings,
+    SupervisorSettings,
+)
+from deploy.doctor import gather, report
 from deploy.log_cli import add_log_commands
-from deploy.paths import console_paths, default_data_dir, prepare
+from deploy.paths import ConsolePaths, console_paths, default_data_dir, prepare
 from deploy.ports import free_loopback_port
 from deploy.status_table import render_status_table
 from deploy.status_watch import watch
 from deploy.supervisor import ChildSpec, Supervisor
-from deploy.doctor import gather, report
 from deploy.tls import TlsFiles, ensure_certificates, export_ca, renew_certificates, ssl_context_for_clients
 from deploy.trust import TrustError, install, invoking_user, uninstall
 
 SIM_READERS = (("NHI Sim Reader 0", "hc-basic"), ("NHI Sim Reader 1", "hpc-doctor"))
 """The bench at start (sim-control.md): the default reader with hc-basic, the other with hpc-doctor."""
 SIM_READER_BACKEND = "sim.virtual_reader:open_reader"
-PCSC_BACKEND = "workers.pcsc_reader:open_reader"
 SIM_CONTROL_API = "sim.control_api:mount"
 SIM_DC_MODULE = "sim.dc"
 SIM_NHI_MODULE = "sim.nhi_reader_service"
@@ -34,10 +50,9 @@ SIM_NHI_CARDS = (("hc", "hc-basic"), ("hpc", "hpc-doctor"))
 """The bench NHI reader at start: the same two people as the bench's PC/SC readers, one in each slot."""
 SIM_NHI_SAM_FILE = "bench-nhi-sam.sam"
 """Its physical SAM, which the DC simulator's prepare issues next to the bench's cloud SAM."""
-DEFAULT_PORT = 5066
+DEFAULT_PORT = ApiSettings.port
 SIM_DC_PORT_BAND = 0
 """The bench DC simulator's ports: the band just below the ephemeral range (deploy/ports.py)."""
-ADOPT_GRACE_HEARTBEATS = 2.5
 
 
 def _ipv6_loopback_available() -> bool:
@@ -80,105 +95,115 @@ def _live_link(link: Path) -> Callable[[], bool]:
     return ready
 
 
+def serve_settings(args: argparse.Namespace, paths: ConsolePaths, tls: TlsFiles, dc_port: int) -> Settings:
+    """The one settings object of this `serve`: its command line, resolved (the bench's data center and trust
+    files, the installed trust files by default) and placed (the locations derived from the data dir).
+    `dc_port`: the bench DC simulator's port (ignored without --sim)."""
+    installed_trust, installed_issuer = paths.data_dir / "hca-trust.pem", paths.data_dir / "vhc-issuer.pem"
+    data_center = DataCenterSettings(
+        url=args.dc_url, ca=args.dc_ca,
+        hca_trust=args.hca_trust or (installed_trust if installed_trust.exists() else None),
+        vhc_issuer=args.vhc_issuer or (installed_issuer if installed_issuer.exists() else None),
+    )
+    bench = None
+    if args.sim:
+        data_center = DataCenterSettings(
+            url=f"https://127.0.0.1:{dc_port}", ca=paths.sim_dc_dir / "ca.pem",
+            hca_trust=args.hca_trust or paths.sim_dc_dir / "hca-trust.pem",  # the bench's test HCA root
+            vhc_issuer=args.vhc_issuer or paths.sim_dc_dir / "vhc-issuer.pem",  # the bench's token issuer
+        )
+        bench = BenchSettings(
+            readers=tuple(BenchReader(name, profile) for name, profile in SIM_READERS),
+            default_reader=SIM_READERS[0][0], reader_backend=SIM_READER_BACKEND, control_api=SIM_CONTROL_API,
+            cloud_sam=paths.sim_dc_dir / "bench-sam.sam", nhi_link=paths.sim_nhi_link,
+            nhi_control=paths.sim_nhi_control, dc_port=dc_port,
+        )
+    return Settings(
+        data_dir=paths.data_dir,
+        locations=Locations(
+            api_endpoint=paths.api_endpoint, worker_endpoint=paths.worker_endpoint, database=paths.database,
+            pseudonym_key=paths.pseudonym_key, archive_dir=paths.archive_dir, cloud_sam_dir=paths.cloud_sam_dir,
+            tls_certificate=tls.server_cert, tls_key=tls.server_key, binds=tuple(_binds(args.host, args.port)),
+            console_command=str(Path(sys.argv[0]).resolve()),
+        ),
+        api=ApiSettings(
+            host=args.host, port=args.port, processes=args.api_processes, threads=args.api_threads,
+            gunicorn_timeout=args.gunicorn_timeout, request_timeout=args.request_timeout,
+            stream_heartbeat_seconds=args.stream_heartbeat, max_streams=args.max_streams,
+        ),
+        readers=ReaderSettings(heartbeat_seconds=args.heartbeat, pcsc=args.pcsc, serial_ports=tuple(args.serial_port)),
+        log=LogSettings(durability=args.durability, seal_max_rows=args.seal_max_rows,
+                        seal_max_age_days=args.seal_max_age_days, seal_check_interval=args.seal_check_interval),
+        staff=StaffSettings(authentication_hours=args.hpc_auth_hours,
+                            mobile_hca_window_seconds=args.mobile_hca_window),
+        data_center=data_center,
+        supervisor=SupervisorSettings(restart_backoff_max=args.restart_backoff_max),
+        bench=bench,
+    )
+
+
+def _restart_backoff(settings: SupervisorSettings) -> Callable[[], RestartBackoff]:
+    if settings.restart_backoff_max is None:
+        return RestartBackoff
+    maximum = settings.restart_backoff_max
+    return lambda: RestartBackoff(maximum=maximum)
+
+
+def _bench_children(bench: BenchSettings, paths: ConsolePaths) -> list[ChildSpec]:
+    """The bench's twin processes, started before the broker (which reads the files they prepare)."""
+    # `sim.dc serve` prepares its state (TLS, the bench's SAM file, the trust files) before it listens, and
+    # the supervisor starts the broker, which reads those files, only once it accepts connections.
+    dc_argv = [sys.executable, "-m", SIM_DC_MODULE, "serve", "--state-dir", str(paths.sim_dc_dir),
+               "--port", str(bench.dc_port)]
+    # After the DC simulator's readiness gate, so its prepare has issued the reader's SAM file; before the
+    # broker, which opens the reader's port once the link points at a live pseudo-terminal.
+    nhi_argv = [sys.executable, "-m", SIM_NHI_MODULE, "--link", str(bench.nhi_link),
+                "--sam-file", str(paths.sim_dc_dir / SIM_NHI_SAM_FILE), "--control", bench.nhi_control]
+    for slot, profile in SIM_NHI_CARDS:
+        nhi_argv += ["--card", f"{slot}={profile}"]
+    return [
+        ChildSpec("dc-simulator", lambda restarted: dc_argv, ready=_accepts_connections(bench.dc_port)),
+        ChildSpec("nhi-reader", lambda restarted: nhi_argv, ready=_live_link(bench.nhi_link)),
+    ]
+
+
 def serve(args: argparse.Namespace) -> int:
     paths = console_paths(args.data_dir, sim=args.sim)
     prepare(paths)
     tls = ensure_certificates(paths.data_dir)
-    heartbeat = args.heartbeat
-    pcsc = args.pcsc if args.pcsc is not None else not args.sim
-    dc_url, dc_ca = args.dc_url, args.dc_ca
-    installed_trust, installed_issuer = paths.data_dir / "hca-trust.pem", paths.data_dir / "vhc-issuer.pem"
-    hca_trust = args.hca_trust or (installed_trust if installed_trust.exists() else None)
-    vhc_issuer = args.vhc_issuer or (installed_issuer if installed_issuer.exists() else None)
-    children: list[ChildSpec] = []
-    if args.sim:
-        # `sim.dc serve` prepares its state (TLS, the bench's SAM file, the trust files) before it listens, and
-        # the supervisor starts the broker, which reads those files, only once it accepts connections.
-        dc_port = args.sim_dc_port or free_loopback_port(band=SIM_DC_PORT_BAND)
-        dc_url, dc_ca = f"https://127.0.0.1:{dc_port}", paths.sim_dc_dir / "ca.pem"
-        hca_trust = args.hca_trust or paths.sim_dc_dir / "hca-trust.pem"  # the bench's test HCA root
-        vhc_issuer = args.vhc_issuer or paths.sim_dc_dir / "vhc-issuer.pem"  # the bench's token issuer
-        dc_argv = [sys.executable, "-m", SIM_DC_MODULE, "serve", "--state-dir", str(paths.sim_dc_dir),
-                   "--port", str(dc_port)]
-        children.append(ChildSpec("dc-simulator", lambda restarted: dc_argv, ready=_accepts_connections(dc_port)))
-        # After the DC simulator's readiness gate, so its prepare has issued the reader's SAM file; before the
-        # broker, which opens the reader's port once the link points at a live pseudo-terminal.
-        nhi_argv = [sys.executable, "-m", SIM_NHI_MODULE, "--link", str(paths.sim_nhi_link),
-                    "--sam-file", str(paths.sim_dc_dir / SIM_NHI_SAM_FILE), "--control", paths.sim_nhi_control]
-        for slot, profile in SIM_NHI_CARDS:
-            nhi_argv += ["--card", f"{slot}={profile}"]
-        children.append(ChildSpec("nhi-reader", lambda restarted: nhi_argv, ready=_live_link(paths.sim_nhi_link)))
+    dc_port = (args.sim_dc_port or free_loopback_port(band=SIM_DC_PORT_BAND)) if args.sim else 0
+    settings = serve_settings(args, paths, tls, dc_port)
+    # Written once, before any child starts; every child reads it (a restarted broker reads it again).
+    settings.write(paths.settings_file)
+    children = _bench_children(settings.bench, paths) if settings.bench is not None else []
 
     def broker_argv(restarted: bool) -> list[str]:
-        argv = [
-            sys.executable, "-m", "broker",
-            "--api-endpoint", paths.api_endpoint,
-            "--worker-endpoint", paths.worker_endpoint,
-            "--database", str(paths.database),
-            "--durability", args.durability,
-            "--heartbeat", str(heartbeat),
-            "--pseudonym-key", str(paths.pseudonym_key),
-            "--archive-dir", str(paths.archive_dir),
-            "--seal-max-rows", str(args.seal_max_rows),
-            "--seal-max-age-days", str(args.seal_max_age_days),
-            "--seal-check-interval", str(args.seal_check_interval),
-            "--cloud-sam-dir", str(paths.cloud_sam_dir),
-        ]
-        if dc_url:
-            argv += ["--dc-url", dc_url]
-        if dc_ca:
-            argv += ["--dc-ca", str(dc_ca)]
-        if hca_trust:
-            argv += ["--hca-trust", str(hca_trust)]
-        if vhc_issuer:
-            argv += ["--vhc-issuer", str(vhc_issuer)]
-        argv += ["--hpc-auth-hours", str(args.hpc_auth_hours), "--mobile-hca-window", str(args.mobile_hca_window)]
-        if pcsc:
-            argv += ["--pcsc-backend", PCSC_BACKEND]
-        if args.sim:
-            argv += ["--sim-backend", SIM_READER_BACKEND, "--sim-default-reader", SIM_READERS[0][0]]
-            for name, profile in SIM_READERS:
-                argv += ["--sim-reader", f"{name}={profile}"]
-            argv += ["--sim-cloud-sam", str(paths.sim_dc_dir / "bench-sam.sam")]
-            argv += ["--serial-port", str(paths.sim_nhi_link)]
-        for port in args.serial_port:
-            argv += ["--serial-port", port]
-        if restarted:
-            argv += ["--adopt-grace", str(heartbeat * ADOPT_GRACE_HEARTBEATS)]
-        return argv
-
-    api_env = {
-        "NHI_CONSOLE_BROKER": paths.api_endpoint,
-        "NHI_CONSOLE_BIND": ",".join(_binds(args.host, args.port)),
-        "NHI_CONSOLE_CERTFILE": str(tls.server_cert),
-        "NHI_CONSOLE_KEYFILE": str(tls.server_key),
-        "NHI_CONSOLE_EXTRA_ROUTES": SIM_CONTROL_API if args.sim else "",
-        "NHI_CONSOLE_LOCATION": str(Path(sys.argv[0]).resolve()),
-        "NHI_CONSOLE_API_PROCESSES": str(args.api_processes),
-        "NHI_CONSOLE_SIM_DC_URL": (dc_url or "") if args.sim else "",
-        "NHI_CONSOLE_SIM_DC_CA": str(dc_ca) if args.sim and dc_ca else "",
-        "NHI_CONSOLE_SIM_NHI_CONTROL": paths.sim_nhi_control if args.sim else "",
-        "NHI_CONSOLE_LOCAL_HOSTS": args.host or "",
-    }
+        # `--restarted`: the broker died and its workers live on; the new one waits for them to re-register.
+        return [sys.executable, "-m", "broker", "--settings", str(paths.settings_file),
+                *(["--restarted"] if restarted else [])]
 
     def api_argv(restarted: bool) -> list[str]:
         return [sys.executable, "-m", "gunicorn", "--config", "python:deploy.gunicorn_conf", "api.app:get_app()"]
 
-    children += [ChildSpec("broker", broker_argv), ChildSpec("api", api_argv, api_env)]
-    supervisor = Supervisor(children, restart_backoff=lambda: RestartBackoff(maximum=args.restart_backoff_max))
-    mode = " with the simulation bench" if args.sim else ""
+    children += [ChildSpec("broker", broker_argv),
+                 ChildSpec("api", api_argv, {SETTINGS_ENV: str(paths.settings_file)})]
+    supervisor = Supervisor(children, restart_backoff=_restart_backoff(settings.supervisor))
+    mode = " with the simulation bench" if settings.sim else ""
     logging.getLogger(__name__).info(
-        "serving https://localhost:%d%s; data in %s; CA certificate %s", args.port, mode, paths.data_dir, tls.ca_cert
+        "serving https://localhost:%d%s; data in %s; CA certificate %s", settings.api.port, mode, paths.data_dir,
+        tls.ca_cert,
     )
-    served = paths.run_dir / "serve.json"
+    served = paths.served_file
     served.write_text(json.dumps({
-        "pid": os.getpid(), "port": args.port, "sim": args.sim, "dcUrl": dc_url, "dcCa": str(dc_ca) if dc_ca else None,
-        "serialPorts": [*([str(paths.sim_nhi_link)] if args.sim else []), *args.serial_port],
+        "pid": os.getpid(), "port": settings.api.port, "sim": settings.sim, "dcUrl": settings.data_center.url,
+        "dcCa": str(settings.data_center.ca) if settings.data_center.ca else None,
+        "serialPorts": list(settings.offered_serial_ports()),
     }))  # what `nhi-console doctor` checks: the port, the data center and the ports this console really uses
     try:
         return supervisor.run()
     finally:
         served.unlink(missing_ok=True)
+        paths.settings_file.unlink(missing_ok=True)
 
 
 def status(args: argparse.Namespace) -> int:
@@ -271,38 +296,56 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser = commands.add_parser("serve", help="run the console (broker, API, reader workers)")
     common(serve_parser)
     serve_parser.add_argument("--sim", action="store_true", help="with the simulation bench instead of real hardware")
-    serve_parser.add_argument("--pcsc", action=argparse.BooleanOptionalAction, default=None,
+    serve_parser.add_argument("--pcsc", action=argparse.BooleanOptionalAction, default=ReaderSettings.pcsc,
                               help="serve the readers pcscd lists (default: on, off with --sim)")
-    serve_parser.add_argument("--host", default=None, help="address to bind (default: 127.0.0.1 and ::1)")
-    serve_parser.add_argument("--port", type=int, default=DEFAULT_PORT)
-    serve_parser.add_argument("--durability", choices=["full", "normal"], default="full",
+    serve_parser.add_argument("--host", default=ApiSettings.host, help="address to bind (default: 127.0.0.1 and ::1)")
+    serve_parser.add_argument("--port", type=int, default=ApiSettings.port)
+    serve_parser.add_argument("--durability", choices=DURABILITIES, default=LogSettings.durability,
                               help="SQLite synchronous setting for the event log (see docs)")
-    serve_parser.add_argument("--heartbeat", type=float, default=1.0, help="broker-worker heartbeat interval, seconds")
-    serve_parser.add_argument("--api-processes", type=int, default=2)
-    serve_parser.add_argument("--seal-max-rows", type=int, default=1_000_000,
+    serve_parser.add_argument("--heartbeat", type=float, default=ReaderSettings.heartbeat_seconds,
+                              help="broker-worker heartbeat interval, seconds")
+    serve_parser.add_argument("--api-processes", type=int, default=ApiSettings.processes)
+    serve_parser.add_argument("--max-streams", type=int, default=ApiSettings.max_streams,
+                              help=f"live event streams per API process (default {ApiSettings.max_streams})")
+    serve_parser.add_argument("--seal-max-rows", type=int, default=LogSettings.seal_max_rows,
                               help="seal old log rows into an archive past this many live events or calls")
-    serve_parser.add_argument("--seal-max-age-days", type=float, default=365.0,
+    serve_parser.add_argument("--seal-max-age-days", type=float, default=LogSettings.seal_max_age_days,
                               help="seal log rows older than this into an archive")
-    serve_parser.add_argument("--seal-check-interval", type=float, default=60.0, help=argparse.SUPPRESS)
+    # Knobs for tests and benchmarks, not in --help: settings like any other, written to the settings file.
+    serve_parser.add_argument("--seal-check-interval", type=float, default=LogSettings.seal_check_interval,
+                              help=argparse.SUPPRESS)
+    serve_parser.add_argument("--api-threads", type=int, default=ApiSettings.threads, help=argparse.SUPPRESS)
+    serve_parser.add_argument("--gunicorn-timeout", type=int, default=ApiSettings.gunicorn_timeout,
+                              help=argparse.SUPPRESS)
+    serve_parser.add_argument("--request-timeout", type=float, default=ApiSettings.request_timeout,
+                              help=argparse.SUPPRESS)
+    serve_parser.add_argument("--stream-heartbeat", type=float, default=ApiSettings.stream_heartbeat_seconds,
+                              help=argparse.SUPPRESS)
     # The longest wait before restarting a broker or API that keeps dying: a crash-safety test kills the broker
     # dozens of times in a minute, which the production pace (up to 5 s) would stretch to minutes.
-    serve_parser.add_argument("--restart-backoff-max", type=float, default=RestartBackoff.maximum,
+    serve_parser.add_argument("--restart-backoff-max", type=float, default=SupervisorSettings.restart_backoff_max,
                               help=argparse.SUPPRESS)
-    serve_parser.add_argument("--dc-url", default=None,
+    serve_parser.add_argument("--dc-url", default=DataCenterSettings.url,
                               help="a data center speaking docs/dc-protocol.md (with --sim: the bench's simulator)")
-    serve_parser.add_argument("--dc-ca", type=Path, default=None, help="CA certificate file for the DC's TLS")
-    serve_parser.add_argument("--hca-trust", type=Path, default=None,
-                              help="PEM bundle of trusted HCA roots and issuing CAs (default: <data dir>/hca-trust.pem)")
-    serve_parser.add_argument("--vhc-issuer", type=Path, default=None,
-                              help="PEM certificates of virtual health card token issuers (default: <data dir>/vhc-issuer.pem)")
-    serve_parser.add_argument("--hpc-auth-hours", type=float, default=8.0,
-                              help="how long a verified staff card PIN or mobile HCA login lasts (default 8)")
-    serve_parser.add_argument("--mobile-hca-window", type=float, default=300.0,
-                              help="seconds a mobile HCA login time stays acceptable (default 300)")
+    serve_parser.add_argument("--dc-ca", type=Path, default=DataCenterSettings.ca,
+                              help="CA certificate file for the DC's TLS")
+    serve_parser.add_argument("--hca-trust", type=Path, default=DataCenterSettings.hca_trust,
+                              help="PEM bundle of trusted HCA roots and issuing CAs "
+                                   "(default: <data dir>/hca-trust.pem)")
+    serve_parser.add_argument("--vhc-issuer", type=Path, default=DataCenterSettings.vhc_issuer,
+                              help="PEM certificates of virtual health card token issuers "
+                                   "(default: <data dir>/vhc-issuer.pem)")
+    serve_parser.add_argument("--hpc-auth-hours", type=float, default=StaffSettings.authentication_hours,
+                              help="how long a verified staff card PIN or mobile HCA login lasts "
+                                   f"(default {StaffSettings.authentication_hours:g})")
+    serve_parser.add_argument("--mobile-hca-window", type=float, default=StaffSettings.mobile_hca_window_seconds,
+                              help="seconds a mobile HCA login time stays acceptable "
+                                   f"(default {StaffSettings.mobile_hca_window_seconds:g})")
     serve_parser.add_argument("--serial-port", action="append", default=[], metavar="PATH",
                               help="an NHI dedicated reader's port to offer besides the ones the machine lists "
                                    "(repeatable; e.g. a udev symlink)")
-    serve_parser.add_argument("--sim-dc-port", type=int, default=0, help="the DC simulator's port (default: any free)")
+    serve_parser.add_argument("--sim-dc-port", type=int, default=BenchSettings.dc_port,
+                              help="the DC simulator's port (default: any free)")
     serve_parser.set_defaults(handler=serve)
 
     status_parser = commands.add_parser("status", help="show the running console's state")

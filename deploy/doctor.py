@@ -372,7 +372,7 @@ class Served:
 
 
 def read_served(data_dir: Path) -> Served | None:
-    path = console_paths(data_dir).run_dir / "serve.json"
+    path = console_paths(data_dir).served_file
     try:
         data = json.loads(path.read_text())
         served = Served(int(data["pid"]), int(data["port"]), data.get("dcUrl"), data.get("dcCa"),

@@ -1,4 +1,4 @@
-"""gunicorn settings for the console's API, filled in by the supervisor through the environment.
+"""gunicorn settings for the console's API, taken from the settings file `serve` wrote (contract/settings.py).
 
 gthread workers: keep-alive connections (a HIS keeps one open), and a request
 waiting on a card or a keypad PIN occupies a thread, not the whole process, so
@@ -6,19 +6,25 @@ gunicorn's worker timeout (a heartbeat of the worker's main loop) never kills it
 """
 
 import os
+from pathlib import Path
 
-bind = os.environ.get("NHI_CONSOLE_BIND", "127.0.0.1:5066").split(",")
-certfile = os.environ.get("NHI_CONSOLE_CERTFILE")
-keyfile = os.environ.get("NHI_CONSOLE_KEYFILE")
+from contract.settings import SETTINGS_ENV, Settings
+
+_settings = Settings.read(Path(os.environ[SETTINGS_ENV]))
+"""The file the supervisor names in the API's one environment variable; the app (api/app.py) reads it too."""
+
+bind = list(_settings.locations.binds)
+certfile = str(_settings.locations.tls_certificate)
+keyfile = str(_settings.locations.tls_key)
 worker_class = "gthread"
-workers = int(os.environ.get("NHI_CONSOLE_API_PROCESSES", "2"))
-threads = int(os.environ.get("NHI_CONSOLE_API_THREADS", "24"))
-"""Up to 8 of them may hold live event streams (NHI_CONSOLE_MAX_STREAMS); the rest serve calls."""
+workers = _settings.api.processes
+threads = _settings.api.threads
+"""Up to `max_streams` of them may hold live event streams; the rest serve calls."""
 keepalive = 75
-timeout = int(os.environ.get("NHI_CONSOLE_GUNICORN_TIMEOUT", "30"))
+timeout = _settings.api.gunicorn_timeout
 """Seconds without a heartbeat of a worker's main loop before the arbiter kills it; a request waiting on a
-keypad (up to 120 s) waits in a thread and does not stop the heartbeat. Settable so that a test can make it
-short and show exactly that (tests/integration/test_long_keypad_wait.py)."""
+keypad (up to 120 s) waits in a thread and does not stop the heartbeat. Settable (`serve --gunicorn-timeout`)
+so that a test can make it short and show exactly that (tests/integration/test_long_keypad_wait.py)."""
 graceful_timeout = 5
 preload_app = False  # each process makes its own ZeroMQ context after the fork
 proc_name = "nhi-console-api"
@@ -28,6 +34,7 @@ control_socket_disable = True
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("NHI_CONSOLE_LOG_LEVEL", "info")
+"""The operator's logging knob (the systemd unit sets it), read by every process from the environment it inherits."""
 
 
 def post_worker_init(worker: object) -> None:

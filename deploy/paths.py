@@ -12,6 +12,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from contract.settings import SETTINGS_FILE_NAME
+
 UNIX_PATH_LIMIT = 100
 
 
@@ -67,6 +69,16 @@ class ConsolePaths:
     def sim_nhi_control(self) -> str:
         """The bench NHI reader's control socket, which the control API's NhiReader and Keypad routes use."""
         return f"ipc://{self.run_dir / 'sim-nhi.sock'}"
+
+    @property
+    def settings_file(self) -> Path:
+        """The settings `serve` writes once and its children read (contract/settings.py); beside serve.json."""
+        return self.run_dir / SETTINGS_FILE_NAME
+
+    @property
+    def served_file(self) -> Path:
+        """What a serving console tells `doctor`: its pid, port, data center and serial ports."""
+        return self.run_dir / "serve.json"
 
     @property
     def api_endpoint(self) -> str:

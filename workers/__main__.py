@@ -1,4 +1,7 @@
-"""`python -m workers`: one reader's worker, as the broker starts it."""
+"""`python -m workers`: one reader's worker, as the broker starts it.
+
+It reads no settings file: what it needs is per reader (its endpoint, reader and back-end) or the broker's
+own (the heartbeat the broker runs with), so the broker passes it; the defaults are the settings' defaults."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import argparse
 import gc
 import logging
 
+from contract.settings import ReaderSettings
 from workers.loop import WorkerConfig, run
 
 
@@ -14,8 +18,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--endpoint", required=True)
     parser.add_argument("--reader", required=True)
     parser.add_argument("--backend", required=True, help="module:factory that opens the reader")
-    parser.add_argument("--heartbeat", type=float, default=1.0)
-    parser.add_argument("--orphan-after", type=float, default=30.0)
+    parser.add_argument("--heartbeat", type=float, default=ReaderSettings.heartbeat_seconds)
+    parser.add_argument("--orphan-after", type=float, default=WorkerConfig.orphan_after)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(name)s: %(message)s")
     gc.freeze()  # the imported modules: out of the collector's full passes, which would walk them mid-command

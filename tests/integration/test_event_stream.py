@@ -13,8 +13,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import quote
 
 import pytest
@@ -30,9 +30,8 @@ READER_0, READER_1 = "NHI Sim Reader 0", "NHI Sim Reader 1"
 
 
 @pytest.fixture
-def console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningConsole]:
-    monkeypatch.setenv("NHI_CONSOLE_STREAM_HEARTBEAT", str(HEARTBEAT))
-    with running_console(tmp_path / "data") as running:
+def console(tmp_path: Path) -> Iterator[RunningConsole]:
+    with running_console(tmp_path / "data", "--stream-heartbeat", str(HEARTBEAT)) as running:
         yield running
 
 
@@ -44,8 +43,11 @@ def card(console: RunningConsole, reader: str, profile: str | None) -> None:
 
 def resumable(received: list[Received]) -> list[tuple[str, str | None, object]]:
     """The messages a reconnect must give again: everything with an id of its own (not `call-recorded`)."""
-    return [(r.message.event, r.message.id, json.loads(r.message.data)) for r in received
-            if r.message.event not in ("call-recorded", "snapshot")]
+    return [
+        (r.message.event, r.message.id, json.loads(r.message.data))
+        for r in received
+        if r.message.event not in ("call-recorded", "snapshot")
+    ]
 
 
 def test_an_insertion_arrives_within_a_second(console: RunningConsole) -> None:
@@ -85,8 +87,14 @@ def test_a_reconnect_with_last_event_id_misses_nothing(console: RunningConsole) 
         witness.until("card-removed")  # the first removal, the last event the leaving client saw
         seen = witness.until("reader-unplugged", timeout=15)
         missed = resumable(seen)
-        assert {"reader-plugged", "card-inserted", "card-removed", "session-changed", "level-changed",
-                "reader-unplugged"} <= {event for event, _, _ in missed}
+        assert {
+            "reader-plugged",
+            "card-inserted",
+            "card-removed",
+            "session-changed",
+            "level-changed",
+            "reader-unplugged",
+        } <= {event for event, _, _ in missed}
         resumed = StreamClient(console, last_event_id=last_id)
         try:
             again: list[Received] = []
@@ -115,7 +123,8 @@ def test_an_idle_stream_gets_heartbeats(console: RunningConsole) -> None:
 def test_origin_rules_hold_for_the_stream(console: RunningConsole) -> None:
     refused = StreamClient(console, headers={"Origin": "https://evil.example"})
     assert refused.response.status == 403 and "access-control-allow-origin" not in {
-        name.lower() for name, _ in refused.response.getheaders()}
+        name.lower() for name, _ in refused.response.getheaders()
+    }
     refused.close()
     allowed = StreamClient(console, headers={"Origin": "https://www.nhi.gov.tw"})
     try:
@@ -168,7 +177,10 @@ def test_status_watch_follows_the_console(console: RunningConsole) -> None:
     script = Path(sys.executable).with_name("nhi-console")
     watcher = subprocess.Popen(
         [str(script), "status", "--watch", "--port", str(console.port), "--data-dir", str(console.data_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
     )
     try:
         assert watcher.stdout is not None

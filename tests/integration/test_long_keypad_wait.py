@@ -2,7 +2,7 @@
 
 The API runs gthread workers: gunicorn's worker timeout is a heartbeat of each worker's main loop, and a
 request waiting on the keypad waits in one of the worker's threads, so the heartbeat goes on. Shown here by
-making the timeout short (NHI_CONSOLE_GUNICORN_TIMEOUT, read by deploy/gunicorn_conf.py) and having the holder
+making the timeout short (`serve --gunicorn-timeout`, read by deploy/gunicorn_conf.py) and having the holder
 type the PIN several timeouts after the request started: the request still answers OK, from the same API
 processes, and the arbiter never reported a worker timeout. With a sync worker (one thread, heartbeat only
 between requests) the same test fails: the arbiter kills the waiting worker and the client gets no answer.
@@ -17,8 +17,9 @@ import http.client
 import json
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -41,9 +42,8 @@ HC_PIN = "/api/hc/v1/Pin"
 @pytest.fixture
 def console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningConsole]:
     """The console with a short gunicorn timeout; gunicorn at debug level prints the configuration it runs with."""
-    monkeypatch.setenv("NHI_CONSOLE_GUNICORN_TIMEOUT", str(GUNICORN_TIMEOUT))
     monkeypatch.setenv("NHI_CONSOLE_LOG_LEVEL", "debug")
-    with running_console(tmp_path / "data") as running:
+    with running_console(tmp_path / "data", "--gunicorn-timeout", str(GUNICORN_TIMEOUT)) as running:
         yield running
 
 
@@ -57,8 +57,9 @@ class PinRequest:
     """`POST /api/hc/v1/Pin` in a thread, on its own HTTPS connection, as a HIS waiting for the holder."""
 
     def __init__(self, console: RunningConsole) -> None:
-        self._connection = http.client.HTTPSConnection("localhost", console.port, context=console.ssl_context(),
-                                                       timeout=KEYPAD_SECONDS + 30)
+        self._connection = http.client.HTTPSConnection(
+            "localhost", console.port, context=console.ssl_context(), timeout=KEYPAD_SECONDS + 30
+        )
         self.done = threading.Event()
         self.status: int | None = None
         self.body: Any = None
@@ -74,8 +75,9 @@ class PinRequest:
         started = time.monotonic()
         try:
             # With the NHI reader the holder types the PIN on its keypad; the body carries 000000 (contract.md).
-            self._connection.request("POST", HC_PIN, body=json.dumps({"pin": PROFILE_PIN}),
-                                     headers={"Content-Type": "application/json"})
+            self._connection.request(
+                "POST", HC_PIN, body=json.dumps({"pin": PROFILE_PIN}), headers={"Content-Type": "application/json"}
+            )
             response = self._connection.getresponse()
             self.status, raw = response.status, response.read()
             try:
