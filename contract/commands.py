@@ -13,8 +13,8 @@ arguments are `argument(rule, wire_name)`. From that one declaration come:
 - the API's wait (`api_seconds`; unset: the API's own request timeout).
 
 Adding a command is this declaration, a handler in the broker (`broker.handlers`) and a route in api/.
-The bench's own commands are declared the same way in `sim.bench_commands`, registered only where that module is
-imported (`serve --sim`).
+The bench's own commands are declared the same way in `sim.bench`, whose handlers a broker gets only under
+`serve --sim`.
 """
 
 from __future__ import annotations
@@ -53,7 +53,6 @@ MAX_DEVICE_NAME: Final = 128
 MAX_CLOUD_SAM_CONTEXT: Final = 64 * 1024
 MAX_TOKEN: Final = 8 * 1024
 MAX_STREAM_WAIT: Final = 30.0
-MAX_CLOCK_ADVANCE: Final = 10 * 366 * 24 * 3600
 CERTIFICATE_BYTES: Final = 16 * 1024
 SIGNATURE_BYTES: Final = 512
 
@@ -79,7 +78,6 @@ class CommandSpec:
     """field name -> its argument (its rule and its wire name)."""
     recorded: bool
     needs_session: bool
-    bench: bool
     api_seconds: float | None
 
 
@@ -90,12 +88,12 @@ Declared = TypeVar("Declared", bound=type)
 
 
 @dataclass_transform(frozen_default=True, kw_only_default=True, field_specifiers=(argument, field))
-def command(*, recorded: bool = True, needs_session: bool = False, bench: bool = False,
+def command(*, recorded: bool = True, needs_session: bool = False,
             api_seconds: float | None = None) -> Callable[[Declared], Declared]:
     """Declare a command: a frozen dataclass registered under its class name.
 
     `recorded`: its call goes into the call record (not the Record endpoints themselves, nor internal asks);
-    `needs_session`: it answers 1000 until `Initial`; `bench`: the simulation bench's, only under `--sim`;
+    `needs_session`: it answers 1000 until `Initial`;
     `api_seconds`: how long the API waits for its answer; None: the API's request timeout (the settings').
     """
 
@@ -106,7 +104,7 @@ def command(*, recorded: bool = True, needs_session: bool = False, bench: bool =
         if made.__name__ in _COMMANDS:
             raise ValueError(f"command {made.__name__} is declared twice")
         _COMMANDS[made.__name__] = made
-        _SPECS[made] = CommandSpec(made.__name__, arguments, recorded, needs_session, bench, api_seconds)
+        _SPECS[made] = CommandSpec(made.__name__, arguments, recorded, needs_session, api_seconds)
         return made  # type: ignore[no-any-return]  # dataclass() returns the class it was given
 
     return declare
@@ -122,7 +120,7 @@ def is_recorded(command: object) -> bool:
 
 
 def command_names() -> frozenset[str]:
-    """Every command declared so far (the bench's too, once `sim.bench_commands` is imported)."""
+    """Every command declared so far (the bench's too, once `sim.bench` is imported)."""
     return frozenset(_COMMANDS)
 
 
@@ -454,41 +452,8 @@ class RemoveCorsHost:
     host: str = argument(HostName(), "id")
 
 
-# --- the bench (to move to sim/ with its handlers) ---------------------------------------------------
-
-@command(bench=True)
-class SimListReaders:
-    pass
-
-
-@command(bench=True)
-class SimPlugReader:
-    reader: str = argument(READER_NAME, "reader")
-
-
-@command(bench=True)
-class SimUnplugReader:
-    reader: str = argument(READER_NAME, "reader")
-
-
-@command(bench=True)
-class SimPutCard:
-    reader: str = argument(READER_NAME, "reader")
-    profile: str = argument(Text(max_length=64), "profile")
-
-
-@command(bench=True)
-class SimTakeCard:
-    reader: str = argument(READER_NAME, "reader")
-
-
-@command(bench=True)
-class SimAdvanceClock:
-    seconds: int = argument(Integer(maximum=MAX_CLOCK_ADVANCE), "advanceSeconds")
-
-
 COMMAND_NAMES: Final = command_names()
-"""The commands declared in this module (the bench's own are added by `sim.bench_commands`)."""
+"""The commands declared in this module (the bench's own are added by `sim.bench`)."""
 
 Command = Any
 """Any declared command (a union of dozens of classes says nothing a reader of the code needs)."""

@@ -13,7 +13,7 @@ an `AssertionError` and never a half-built message.
 Who sends what:
 
     API    -> broker : Request          broker -> API    : Reply
-    worker -> broker : WorkerStatus, WorkerEvent, Reply
+    worker -> broker : WorkerStatus, Reply
     broker -> worker : Request, Heartbeat, Disconnect
 
 A worker's heartbeat is a `WorkerStatus`: who it is and what is in its reader,
@@ -106,15 +106,7 @@ class Disconnect:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerEvent:
-    """Something a worker saw on its reader, e.g. `CardInserted`; the broker decides what it means."""
-
-    type: str
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-Message = Union[Request, Reply, WorkerStatus, Heartbeat, Disconnect, WorkerEvent]
+Message = Union[Request, Reply, WorkerStatus, Heartbeat, Disconnect]
 
 _TYPE_BYTES: Final[dict[type, bytes]] = {
     Request: b"\x01",
@@ -122,7 +114,6 @@ _TYPE_BYTES: Final[dict[type, bytes]] = {
     WorkerStatus: b"\x03",
     Heartbeat: b"\x04",
     Disconnect: b"\x05",
-    WorkerEvent: b"\x06",
 }
 _TYPES_BY_BYTE: Final = {value: key for key, value in _TYPE_BYTES.items()}
 
@@ -179,8 +170,6 @@ def _body_of(message: Message) -> dict[str, Any]:
         return {}
     if isinstance(message, Disconnect):
         return {"reason": message.reason}
-    if isinstance(message, WorkerEvent):
-        return {"type": message.type, "data": message.data}
     raise TypeError(f"not a protocol message: {message!r}")
 
 
@@ -272,15 +261,10 @@ def _parse_worker_status(fields: _Fields) -> WorkerStatus:
     )
 
 
-def _parse_event(fields: _Fields) -> WorkerEvent:
-    return WorkerEvent(type=fields.text("type", max_length=64), data=fields.mapping("data"))
-
-
 _PARSERS: Final = {
     Request: _parse_request,
     Reply: _parse_reply,
     WorkerStatus: _parse_worker_status,
     Heartbeat: lambda fields: Heartbeat(),
     Disconnect: lambda fields: Disconnect(reason=fields.text("reason")),
-    WorkerEvent: _parse_event,
 }

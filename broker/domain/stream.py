@@ -17,7 +17,6 @@ Everything here is pure.
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from dataclasses import dataclass
 from typing import Any

@@ -10,7 +10,6 @@ are passed on once and never logged, stored or recorded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Generator, Protocol, Sequence
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -37,26 +36,14 @@ from broker.flows.session import sign_as_sam, with_dc_session
 from broker.flows.staff import StaffContext, current_staff_holder
 from broker.domain.state import SAM_PHYSICAL, VIRTUAL_HC
 from contract.deadlines import KEYPAD_SECONDS, KEYPAD_STEP_SECONDS
+from broker.credentials.session_secrets import VirtualHolder
 from contract.status_codes import StatusCode
 from broker.credentials.virtual_hc_token import TokenRefused, VirtualHcToken, card_data, verify_token
 
 HC_BASIC_FIELDS = ("cardId", "name", "idNo", "birthday", "sex", "dateIssue", "identityStatus")
 
 
-@dataclass(frozen=True)
-class VirtualHolder:
-    """The virtual card in use: what the DC needs to count, export and transfer it, and the person's data."""
-
-    token_id: str = field(repr=False)
-    card: dict[str, Any] = field(repr=False)
-    expires_at: int
-    max_uses: int
-
-
 class HealthCardContext(StaffContext, Protocol):
-    virtual_holder: VirtualHolder | None
-    virtual_expired: bool
-    """Set when a virtual card expired in use: the next health card call answers 1521 once."""
 
     @property
     def vhc_issuers(self) -> Sequence[rsa.RSAPublicKey]: ...
@@ -73,24 +60,24 @@ class HealthCardContext(StaffContext, Protocol):
 
 def _virtual_in_use(ctx: HealthCardContext) -> VirtualHolder | None:
     """The virtual card, if it is the session's health card; 1521 once if it expired in use."""
-    if ctx.virtual_expired:
-        ctx.virtual_expired = False
+    if ctx.secrets.virtual_expired:
+        ctx.secrets.virtual_expired = False
         raise FlowFailed(StatusCode.VIRTUAL_HC_TOKEN_TIMED_OUT, "the virtual health card's token expired")
     if ctx.state.hc.type != VIRTUAL_HC or ctx.state.hc.status < 2:
         return None
-    holder = ctx.virtual_holder
+    holder = ctx.secrets.virtual_holder
     if holder is None:  # the broker restarted: the data was only in its memory
         raise FlowFailed(StatusCode.HC_LEVEL2_FAILED, "verify the virtual health card again")
     if ctx.now_seconds() >= holder.expires_at:
         expire_virtual_card(ctx)
-        ctx.virtual_expired = False
+        ctx.secrets.virtual_expired = False
         raise FlowFailed(StatusCode.VIRTUAL_HC_TOKEN_TIMED_OUT, "the virtual health card's token expired")
     return holder
 
 
 def expire_virtual_card(ctx: HealthCardContext) -> None:
-    ctx.virtual_holder = None
-    ctx.virtual_expired = True
+    ctx.secrets.virtual_holder = None
+    ctx.secrets.virtual_expired = True
     ctx.emit(VirtualHcExpired())
 
 
@@ -126,8 +113,8 @@ def read_hc_basic(ctx: HealthCardContext) -> Flow:
 
 
 def logout_hc(ctx: HealthCardContext) -> Outcome:
-    ctx.virtual_holder = None
-    ctx.virtual_expired = False
+    ctx.secrets.virtual_holder = None
+    ctx.secrets.virtual_expired = False
     ctx.emit(CardLoggedOut(kind="hc"))
     return int(StatusCode.OK), {}
 
@@ -272,8 +259,8 @@ def _dc_refusal(ctx: HealthCardContext, error: DcError) -> FlowFailed:
 
 
 def _take_virtual_card(ctx: HealthCardContext, holder: VirtualHolder, via: str) -> None:
-    ctx.virtual_holder = holder
-    ctx.virtual_expired = False
+    ctx.secrets.virtual_holder = holder
+    ctx.secrets.virtual_expired = False
     ctx.emit(VirtualHcVerified(card_ref=ctx.card_ref(str(holder.card["cardId"])),
                                expires_at=ctx.iso_time(holder.expires_at), via=via))
 
@@ -328,7 +315,7 @@ def export_virtual_hc(ctx: HealthCardContext) -> Flow:
                                                               holder.max_uses), "VirtualHc/Export")
         except DcError as error:
             raise _dc_refusal(ctx, error) from None
-        ctx.virtual_holder = None
+        ctx.secrets.virtual_holder = None
         ctx.emit(VirtualHcExported())
         return int(StatusCode.OK), {"transferToken": transfer}
 

@@ -30,7 +30,7 @@ from broker.domain.events import (
 from broker.flows.runner import Acquire, CardStep, DcCall, Flow, Outcome, Release, Step
 from contract.protocol import Reply
 from broker.domain.routing import reader_for
-from broker.credentials.sam_session import SamSession
+from broker.credentials.session_secrets import SessionSecrets
 from broker.credentials.cloud_sam_file import login_signed_bytes
 from broker.domain.state import SAM_CLOUD, SAM_PHYSICAL, ConsoleState, PhysicalSamIdentity
 from contract.status_codes import StatusCode
@@ -68,7 +68,9 @@ class SessionContext(Protocol):
     def state(self) -> ConsoleState: ...
 
     @property
-    def sam(self) -> SamSession: ...
+    def secrets(self) -> SessionSecrets:
+        """What the session holds that never reaches the log: the SAM and its DC token, the cards' holders."""
+        ...
 
     def emit(self, event: Event) -> None: ...
 
@@ -122,16 +124,16 @@ def _dc_failure_code(error: DcError, refused: StatusCode) -> int:
 
 
 def _session_is(ctx: SessionContext, generation: int) -> None:
-    if ctx.sam.generation != generation or not ctx.state.initialized:
+    if ctx.secrets.sam.generation != generation or not ctx.state.initialized:
         raise FlowFailed(StatusCode.NOT_INITIALIZED, "the session ended while the call was running")
 
 
 def login_sam(ctx: SessionContext) -> Generator[Step, Any, None]:
     """Verify the SAM with the DC (contract, suspension, revocation); the outcome is logged either way."""
-    sam_file = ctx.sam.file
+    sam_file = ctx.secrets.sam.file
     if sam_file is None:
         raise FlowFailed(StatusCode.SAM_LEVEL1_FAILED, "no SAM is open")
-    generation = ctx.sam.generation
+    generation = ctx.secrets.sam.generation
     sam_id = sam_file.sam_id
     try:
         nonce: bytes = yield DcCall(lambda dc: dc.sam_challenge(sam_id), "Sam/Challenge")
@@ -145,15 +147,15 @@ def login_sam(ctx: SessionContext) -> Generator[Step, Any, None]:
         ctx.emit(SamVerificationFailed(code=code, reason=error.reason))
         raise FlowFailed(code, f"SAM verification failed: {error.reason}") from None
     _session_is(ctx, generation)
-    ctx.sam.token = session.token
-    ctx.sam.token_expires = session.expires_at
+    ctx.secrets.sam.token = session.token
+    ctx.secrets.sam.token_expires = session.expires_at
     ctx.emit(SamVerified(expires_at=session.expires_at.isoformat()))
 
 
 def sam_sign(ctx: SessionContext, data: bytes) -> Generator[Step, Any, bytes]:
     """The SAM's RSA signature over `data`: a cloud SAM's key is in the broker's memory; a physical SAM signs
     inside its NHI reader, so its key never leaves the reader."""
-    device = ctx.sam.file
+    device = ctx.secrets.sam.file
     if device is None:
         raise FlowFailed(StatusCode.SAM_LEVEL1_FAILED, "no SAM is open")
     if not isinstance(device, PhysicalSamIdentity):
@@ -179,12 +181,12 @@ def ensure_sam_verified(ctx: SessionContext) -> Generator[Step, Any, None]:
     """SAM level 2 on demand (rule 4): a cloud SAM is verified automatically, a physical one never."""
     if not ctx.state.initialized:
         raise FlowFailed(StatusCode.NOT_INITIALIZED, "not initialized")
-    if ctx.state.sam.status >= 2 and ctx.sam.token_valid(ctx.now()):
+    if ctx.state.sam.status >= 2 and ctx.secrets.sam.token_valid(ctx.now()):
         return
     yield Acquire(SAM_RESOURCE)
     if not ctx.state.initialized:
         raise FlowFailed(StatusCode.NOT_INITIALIZED, "not initialized")
-    if not (ctx.state.sam.status >= 2 and ctx.sam.token_valid(ctx.now())):
+    if not (ctx.state.sam.status >= 2 and ctx.secrets.sam.token_valid(ctx.now())):
         if ctx.state.sam.type != SAM_CLOUD:
             raise FlowFailed(StatusCode.SAM_LEVEL2_FAILED, "a physical SAM is verified only when asked")
         yield from login_sam(ctx)
@@ -198,14 +200,14 @@ def with_dc_session(ctx: SessionContext, call: Callable[[DataCenter, str], Any],
     """
     for attempt in (1, 2):
         yield from ensure_sam_verified(ctx)
-        token = ctx.sam.token
+        token = ctx.secrets.sam.token
         assert token is not None
         try:
             return (yield DcCall(lambda dc: call(dc, token), name))
         except DcError as error:
             if error.code != StatusCode.DC_SESSION_EXPIRED or attempt == 2:
                 raise
-            ctx.sam.drop_token()
+            ctx.secrets.sam.drop_token()
             ctx.emit(SamSessionExpired())
     raise AssertionError("unreachable")
 
@@ -348,7 +350,7 @@ def initial(ctx: SessionContext, name: str | None) -> Flow:
         in_use = device if physical is not None else ctx.state.default_reader
         ctx.emit(SessionInitialized(device=device, sam_type=sam_type, reader=in_use))
         if physical is not None:
-            ctx.sam.open(physical)
+            ctx.secrets.sam.open(physical)
             ctx.emit(PhysicalSamIdentified(port=physical.port, sam_id=physical.sam_id,
                                            hospital_id=physical.hospital_id, hospital_name=physical.hospital_name,
                                            hospital_short_name=physical.hospital_short_name))
@@ -406,7 +408,7 @@ def signature_input(client_random: bytes, *fields: str) -> bytes:
 def sign_as_sam(ctx: SessionContext, service_type: str, *fields: str) -> Generator[Step, Any, dict[str, Any]]:
     """The SAM's RSA-2048 signature over a fresh client random, its ids, the service type and `fields`:
     the spec's common answer fields (signature, clientRandom, samId, hospitalId, serviceType)."""
-    sam_file = ctx.sam.file
+    sam_file = ctx.secrets.sam.file
     if sam_file is None:
         raise FlowFailed(StatusCode.SAM_LEVEL1_FAILED, "no SAM is open")
     client_random = secrets.token_bytes(8)
@@ -430,7 +432,7 @@ def server_date_time(ctx: SessionContext) -> Flow:
     """From the DC for a cloud SAM; from the reader's own clock for an NHI dedicated reader (the spec's words)."""
 
     def body() -> Generator[Step, Any, Outcome]:
-        physical = ctx.sam.file
+        physical = ctx.secrets.sam.file
         if isinstance(physical, PhysicalSamIdentity):
             yield from ensure_sam_verified(ctx)
             reply: Reply = yield CardStep(physical.port, "ReadReaderClock", {})

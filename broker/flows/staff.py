@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
 from typing import Any, Generator, Protocol
 
 from broker.domain.events import (
@@ -29,29 +28,11 @@ from contract.commands import MobileHcaLogin
 from contract.protocol import Reply
 from broker.flows.session import FlowFailed, SessionContext, detect_card, ensure_card_authenticated, ensure_sam_verified
 from broker.flows.session import run_guarded, signature_input
+from broker.credentials.session_secrets import StaffHolder
 from contract.status_codes import StatusCode
 
 MOBILE_HCA = 3
-STAFF_DATA_FIELDS = ("cardId", "idNo", "cName", "eName", "birthday")
-
-
-@dataclass(frozen=True)
-class StaffHolder:
-    """The basic data of whoever holds HPC level 3, kept in memory (never logged) for `GET /api/hpc/v1/Basic`
-    while the staff card is out of its reader (the 8-hour fast authentication) or was never a card (mobile HCA)."""
-
-    card_ref: str | None
-    data: dict[str, str]
-
-    @classmethod
-    def read_from(cls, card_ref: str | None, answer: dict[str, Any]) -> StaffHolder:
-        """From a worker's `ReadHpcBasic` (or `VerifyPin`) answer."""
-        return cls(card_ref, {name: answer[name] for name in STAFF_DATA_FIELDS})
-
-
 class StaffContext(SessionContext, Protocol):
-    hpc_holder: StaffHolder | None
-
     def authentication_expiry(self) -> str:
         """ISO 8601 time the staff authentication ends (8 hours from now by default)."""
         ...
@@ -83,7 +64,7 @@ def current_staff_holder(ctx: StaffContext, failure: StatusCode) -> Generator[St
     caller needed. Only for the staff card's own calls does a card that went away keep 1101/1102.
     """
     hpc = ctx.state.hpc
-    holder = ctx.hpc_holder
+    holder = ctx.secrets.hpc_holder
     if holder is not None and holder.card_ref == hpc.card_ref:
         return holder
     if hpc.reader is None or hpc.session is None:
@@ -94,7 +75,7 @@ def current_staff_holder(ctx: StaffContext, failure: StatusCode) -> Generator[St
             raise _card_error(reply)
         raise FlowFailed(failure, "the staff card could not be read")
     holder = StaffHolder.read_from(hpc.card_ref, reply.body)
-    ctx.hpc_holder = holder
+    ctx.secrets.hpc_holder = holder
     return holder
 
 
@@ -114,7 +95,7 @@ def verify_hpc_pin(ctx: StaffContext, pin: str) -> Flow:
         outcome, tries = reply.body.get("outcome"), reply.body.get("triesLeft")
         if outcome == "accepted":
             ctx.emit(HpcPinVerified(reader=reader, session=session, expires_at=ctx.authentication_expiry()))
-            ctx.hpc_holder = StaffHolder.read_from(ctx.state.hpc.card_ref, reply.body)
+            ctx.secrets.hpc_holder = StaffHolder.read_from(ctx.state.hpc.card_ref, reply.body)
             return int(StatusCode.OK), {}
         if outcome in ("wrong", "blocked"):
             left = int(tries) if isinstance(tries, int) else 0
@@ -190,7 +171,7 @@ def sign_with_hpc(ctx: StaffContext, service_type: str) -> Flow:
     def body() -> Generator[Step, Any, Outcome]:
         yield from ensure_sam_verified(ctx)
         reader, session = _require_card_at_level_3(ctx)
-        sam_file = ctx.sam.file
+        sam_file = ctx.secrets.sam.file
         if sam_file is None:
             raise FlowFailed(StatusCode.SAM_LEVEL1_FAILED, "no SAM is open")
         holder = yield from current_staff_holder(ctx, StatusCode.HPC_LEVEL3_FAILED)
@@ -225,7 +206,7 @@ def login_mobile_hca(ctx: StaffContext, login: MobileHcaLogin) -> Flow:
             return int(problem), {"message": "the mobile HCA login was not accepted"}
         person = ctx.person_ref(login.id_no)
         ctx.emit(MobileHcaLoggedIn(person_ref=person, expires_at=ctx.authentication_expiry()))
-        ctx.hpc_holder = StaffHolder(person, {
+        ctx.secrets.hpc_holder = StaffHolder(person, {
             "cardId": "", "idNo": login.id_no, "cName": login.c_name, "eName": login.e_name,
             "birthday": login.birthday,
         })
@@ -236,6 +217,6 @@ def login_mobile_hca(ctx: StaffContext, login: MobileHcaLogin) -> Flow:
 
 def logout_hpc(ctx: StaffContext) -> Outcome:
     """`DELETE /api/hpc/v1/Logout`: the staff card (or mobile HCA) to 0; logging out is always allowed."""
-    ctx.hpc_holder = None
+    ctx.secrets.hpc_holder = None
     ctx.emit(CardLoggedOut(kind="hpc"))
     return int(StatusCode.OK), {}

@@ -13,28 +13,22 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from contract.protocol import Reply, Request
 
 QUEUE_LIMIT = 32
 """Commands waiting per reader; a reader is slow (a card, a keypad), so a longer queue only hides trouble."""
 
-Finish = Callable[[Reply], tuple[int, dict[str, Any]]]
-"""Turns the worker's reply into the API's (statusCode, body); may emit events through the core."""
-
-
 @dataclass
 class PendingCommand:
-    client: bytes
-    request: Request
+    """A flow's card step on its way to a reader's worker. Every card command is a flow (one step is a flow
+    too): its reply resumes the flow, and the reader stays held for that flow until it ends."""
+
+    flow_id: int
     reader: str
     command: str
     args: dict[str, Any]
     deadline: float
-    finish: Finish
     worker_request_id: str = ""
     sent: bool = False
-    flow_id: int | None = None
-    """Set for a step of a flow: its reply resumes the flow, and the reader stays held for that flow."""
 
 
 @dataclass
@@ -61,8 +55,7 @@ class ReaderQueues:
         if command is None:
             return None
         self._waiting[reader].remove(command)
-        if command.flow_id is not None:
-            self._held[reader] = command.flow_id
+        self._held[reader] = command.flow_id
         command.worker_request_id = new_id()
         command.sent = True
         self._in_flight[reader] = command

@@ -22,8 +22,9 @@ from typing import Callable
 import zmq
 
 from broker.runtime.clock import Clock, SystemClock
-from broker.runtime.config import BrokerConfig, SimStart, load_by_name
-from broker.core import ConsoleCore, Forward, Park, StartFlow
+from broker.runtime.config import BrokerConfig, load_by_name
+from broker.core import ConsoleCore, Park
+from broker.handlers import StartFlow
 from broker.dc.seam import DataCenter, DcError, NoDataCenter
 from broker.runtime.dispatch import PendingCommand, ReaderQueues
 from broker.flows.runner import CardStep, DcCall, Flow, FlowRunner, Outcome
@@ -141,7 +142,7 @@ class Broker:
         self._store = SqliteEventStore(config.database, durability=config.durability)
         pseudonyms = Pseudonyms(load_or_create_key(config.pseudonym_key)) if config.pseudonym_key else None
         self.core = ConsoleCore(
-            self._store, self._clock, sim=config.sim_backend is not None, pseudonyms=pseudonyms,
+            self._store, self._clock, pseudonyms=pseudonyms,
             cloud_sams=CloudSamStore(config.cloud_sam_dir),
             serial_ports=_with_extra_ports(config.serial_ports or _serial_ports, config.extra_serial_ports),
             hca_trust=TrustStore.from_pem_bundle(config.hca_trust.read_bytes()) if config.hca_trust else None,
@@ -151,11 +152,8 @@ class Broker:
         )
         if config.adopt_grace == 0:
             self.core.end_stale_session()
-        if config.sim_start is not None and config.adopt_grace == 0:
-            start = config.sim_start
-            self.core.reset_bench(start.readers, start.cards, start.default_reader)
-            if start.cloud_sam is not None:
-                self.core.import_bench_sam(start.cloud_sam.read_bytes())
+        if config.sim_backend is not None:
+            load_by_name(config.bench)(self.core, config)  # the bench, wired by name: the broker imports no sim/
         self.core.commit()
         self._queues = ReaderQueues()
         self._dc = _data_center(config)
@@ -167,7 +165,6 @@ class Broker:
         self._runner = FlowRunner(self._send_flow_card_step, self._submit_dc_call, self._queues.release)
         self._replies: list[tuple[bytes, Reply]] = []
         self._parked: list[_Parked] = []
-        self._bench_workers_seen: set[tuple[str, int]] = set()
         self._discovery: PcscDiscovery | None = None
         if config.pcsc_backend is not None:
             self._discovery = PcscDiscovery(load_by_name(config.pcsc_listing))
@@ -190,9 +187,8 @@ class Broker:
     def _desired(self) -> dict[str, ReaderSpec]:
         """The readers that should have a worker now: configured, bench, and what pcscd lists."""
         desired = dict(self._static_readers)
-        if self._config.sim_backend is not None:
-            for name in self.core.state.sim_readers:
-                desired[name] = ReaderSpec(name, self._config.sim_backend)
+        for name, backend in self.core.wired_readers().items():
+            desired[name] = ReaderSpec(name, backend)
         if self._discovery is not None and self._config.pcsc_backend is not None:
             for name in self._discovery.readers():
                 desired.setdefault(name, ReaderSpec(name, self._config.pcsc_backend))
@@ -262,9 +258,7 @@ class Broker:
                 log.warning("dropped a %s from an API client", type(message).__name__)
                 continue
             outcome = self.core.handle(message)
-            if isinstance(outcome, Forward):
-                self._forward(identity, message, outcome)
-            elif isinstance(outcome, StartFlow):
+            if isinstance(outcome, StartFlow):
                 self._start_flow(identity, message, outcome.flow)
             elif isinstance(outcome, Park):
                 self._park(identity, message, outcome)
@@ -297,16 +291,12 @@ class Broker:
         self._runner.start(flow, done)
 
     def _send_flow_card_step(self, flow_id: int, step: CardStep) -> None:
-        request = Request(id=uuid.uuid4().hex, command=step.command, args=step.args)
         pending = PendingCommand(
-            client=b"", request=request, reader=step.reader, command=step.command, args=step.args,
+            flow_id=flow_id, reader=step.reader, command=step.command, args=step.args,
             deadline=self._clock.monotonic() + (step.timeout or CARD_STEP_SECONDS),
-            finish=lambda reply: (reply.code, reply.body),
-            flow_id=flow_id,
         )
         if not self._queues.submit(pending):
-            busy = Reply(id=request.id, code=int(StatusCode.PCSC_OTHER_ERROR), body={"message": "the reader is busy"})
-            self._runner.card_done(flow_id, busy)
+            self._fail(pending, StatusCode.PCSC_OTHER_ERROR, "the reader is busy: too many commands waiting")
 
     def _submit_dc_call(self, flow_id: int, call: DcCall) -> None:
         def run() -> None:
@@ -338,14 +328,6 @@ class Broker:
                 return
             self._runner.dc_done(flow_id, result)
 
-    def _forward(self, identity: bytes, request: Request, forward: Forward) -> None:
-        pending = PendingCommand(
-            client=identity, request=request, reader=forward.reader, command=forward.command, args=forward.args,
-            deadline=self._clock.monotonic() + forward.timeout, finish=forward.finish,
-        )
-        if not self._queues.submit(pending):
-            self._fail(pending, StatusCode.PCSC_OTHER_ERROR, "the reader is busy: too many commands waiting")
-
     def _pump(self) -> None:
         """Send each idle reader its next command, if its worker is there to take it."""
         for reader in self._queues.readers_with_work():
@@ -358,19 +340,11 @@ class Broker:
                                   reader=pending.reader)
                 self._send(self._backend, connection.identity, build(request))
 
-    def _finish(self, pending: PendingCommand, reply: Reply) -> None:
-        if pending.flow_id is not None:
-            self._runner.card_done(pending.flow_id, reply)
-            return
-        code, body = pending.finish(reply)
-        self._replies.append((pending.client, self.core.answer(pending.request, code, body)))
-
     def _fail(self, pending: PendingCommand, code: StatusCode, message: str) -> None:
+        """A card step that got no answer from its worker: its flow goes on with this one."""
         log.warning("reader %r: %s failed: %s", pending.reader, pending.command, message)
-        if pending.flow_id is not None:
-            self._runner.card_done(pending.flow_id, Reply(id=pending.request.id, code=int(code), body={"message": message}))
-            return
-        self._replies.append((pending.client, self.core.answer(pending.request, int(code), {"message": message})))
+        failure = Reply(id=pending.worker_request_id, code=int(code), body={"message": message})
+        self._runner.card_done(pending.flow_id, failure)
 
     def _expire(self, now: float) -> None:
         for pending in self._queues.expired(now):
@@ -396,8 +370,8 @@ class Broker:
                 if replaced is not None:
                     log.warning("reader %r: worker pid %d replaced by pid %d", message.reader, replaced.pid, message.pid)
                     self._send(self._backend, replaced.identity, build(Disconnect(reason="replaced")))
-                self.core.worker_reported(message)
-                self._offer_bench_card(identity, message)
+                for flow in self.core.worker_reported(message):
+                    self._runner.start(flow, _nobody_waits)
                 continue
             readers = self._registry.touch(identity, now)
             if not readers:
@@ -406,24 +380,8 @@ class Broker:
                 for reader in readers:
                     pending = self._queues.complete(reader, message.id)
                     if pending is not None:
-                        self._finish(pending, message)
+                        self._runner.card_done(pending.flow_id, message)
                         break
-
-    def _offer_bench_card(self, identity: bytes, report: WorkerStatus) -> None:
-        """A bench reader's worker that (re)started empty gets the card the bench put in it.
-
-        Only on a worker's first report: later reports of an empty reader may be a removal the
-        bench itself asked for, whose `SimCardTaken` is not yet applied when the report arrives.
-        """
-        key = (report.reader, report.pid)
-        if key in self._bench_workers_seen:
-            return
-        self._bench_workers_seen.add(key)
-        profile = self.core.state.sim_readers.get(report.reader)
-        if profile is None or report.card is not None:
-            return
-        request = Request(id=uuid.uuid4().hex, command="ControlBackend", args={"action": "insert", "profile": profile})
-        self._send(self._backend, identity, build(request))
 
     def _reconcile(self, now: float) -> None:
         lost, unwanted = self._pool.reconcile(self._desired(), now)
@@ -476,6 +434,12 @@ class Broker:
         self._frontend.close(linger=0)
         self._backend.close(linger=0)
         self._context.term()
+
+
+def _nobody_waits(outcome: Outcome) -> None:
+    """The end of a flow wiring started on its own (the bench's card offer): no caller waits for it."""
+    if outcome[0] != StatusCode.OK:
+        log.warning("a flow no caller waits for ended with %d", outcome[0])
 
 
 def install_signal_handlers(broker: Broker) -> None:

@@ -23,13 +23,15 @@ from cryptography.x509.oid import NameOID
 
 from broker.runtime.clock import ManualClock
 from broker.credentials.cloud_sam_file import FORMAT, MAGIC
-from broker.core import ConsoleCore, StartFlow
+from broker.core import ConsoleCore
+from broker.handlers import StartFlow
 from broker.dc.seam import CardCryptogram, DcError, DcSession, ImportedVirtualHc
 from broker.flows.runner import CardStep, DcCall, Flow, FlowRunner, Outcome
 from contract.protocol import CardPresence, Reply, Request, WorkerStatus
 from broker.credentials.sam_session import CloudSamStore
 from contract.status_codes import StatusCode
 from eventlog.memory_store import MemoryEventStore
+from sim.bench import import_bench_sam
 from sim.cards.base import VirtualCard
 from sim.cards.card_keys import card_key, external_authenticate_cryptogram, internal_authenticate_response
 from sim.pki import bench_pki
@@ -209,7 +211,7 @@ class Harness:
             self.released.append,
         )
         self._sessions = itertools.count(1000)
-        self.core.import_bench_sam(sam_file_bytes())
+        import_bench_sam(self.core.context, sam_file_bytes())
         for session, (reader, profile) in enumerate(cards, start=1):
             self.insert(reader, profile, session)
 

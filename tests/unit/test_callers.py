@@ -10,9 +10,9 @@ import pytest
 from api.app import create_app
 from api.callers import host_of_header, host_of_origin
 from api.resources.common import VersionInfo
+from broker.core import ConsoleCore
 from broker.runtime.clock import ManualClock
 from contract.commands import BadArguments, parse_command
-from broker.core import ConsoleCore
 from contract.host_names import DEFAULT_CORS_HOSTS, NotAHostName, normalize_host
 from contract.protocol import Reply, Request
 from eventlog.memory_store import MemoryEventStore
@@ -23,34 +23,59 @@ LOCAL = {"Host": "localhost:5066"}
 
 @pytest.fixture
 def core() -> FakeCore:
-    return FakeCore(replies={"ListCorsHosts": Reply(id="r", code=0, body={"cors": ["localhost", "www.nhi.gov.tw"]}),
-                             "ListDevices": Reply(id="r", code=0, body={"names": ["901000000047"]})})
+    return FakeCore(
+        replies={
+            "ListCorsHosts": Reply(id="r", code=0, body={"cors": ["localhost", "www.nhi.gov.tw"]}),
+            "ListDevices": Reply(id="r", code=0, body={"names": ["901000000047"]}),
+        }
+    )
 
 
 @pytest.fixture
 def client(core: FakeCore) -> falcon.testing.TestClient:
-    return falcon.testing.TestClient(create_app(core, VersionInfo("1.2.3", "/opt/nhi-console")), headers=LOCAL)
+    app = create_app(core, VersionInfo("1.2.3", "/opt/nhi-console"))  # type: ignore[arg-type]  # a stand-in core
+    return falcon.testing.TestClient(app, headers=LOCAL)
 
 
 def commands(core: FakeCore) -> list[str]:
     return [sent.command for sent in core.sent if sent.command != "ListCorsHosts"]
 
 
-@pytest.mark.parametrize(("header", "host"), [
-    ("localhost:5066", "localhost"), ("LOCALHOST", "localhost"), ("127.0.0.1:5066", "127.0.0.1"),
-    ("[::1]:5066", "::1"), ("localhost.:5066", "localhost"), ("evil.example:5066", "evil.example"),
-    ("", None), ("localhost:notaport", None), ("user@localhost", None), ("localhost/path", None), (None, None),
-])
+@pytest.mark.parametrize(
+    ("header", "host"),
+    [
+        ("localhost:5066", "localhost"),
+        ("LOCALHOST", "localhost"),
+        ("127.0.0.1:5066", "127.0.0.1"),
+        ("[::1]:5066", "::1"),
+        ("localhost.:5066", "localhost"),
+        ("evil.example:5066", "evil.example"),
+        ("", None),
+        ("localhost:notaport", None),
+        ("user@localhost", None),
+        ("localhost/path", None),
+        (None, None),
+    ],
+)
 def test_host_of_header(header: str | None, host: str | None) -> None:
     assert host_of_header(header) == host
 
 
-@pytest.mark.parametrize(("origin", "host"), [
-    ("https://www.nhi.gov.tw", "www.nhi.gov.tw"), ("http://localhost:8080", "localhost"),
-    ("HTTPS://WWW.NHI.GOV.TW", "www.nhi.gov.tw"), ("http://[::1]:3000", "::1"), ("null", None),
-    ("file://", None), ("https://", None), ("ftp://localhost", None), ("https://localhost/page", None),
-    ("https://localhost:99999", None),
-])
+@pytest.mark.parametrize(
+    ("origin", "host"),
+    [
+        ("https://www.nhi.gov.tw", "www.nhi.gov.tw"),
+        ("http://localhost:8080", "localhost"),
+        ("HTTPS://WWW.NHI.GOV.TW", "www.nhi.gov.tw"),
+        ("http://[::1]:3000", "::1"),
+        ("null", None),
+        ("file://", None),
+        ("https://", None),
+        ("ftp://localhost", None),
+        ("https://localhost/page", None),
+        ("https://localhost:99999", None),
+    ],
+)
 def test_host_of_origin(origin: str, host: str | None) -> None:
     assert host_of_origin(origin) == host
 
@@ -65,8 +90,9 @@ def test_a_host_header_not_naming_this_machine_is_refused_before_anything(
     assert core.sent == [], "not even the allow-list was asked for"
 
 
-def test_without_origin_a_program_is_served_without_cors_headers(client: falcon.testing.TestClient,
-                                                               core: FakeCore) -> None:
+def test_without_origin_a_program_is_served_without_cors_headers(
+    client: falcon.testing.TestClient, core: FakeCore
+) -> None:
     response = client.simulate_get("/api/common/v1/Name")
     assert response.status_code == 200
     assert "access-control-allow-origin" not in response.headers
@@ -82,17 +108,27 @@ def test_an_allowed_origin_gets_its_headers(client: falcon.testing.TestClient, c
 
 
 @pytest.mark.parametrize("origin", ["https://evil.example", "null", "https://www.nhi.gov.tw.evil.example", "x"])
-@pytest.mark.parametrize(("method", "path", "body", "content_type"), [
-    ("GET", "/api/hc/v1/Basic", None, None),
-    ("POST", "/api/hc/v1/Pin", json.dumps({"pin": "000000"}), "application/json"),
-    ("POST", "/api/hc/v1/Pin", '{"pin":"000000"}', "text/plain"),
-    ("POST", "/api/settings/v1/Cors", "allowHost=evil.example", "application/x-www-form-urlencoded"),
-    ("PUT", "/api/hc/v1/Pin", json.dumps({"newPin": "000000"}), "application/json"),
-    ("DELETE", "/api/settings/v1/Cors/localhost", None, None),
-    ("POST", "/no/such/path", None, None),
-])
-def test_a_disallowed_origin_runs_nothing(client: falcon.testing.TestClient, core: FakeCore, origin: str,
-                                          method: str, path: str, body: str | None, content_type: str | None) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "body", "content_type"),
+    [
+        ("GET", "/api/hc/v1/Basic", None, None),
+        ("POST", "/api/hc/v1/Pin", json.dumps({"pin": "000000"}), "application/json"),
+        ("POST", "/api/hc/v1/Pin", '{"pin":"000000"}', "text/plain"),
+        ("POST", "/api/settings/v1/Cors", "allowHost=evil.example", "application/x-www-form-urlencoded"),
+        ("PUT", "/api/hc/v1/Pin", json.dumps({"newPin": "000000"}), "application/json"),
+        ("DELETE", "/api/settings/v1/Cors/localhost", None, None),
+        ("POST", "/no/such/path", None, None),
+    ],
+)
+def test_a_disallowed_origin_runs_nothing(
+    client: falcon.testing.TestClient,
+    core: FakeCore,
+    origin: str,
+    method: str,
+    path: str,
+    body: str | None,
+    content_type: str | None,
+) -> None:
     headers = {"Origin": origin, **({"Content-Type": content_type} if content_type else {})}
     response = client.simulate_request(method, path, body=body, headers=headers)
     assert response.status_code == 403
@@ -102,10 +138,15 @@ def test_a_disallowed_origin_runs_nothing(client: falcon.testing.TestClient, cor
 
 
 def test_preflight_from_an_allowed_origin(client: falcon.testing.TestClient, core: FakeCore) -> None:
-    response = client.simulate_options("/api/hc/v1/Pin", headers={
-        "Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "content-type", "Access-Control-Request-Private-Network": "true",
-    })
+    response = client.simulate_options(
+        "/api/hc/v1/Pin",
+        headers={
+            "Origin": "http://localhost:3000",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+            "Access-Control-Request-Private-Network": "true",
+        },
+    )
     assert response.status_code == 204
     assert response.headers["access-control-allow-origin"] == "http://localhost:3000"
     assert "POST" in response.headers["access-control-allow-methods"]
@@ -115,16 +156,19 @@ def test_preflight_from_an_allowed_origin(client: falcon.testing.TestClient, cor
 
 
 def test_preflight_from_a_disallowed_origin_has_no_allow_headers(client: falcon.testing.TestClient) -> None:
-    response = client.simulate_options("/api/hc/v1/Pin", headers={
-        "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    response = client.simulate_options(
+        "/api/hc/v1/Pin", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    )
     assert response.status_code == 403
     assert not [name for name in response.headers if name.startswith("access-control-allow")]
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data",
-                                          None])
-def test_a_body_that_is_not_json_is_415_and_runs_nothing(client: falcon.testing.TestClient, core: FakeCore,
-                                                         content_type: str | None) -> None:
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data", None]
+)
+def test_a_body_that_is_not_json_is_415_and_runs_nothing(
+    client: falcon.testing.TestClient, core: FakeCore, content_type: str | None
+) -> None:
     headers = {"Content-Type": content_type} if content_type else {}
     response = client.simulate_post("/api/hc/v1/Pin", body='{"pin":"000000"}', headers=headers)
     assert response.status_code == 415
@@ -133,15 +177,20 @@ def test_a_body_that_is_not_json_is_415_and_runs_nothing(client: falcon.testing.
 
 
 def test_json_with_a_charset_is_json(client: falcon.testing.TestClient, core: FakeCore) -> None:
-    response = client.simulate_post("/api/settings/v1/Cors", body=json.dumps({"allowHost": "medvpn.nhi.gov.tw"}),
-                                    headers={"Content-Type": "application/json; charset=utf-8"})
+    response = client.simulate_post(
+        "/api/settings/v1/Cors",
+        body=json.dumps({"allowHost": "medvpn.nhi.gov.tw"}),
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    )
     assert response.status_code == 200
     assert [(sent.command, sent.args) for sent in core.sent] == [("AllowCorsHost", {"allowHost": "medvpn.nhi.gov.tw"})]
 
 
 def test_the_cors_settings_routes(client: falcon.testing.TestClient, core: FakeCore) -> None:
-    assert client.simulate_get("/api/settings/v1/Cors").json == {"statusCode": 0,
-                                                                "cors": ["localhost", "www.nhi.gov.tw"]}
+    assert client.simulate_get("/api/settings/v1/Cors").json == {
+        "statusCode": 0,
+        "cors": ["localhost", "www.nhi.gov.tw"],
+    }
     assert client.simulate_delete("/api/settings/v1/Cors/www.nhi.gov.tw").json == {"statusCode": 0}
     assert core.sent[-1].command == "RemoveCorsHost" and core.sent[-1].args == {"id": "www.nhi.gov.tw"}
     assert core.sent[-1].call is not None, "setting changes are in the call record"
@@ -150,16 +199,23 @@ def test_the_cors_settings_routes(client: falcon.testing.TestClient, core: FakeC
 # -- the list itself, in the broker -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "host"), [
-    ("medvpn.nhi.gov.tw", "medvpn.nhi.gov.tw"), ("LocalHost.", "localhost"), ("[::1]", "::1"),
-    ("127.0.0.1", "127.0.0.1"),
-])
+@pytest.mark.parametrize(
+    ("text", "host"),
+    [
+        ("medvpn.nhi.gov.tw", "medvpn.nhi.gov.tw"),
+        ("LocalHost.", "localhost"),
+        ("[::1]", "::1"),
+        ("127.0.0.1", "127.0.0.1"),
+    ],
+)
 def test_normalize_host(text: str, host: str) -> None:
     assert normalize_host(text) == host
 
 
-@pytest.mark.parametrize("text", ["", "https://localhost", "local host", "-bad.example", "a" * 64 + ".example",
-                                  "localhost:5066", "*.nhi.gov.tw"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "https://localhost", "local host", "-bad.example", "a" * 64 + ".example", "localhost:5066", "*.nhi.gov.tw"],
+)
 def test_not_a_host_name(text: str) -> None:
     with pytest.raises(NotAHostName):
         normalize_host(text)
@@ -186,5 +242,5 @@ def test_the_allow_list_starts_with_the_defaults_and_changes_at_once() -> None:
     assert _ask(core, "ListCorsHosts") == (0, {"cors": ["www.nhi.gov.tw", "medvpn.nhi.gov.tw"]})
     code, _ = _ask(core, "RemoveCorsHost", {"id": "localhost"})
     assert code == 1704, "removing a host that is not on the list is an error and changes nothing"
-    types = [stored.type for stored in core._store.events()]  # noqa: SLF001
+    types = [stored.type for stored in core.ledger.store.events()]
     assert types == ["CorsHostAllowed", "CorsHostRemoved"], "an add that changes nothing logs nothing"

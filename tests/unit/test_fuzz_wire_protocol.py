@@ -38,7 +38,6 @@ from contract.protocol import (
     ProtocolError,
     Reply,
     Request,
-    WorkerEvent,
     WorkerStatus,
     build,
     parse,
@@ -62,7 +61,7 @@ from workers.serial_protocol import (
     parse_slot_statuses,
 )
 
-MESSAGE_TYPES = (Request, Reply, WorkerStatus, Heartbeat, Disconnect, WorkerEvent)
+MESSAGE_TYPES = (Request, Reply, WorkerStatus, Heartbeat, Disconnect)
 
 # --- the ZeroMQ messages ----------------------------------------------------------------------------------
 
@@ -92,7 +91,6 @@ MESSAGES = st.one_of(
               fault=st.none() | MSGPACK_INT),
     st.just(Heartbeat()),
     st.builds(Disconnect, reason=st.text(max_size=100)),
-    st.builds(WorkerEvent, type=TEXT, data=ARGS),
 )
 
 
@@ -173,7 +171,6 @@ def _valid_bodies() -> dict[type, dict[str, Any]]:
         WorkerStatus: {"reader": "Reader 0", "backend": "pcsc", "pid": 42,
                        "card": {"atr": "3B", "kind": "hc", "session": 1, "cardNumber": "900000000711"}},
         Disconnect: {"reason": "bye"},
-        WorkerEvent: {"type": "CardInserted", "data": {}},
     }
 
 
@@ -182,10 +179,10 @@ TEXT_LIMITS: tuple[tuple[type, tuple[str, ...], int], ...] = (
     (Request, ("call", "url"), 4096), (Request, ("call", "uuid"), 64), (Reply, ("id",), 64),
     (WorkerStatus, ("reader",), 256), (WorkerStatus, ("backend",), 4096), (WorkerStatus, ("card", "atr"), 80),
     (WorkerStatus, ("card", "kind"), 16), (WorkerStatus, ("card", "cardNumber"), 20),
-    (Disconnect, ("reason",), 4096), (WorkerEvent, ("type",), 64),
+    (Disconnect, ("reason",), 4096),
 )
 """Each text field's longest value (broker/protocol.py): longer is a ProtocolError, never a truncated field."""
-TYPE_BYTES = {Request: 1, Reply: 2, WorkerStatus: 3, Heartbeat: 4, Disconnect: 5, WorkerEvent: 6}
+TYPE_BYTES = {Request: 1, Reply: 2, WorkerStatus: 3, Heartbeat: 4, Disconnect: 5}
 
 
 @fuzz(share=0.5)

@@ -25,32 +25,25 @@ from contract.protocol import (
     ProtocolError,
     Reply,
     Request,
-    WorkerEvent,
     WorkerStatus,
     build,
     parse,
 )
 
-MESSAGE_CLASSES = (Request, Reply, WorkerStatus, Heartbeat, Disconnect, WorkerEvent)
+MESSAGE_CLASSES = (Request, Reply, WorkerStatus, Heartbeat, Disconnect)
 
 REQUEST = MAGIC + b"\x01"
 REPLY = MAGIC + b"\x02"
 WORKER_STATUS = MAGIC + b"\x03"
 HEARTBEAT = MAGIC + b"\x04"
 DISCONNECT = MAGIC + b"\x05"
-WORKER_EVENT = MAGIC + b"\x06"
-VALID_HEADERS = (REQUEST, REPLY, WORKER_STATUS, HEARTBEAT, DISCONNECT, WORKER_EVENT)
+VALID_HEADERS = (REQUEST, REPLY, WORKER_STATUS, HEARTBEAT, DISCONNECT)
 
 # --- strategies ----------------------------------------------------------------
 
 MSGPACK_INT = st.integers(min_value=-(2**63), max_value=2**64 - 1)
 LEAVES = (
-    st.none()
-    | st.booleans()
-    | MSGPACK_INT
-    | st.floats(allow_nan=False)
-    | st.text(max_size=20)
-    | st.binary(max_size=20)
+    st.none() | st.booleans() | MSGPACK_INT | st.floats(allow_nan=False) | st.text(max_size=20) | st.binary(max_size=20)
 )
 VALUES = st.recursive(
     LEAVES,
@@ -61,13 +54,9 @@ ARGS = st.dictionaries(st.text(max_size=12), VALUES, max_size=5)
 IDS = st.text(max_size=64)
 
 CALL_META = st.builds(CallMeta, url=st.text(max_size=200), uuid=st.text(max_size=64))
-CARD = st.builds(
-    CardPresence, atr=st.text(max_size=80), kind=st.text(max_size=16), session=MSGPACK_INT
-)
+CARD = st.builds(CardPresence, atr=st.text(max_size=80), kind=st.text(max_size=16), session=MSGPACK_INT)
 
-REQUESTS = st.builds(
-    Request, id=IDS, command=st.text(max_size=64), args=ARGS, call=st.none() | CALL_META
-)
+REQUESTS = st.builds(Request, id=IDS, command=st.text(max_size=64), args=ARGS, call=st.none() | CALL_META)
 REPLIES = st.builds(Reply, id=IDS, code=MSGPACK_INT, body=ARGS)
 WORKER_STATUSES = st.builds(
     WorkerStatus,
@@ -78,15 +67,13 @@ WORKER_STATUSES = st.builds(
 )
 HEARTBEATS = st.just(Heartbeat())
 DISCONNECTS = st.builds(Disconnect, reason=st.text(max_size=100))
-WORKER_EVENTS = st.builds(WorkerEvent, type=st.text(max_size=64), data=ARGS)
 
-STRATEGIES_BY_TYPE = {
+STRATEGIES_BY_TYPE: dict[type, st.SearchStrategy[Message]] = {
     Request: REQUESTS,
     Reply: REPLIES,
     WorkerStatus: WORKER_STATUSES,
     Heartbeat: HEARTBEATS,
     Disconnect: DISCONNECTS,
-    WorkerEvent: WORKER_EVENTS,
 }
 
 
@@ -137,7 +124,6 @@ def test_each_type_has_its_own_type_byte() -> None:
         WorkerStatus(reader="r", backend="b", pid=1),
         Heartbeat(),
         Disconnect(reason="x"),
-        WorkerEvent(type="CardInserted"),
     ]
     headers = {build(sample)[0] for sample in samples}
     assert len(headers) == len(samples)
@@ -214,12 +200,12 @@ REQUIRED_FIELDS: list[tuple[bytes, dict[str, Any], str]] = [
     (WORKER_STATUS, valid_status_body(), "backend"),
     (WORKER_STATUS, valid_status_body(), "pid"),
     (DISCONNECT, {"reason": "bye"}, "reason"),
-    (WORKER_EVENT, {"type": "CardInserted", "data": {}}, "type"),
-    (WORKER_EVENT, {"type": "CardInserted", "data": {}}, "data"),
 ]
 
 
-@pytest.mark.parametrize(("header", "body", "missing"), REQUIRED_FIELDS, ids=lambda v: v if isinstance(v, str) else None)
+@pytest.mark.parametrize(
+    ("header", "body", "missing"), REQUIRED_FIELDS, ids=lambda v: v if isinstance(v, str) else None
+)
 def test_rejects_missing_required_field(header: bytes, body: dict[str, Any], missing: str) -> None:
     """The complete body parses; the same body without one required field does not."""
     parse(frames(header, body))  # control: the body is valid as given
@@ -248,8 +234,6 @@ WRONG_TYPES: list[tuple[bytes, dict[str, Any], str, Any]] = [
     (WORKER_STATUS, valid_status_body(), "reader", 0),
     (WORKER_STATUS, valid_status_body(), "backend", ["pcsc"]),
     (DISCONNECT, {"reason": "bye"}, "reason", 1),
-    (WORKER_EVENT, {"type": "CardInserted", "data": {}}, "type", 6),
-    (WORKER_EVENT, {"type": "CardInserted", "data": {}}, "data", "x"),
 ]
 
 
@@ -267,7 +251,6 @@ TOO_LONG: list[tuple[bytes, dict[str, Any], str, int]] = [
     (REQUEST, valid_request_body(), "command", 64),
     (REPLY, {"id": "r", "code": 0, "body": {}}, "id", 64),
     (WORKER_STATUS, valid_status_body(), "reader", 256),
-    (WORKER_EVENT, {"type": "CardInserted", "data": {}}, "type", 64),
 ]
 
 
@@ -384,8 +367,26 @@ def test_fuzz_valid_header_arbitrary_body(header: bytes, body: bytes) -> None:
 
 
 FIELD_NAMES = st.sampled_from(
-    ["id", "command", "args", "call", "code", "body", "reader", "backend", "pid", "card", "reason", "type", "data",
-     "url", "uuid", "atr", "kind", "session"]
+    [
+        "id",
+        "command",
+        "args",
+        "call",
+        "code",
+        "body",
+        "reader",
+        "backend",
+        "pid",
+        "card",
+        "reason",
+        "type",
+        "data",
+        "url",
+        "uuid",
+        "atr",
+        "kind",
+        "session",
+    ]
 )
 
 

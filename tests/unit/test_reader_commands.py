@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
 
-from broker.runtime.clock import ManualClock
-from broker.core import ConsoleCore, Forward
-from broker.runtime.dispatch import PendingCommand, ReaderQueues
-from contract.protocol import CallMeta, CardPresence, Reply, Request, WorkerStatus
+from broker.core import ConsoleCore
 from broker.domain.routing import auto_detected_reader, reader_for
 from broker.domain.state import ConsoleState
+from broker.flows.runner import CardStep, Flow
+from broker.handlers import StartFlow
+from broker.runtime.clock import ManualClock
+from broker.runtime.dispatch import PendingCommand, ReaderQueues
+from contract.protocol import CallMeta, CardPresence, Reply, Request, WorkerStatus
 from contract.status_codes import StatusCode
 from eventlog.memory_store import MemoryEventStore
+from sim.bench import bench_extension, reset_bench
 
 
 def request(command: str, args: dict[str, Any] | None = None, recorded: bool = True) -> Request:
@@ -33,7 +37,25 @@ def store() -> MemoryEventStore:
 
 @pytest.fixture
 def core(store: MemoryEventStore) -> ConsoleCore:
-    return ConsoleCore(store, ManualClock(), sim=True)
+    core = ConsoleCore(store, ManualClock())
+    core.install(bench_extension("sim.virtual_reader:open_reader"))  # what `serve --sim` wires in
+    return core
+
+
+def first_step(outcome: object) -> tuple[Flow, CardStep]:
+    """A card command is a flow: its first step, and the flow to answer it."""
+    assert isinstance(outcome, StartFlow), outcome
+    step = next(outcome.flow)
+    assert isinstance(step, CardStep)
+    return outcome.flow, step
+
+
+def finish(flow: Flow, reply: Reply) -> tuple[int, dict[str, Any]]:
+    try:
+        flow.send(reply)
+    except StopIteration as stop:
+        return stop.value  # a flow's return value is its outcome
+    raise AssertionError("the flow took another step")
 
 
 def answer(core: ConsoleCore, command: str, args: dict[str, Any] | None = None) -> Reply:
@@ -96,10 +118,10 @@ def test_read_public_data_is_forwarded_to_the_routed_reader_and_recorded_when_fi
     core: ConsoleCore, store: MemoryEventStore
 ) -> None:
     core.worker_reported(report("patient", "hc"))
-    outcome = core.handle(request("ReadPublicData"))
-    assert isinstance(outcome, Forward) and outcome.reader == "patient" and outcome.command == "ReadPublicData"
+    flow, step = first_step(core.handle(request("ReadPublicData")))
+    assert step.reader == "patient" and step.command == "ReadPublicData"
     assert store.last_call_seq() == 0  # not recorded until the worker answered
-    code, body = outcome.finish(Reply(id="w", code=0, body={"cardId": "900000000711"}))
+    code, body = finish(flow, Reply(id="w", code=0, body={"cardId": "900000000711"}))
     core.answer(request("ReadPublicData"), code, body)
     assert store.calls_newest_first(0, 10)[0].status_code == 0
 
@@ -114,13 +136,12 @@ def test_bench_readers_plug_unplug_and_cards(core: ConsoleCore) -> None:
     assert answer(core, "SimPlugReader", {"reader": "Bench A"}).code == 0
     assert answer(core, "SimPlugReader", {"reader": "Bench A"}).code == StatusCode.BAD_PARAMETER
     assert answer(core, "SimListReaders").body == {"readers": [{"name": "Bench A", "card": None}]}
-    put = core.handle(request("SimPutCard", {"reader": "Bench A", "profile": "hc-basic"}))
-    assert isinstance(put, Forward) and put.args == {"action": "insert", "profile": "hc-basic"}
-    assert put.finish(Reply(id="w", code=0, body={})) == (0, {})
+    put, step = first_step(core.handle(request("SimPutCard", {"reader": "Bench A", "profile": "hc-basic"})))
+    assert step.args == {"action": "insert", "profile": "hc-basic"}
+    assert finish(put, Reply(id="w", code=0, body={})) == (0, {})
     assert answer(core, "SimListReaders").body == {"readers": [{"name": "Bench A", "card": {"profile": "hc-basic"}}]}
-    refused = core.handle(request("SimPutCard", {"reader": "Bench A", "profile": "hpc-doctor"}))
-    assert isinstance(refused, Forward)
-    refused.finish(Reply(id="w", code=1704, body={"message": "no"}))
+    refused, _ = first_step(core.handle(request("SimPutCard", {"reader": "Bench A", "profile": "hpc-doctor"})))
+    finish(refused, Reply(id="w", code=1704, body={"message": "no"}))
     assert core.state.sim_readers["Bench A"] == "hc-basic"  # a failed insertion changes nothing
     missing = answer(core, "SimTakeCard", {"reader": "nope"})
     assert missing.code != 0 and missing.body["notFound"] is True
@@ -128,25 +149,30 @@ def test_bench_readers_plug_unplug_and_cards(core: ConsoleCore) -> None:
     assert answer(core, "SimListReaders").body == {"readers": []}
 
 
-def test_bench_commands_outside_sim_mode_are_not_found() -> None:
-    core = ConsoleCore(MemoryEventStore(), ManualClock(), sim=False)
-    reply = core.handle(request("SimListReaders"))
-    assert isinstance(reply, Reply) and reply.body.get("notFound") is True
+def test_bench_commands_outside_sim_mode_are_refused() -> None:
+    """Without the bench wired in, its commands are unknown to the core: refused, nothing run."""
+    core = ConsoleCore(MemoryEventStore(), ManualClock())
+    reply = core.handle(request("SimPlugReader", {"reader": "Bench A"}))
+    assert isinstance(reply, Reply) and reply.code == StatusCode.BAD_PARAMETER
+    assert "unknown command" in reply.body["message"] and core.state.sim_readers == {}
 
 
 def test_reset_bench_reaches_the_start_state_from_anything(core: ConsoleCore) -> None:
     answer(core, "SimPlugReader", {"reader": "leftover"})
-    core.reset_bench(["R0", "R1"], {"R0": "hc-basic", "R1": "hpc-doctor"}, "R0")
+    reset_bench(core.context, ["R0", "R1"], {"R0": "hc-basic", "R1": "hpc-doctor"}, "R0")
     assert dict(core.state.sim_readers) == {"R0": "hc-basic", "R1": "hpc-doctor"}
     assert core.state.default_reader == "R0"
-    events_before = len(list(core._store.events()))  # noqa: SLF001 - counting appends is the point
-    core.reset_bench(["R0", "R1"], {"R0": "hc-basic", "R1": "hpc-doctor"}, "R0")
-    assert len(list(core._store.events())) == events_before  # noqa: SLF001 - already there: nothing appended
+    events_before = len(list(core.ledger.store.events()))
+    reset_bench(core.context, ["R0", "R1"], {"R0": "hc-basic", "R1": "hpc-doctor"}, "R0")
+    assert len(list(core.ledger.store.events())) == events_before  # already there: nothing appended
+
+
+flows = itertools.count(1)
 
 
 def pending(reader: str, deadline: float = 10.0) -> PendingCommand:
-    return PendingCommand(client=b"c", request=request("ReadPublicData"), reader=reader, command="ReadPublicData",
-                          args={}, deadline=deadline, finish=lambda reply: (reply.code, reply.body))
+    """A one-step flow's card command (each its own flow)."""
+    return PendingCommand(flow_id=next(flows), reader=reader, command="ReadPublicData", args={}, deadline=deadline)
 
 
 def test_one_command_in_flight_per_reader_and_readers_in_parallel() -> None:
@@ -159,6 +185,7 @@ def test_one_command_in_flight_per_reader_and_readers_in_parallel() -> None:
     assert queues.next_to_send("B", lambda: next(ids)) is not None  # another reader is not held up
     assert queues.complete("A", "wrong id") is None
     assert queues.complete("A", first.worker_request_id) is first
+    queues.release(first.flow_id)  # its flow ended (the runner releases what a flow held)
     assert queues.next_to_send("A", lambda: next(ids)) is not None
 
 
@@ -174,6 +201,8 @@ def test_deadlines_and_a_dead_worker() -> None:
     queues.submit(pending("A", deadline=50))
     sent = queues.next_to_send("A", lambda: "1")
     assert queues.expired(now=6) == [sent]
+    assert sent is not None
+    queues.release(sent.flow_id)  # its flow ended with the timeout's answer
     assert queues.complete("A", "1") is None  # a late reply to a command already answered is dropped
     queues.next_to_send("A", lambda: "2")
     in_flight = queues.fail_in_flight("A")
@@ -182,9 +211,9 @@ def test_deadlines_and_a_dead_worker() -> None:
 
 
 def test_pcsc_discovery_knows_the_readers_as_soon_as_it_starts() -> None:
-    from broker.runtime.loop import PcscDiscovery
-
     import time
+
+    from broker.runtime.loop import PcscDiscovery
 
     def slow_listing() -> list[str]:
         time.sleep(0.2)  # with a listing only on the thread, start() would return before this

@@ -137,8 +137,8 @@ def test_concurrent_calls_share_one_sam_verification(bench: Harness) -> None:
     bench.command("Initialize")
     bench.command("LogoutSam")
     bench.dc.calls.clear()
-    first = bench.start(health_card_flows.read_hc_basic(bench.core))
-    second = bench.start(session_flows.server_date_time(bench.core))
+    first = bench.start(health_card_flows.read_hc_basic(bench.core.context))
+    second = bench.start(session_flows.server_date_time(bench.core.context))
     bench.pump()
     assert first[0][0] == 0 and second[0][0] == 0
     assert bench.dc.calls.count("Sam/Login") == 1
@@ -146,7 +146,7 @@ def test_concurrent_calls_share_one_sam_verification(bench: Harness) -> None:
 
 def test_removing_the_card_mid_authentication_answers_1102(bench: Harness) -> None:
     bench.command("Initialize")
-    outcomes = bench.start(health_card_flows.read_hc_basic(bench.core))
+    outcomes = bench.start(health_card_flows.read_hc_basic(bench.core.context))
     bench.step_once()  # BeginCardAuthentication: the card is there
     bench.remove(READER_0)
     bench.pump()
@@ -163,7 +163,7 @@ def test_without_a_health_card_the_routing_code_is_answered(bench: Harness) -> N
 def test_finalize_ends_everything_and_a_late_dc_answer_cannot_revive_it(bench: Harness) -> None:
     bench.command("Initialize")
     bench.command("LogoutSam")
-    outcomes = bench.start(session_flows.sam_verification(bench.core))
+    outcomes = bench.start(session_flows.sam_verification(bench.core.context))
     assert bench.command("Finalize") == (0, {})
     bench.pump()
     assert outcomes[0][0] == StatusCode.NOT_INITIALIZED

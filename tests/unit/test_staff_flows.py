@@ -198,7 +198,7 @@ class StaffCardMachine(RuleBasedStateMachine):
         return self.harness.clock.wall_ns() / 1e9
 
     def _ref(self, profile: str) -> str:
-        return self.harness.core._pseudonyms.card(self.cards[profile].profile.data.card_id)  # type: ignore[attr-defined]
+        return self.harness.core.context.card_ref(self.cards[profile].profile.data.card_id)
 
     @rule(profile=st.sampled_from(["hpc-doctor", "hpc-nurse"]))
     def insert(self, profile: str) -> None:

@@ -164,8 +164,8 @@ def test_a_first_wait_is_a_snapshot_then_news_or_a_park() -> None:
         ("card-removed", {"reader": READER_0, "kind": "hc"})]
     assert [call["url"] for call in news.body["calls"]] == ["/api/common/v1/Status"]
     assert "snapshot" not in news.body
-    assert not core._store.calls_newest_first(0, 10)[0].url.endswith("WaitForEvents")  # noqa: SLF001
-    assert len(core._store.calls_newest_first(0, 10)) == 1  # noqa: SLF001 - the stream itself is not recorded
+    assert not core.ledger.store.calls_newest_first(0, 10)[0].url.endswith("WaitForEvents")
+    assert len(core.ledger.store.calls_newest_first(0, 10)) == 1  # the stream itself is not recorded
 
 
 def test_a_wait_of_zero_answers_at_once_and_a_bad_wait_is_refused() -> None:
@@ -220,7 +220,7 @@ def test_a_whole_session_streams_nothing_personal() -> None:
 
 def test_a_broker_restarted_over_a_long_log_streams_its_tail_and_refreshes_clients_from_before_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("broker.core.REPLAYED_EVENTS", 3)
+    monkeypatch.setattr("broker.ledger.REPLAYED_EVENTS", 3)
     store = MemoryEventStore()
     core = ConsoleCore(store, ManualClock())
     for session in (1, None, 2, None, 3):  # log events 1 (attached + inserted) .. 5
