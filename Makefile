@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_PORT ?= 5066
 
-.PHONY: demo test unit integration bench fuzz-long deps venv clean
+.PHONY: demo test lint unit integration bench fuzz-long deps venv clean
 
 deps:
 	@bash deploy/install-debian-packages.sh
@@ -27,6 +27,10 @@ demo: venv
 test: venv
 	@bash tests/run.sh
 
+## ruff (lint rules and format check) and mypy, as configured in pyproject.toml (tests/lint.sh)
+lint: $(STAMP)
+	@bash tests/lint.sh
+
 unit: venv
 	$(BIN)/python -m pytest -q tests/unit
 
@@ -43,4 +47,4 @@ bench: venv
 	$(BIN)/python bench/performance.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache

@@ -17,14 +17,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.percentiles import percentile  # noqa: E402
-from bench.make_log import make_log  # noqa: E402
-from bench.report import Row  # noqa: E402
-from eventlog.sqlite_store import SqliteEventStore  # noqa: E402
-from tests.integration.console import start_console  # noqa: E402
+from bench.make_log import make_log
+from bench.percentiles import percentile
+from bench.report import Row
+from eventlog.sqlite_store import SqliteEventStore
+from tests.integration.console import start_console
 
 SCRIPT = Path(sys.executable).with_name("nhi-console")
-PAYLOAD = b'{"atr":"3B89","card_ref":"card:0123456789abcdef0123456789abcdef","kind":"hc","reader":"Reader 0","session":1}'
+PAYLOAD = (
+    b'{"atr":"3B89","card_ref":"card:0123456789abcdef0123456789abcdef","kind":"hc","reader":"Reader 0","session":1}'
+)
 
 
 def append_rate(scratch: Path, durability: str, per_commit: int, total: int) -> float:
@@ -52,20 +54,37 @@ def rows(scratch: Path) -> list[Row]:
     for durability in ("full", "normal"):
         for per_commit, total in ((1, 2_000), (100, 100_000)):
             rate = append_rate(scratch, durability, per_commit, total)
-            table.append(Row(section, f"event appends, durability {durability}, {per_commit} per commit",
-                             f"{rate:,.0f} events/s"))
+            table.append(
+                Row(
+                    section, f"event appends, durability {durability}, {per_commit} per commit", f"{rate:,.0f} events/s"
+                )
+            )
     big = scratch / "big"
     big.mkdir()
     built = time.perf_counter()
     make_log(big / "sim-console.db", 1_000_000, calls=1_000_000)
-    table.append(Row(section, "building a log of 1,000,000 events + 1,000,000 calls", f"{time.perf_counter() - built:.0f} s"))
-    table.append(Row(section, "export of 1,000,000 events (jsonl)",
-                     f"{timed('export', '--sim', '--data-dir', str(big), '--output', '/dev/null'):.1f} s"))
-    table.append(Row(section, "verify of 1,000,000 events + 1,000,000 calls",
-                     f"{timed('verify', '--sim', '--data-dir', str(big)):.1f} s"))
+    table.append(
+        Row(section, "building a log of 1,000,000 events + 1,000,000 calls", f"{time.perf_counter() - built:.0f} s")
+    )
+    table.append(
+        Row(
+            section,
+            "export of 1,000,000 events (jsonl)",
+            f"{timed('export', '--sim', '--data-dir', str(big), '--output', '/dev/null'):.1f} s",
+        )
+    )
+    table.append(
+        Row(
+            section,
+            "verify of 1,000,000 events + 1,000,000 calls",
+            f"{timed('verify', '--sim', '--data-dir', str(big)):.1f} s",
+        )
+    )
     began = time.perf_counter()
     console = start_console(big, startup_timeout=120)
-    table.append(Row(section, "startup over that log (1,000,000 events to fold)", f"{time.perf_counter() - began:.1f} s"))
+    table.append(
+        Row(section, "startup over that log (1,000,000 events to fold)", f"{time.perf_counter() - began:.1f} s")
+    )
     try:
         connection = http.client.HTTPSConnection("localhost", console.port, context=console.ssl_context())
         samples = []
@@ -80,9 +99,15 @@ def rows(scratch: Path) -> list[Row]:
     finally:
         console.stop()
     median = statistics.median(samples)
-    table.append(Row(section, "GET /api/common/v1/Record?take=100 at 1,000,000 records",
-                     f"p50 {median * 1000:.2f} ms, p99 {percentile(samples, 0.99) * 1000:.2f} ms", "≤ 10 ms p50",
-                     median <= 0.010))
+    table.append(
+        Row(
+            section,
+            "GET /api/common/v1/Record?take=100 at 1,000,000 records",
+            f"p50 {median * 1000:.2f} ms, p99 {percentile(samples, 0.99) * 1000:.2f} ms",
+            "≤ 10 ms p50",
+            median <= 0.010,
+        )
+    )
     return table
 
 

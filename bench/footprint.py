@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.report import Row  # noqa: E402
-from tests.integration.console import RunningConsole, cmdline, descendants, start_console  # noqa: E402
+from bench.report import Row
+from tests.integration.console import RunningConsole, cmdline, descendants, start_console
 
 BENCH_ROLES = ("dc-simulator", "nhi-reader (bench)")
 
@@ -93,15 +93,25 @@ def processes(console: RunningConsole) -> list[Process]:
 def memory_rows(section: str, label: str, found: list[Process], target_mib: float | None = None) -> list[Row]:
     rows = []
     for process in sorted(found, key=lambda p: (p.role in BENCH_ROLES, p.role)):
-        rows.append(Row(section, f"{label}: {process.role}", f"RSS {process.rss_kib / 1024:.0f} MiB, "
-                                                              f"PSS {process.pss_kib / 1024:.0f} MiB"))
+        rows.append(
+            Row(
+                section,
+                f"{label}: {process.role}",
+                f"RSS {process.rss_kib / 1024:.0f} MiB, PSS {process.pss_kib / 1024:.0f} MiB",
+            )
+        )
     console = [p for p in found if p.role not in BENCH_ROLES]
     total = sum(p.pss_kib for p in console) / 1024
     rss_total = sum(p.rss_kib for p in console) / 1024
-    rows.append(Row(section, f"{label}: the console's {len(console)} processes together",
-                    f"PSS {total:.0f} MiB (RSS summed {rss_total:.0f} MiB)",
-                    "" if target_mib is None else f"≤ {target_mib:.0f} MB",
-                    None if target_mib is None else total * 1.048576 <= target_mib))
+    rows.append(
+        Row(
+            section,
+            f"{label}: the console's {len(console)} processes together",
+            f"PSS {total:.0f} MiB (RSS summed {rss_total:.0f} MiB)",
+            "" if target_mib is None else f"≤ {target_mib:.0f} MB",
+            None if target_mib is None else total * 1.048576 <= target_mib,
+        )
+    )
     return rows
 
 
@@ -123,6 +133,13 @@ def startup_rows(section: str) -> list[Row]:
     for sim, label in ((False, "serve (a clinic's: no bench)"), (True, "serve --sim (with the bench)")):
         times = startup_seconds(sim)
         median = statistics.median(times)
-        rows.append(Row(section, f"startup to the first Status answer, {label}",
-                        f"median {median:.2f} s of {len(times)} (max {max(times):.2f} s)", "≤ 3 s", median <= 3.0))
+        rows.append(
+            Row(
+                section,
+                f"startup to the first Status answer, {label}",
+                f"median {median:.2f} s of {len(times)} (max {max(times):.2f} s)",
+                "≤ 3 s",
+                median <= 3.0,
+            )
+        )
     return rows

@@ -19,8 +19,13 @@ def make_log(database: Path, events: int, calls: int = 0, durability: str = "nor
         base_ns = time.time_ns() - (events + calls) * 1_000_000
         for index in range(events):
             if index % 2 == 0:
-                payload = {"reader": "Reader 0", "atr": "3B8980018057424E43484843" + "96", "kind": "hc",
-                           "session": index, "card_ref": f"card:{index:032x}"}
+                payload = {
+                    "reader": "Reader 0",
+                    "atr": "3B8980018057424E43484843" + "96",
+                    "kind": "hc",
+                    "session": index,
+                    "card_ref": f"card:{index:032x}",
+                }
                 kind = "CardInserted"
                 version = 2
             else:
@@ -31,8 +36,12 @@ def make_log(database: Path, events: int, calls: int = 0, durability: str = "nor
             if index % BATCH == BATCH - 1:
                 store.commit()
         for index in range(calls):
-            store.append_call("/api/common/v1/Status", f"00000000-0000-4000-8000-{index:012d}",
-                              format_record_timestamp(base_ns + (events + index) * 1_000_000), 0)
+            store.append_call(
+                "/api/common/v1/Status",
+                f"00000000-0000-4000-8000-{index:012d}",
+                format_record_timestamp(base_ns + (events + index) * 1_000_000),
+                0,
+            )
             if index % BATCH == BATCH - 1:
                 store.commit()
         store.commit()

@@ -14,13 +14,14 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.percentiles import percentile  # noqa: E402
-from bench.report import Row  # noqa: E402
-from tests.integration.console import RunningConsole, start_console  # noqa: E402
+from bench.percentiles import percentile
+from bench.report import Row
+from tests.integration.console import RunningConsole, start_console
 
 HC_BASIC = "/api/hc/v1/Basic"
 POLL = 0.01
@@ -30,9 +31,9 @@ def _code(console: RunningConsole, method: str, path: str, body: object = None) 
     return int(console.request(method, path, body, timeout=70).body["statusCode"])
 
 
-def _until(console: RunningConsole, done: object, limit: float = 30.0) -> None:
+def _until(console: RunningConsole, done: Callable[[int], bool], limit: float = 30.0) -> None:
     deadline = time.monotonic() + limit
-    while not done(_code(console, "GET", HC_BASIC)):  # type: ignore[operator]
+    while not done(_code(console, "GET", HC_BASIC)):
         if time.monotonic() > deadline:
             raise RuntimeError("the reader did not change state in time")
         time.sleep(POLL)
@@ -68,11 +69,18 @@ def rows(reads: int = 200, replugs: int = 10) -> list[Row]:
             console.stop()
     return [
         Row(section, "Initial with its port (starting its worker)", f"{opened * 1000:.0f} ms"),
-        Row(section, f"hc/v1/Basic at level 2, {reads} calls",
-            f"p50 {statistics.median(samples) * 1000:.1f} ms, p99 {percentile(samples, 0.99) * 1000:.1f} ms"),
-        Row(section, f"replug to hc/v1/Basic answering 0, {replugs} replugs",
-            f"median {statistics.median(recoveries):.2f} s, max {max(recoveries):.2f} s", "≤ 5 s",
-            max(recoveries) <= 5.0),
+        Row(
+            section,
+            f"hc/v1/Basic at level 2, {reads} calls",
+            f"p50 {statistics.median(samples) * 1000:.1f} ms, p99 {percentile(samples, 0.99) * 1000:.1f} ms",
+        ),
+        Row(
+            section,
+            f"replug to hc/v1/Basic answering 0, {replugs} replugs",
+            f"median {statistics.median(recoveries):.2f} s, max {max(recoveries):.2f} s",
+            "≤ 5 s",
+            max(recoveries) <= 5.0,
+        ),
     ]
 
 

@@ -20,13 +20,14 @@ import datetime
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import eventlog, footprint, nhi_reader, overhead, readers_parallel, status_load, vpcd_quickack  # noqa: E402
-from bench.report import Row, machine, markdown  # noqa: E402
-from tests.integration.console import running_console  # noqa: E402
+from bench import eventlog, footprint, nhi_reader, overhead, readers_parallel, status_load, vpcd_quickack
+from bench.report import Row, machine, markdown
+from tests.integration.console import running_console
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTES = Path(__file__).with_name("performance-notes.md")
@@ -34,13 +35,19 @@ NOTES = Path(__file__).with_name("performance-notes.md")
 
 
 def load_and_memory() -> list[Row]:
-    with tempfile.TemporaryDirectory(prefix="nhi-bench-") as scratch, running_console(Path(scratch) / "data") as console:
+    with (
+        tempfile.TemporaryDirectory(prefix="nhi-bench-") as scratch,
+        running_console(Path(scratch) / "data") as console,
+    ):
         time.sleep(3)  # settled: the first reports, the first heartbeats
         idle = footprint.processes(console)
         load_rows, under_load = status_load.rows(console)
     section = "5. memory (serve --sim)"
-    return load_rows + footprint.memory_rows(section, "idle", idle, target_mib=250) + \
-        footprint.memory_rows(section, "under 8 Status clients", under_load)
+    return (
+        load_rows
+        + footprint.memory_rows(section, "idle", idle, target_mib=250)
+        + footprint.memory_rows(section, "under 8 Status clients", under_load)
+    )
 
 
 def main() -> int:
@@ -51,9 +58,9 @@ def main() -> int:
     print(machine(), flush=True)
     rows: list[Row] = []
 
-    def section(name: str, produce: object) -> None:
+    def section(name: str, produce: Callable[[], list[Row]]) -> None:
         began = time.perf_counter()
-        produced = produce()  # type: ignore[operator]
+        produced = produce()
         rows.extend(produced)
         for row in produced:
             print(row.text(), flush=True)

@@ -20,11 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from api.core_client import CoreClient  # noqa: E402
-from bench.footprint import cpu_seconds  # noqa: E402
-from bench.overhead import console_on_a_vpcd_card  # noqa: E402
-from bench.report import Row  # noqa: E402
-from deploy.paths import console_paths  # noqa: E402
+from api.core_client import CoreClient
+from bench.footprint import cpu_seconds
+from bench.overhead import console_on_a_vpcd_card
+from bench.report import Row
+from deploy.paths import console_paths
 
 CLIENTS_PER_READER = 2
 """Enough to keep a reader busy: while one command runs, the next is already queued at the broker."""
@@ -33,7 +33,7 @@ CARD_SECONDS = 0.005
 such: what the ratio is when the card, not the console's CPU, is what a command waits for."""
 
 
-def _hammer(endpoint: str, reader: str, seconds: float, counts: "multiprocessing.Queue[int]") -> None:
+def _hammer(endpoint: str, reader: str, seconds: float, counts: multiprocessing.Queue[int]) -> None:
     client = CoreClient(endpoint, timeout=10)
     done = 0
     deadline = time.monotonic() + seconds
@@ -43,11 +43,16 @@ def _hammer(endpoint: str, reader: str, seconds: float, counts: "multiprocessing
     counts.put(done)
 
 
-def _throughput(endpoint: str, readers: list[str], seconds: float, watched: dict[str, int]) -> tuple[float, dict[str, float]]:
+def _throughput(
+    endpoint: str, readers: list[str], seconds: float, watched: dict[str, int]
+) -> tuple[float, dict[str, float]]:
     """Card commands per second, and the share of one core each watched process used meanwhile."""
     counts: multiprocessing.Queue[int] = multiprocessing.Queue()
-    clients = [multiprocessing.Process(target=_hammer, args=(endpoint, reader, seconds, counts))
-               for reader in readers for _ in range(CLIENTS_PER_READER)]
+    clients = [
+        multiprocessing.Process(target=_hammer, args=(endpoint, reader, seconds, counts))
+        for reader in readers
+        for _ in range(CLIENTS_PER_READER)
+    ]
     before = {name: cpu_seconds(pid) for name, pid in watched.items()}
     began = time.monotonic()
     for client in clients:
@@ -63,12 +68,18 @@ def _throughput(endpoint: str, readers: list[str], seconds: float, watched: dict
 def rows(seconds: float = 8.0) -> list[Row]:
     section = "3. two readers vs one"
     table = []
-    for latency, label in ((0.0, "vpcd cards (no card time)"), (CARD_SECONDS, f"cards taking {CARD_SECONDS * 1000:.0f} ms an APDU")):
-        with tempfile.TemporaryDirectory(prefix="nhi-bench-") as scratch, \
-                console_on_a_vpcd_card(Path(scratch), 2, card_seconds=latency) as (console, pcscd, readers):
+    for latency, label in (
+        (0.0, "vpcd cards (no card time)"),
+        (CARD_SECONDS, f"cards taking {CARD_SECONDS * 1000:.0f} ms an APDU"),
+    ):
+        with (
+            tempfile.TemporaryDirectory(prefix="nhi-bench-") as scratch,
+            console_on_a_vpcd_card(Path(scratch), 2, card_seconds=latency) as (console, pcscd, readers),
+        ):
             endpoint = console_paths(console.data_dir, sim=True).api_endpoint
             roles = console.processes()
-            watched = {"broker": roles["broker"][0], "pcscd": pcscd.process.pid}  # type: ignore[union-attr]
+            assert pcscd.process is not None, "console_on_a_vpcd_card started it"
+            watched = {"broker": roles["broker"][0], "pcscd": pcscd.process.pid}
             _throughput(endpoint, readers[:1], 1.0, watched)  # warm up
             one, _ = _throughput(endpoint, readers[:1], seconds, watched)
             two, busy = _throughput(endpoint, readers, seconds, watched)

@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.report import Row  # noqa: E402
-from sim.vpcd import VpcdCardBridge  # noqa: E402
-from tests.pcscd import Pcscd  # noqa: E402
-from workers.pcsc_reader import PcscReader  # noqa: E402
+from bench.report import Row
+from sim.vpcd import VpcdCardBridge
+from tests.pcscd import Pcscd
+from workers.pcsc_reader import PcscReader
 
 SELECT = bytes.fromhex("00A4040010D158000001000000000000000000001100")
 
@@ -85,8 +85,13 @@ def rows(apdus: int = 200, warmup: int = 10) -> list[Row]:
             }
             for mode, bridge in modes.items():
                 samples = measure(bridge, name, apdus, warmup)
-                table.append(Row(section, f"one APDU through pyscard, QUICKACK {mode}",
-                                 f"median {statistics.median(samples) * 1000:.3f} ms, max {max(samples) * 1000:.1f} ms"))
+                table.append(
+                    Row(
+                        section,
+                        f"one APDU through pyscard, QUICKACK {mode}",
+                        f"median {statistics.median(samples) * 1000:.3f} ms, max {max(samples) * 1000:.1f} ms",
+                    )
+                )
         finally:
             pcscd.stop()
     return table

@@ -24,8 +24,6 @@ from typing import Final
 GENESIS: Final = bytes(32)
 """The `prev_hash` of seq 1 in each chain."""
 
-HASH_SIZE: Final = 32
-
 EVENT_DOMAIN: Final = b"nhi-console/event/v1\0"
 CALL_DOMAIN: Final = b"nhi-console/call/v1\0"
 
@@ -63,18 +61,12 @@ def event_bytes(
     payload: bytes | bytearray | memoryview,
 ) -> bytes:
     """Canonical bytes of an `events` row. Text may be given as its UTF-8 bytes (raw reads)."""
-    return b"".join(
-        (EVENT_DOMAIN, _int(seq), _field(recorded_at), _field(type), _int(version), _field(payload))
-    )
+    return b"".join((EVENT_DOMAIN, _int(seq), _field(recorded_at), _field(type), _int(version), _field(payload)))
 
 
-def call_bytes(
-    seq: int, url: str | bytes, uuid: str | bytes, timestamp: str | bytes, status_code: int
-) -> bytes:
+def call_bytes(seq: int, url: str | bytes, uuid: str | bytes, timestamp: str | bytes, status_code: int) -> bytes:
     """Canonical bytes of a `calls` row. Text may be given as its UTF-8 bytes (raw reads)."""
-    return b"".join(
-        (CALL_DOMAIN, _int(seq), _field(url), _field(uuid), _field(timestamp), _int(status_code))
-    )
+    return b"".join((CALL_DOMAIN, _int(seq), _field(url), _field(uuid), _field(timestamp), _int(status_code)))
 
 
 def link(prev_hash: bytes, canonical: bytes) -> bytes:

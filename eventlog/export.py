@@ -15,7 +15,8 @@ from __future__ import annotations
 import base64
 import csv
 import json
-from typing import Any, Callable, Final, Iterable, TextIO
+from collections.abc import Callable, Iterable
+from typing import Any, Final, TextIO
 
 from eventlog.store import CallRecord, StoredEvent
 

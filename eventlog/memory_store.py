@@ -14,8 +14,8 @@ that), including the parts that matter to crash-recovery logic:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from eventlog.store import CallRecord, StoredEvent
 

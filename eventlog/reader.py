@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Final, Iterable, Iterator
+from typing import Any, Final
 
 from eventlog.sqlite_store import (
     SCHEMA_VERSION,
@@ -39,11 +40,6 @@ class LogStats:
     file_sizes: dict[str, int] = field(default_factory=dict)
     """Bytes per file (live database, its -wal, each archive) keyed by path; missing files omitted."""
 
-    @property
-    def count_by_type(self) -> dict[str, int]:
-        """Alias of `events_by_type` (the name deploy/log_cli.py uses)."""
-        return self.events_by_type
-
 
 class LogReader:
     """Read-only view of a live event store and its archives."""
@@ -55,8 +51,7 @@ class LogReader:
             (version,) = self._conn.execute("PRAGMA user_version").fetchone()
             if version != SCHEMA_VERSION:
                 raise RuntimeError(
-                    f"{self.database}: event store schema version {version},"
-                    f" this reader needs {SCHEMA_VERSION}"
+                    f"{self.database}: event store schema version {version}, this reader needs {SCHEMA_VERSION}"
                 )
         except BaseException:
             self._conn.close()
@@ -77,7 +72,8 @@ class LogReader:
         be inside the window). `types` is matched exactly, in SQL.
         """
         _check_aware(since, until)
-        where, params = "", ()
+        where = ""
+        params: tuple[str, ...] = ()
         if types is not None:
             wanted = tuple(dict.fromkeys(types))
             if not wanted:
@@ -86,7 +82,7 @@ class LogReader:
             params = wanted
         for row in self._rows("events", after, where, params, since, until):
             seq, recorded_at, type_, version, payload = row
-            yield StoredEvent(seq, recorded_at, type_, version, payload)  # type: ignore[arg-type]
+            yield StoredEvent(seq, recorded_at, type_, version, payload)
 
     def calls(
         self, after: int = 0, since: datetime | None = None, until: datetime | None = None
@@ -94,7 +90,7 @@ class LogReader:
         """Call records with seq > after, archived and live, oldest first; same window rules as `events`."""
         _check_aware(since, until)
         for row in self._rows("calls", after, "", (), since, until):
-            yield CallRecord(*row)  # type: ignore[arg-type]
+            yield CallRecord(*row)
 
     def _rows(
         self,
@@ -104,7 +100,7 @@ class LogReader:
         params: tuple[object, ...],
         since: datetime | None,
         until: datetime | None,
-    ) -> Iterator[tuple[object, ...]]:
+    ) -> Iterator[tuple[Any, ...]]:
         time_index = 1 if table == "events" else 3
         assert TIME_COLUMN[table] in ("recorded_at", "timestamp")
         for row in iter_rows(self._conn, self.database.parent, table, after, where, params):
@@ -183,9 +179,7 @@ class LogReader:
 
 
 def _count_types(conn: sqlite3.Connection, after: int) -> dict[str, int]:
-    return dict(
-        conn.execute("SELECT type, count(*) FROM events WHERE seq > ? GROUP BY type", (after,))
-    )
+    return dict(conn.execute("SELECT type, count(*) FROM events WHERE seq > ? GROUP BY type", (after,)))
 
 
 def _edge_time(conn: sqlite3.Connection, order: str, after: int = 0) -> str | None:

@@ -33,10 +33,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Final, Iterator, Literal
+from typing import Any, Final, Literal
 
 from eventlog import chain
 from eventlog.durable_files import fsync_directory, fsync_file
@@ -82,9 +83,7 @@ CALLS_DDL: Final = (
     " timestamp TEXT NOT NULL, status_code INTEGER NOT NULL,"
     " prev_hash BLOB NOT NULL, hash BLOB NOT NULL)"
 )
-CHAIN_HEADS_DDL: Final = (
-    "CREATE TABLE chain_heads (name TEXT PRIMARY KEY, seq INTEGER NOT NULL, hash BLOB NOT NULL)"
-)
+CHAIN_HEADS_DDL: Final = "CREATE TABLE chain_heads (name TEXT PRIMARY KEY, seq INTEGER NOT NULL, hash BLOB NOT NULL)"
 SEGMENTS_DDL: Final = (
     "CREATE TABLE segments ("
     "id INTEGER PRIMARY KEY, file TEXT NOT NULL,"
@@ -104,13 +103,11 @@ TIME_COLUMN: Final[dict[str, str]] = {"events": "recorded_at", "calls": "timesta
 _INSERT: Final[dict[str, str]] = {
     "events": "INSERT INTO events (seq, recorded_at, type, version, payload, prev_hash, hash)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)",
-    "calls": "INSERT INTO calls (seq, url, uuid, timestamp, status_code, prev_hash, hash)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+    "calls": "INSERT INTO calls (seq, url, uuid, timestamp, status_code, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
 }
 _UPDATE_HEAD: Final = "UPDATE chain_heads SET seq = ?, hash = ? WHERE name = ?"
 _SELECT_CALLS_NEWEST: Final = (
-    "SELECT seq, url, uuid, timestamp, status_code FROM calls"
-    " WHERE seq > ? ORDER BY seq DESC LIMIT ? OFFSET ?"
+    "SELECT seq, url, uuid, timestamp, status_code FROM calls WHERE seq > ? ORDER BY seq DESC LIMIT ? OFFSET ?"
 )
 _SELECT_SEGMENTS: Final = (
     "SELECT id, file, first_event_seq, last_event_seq, last_event_hash,"
@@ -188,9 +185,7 @@ class SqliteEventStore:
         seq += 1
         digest = chain.link(prev, chain.event_bytes(seq, recorded_at, type, version, payload))
         self._begin()
-        self._conn.execute(
-            _INSERT["events"], (seq, recorded_at, type, version, payload, prev, digest)
-        )
+        self._conn.execute(_INSERT["events"], (seq, recorded_at, type, version, payload, prev, digest))
         self._heads["events"] = (seq, digest)
         return seq
 
@@ -238,9 +233,7 @@ class SqliteEventStore:
         (including during iteration) are yielded, which makes this a "catch up"
         read rather than a snapshot.
         """
-        for seq, recorded_at, type_, version, payload in iter_rows(
-            self._conn, self.path.parent, "events", after
-        ):
+        for seq, recorded_at, type_, version, payload in iter_rows(self._conn, self.path.parent, "events", after):
             yield StoredEvent(seq, recorded_at, type_, version, payload)
 
     def calls_newest_first(self, skip: int, take: int, after_seq: int = 0) -> list[CallRecord]:
@@ -265,9 +258,7 @@ class SqliteEventStore:
 
     # -- growth: sealing old rows into archives -----------------------------
 
-    def seal(
-        self, through_event_seq: int, through_call_seq: int, archive_dir: Path
-    ) -> SegmentInfo | None:
+    def seal(self, through_event_seq: int, through_call_seq: int, archive_dir: Path) -> SegmentInfo | None:
         """Move live events with seq <= through_event_seq and calls with seq <=
         through_call_seq into a new archive file; None if there is nothing to move.
 
@@ -314,17 +305,13 @@ class SqliteEventStore:
         moves = False
         for name in TABLES:
             head_seq = self._heads[name][0]
-            (first_live,) = self._conn.execute(
-                f"SELECT min(seq) FROM {name} WHERE seq > ?", (sealed[name],)
-            ).fetchone()
+            (first_live,) = self._conn.execute(f"SELECT min(seq) FROM {name} WHERE seq > ?", (sealed[name],)).fetchone()
             through = sealed[name]
             if first_live is not None:
                 if max_live_events is not None and head_seq - first_live + 1 > max_live_events:
                     through = max(through, head_seq - max_live_events // 2)
                 if max_age_seconds is not None:
-                    through = max(
-                        through, self._age_bound(name, first_live, max_age_seconds, now_ns)
-                    )
+                    through = max(through, self._age_bound(name, first_live, max_age_seconds, now_ns))
                 if through >= first_live:
                     moves = True
             result.append(through)
@@ -364,7 +351,7 @@ class SqliteEventStore:
         """The committed live rows to move (never ones already archived, even if still live)."""
         sealed = _sealed_through(self._conn)
         ranges: dict[str, _Range | None] = {}
-        for name, through in zip(TABLES, (through_event_seq, through_call_seq)):
+        for name, through in zip(TABLES, (through_event_seq, through_call_seq), strict=True):
             low, high = self._conn.execute(
                 f"SELECT min(seq), max(seq) FROM {name} WHERE seq > ? AND seq <= ?",
                 (sealed[name], through),
@@ -372,9 +359,7 @@ class SqliteEventStore:
             if low is None:
                 ranges[name] = None
                 continue
-            (last_hash,) = self._conn.execute(
-                f"SELECT hash FROM {name} WHERE seq = ?", (high,)
-            ).fetchone()
+            (last_hash,) = self._conn.execute(f"SELECT hash FROM {name} WHERE seq = ?", (high,)).fetchone()
             ranges[name] = _Range(low, high, bytes(last_hash))
         if ranges["events"] is None and ranges["calls"] is None:
             return None
@@ -408,9 +393,7 @@ class SqliteEventStore:
                     (rng.first, rng.last),
                 )
                 # Defensive: the archive must end exactly where the plan says.
-                got = arc.execute(
-                    f"SELECT seq, hash FROM main.{name} ORDER BY seq DESC LIMIT 1"
-                ).fetchone()
+                got = arc.execute(f"SELECT seq, hash FROM main.{name} ORDER BY seq DESC LIMIT 1").fetchone()
                 if got is None or got[0] != rng.last or bytes(got[1]) != rng.last_hash:
                     raise RuntimeError(f"sealing {name}: archive does not end at seq {rng.last}")
             arc.execute("COMMIT")
@@ -465,9 +448,7 @@ class SqliteEventStore:
             )
             for name, rng in (("events", plan.events), ("calls", plan.calls)):
                 if rng is not None:
-                    conn.execute(
-                        f"DELETE FROM {name} WHERE seq BETWEEN ? AND ?", (rng.first, rng.last)
-                    )
+                    conn.execute(f"DELETE FROM {name} WHERE seq BETWEEN ? AND ?", (rng.first, rng.last))
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -550,7 +531,7 @@ def iter_rows(
     where: str = "",
     params: tuple[object, ...] = (),
     raw_text: bool = False,
-) -> Iterator[tuple[object, ...]]:
+) -> Iterator[tuple[Any, ...]]:
     """Content columns (see COLUMNS) of every row with seq > after: archives, then live.
 
     Keyset pagination, constant memory. Tolerates a concurrent `seal()` by
@@ -628,9 +609,9 @@ def _sealed_through(conn: sqlite3.Connection) -> dict[str, int]:
 
 
 def _read_heads(conn: sqlite3.Connection) -> dict[str, tuple[int, bytes]]:
-    heads = {name: (seq, bytes(digest)) for name, seq, digest in conn.execute(
-        "SELECT name, seq, hash FROM chain_heads"
-    )}
+    heads = {
+        name: (seq, bytes(digest)) for name, seq, digest in conn.execute("SELECT name, seq, hash FROM chain_heads")
+    }
     if set(heads) != set(TABLES):
         raise RuntimeError("event store: chain_heads must hold exactly 'events' and 'calls'")
     return heads
@@ -640,9 +621,7 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
     """Create the v2 schema, or migrate a v1 file in place; refuse files from a newer version."""
     (version,) = conn.execute("PRAGMA user_version").fetchone()
     if version > SCHEMA_VERSION:
-        raise RuntimeError(
-            f"event store schema version {version} is newer than this code ({SCHEMA_VERSION})"
-        )
+        raise RuntimeError(f"event store schema version {version} is newer than this code ({SCHEMA_VERSION})")
     if version == SCHEMA_VERSION:
         # Steady state: no writes at all, so opening never waits for a lock.
         return
@@ -694,7 +673,7 @@ def _migrate_v1(conn: sqlite3.Connection) -> None:
                 break
             batch = []
             for row in rows:
-                digest = chain.link(prev, encode(*row))  # type: ignore[operator]
+                digest = chain.link(prev, encode(*row))
                 batch.append((*row, prev, digest))
                 prev = digest
             conn.executemany(_INSERT[name], batch)

@@ -7,8 +7,9 @@ against the in-memory store and trusted against SQLite.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,5 +89,4 @@ class EventStore(Protocol):
         """The highest event sequence number so far (committed or pending), 0 if none."""
         ...
 
-    def close(self) -> None:
-        ...
+    def close(self) -> None: ...

@@ -7,13 +7,13 @@ that parses the official console's timestamps parses ours.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 
 
 def format_record_timestamp(epoch_ns: int, tz: tzinfo | None = None) -> str:
     """Format nanoseconds since the epoch in `tz` (default: the machine's local zone)."""
     seconds, remainder_ns = divmod(epoch_ns, 1_000_000_000)
-    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    moment = datetime.fromtimestamp(seconds, tz=UTC)
     moment = moment.astimezone(tz) if tz is not None else moment.astimezone()
     ticks = remainder_ns // 100
     offset = moment.utcoffset() or timedelta(0)

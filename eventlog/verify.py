@@ -17,9 +17,10 @@ are immutable once listed in `segments`.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Iterator
+from typing import Final
 
 from eventlog import chain
 from eventlog.sqlite_store import (
@@ -42,7 +43,7 @@ _TYPES: Final[dict[str, bytes]] = {
 }
 """Expected storage classes of the non-seq columns: a changed type is an edit even if the bytes match."""
 
-_ENCODERS: Final = {"events": chain.event_bytes, "calls": chain.call_bytes}
+_ENCODERS: Final[dict[Table, Callable[..., bytes]]] = {"events": chain.event_bytes, "calls": chain.call_bytes}
 
 DEFAULT_MAX_PROBLEMS: Final = 100
 """Per table; keeps the report (and memory) bounded on a thoroughly damaged log."""
@@ -54,7 +55,7 @@ class VerifyError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    table: str
+    table: Table
     seq: int
     reason: str
 
@@ -69,16 +70,6 @@ class VerifyReport:
     """True when more problems were found than kept (see DEFAULT_MAX_PROBLEMS)."""
 
     @property
-    def checked_events(self) -> int:
-        """Alias of `events_checked` (the name deploy/log_cli.py uses)."""
-        return self.events_checked
-
-    @property
-    def checked_calls(self) -> int:
-        """Alias of `calls_checked` (the name deploy/log_cli.py uses)."""
-        return self.calls_checked
-
-    @property
     def ok(self) -> bool:
         return not self.problems and not self.truncated
 
@@ -87,7 +78,7 @@ class VerifyReport:
         """The earliest problem: lowest seq, events before calls on a tie (the chains are independent)."""
         if not self.problems:
             return None
-        return min(self.problems, key=lambda p: (p.seq, TABLES.index(p.table)))  # type: ignore[arg-type]
+        return min(self.problems, key=lambda p: (p.seq, TABLES.index(p.table)))
 
 
 def verify(database: Path, max_problems: int = DEFAULT_MAX_PROBLEMS) -> VerifyReport:
@@ -164,7 +155,7 @@ class _ChainWalk:
             self.problem(seq, "row edited (a column has the wrong storage type)")
         elif prev_hash != self.running:
             self.problem(seq, "prev_hash does not match the preceding row (inserted, deleted or reordered)")
-        elif digest != chain.link(prev_hash, self.encode(seq, *content)):  # type: ignore[arg-type]
+        elif digest != chain.link(self.running, self.encode(seq, *content)):  # prev_hash == self.running here
             self.problem(seq, "row edited (hash does not match its contents)")
         self.running = digest if isinstance(digest, bytes) else b""
         self.expected = seq + 1
@@ -304,16 +295,11 @@ class _ArchiveLookup:
         self.open_id = None
 
 
-def _rows(
-    conn: sqlite3.Connection, table: Table, after: int, limit: int | None = None
-) -> Iterator[tuple[object, ...]]:
+def _rows(conn: sqlite3.Connection, table: Table, after: int, limit: int | None = None) -> Iterator[tuple[object, ...]]:
     """(seq, content..., storage types, prev_hash, hash), keyset-paginated."""
     columns = ", ".join(COLUMNS[table])
     types = " || ',' || ".join(f"typeof({c})" for c in COLUMNS[table][1:] + ("prev_hash", "hash"))
-    query = (
-        f"SELECT {columns}, {types}, prev_hash, hash FROM {table}"
-        " WHERE seq > ? ORDER BY seq LIMIT ?"
-    )
+    query = f"SELECT {columns}, {types}, prev_hash, hash FROM {table} WHERE seq > ? ORDER BY seq LIMIT ?"
     last = after
     page = PAGE_SIZE if limit is None else limit
     while True:

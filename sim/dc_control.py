@@ -34,8 +34,9 @@ class DcControl:
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         url = urllib.parse.urlsplit(self.base_url)
         context = ssl.create_default_context(cafile=str(self.ca_file))
-        connection = http.client.HTTPSConnection(url.hostname or "127.0.0.1", url.port, context=context,
-                                                 timeout=TIMEOUT)
+        connection = http.client.HTTPSConnection(
+            url.hostname or "127.0.0.1", url.port, context=context, timeout=TIMEOUT
+        )
         payload = None if body is None else json.dumps(body).encode("utf-8")
         headers = {"Content-Type": "application/json"} if payload is not None else {}
         try:

@@ -52,7 +52,7 @@ class NhiReaderControl:
         and a fresh one also reconnects to a reader the supervisor restarted. LINGER 0, so a call to a dead reader
         leaves nothing queued behind it.
         """
-        context = zmq.Context.instance()
+        context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         socket = context.socket(zmq.REQ)
         socket.setsockopt(zmq.LINGER, 0)
         try:
@@ -79,6 +79,8 @@ def _answer(raw: bytes) -> dict[str, Any]:
     if answer.get("ok") is not True:
         status = answer.get("status")
         message = answer.get("error")
-        raise NhiControlError(status if isinstance(status, int) else 502,
-                              message if isinstance(message, str) else "the bench NHI reader refused")
+        raise NhiControlError(
+            status if isinstance(status, int) else 502,
+            message if isinstance(message, str) else "the bench NHI reader refused",
+        )
     return {key: value for key, value in answer.items() if key != "ok"}

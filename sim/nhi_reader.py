@@ -24,15 +24,15 @@ import tempfile
 import threading
 import time
 import tty
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from cryptography.hazmat.primitives import serialization
 
 from broker.credentials.cloud_sam_file import CloudSamFile, parse_cloud_sam_file
-from sim.reader_card_authentication import AuthenticationFailed, authenticate_card
 from sim.cards.base import VirtualCard
+from sim.reader_card_authentication import AuthenticationFailed, authenticate_card
 from sim.sam import BenchSam
 from workers.apdu import change_reference_data, verify
 from workers.card_kind import HEALTH_CARD, STAFF_CARD, read_card_number
@@ -106,9 +106,15 @@ class VirtualNhiReader:
     TRANSMIT, SAM or keypad command never reaches the card or the SAM twice.
     """
 
-    def __init__(self, sam_file: bytes | None = None, *, offset_seconds: float = 0.0,
-                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
-                 pending_interval: float = PENDING_INTERVAL) -> None:
+    def __init__(
+        self,
+        sam_file: bytes | None = None,
+        *,
+        offset_seconds: float = 0.0,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        pending_interval: float = PENDING_INTERVAL,
+    ) -> None:
         self._sam: CloudSamFile | None = parse_cloud_sam_file(sam_file) if sam_file is not None else None
         self._bench_sam = BenchSam()
         self.offset_seconds = offset_seconds
@@ -185,11 +191,6 @@ class VirtualNhiReader:
             self._keys.put(_SHUTDOWN)
 
     # The line ----------------------------------------------------------------------------------------
-
-    @property
-    def busy(self) -> bool:
-        with self._lock:
-            return self._job is not None
 
     def submit(self, frame: Frame) -> list[Frame]:
         """Answer a received frame now. A keypad command starts in a thread and answers nothing yet:
@@ -431,8 +432,9 @@ class PtyNhiReader:
     for it), so an fd is never closed under a `select` in progress.
     """
 
-    def __init__(self, link_path: str | os.PathLike[str], device: VirtualNhiReader | None = None, *,
-                 tick: float = 0.05) -> None:
+    def __init__(
+        self, link_path: str | os.PathLike[str], device: VirtualNhiReader | None = None, *, tick: float = 0.05
+    ) -> None:
         self.link_path = Path(link_path)
         self.device = device if device is not None else VirtualNhiReader()
         self._tick = tick

@@ -23,7 +23,7 @@ Keys typed on the keypad are PINs: they are never logged and never put in a mess
 
 The process stops cleanly on SIGTERM or SIGINT (the pty closed, the link removed, the socket closed), and on
 its own when its parent (the console's supervisor) is gone.
-"""
+"""  # noqa: E501 - a Markdown table's rows cannot be wrapped
 
 from __future__ import annotations
 
@@ -106,8 +106,12 @@ class BenchNhiReader:
                 slots[name] = None
         runs = self._reader.device.runs
         card_commands = sum(count for cmd, count in runs.items() if cmd not in (CMD_STATUS, CMD_INFO, CMD_CLOCK))
-        return {"port": str(self._reader.link_path), "plugged": self._reader.plugged, "slots": slots,
-                "cardCommands": card_commands}
+        return {
+            "port": str(self._reader.link_path),
+            "plugged": self._reader.plugged,
+            "slots": slots,
+            "cardCommands": card_commands,
+        }
 
     def keypad(self, keys: object, cancel: object) -> None:
         """One keypad entry (digits, then Enter) or Cancel; exactly one of the two. Logs neither the keys nor
@@ -213,7 +217,7 @@ def _remove_ipc_file(endpoint: str) -> None:
     """libzmq leaves a bound ipc:// socket's file behind on close; a stopped reader leaves nothing."""
     if endpoint.startswith("ipc://"):
         try:
-            Path(endpoint[len("ipc://"):]).unlink(missing_ok=True)
+            Path(endpoint[len("ipc://") :]).unlink(missing_ok=True)
         except OSError:
             pass  # best effort: the next bind replaces a leftover file anyway
 
@@ -228,21 +232,32 @@ def _card_option(text: str) -> tuple[str, str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sim.nhi_reader_service",
-                                     description="The bench's virtual NHI dedicated reader (SIMULATION ONLY).")
+    parser = argparse.ArgumentParser(
+        prog="python -m sim.nhi_reader_service",
+        description="The bench's virtual NHI dedicated reader (SIMULATION ONLY).",
+    )
     parser.add_argument("--link", type=Path, required=True, help="the symlink to the reader's pseudo-terminal")
     parser.add_argument("--sam-file", type=Path, required=True, help="the physical SAM's file (issued by sim.dc)")
     parser.add_argument("--control", required=True, help="the control socket's endpoint (ipc://PATH)")
-    parser.add_argument("--card", type=_card_option, action="append", default=[], metavar="SLOT=PROFILE",
-                        help="a card in the reader at start (hc=hc-basic, hpc=hpc-doctor)")
+    parser.add_argument(
+        "--card",
+        type=_card_option,
+        action="append",
+        default=[],
+        metavar="SLOT=PROFILE",
+        help="a card in the reader at start (hc=hc-basic, hpc=hpc-doctor)",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parent = os.getppid()  # first thing: the later it is read, the likelier an orphan takes its adopter for it
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=os.environ.get("NHI_CONSOLE_LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
-                        format="%(asctime)s nhi-reader %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("NHI_CONSOLE_LOG_LEVEL", "INFO").upper(),
+        stream=sys.stderr,
+        format="%(asctime)s nhi-reader %(levelname)s %(name)s: %(message)s",
+    )
     try:
         device = VirtualNhiReader(args.sam_file.read_bytes())
     except OSError as error:

@@ -12,7 +12,8 @@ tested against a virtual card in milliseconds.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from workers.apdu import GET_CHALLENGE, external_authenticate, internal_authenticate, parse_response
 

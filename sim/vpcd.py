@@ -53,13 +53,12 @@ GET_ATR = 0x04
 class BridgeableCard(Protocol):
     """The part of `sim.cards.base.VirtualCard` the bridge needs (kept local so the bridge has no bench imports)."""
 
-    atr: bytes
+    @property
+    def atr(self) -> bytes: ...
 
-    def respond(self, apdu: bytes) -> bytes:
-        ...
+    def respond(self, apdu: bytes) -> bytes: ...
 
-    def reset(self) -> None:
-        ...
+    def reset(self) -> None: ...
 
 
 class VpcdCardBridge:
@@ -121,7 +120,8 @@ class VpcdCardBridge:
         return self
 
     def disconnect(self) -> None:
-        """Pull the card at vpcd's next presence probe (see the module docstring); returns once it is out. Idempotent."""
+        """Pull the card at vpcd's next presence probe (see the module docstring); returns once it is out.
+        Idempotent."""
         with self._lock:
             sock, thread, pull = self._socket, self._thread, self._pull
             self._thread = None
@@ -133,7 +133,9 @@ class VpcdCardBridge:
             thread.join(self.probe_timeout)
             if not thread.is_alive():
                 return
-            log.warning("vpcd bridge on port %d: no presence probe within %.1fs; closing now", self.port, self.probe_timeout)
+            log.warning(
+                "vpcd bridge on port %d: no presence probe within %.1fs; closing now", self.port, self.probe_timeout
+            )
         self._close(sock)
         if thread is not threading.current_thread():
             thread.join(5.0)

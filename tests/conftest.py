@@ -12,13 +12,15 @@ from typing import Any
 
 import pytest
 
-PCSCD_MODULES = frozenset({
-    "tests/integration/test_crash_safety.py",
-    "tests/integration/test_deploy.py",
-    "tests/integration/test_pcsc_console.py",
-    "tests/integration/test_pcsc_stack.py",
-    "tests/integration/test_recovery_console.py",
-})
+PCSCD_MODULES = frozenset(
+    {
+        "tests/integration/test_crash_safety.py",
+        "tests/integration/test_deploy.py",
+        "tests/integration/test_pcsc_console.py",
+        "tests/integration/test_pcsc_stack.py",
+        "tests/integration/test_recovery_console.py",
+    }
+)
 """The test modules that use the machine's pcscd: one xdist scope, so one worker runs them all."""
 
 

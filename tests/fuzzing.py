@@ -19,15 +19,15 @@ PROFILE_VARIABLE = "NHI_FUZZ_PROFILE"
 CI = "ci"
 NIGHTLY = "nightly"
 
-_SHARED = {
-    "deadline": None,  # one slow example (an RSA key load, a GC pause) on a busy machine is not a finding
-    "print_blob": True,  # a failure in CI prints what reproduces it: @reproduce_failure(...)
-    "derandomize": False,  # each run explores new inputs; the example database replays old failures
-    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
-}
+_SHARED = settings(
+    deadline=None,  # one slow example (an RSA key load, a GC pause) on a busy machine is not a finding
+    print_blob=True,  # a failure in CI prints what reproduces it: @reproduce_failure(...)
+    derandomize=False,  # each run explores new inputs; the example database replays old failures
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
-settings.register_profile(CI, max_examples=200, **_SHARED)
-settings.register_profile(NIGHTLY, max_examples=20_000, **_SHARED)
+settings.register_profile(CI, parent=_SHARED, max_examples=200)
+settings.register_profile(NIGHTLY, parent=_SHARED, max_examples=20_000)
 
 
 def profile_name() -> str:

@@ -16,8 +16,15 @@ from types import ModuleType
 
 from hypothesis import strategies as st
 
-MUTATIONS = ("flip a bit", "replace a byte", "insert a byte", "delete a byte", "truncate", "repeat a slice",
-             "append junk")
+MUTATIONS = (
+    "flip a bit",
+    "replace a byte",
+    "insert a byte",
+    "delete a byte",
+    "truncate",
+    "repeat a slice",
+    "append junk",
+)
 
 LEAK_WINDOW = 8
 """Shorter runs than this turn up in any sentence by chance."""

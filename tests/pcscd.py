@@ -20,13 +20,12 @@ import atexit
 import shutil
 import signal
 import subprocess
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 from deploy.doctor import PCSCD_SOCKET, pcscd_answers
 from tests.waiting import wait_for
-
 
 COMM_SOCKET = PCSCD_SOCKET
 PID_FILE = Path("/run/pcscd/pcscd.pid")
@@ -34,7 +33,7 @@ VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
 DEFAULT_BASE_PORT = 0x9C40
 """Away from the packaged vpcd entry's 0x8C7B, so a system reader.conf.d never claims our ports."""
 
-_OURS: dict[int, "Pcscd"] = {}
+_OURS: dict[int, Pcscd] = {}
 """pcscd processes started by this Python process, by pid: what 'ours from this session' means."""
 
 
@@ -152,7 +151,9 @@ class Pcscd:
         if executable is None:
             raise PcscdUnavailable("pcscd is not installed (Debian: apt-get install pcscd vsmartcard-vpcd)")
         if not VPCD_DRIVER.exists():
-            raise PcscdUnavailable(f"the vpcd driver {VPCD_DRIVER} is missing (Debian: apt-get install vsmartcard-vpcd)")
+            raise PcscdUnavailable(
+                f"the vpcd driver {VPCD_DRIVER} is missing (Debian: apt-get install vsmartcard-vpcd)"
+            )
         wanted = list(ports) if ports is not None else [self.base_port + 2 * index for index in range(entries)]
         if self.process is not None and self.process.poll() is not None:
             _OURS.pop(self.process.pid, None)  # ours, but it died: start afresh

@@ -28,8 +28,12 @@ class Form:
 
 def hex_forms(data: bytes) -> list[Form]:
     lower = data.hex()
-    candidates = [("hex", lower), ("HEX", lower.upper()), ("spaced hex", data.hex(" ")),
-                  ("spaced HEX", data.hex(" ").upper())]
+    candidates = [
+        ("hex", lower),
+        ("HEX", lower.upper()),
+        ("spaced hex", data.hex(" ")),
+        ("spaced HEX", data.hex(" ").upper()),
+    ]
     return _distinct([Form(name, text.encode("ascii"), 4 * len(lower)) for name, text in candidates])
 
 

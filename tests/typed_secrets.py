@@ -25,9 +25,9 @@ searched too.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from tests.secret_forms import every_form
 from workers.apdu import HC_PIN_P2, STAFF_PIN_P2, change_reference_data, verify
@@ -44,10 +44,19 @@ HC_PROFILE_PIN = "1234"
 WRONG_HC_PIN = "5791"
 NEW_HC_PIN = "864213"
 
-LONG = {"PROFILE_PUK": PROFILE_PUK, "WRONG_PIN": WRONG_PIN, "WRONG_PUK": WRONG_PUK, "NEW_PIN": NEW_PIN,
-        "CHANGED_PIN": CHANGED_PIN}
-SHORT = {"PROFILE_PIN": PROFILE_PIN, "HC_PROFILE_PIN": HC_PROFILE_PIN, "WRONG_HC_PIN": WRONG_HC_PIN,
-         "NEW_HC_PIN": NEW_HC_PIN}
+LONG = {
+    "PROFILE_PUK": PROFILE_PUK,
+    "WRONG_PIN": WRONG_PIN,
+    "WRONG_PUK": WRONG_PUK,
+    "NEW_PIN": NEW_PIN,
+    "CHANGED_PIN": CHANGED_PIN,
+}
+SHORT = {
+    "PROFILE_PIN": PROFILE_PIN,
+    "HC_PROFILE_PIN": HC_PROFILE_PIN,
+    "WRONG_HC_PIN": WRONG_HC_PIN,
+    "NEW_HC_PIN": NEW_HC_PIN,
+}
 MIN_BITS = 42
 """The least a hex or base64 pattern must say to be searched (see the module docstring)."""
 
@@ -64,7 +73,7 @@ class Needle:
         start = content.find(self.pattern)
         while start >= 0 and self.digit_bounded:
             end = start + len(self.pattern)
-            if end == len(content) or not content[end:end + 1].isdigit():
+            if end == len(content) or not content[end : end + 1].isdigit():
                 return True
             start = content.find(self.pattern, start + 1)
         return start >= 0
@@ -84,14 +93,20 @@ def short_contexts(pin: bytes) -> dict[str, bytes]:
 
 
 def needles_for(name: str, secret: bytes) -> list[Needle]:
-    return [Needle(f"{name} as {form.name}", form.pattern)
-            for form in every_form(secret) if form.name == "text" or form.bits >= MIN_BITS]
+    return [
+        Needle(f"{name} as {form.name}", form.pattern)
+        for form in every_form(secret)
+        if form.name == "text" or form.bits >= MIN_BITS
+    ]
 
 
 def short_needles_for(name: str, pin: bytes) -> list[Needle]:
-    return [Needle(f"{name} {context}, as {form.name}", form.pattern, digit_bounded=context == "after =")
-            for context, data in short_contexts(pin).items()
-            for form in every_form(data) if form.name == "text" or form.bits >= MIN_BITS]
+    return [
+        Needle(f"{name} {context}, as {form.name}", form.pattern, digit_bounded=context == "after =")
+        for context, data in short_contexts(pin).items()
+        for form in every_form(data)
+        if form.name == "text" or form.bits >= MIN_BITS
+    ]
 
 
 TYPED: tuple[Needle, ...] = (
@@ -113,8 +128,11 @@ def remember(secret: str) -> str:
 
 def needles(remembered: Sequence[bytes]) -> list[Needle]:
     """The typed secrets' needles and those of the tokens made during the run (long: searched bare)."""
-    made = [needle for index, token in enumerate(dict.fromkeys(remembered), start=1)
-            for needle in needles_for(f"token #{index} of the run", token)]
+    made = [
+        needle
+        for index, token in enumerate(dict.fromkeys(remembered), start=1)
+        for needle in needles_for(f"token #{index} of the run", token)
+    ]
     return [*TYPED, *made]
 
 

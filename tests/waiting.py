@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 
 
-def wait_for(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.02) -> T:
+def wait_for(condition: Callable[[], T | None], timeout: float, what: str, interval: float = 0.02) -> T:
     """Poll `condition` until it is truthy (and return it) or `timeout` passes (TimeoutError naming `what`)."""
     deadline = time.monotonic() + timeout
     while True:

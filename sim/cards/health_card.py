@@ -8,8 +8,6 @@ NHI's scheme is secret. The APDUs are listed in docs/virtual-cards.md.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from sim.cards.apdu import (
     SW_AUTHENTICATION_METHOD_BLOCKED,
     SW_NO_CURRENT_EF,
@@ -26,9 +24,7 @@ from sim.cards.apdu import (
     respond,
 )
 from sim.cards.base import HC_AID
-
-if TYPE_CHECKING:
-    from sim.profiles import HealthCardData, Profile
+from sim.profiles import HealthCardData, Profile
 
 HEALTH_CARD_ATR = bytes.fromhex("3B 89 80 01 80 57 42 45 4E 43 48 48 43 96".replace(" ", ""))
 """T=0/T=1 ATR; historical bytes: category 80, compact-TLV issuer data "BENCHHC"; last byte the TCK.
@@ -67,9 +63,9 @@ class HealthCard(BenchCard):
     aid = HC_AID
 
     def __init__(self, profile: Profile) -> None:
-        if profile.kind != "hc":
+        data = profile.data
+        if profile.kind != "hc" or not isinstance(data, HealthCardData):
             raise ValueError(f"profile {profile.name!r} is not a health card")
-        data: HealthCardData = profile.data  # type: ignore[assignment]
         super().__init__(data.card_id, files={NOTES_EF: b""})
         self.profile = profile
         self._public_block = public_data_block(data)

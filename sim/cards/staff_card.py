@@ -10,8 +10,6 @@ certificate read in chunks.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
@@ -31,9 +29,7 @@ from sim.cards.apdu import (
     respond,
 )
 from sim.cards.base import HPC_AID
-
-if TYPE_CHECKING:
-    from sim.profiles import Profile, StaffCardData
+from sim.profiles import Profile, StaffCardData
 
 STAFF_CARD_ATR = bytes.fromhex("3B 89 80 01 80 57 42 45 4E 43 48 48 50 85".replace(" ", ""))
 """T=0/T=1 ATR; historical bytes: category 80, compact-TLV issuer data "BENCHHP"; last byte the TCK."""
@@ -71,11 +67,11 @@ class StaffCard(BenchCard):
     aid = HPC_AID
 
     def __init__(self, profile: Profile) -> None:
-        if profile.kind != "hpc":
+        data = profile.data
+        if profile.kind != "hpc" or not isinstance(data, StaffCardData):
             raise ValueError(f"profile {profile.name!r} is not a staff card")
         from sim.pki import bench_pki  # the PKI reads the profiles; importing it here keeps imports acyclic
 
-        data: StaffCardData = profile.data  # type: ignore[assignment]
         key, certificate = bench_pki().staff[profile.name]
         super().__init__(
             data.card_id,

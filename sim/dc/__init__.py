@@ -94,7 +94,12 @@ def prepare(state_dir: Path) -> PreparedDc:
     finally:
         os.close(descriptor)  # releases the lock
     return PreparedDc(
-        layout.root, layout.ca_cert, layout.bench_sam_file, layout.database, layout.hca_trust, layout.vhc_issuer_cert,
+        layout.root,
+        layout.ca_cert,
+        layout.bench_sam_file,
+        layout.database,
+        layout.hca_trust,
+        layout.vhc_issuer_cert,
         layout.bench_nhi_sam_file,
     )
 

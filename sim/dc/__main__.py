@@ -35,9 +35,13 @@ def _positive(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sim.dc", description="The bench's DC simulator (docs/dc-protocol.md).")
+    parser = argparse.ArgumentParser(
+        prog="python -m sim.dc", description="The bench's DC simulator (docs/dc-protocol.md)."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    prepare_parser = commands.add_parser("prepare", help="create the state dir and the bench's start state (idempotent)")
+    prepare_parser = commands.add_parser(
+        "prepare", help="create the state dir and the bench's start state (idempotent)"
+    )
     prepare_parser.add_argument("--state-dir", type=Path, required=True)
     serve_parser = commands.add_parser("serve", help="serve the DC protocol and the bench's controls over HTTPS")
     serve_parser.add_argument("--state-dir", type=Path, required=True)

@@ -65,7 +65,9 @@ class SamCa:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256())
         )
-        key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
         write_file(state.sam_ca_key, key_pem, 0o600)
         write_file(state.sam_ca_cert, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
         return cls(certificate, key)

@@ -28,8 +28,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from broker.credentials.cloud_sam_file import login_signed_bytes, verify_signature
-from contract.text import CONTROL_CHARACTERS
 from broker.dc.answers import MAX_EPOCH_SECONDS, MAX_VIRTUAL_HC_USES, virtual_hc_card
+from contract.text import CONTROL_CHARACTERS
 from sim.cards.card_keys import card_key, external_authenticate_cryptogram, internal_authenticate_response
 from sim.dc import BENCH_HOSPITAL_ID
 from sim.dc.sam_files import SamCa, issue_cloud_sam
@@ -266,7 +266,9 @@ class DcService:
                 return self._sim(method, path, request)
         except _Failure as failure:
             return failure.reply
-        return Reply(404, {"error": "notFound", "message": "the DC is under /dc/v1/, the bench's controls under /sim/v1/"})
+        return Reply(
+            404, {"error": "notFound", "message": "the DC is under /dc/v1/, the bench's controls under /sim/v1/"}
+        )
 
     # -- the protocol -------------------------------------------------------
 
@@ -420,7 +422,12 @@ class DcService:
         outcome = self.state.import_virtual_hc(parts.group(1), token_hash(parts.group(2)), hospital_id, new_token_id())
         if isinstance(outcome, VhcRefusal):
             _vhc_fail(outcome)
-        return {"tokenId": outcome.token_id, "card": outcome.card, "expiresAt": outcome.expires_at, "maxUses": outcome.max_uses}
+        return {
+            "tokenId": outcome.token_id,
+            "card": outcome.card,
+            "expiresAt": outcome.expires_at,
+            "maxUses": outcome.max_uses,
+        }
 
     def _real_hc_notes(self, request: Request) -> Json:
         self._session_sam(request)
@@ -449,11 +456,12 @@ class DcService:
         sam_id = _text(document, "samId", _SAM_ID, refuse)
         hospital_id = _text(document, "hospitalId", _HOSPITAL_ID, refuse)
         name = document.get("hospitalName")
-        if name is not None and (not isinstance(name, str) or not 1 <= len(name) <= 64
-                                 or CONTROL_CHARACTERS.search(name)):
+        if name is not None and (
+            not isinstance(name, str) or not 1 <= len(name) <= 64 or CONTROL_CHARACTERS.search(name)
+        ):
             refuse("hospitalName must be 1 to 64 characters, none of them a control character")
         contract = document.get("contract")
-        if contract not in tuple(Contract):
+        if not isinstance(contract, str) or contract not in tuple(Contract):
             refuse("contract must be one of " + ", ".join(Contract))
         file_bytes = issue_cloud_sam(self.state, self.sam_ca, sam_id, hospital_id, name, Contract(contract))
         return {"cloudSamContext": _b64(file_bytes)}
@@ -464,7 +472,12 @@ class DcService:
         sam = self.state.sam(sam_id)
         if sam is None:
             _bench_fail(404, "the DC does not know this SAM")
-        return {"samId": sam.sam_id, "hospitalId": sam.hospital_id, "certificate": sam.certificate_pem, "revoked": sam.revoked}
+        return {
+            "samId": sam.sam_id,
+            "hospitalId": sam.hospital_id,
+            "certificate": sam.certificate_pem,
+            "revoked": sam.revoked,
+        }
 
     def _sim_faults(self, request: Request) -> Json:
         document = _json_object(request, lambda message: _bench_fail(400, message))
@@ -476,7 +489,8 @@ class DcService:
         return {}
 
     def _sim_virtual_hc_token(self, request: Request) -> Json:
-        """A virtual card token for a bench health card profile, signed by the simulator's issuer, `iat` = the DC's now."""
+        """A virtual card token for a bench health card profile, signed by the simulator's issuer, `iat` = the DC's
+        now."""
         if self.vhc_issuer is None:
             _bench_fail(404, "this DC simulator has no virtual card issuer (run prepare)")
         document = _json_object(request, lambda message: _bench_fail(400, message))

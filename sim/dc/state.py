@@ -127,7 +127,7 @@ def write_file(path: Path, data: bytes, mode: int = _PRIVATE_MODE) -> None:
             os.fchmod(descriptor, mode)  # the umask must not change the mode either way
             view = memoryview(data)
             while view:
-                view = view[os.write(descriptor, view):]
+                view = view[os.write(descriptor, view) :]
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
@@ -325,7 +325,12 @@ class DcState:
         if row is None:
             return None
         return Hospital(
-            row[0], row[1], row[2], datetime.date.fromisoformat(row[3]), datetime.date.fromisoformat(row[4]), bool(row[5])
+            row[0],
+            row[1],
+            row[2],
+            datetime.date.fromisoformat(row[3]),
+            datetime.date.fromisoformat(row[4]),
+            bool(row[5]),
         )
 
     def sam(self, sam_id: str) -> SamRecord | None:
@@ -378,7 +383,9 @@ class DcState:
         with self._transaction() as db:
             now = self._now_seconds(db)
             self._purge(db, now)
-            db.execute("INSERT INTO nonces (nonce, sam_id, expires_at) VALUES (?, ?, ?)", (nonce, sam_id, now + lifetime))
+            db.execute(
+                "INSERT INTO nonces (nonce, sam_id, expires_at) VALUES (?, ?, ?)", (nonce, sam_id, now + lifetime)
+            )
 
     def take_nonce(self, nonce: bytes, sam_id: str) -> bool:
         """Consume a nonce: True once, if it was issued to this SAM and has not expired."""
@@ -396,7 +403,8 @@ class DcState:
             self._purge(db, now)
             expires_at = now + lifetime
             db.execute(
-                "INSERT INTO sessions (token_hash, sam_id, expires_at) VALUES (?, ?, ?)", (token_hash, sam_id, expires_at)
+                "INSERT INTO sessions (token_hash, sam_id, expires_at) VALUES (?, ?, ?)",
+                (token_hash, sam_id, expires_at),
             )
         return datetime.datetime.fromtimestamp(expires_at, UTC)
 
@@ -480,7 +488,8 @@ class DcState:
                 (token_id, max_uses, expires_at),
             )
             db.execute(
-                "INSERT INTO vhc_transfers (transfer_id, secret_hash, hospital_id, card, expires_at, max_uses, imported)"
+                "INSERT INTO vhc_transfers"
+                " (transfer_id, secret_hash, hospital_id, card, expires_at, max_uses, imported)"
                 " VALUES (?, ?, ?, ?, ?, ?, 0)",
                 (transfer_id, secret_hash, hospital_id, json.dumps(card, ensure_ascii=False), expires_at, max_uses),
             )

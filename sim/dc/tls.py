@@ -42,7 +42,7 @@ _KEY_USAGE_FIELDS = (
 
 
 def _key_usage(*allowed: str) -> x509.KeyUsage:
-    return x509.KeyUsage(**{name: name in allowed for name in _KEY_USAGE_FIELDS})  # type: ignore[arg-type]
+    return x509.KeyUsage(**{name: name in allowed for name in _KEY_USAGE_FIELDS})
 
 
 def ensure_tls(state: StateDir) -> None:

@@ -49,7 +49,9 @@ class VhcIssuer:
         if existing is not None:
             return existing
         key, certificate = make_issuer()
-        key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
         write_file(state.vhc_issuer_key, key_pem, 0o600)
         write_file(state.vhc_issuer_cert, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
         return cls(certificate, key)

@@ -7,8 +7,9 @@ holding it) may have run or not, so what it touches is unknown until a later ans
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from contract.status_codes import StatusCode
 from tests.integration.call_streams import Call, CallOutcome

@@ -12,9 +12,10 @@ import http.client
 import json
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ class OneShotClient:
         headers = {"Content-Type": "application/json"} if payload is not None else {}
         if self._connection is None:
             self._connection = http.client.HTTPSConnection(
-                "localhost", self._port, context=self._context, timeout=self._timeout)
+                "localhost", self._port, context=self._context, timeout=self._timeout
+            )
         try:
             self._connection.request(call.method, call.path, body=payload, headers=headers)
             response = self._connection.getresponse()
@@ -70,8 +72,9 @@ class OneShotClient:
             return CallOutcome(call, None, None, None)
         body = json.loads(raw) if raw else None
         fields = body if isinstance(body, dict) else {}
-        return CallOutcome(call, response.status, fields.get("statusCode"), response.getheader("X-Request-Id"),
-                           fields.get("message"))
+        return CallOutcome(
+            call, response.status, fields.get("statusCode"), response.getheader("X-Request-Id"), fields.get("message")
+        )
 
     def close(self) -> None:
         if self._connection is not None:

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from tests.conftest import PCSCD_MODULES
-from tests.integration.console import RunningConsole, STARTED, running_console
+from tests.integration.console import STARTED, RunningConsole, running_console
 from tests.pcscd import ForeignPcscd, Pcscd, PcscdUnavailable
 from tests.scan_secrets import REMEMBERED_ENV
 from tests.typed_secrets import REMEMBERED, files_holding_secrets
@@ -36,8 +36,11 @@ def no_pin_or_puk_anywhere(tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test that uses pcscd must be in a module tests/conftest.py sends to one xdist worker."""
-    strays = [item.nodeid for item in items
-              if "pcscd" in getattr(item, "fixturenames", ()) and item.nodeid.split("::", 1)[0] not in PCSCD_MODULES]
+    strays = [
+        item.nodeid
+        for item in items
+        if "pcscd" in getattr(item, "fixturenames", ()) and item.nodeid.split("::", 1)[0] not in PCSCD_MODULES
+    ]
     if strays:
         raise pytest.UsageError(f"tests using pcscd outside tests/conftest.py's PCSCD_MODULES: {strays}")
 

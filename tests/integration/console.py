@@ -14,15 +14,14 @@ import sqlite3
 import ssl
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from deploy.ports import free_loopback_port
 from tests.waiting import wait_for
-
-
 
 TEST_CONSOLE_PORT_BAND = 1
 """Below the bench DC simulators' band: a console's port is never another console's DC port (deploy/ports.py)."""
@@ -106,8 +105,9 @@ class RunningConsole:
                 self._connection.request(method, path, body=payload, headers=headers)
                 response = self._connection.getresponse()
                 raw = response.read()
-                return Answer(response.status, {k.lower(): v for k, v in response.getheaders()},
-                              json.loads(raw) if raw else None)
+                return Answer(
+                    response.status, {k.lower(): v for k, v in response.getheaders()}, json.loads(raw) if raw else None
+                )
             except (http.client.HTTPException, ConnectionError, ssl.SSLError, OSError):
                 self._connection.close()
                 self._connection = None
@@ -187,31 +187,42 @@ SIM_START_CARDS = {"NHI Sim Reader 0": "hc", "NHI Sim Reader 1": "hpc"}
 
 
 def start_console(
-    data_dir: Path, *extra: str, startup_timeout: float = 30, sim: bool = True,
+    data_dir: Path,
+    *extra: str,
+    startup_timeout: float = 30,
+    sim: bool = True,
     readers: set[str] | None = None,
 ) -> RunningConsole:
     """Start `serve` (`--sim` by default); return once Status answers and the expected readers' workers registered."""
     expected_readers = readers if readers is not None else (SIM_READERS if sim else set())
     port = free_port()
     log_path = data_dir.parent / f"console-{port}.log"
-    log = open(log_path, "wb")
     script = Path(sys.executable).with_name("nhi-console")
     entry = [str(script)] if script.exists() else [sys.executable, "-m", "deploy.cli"]
-    process = subprocess.Popen(
-        [*entry, "serve", *(["--sim"] if sim else []), "--data-dir", str(data_dir), "--port", str(port), *extra],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-    )
+    with open(log_path, "wb") as log:  # the console writes to its own copy of the descriptor
+        process = subprocess.Popen(
+            [*entry, "serve", *(["--sim"] if sim else []), "--data-dir", str(data_dir), "--port", str(port), *extra],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     console = RunningConsole(data_dir=data_dir, port=port, process=process, log_path=log_path, sim=sim)
     STARTED.append(console)
     try:
-        wait_for(lambda: process.poll() is not None or (console.ca_file.exists() and console.status_ok()),
-                 startup_timeout, "the console's first Status answer")
+        wait_for(
+            lambda: process.poll() is not None or (console.ca_file.exists() and console.status_ok()),
+            startup_timeout,
+            "the console's first Status answer",
+        )
         if process.poll() is not None:
             raise RuntimeError(f"console exited with {process.returncode}:\n{log_path.read_text()}")
         wait_for(lambda: expected_readers <= console.attached_readers(), startup_timeout, "the readers' workers")
         if sim and readers is None:
-            wait_for(lambda: SIM_START_CARDS.items() <= console.card_kinds().items(), startup_timeout,
-                     "the bench's start cards")
+            wait_for(
+                lambda: SIM_START_CARDS.items() <= console.card_kinds().items(),
+                startup_timeout,
+                "the bench's start cards",
+            )
     except BaseException:
         if process.poll() is None:
             process.kill()

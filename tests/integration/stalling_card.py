@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 
 from sim.cards.base import Transcript
+from sim.cards.staff_card import StaffCard
 from sim.profiles import make_card
 
 VERIFY = 0x20
@@ -76,5 +77,5 @@ class StallingCard:
 
     @property
     def pin_tries_left(self) -> int:
-        tries: int = self._inner.pin_tries_left  # type: ignore[attr-defined]
-        return tries
+        assert isinstance(self._inner, StaffCard), "only the staff card's tries are counted"
+        return self._inner.pin_tries_left

@@ -21,10 +21,12 @@ class Received:
 
 
 class StreamClient:
-    def __init__(self, console: RunningConsole, last_event_id: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        self._connection = http.client.HTTPSConnection("localhost", console.port, context=console.ssl_context(),
-                                                       timeout=30)
+    def __init__(
+        self, console: RunningConsole, last_event_id: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        self._connection = http.client.HTTPSConnection(
+            "localhost", console.port, context=console.ssl_context(), timeout=30
+        )
         all_headers = {"Accept": "text/event-stream", **(headers or {})}
         if last_event_id is not None:
             all_headers["Last-Event-ID"] = last_event_id

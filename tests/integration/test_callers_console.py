@@ -21,17 +21,21 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 BENCH_NHI = "/api/sim/v1/NhiReader"
 ALLOWED = "http://localhost:8080"
-ORIGINS: dict[str, str | None] = {"none": None, "allowed": ALLOWED, "disallowed": "https://evil.example",
-                                  "null": "null"}
+ORIGINS: dict[str, str | None] = {
+    "none": None,
+    "allowed": ALLOWED,
+    "disallowed": "https://evil.example",
+    "null": "null",
+}
 ROUTES = {
     "GET": ("/api/hc/v1/Basic", {}),
-    "POST": ("/api/hc/v1/Pin", {"pin": PROFILE_PIN}),          # the keypad's reader: hc-basic has no PIN (1510)
+    "POST": ("/api/hc/v1/Pin", {"pin": PROFILE_PIN}),  # the keypad's reader: hc-basic has no PIN (1510)
     "PUT": ("/api/hpc/v1/Pin", {"puk": PROFILE_PUK, "newPin": PROFILE_PIN}),
     "DELETE": ("/api/hc/v1/Pin", {}),
 }
 BODIES = {
     "json": ("application/json", lambda fields: json.dumps(fields)),
-    "text": ("text/plain", lambda fields: json.dumps(fields)),   # what a page can send without a preflight
+    "text": ("text/plain", lambda fields: json.dumps(fields)),  # what a page can send without a preflight
     "form": ("application/x-www-form-urlencoded", lambda fields: "&".join(f"{k}={v}" for k, v in fields.items())),
 }
 
@@ -73,7 +77,7 @@ def test_the_matrix(session: RunningConsole) -> None:
                 before = _counts(session)
                 status, response_headers, payload = _send(session, method, path, body, headers)
                 after = _counts(session)
-                delta = tuple(b - a for a, b in zip(before, after))
+                delta = tuple(b - a for a, b in zip(before, after, strict=True))
                 rows.append((method, origin_name, body_name, status, *delta))
                 refused = origin_name in ("disallowed", "null")
                 if refused:
@@ -92,8 +96,10 @@ def test_the_matrix(session: RunningConsole) -> None:
     refused_rows = [row for row in rows if row[1] in ("disallowed", "null")]
     assert len(rows) == 48 and len(refused_rows) == 24
     assert sum(row[4] for row in refused_rows) == 0, "commands at the card for the refused rows"
-    print(f"\nmatrix: {len(rows)} requests; card commands for the {len(refused_rows)} refused rows: 0; "
-          f"for the {sum(1 for r in rows if r[3] == 200)} served rows: {sum(r[4] for r in rows if r[3] == 200)}")
+    print(
+        f"\nmatrix: {len(rows)} requests; card commands for the {len(refused_rows)} refused rows: 0; "
+        f"for the {sum(1 for r in rows if r[3] == 200)} served rows: {sum(r[4] for r in rows if r[3] == 200)}"
+    )
 
 
 def test_the_allow_list_changes_at_once(session: RunningConsole) -> None:
@@ -101,7 +107,8 @@ def test_the_allow_list_changes_at_once(session: RunningConsole) -> None:
     status, _, _ = _send(session, "GET", "/api/common/v1/Status", None, {"Origin": page})
     assert status == 403
     assert session.request("POST", "/api/settings/v1/Cors", {"allowHost": "medvpn.nhi.gov.tw"}).body == {
-        "statusCode": 0}
+        "statusCode": 0
+    }
     status, headers, _ = _send(session, "GET", "/api/common/v1/Status", None, {"Origin": page})
     assert status == 200 and headers["access-control-allow-origin"] == page
     assert "medvpn.nhi.gov.tw" in session.request("GET", "/api/settings/v1/Cors").body["cors"]

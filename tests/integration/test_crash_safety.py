@@ -16,8 +16,9 @@ import statistics
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,15 @@ from deploy.paths import console_paths
 from eventlog.verify import verify
 from sim.vpcd import VpcdCardBridge
 from tests.integration.answered_effects import (
-    CORS, DEFAULT_READER, FINALIZE, INITIAL, Expected, allow_host, differences, expected_after, remove_host,
+    CORS,
+    DEFAULT_READER,
+    FINALIZE,
+    INITIAL,
+    Expected,
+    allow_host,
+    differences,
+    expected_after,
+    remove_host,
     set_default_reader,
 )
 from tests.integration.call_streams import Call, CallOutcome, CallStream, OneShotClient
@@ -135,8 +144,11 @@ def test_50_broker_kills_under_recorded_calls_lose_no_record_and_no_answered_sta
         for kill in range(BROKER_KILLS):
             quiet = kill % 2 == 0
             marks = reads.answered(), changes.answered()
-            wait_for(lambda: reads.answered() >= marks[0] + 3 and changes.answered() >= marks[1] + 3, 30,
-                     f"both streams answered by broker #{kill}")
+            wait_for(
+                lambda: reads.answered() >= marks[0] + 3 and changes.answered() >= marks[1] + 3,  # noqa: B023 - called at once
+                30,
+                f"both streams answered by broker #{kill}",
+            )
             if quiet:
                 changes.pause(10)
             seq_before, before = _snapshot(core)
@@ -146,7 +158,7 @@ def test_50_broker_kills_under_recorded_calls_lose_no_record_and_no_answered_sta
             for outcome in reads.outcomes() + changes.outcomes():
                 if outcome.answered and outcome.request_id is not None:
                     answered_by_kill.setdefault(outcome.request_id, kill)
-            wait_for(lambda: not alive(broker), 5, "the broker to die")
+            wait_for(lambda: not alive(broker), 5, "the broker to die")  # noqa: B023 - called at once
             if not quiet:
                 changes.pause(10)  # its call in flight ends: answered by the new broker, or a 503 at once
             seq_after, after = wait_for(lambda: _snapshot_once_up(core), 20, f"broker #{kill + 1}'s snapshot")
@@ -226,7 +238,7 @@ def _worker_serving(console: RunningConsole, reader: str) -> list[int]:
     found = []
     for pid in console.processes()["worker"]:
         arguments = cmdline(pid)
-        if "--reader" in arguments and arguments[arguments.index("--reader") + 1:][:1] == [reader]:
+        if "--reader" in arguments and arguments[arguments.index("--reader") + 1 :][:1] == [reader]:
             found.append(pid)
     return found
 
@@ -234,7 +246,8 @@ def _worker_serving(console: RunningConsole, reader: str) -> list[int]:
 def _card_back_after_worker_lost(console: RunningConsole, reader: str) -> bool:
     """The replacement worker reported the card: a CardInserted for `reader` after its WorkerLost."""
     rows = console.database_rows(
-        "SELECT type, payload FROM events WHERE type IN ('WorkerLost', 'CardInserted') ORDER BY seq")
+        "SELECT type, payload FROM events WHERE type IN ('WorkerLost', 'CardInserted') ORDER BY seq"
+    )
     ours = [type_name for type_name, payload in rows if json.loads(payload)["reader"] == reader]
     return "WorkerLost" in ours and ours[-1] == "CardInserted"
 
@@ -251,7 +264,9 @@ def _restart_the_broker(console: RunningConsole) -> None:
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("adopted", [False, True], ids=["worker-of-this-broker", "worker-adopted-after-a-broker-kill"])
 def test_a_worker_killed_during_a_pin_verify_fails_the_call_at_once_and_never_sends_the_pin_again(
-    pcscd: Pcscd, pcsc_console: RunningConsole, adopted: bool,
+    pcscd: Pcscd,
+    pcsc_console: RunningConsole,
+    adopted: bool,
 ) -> None:
     """The wrong PIN, so that the one try the card spends shows in its counter: 3 -> 2 means the VERIFY ran
     exactly once (the right PIN would leave the counter at 3 whether it ran once or twice).
@@ -275,7 +290,8 @@ def test_a_worker_killed_during_a_pin_verify_fails_the_call_at_once_and_never_se
         answers: list[CallOutcome] = []
         client = OneShotClient(console.port, console.ca_file, timeout=70)
         caller = threading.Thread(
-            target=lambda: answers.append(client.send(Call("POST", HPC_VERIFY, {"pin": WRONG_PIN}))))
+            target=lambda: answers.append(client.send(Call("POST", HPC_VERIFY, {"pin": WRONG_PIN})))
+        )
         caller.start()
         wait_for(card.pin_verify_arrived.is_set, 30, "the PIN VERIFY at the card")
         [worker] = _worker_serving(console, reader)
@@ -303,6 +319,8 @@ def test_a_worker_killed_during_a_pin_verify_fails_the_call_at_once_and_never_se
     finally:
         card.release()
         bridge.disconnect()
-    print(f"\n{'adopted ' if adopted else ''}worker kill -9 during a PIN VERIFY: answered {outcome.status_code}"
-          f" {answered_after:.2f}s after the kill; the card saw 1 PIN VERIFY, tries {tries_before} ->"
-          f" {tries_before - 1}")
+    print(
+        f"\n{'adopted ' if adopted else ''}worker kill -9 during a PIN VERIFY: answered {outcome.status_code}"
+        f" {answered_after:.2f}s after the kill; the card saw 1 PIN VERIFY, tries {tries_before} ->"
+        f" {tries_before - 1}"
+    )

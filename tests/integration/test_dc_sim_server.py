@@ -19,10 +19,10 @@ import pytest
 from cryptography import x509
 
 from broker.credentials.cloud_sam_file import CloudSamFile, parse_cloud_sam_file
-from broker.dc.seam import DcError
-from broker.dc.client import HttpsDataCenter
-from contract.status_codes import StatusCode
 from broker.credentials.virtual_hc_token import load_issuers, verify_token
+from broker.dc.client import HttpsDataCenter
+from broker.dc.seam import DcError
+from contract.status_codes import StatusCode
 from sim.dc import BENCH_SAM_ID
 from sim.dc.tls import client_context
 from sim.pki import bench_pki
@@ -50,7 +50,9 @@ class RunningDc:
     def connection(self) -> http.client.HTTPSConnection:
         return http.client.HTTPSConnection("localhost", self.port, context=self.context, timeout=10)
 
-    def call(self, method: str, path: str, body: object = None, session: str | None = None) -> tuple[int, dict[str, object]]:
+    def call(
+        self, method: str, path: str, body: object = None, session: str | None = None
+    ) -> tuple[int, dict[str, object]]:
         headers = {"Content-Type": "application/json"} if body is not None else {}
         if session is not None:
             headers["Authorization"] = f"Bearer {session}"
@@ -67,7 +69,11 @@ class RunningDc:
         status, challenge = self.call("POST", "/dc/v1/Sam/Challenge", {"samId": sam_file.sam_id})
         assert status == 200, challenge
         nonce = base64.b64decode(str(challenge["nonce"]))
-        body = {"samId": sam_file.sam_id, "nonce": challenge["nonce"], "signature": b64(sam_file.login_signature(nonce))}
+        body = {
+            "samId": sam_file.sam_id,
+            "nonce": challenge["nonce"],
+            "signature": b64(sam_file.login_signature(nonce)),
+        }
         status, login = self.call("POST", "/dc/v1/Sam/Login", body)
         assert status == 200, login
         return login
@@ -119,7 +125,15 @@ def test_prepare_twice_keeps_the_same_state(tmp_path: Path) -> None:
     run_sim_dc("prepare", "--state-dir", str(state_dir))
     files = {
         name: (state_dir / name).read_bytes()
-        for name in ("bench-sam.sam", "ca.pem", "server.pem", "sam-ca.pem", "hca-trust.pem", "vhc-issuer.pem", "vhc-issuer.key")
+        for name in (
+            "bench-sam.sam",
+            "ca.pem",
+            "server.pem",
+            "sam-ca.pem",
+            "hca-trust.pem",
+            "vhc-issuer.pem",
+            "vhc-issuer.key",
+        )
     }
     run_sim_dc("prepare", "--state-dir", str(state_dir))
     assert {name: (state_dir / name).read_bytes() for name in files} == files
@@ -139,7 +153,7 @@ def test_the_bench_sam_logs_in_and_reads_the_time_over_https(dc: RunningDc) -> N
     assert status == 200 and str(time["serverTime"]).endswith("+08:00")
     status, refused = dc.call("GET", "/dc/v1/Time")
     assert status == 401 and refused["error"] == "sessionExpired"
-    status, clock = dc.call("POST", "/sim/v1/Clock", {"advanceSeconds": 3600})
+    status, _ = dc.call("POST", "/sim/v1/Clock", {"advanceSeconds": 3600})
     assert status == 200
     status, refused = dc.call("GET", "/dc/v1/Time", session=str(login["session"]))
     assert status == 401 and refused["error"] == "sessionExpired"
@@ -172,7 +186,9 @@ def test_the_console_client_verifies_moves_and_reads_notes_over_https(dc: Runnin
     status, clock = dc.call("POST", "/sim/v1/Clock", {"advanceSeconds": 0})
     assert status == 200
     now = int(dt.datetime.fromisoformat(str(clock["serverTime"])).timestamp())
-    token = verify_token(str(issued["token"]), issuers=load_issuers((dc.state_dir / "vhc-issuer.pem").read_bytes()), now=now)
+    token = verify_token(
+        str(issued["token"]), issuers=load_issuers((dc.state_dir / "vhc-issuer.pem").read_bytes()), now=now
+    )
     assert token.card_id == "900000000711" and token.max_uses == 2
 
     assert client.virtual_hc_verify(session, token.token_id, token.max_uses, token.expires_at) == 1
@@ -210,7 +226,9 @@ def test_fault_1700_closes_the_connection_without_an_answer(dc: RunningDc) -> No
     assert status == 200
     connection = dc.connection()
     try:
-        connection.request("POST", "/dc/v1/Sam/Challenge", json.dumps({"samId": BENCH_SAM_ID}), {"Content-Type": "application/json"})
+        connection.request(
+            "POST", "/dc/v1/Sam/Challenge", json.dumps({"samId": BENCH_SAM_ID}), {"Content-Type": "application/json"}
+        )
         with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError)):
             connection.getresponse()
     finally:
@@ -233,15 +251,21 @@ def test_keep_alive_serves_several_requests_on_one_connection(dc: RunningDc) -> 
 
 @pytest.mark.timeout(60)
 def test_a_bench_issued_sam_file_parses_and_logs_in(dc: RunningDc) -> None:
-    status, issued = dc.call("POST", "/sim/v1/CloudSam", {"samId": "901000000054", "hospitalId": "1234567890", "contract": "active"})
+    status, issued = dc.call(
+        "POST", "/sim/v1/CloudSam", {"samId": "901000000054", "hospitalId": "1234567890", "contract": "active"}
+    )
     assert status == 200
     sam_file = parse_cloud_sam_file(base64.b64decode(str(issued["cloudSamContext"])))
     assert (sam_file.sam_id, sam_file.hospital_id, sam_file.hospital_name) == ("901000000054", "1234567890", "測試機構")
     session = str(dc.login(sam_file)["session"])
     card_number = "900000000711"
-    status, challenge = dc.call("POST", "/dc/v1/Cards/Challenge", {"cardNumber": card_number, "cardChallenge": b64(bytes(8))}, session)
+    status, challenge = dc.call(
+        "POST", "/dc/v1/Cards/Challenge", {"cardNumber": card_number, "cardChallenge": b64(bytes(8))}, session
+    )
     assert status == 200
-    status, refused = dc.call("POST", "/sim/v1/CloudSam", {"samId": "1", "hospitalId": "1234567890", "contract": "active"})
+    status, refused = dc.call(
+        "POST", "/sim/v1/CloudSam", {"samId": "1", "hospitalId": "1234567890", "contract": "active"}
+    )
     assert status == 400 and set(refused) == {"message"}
     status, unknown = dc.call("GET", "/elsewhere")
     assert status == 404 and "message" in unknown

@@ -14,8 +14,8 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -62,9 +62,18 @@ def test_systemd_analyze_verify_passes_on_the_unit(tmp_path: Path) -> None:
     run = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
     complaints = [line for line in (run.stdout + run.stderr).splitlines() if unit.name in line]
     assert run.returncode == 0 and complaints == [], run.stdout + run.stderr  # a directive it ignores is a warning
-    for hardening in ("NoNewPrivileges=yes", "ProtectSystem=strict", "StateDirectory=nhi-console", "PrivateTmp=yes",
-                      "ProtectHome=yes", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "IPAddressDeny=any",
-                      "IPAddressAllow=localhost", "SupplementaryGroups=dialout", "Wants=pcscd.socket"):
+    for hardening in (
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "StateDirectory=nhi-console",
+        "PrivateTmp=yes",
+        "ProtectHome=yes",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+        "IPAddressDeny=any",
+        "IPAddressAllow=localhost",
+        "SupplementaryGroups=dialout",
+        "Wants=pcscd.socket",
+    ):
         assert hardening in UNIT.read_text()
 
 
@@ -73,8 +82,9 @@ def _status_in_chromium(console: RunningConsole, home: Path) -> str:
     from playwright.sync_api import Error, sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_FLAGS,
-                                             env={**os.environ, "HOME": str(home)})
+        browser = playwright.chromium.launch(
+            executable_path=chromium_path(), headless=True, args=CHROMIUM_FLAGS, env={**os.environ, "HOME": str(home)}
+        )
         try:
             page = browser.new_page()  # a fresh context: no certificate exceptions carried over
             try:
@@ -87,7 +97,8 @@ def _status_in_chromium(console: RunningConsole, home: Path) -> str:
 
 
 def test_chromium_trusts_the_console_after_cert_install_and_not_after_uninstall(
-        console: RunningConsole, tmp_path: Path) -> None:
+    console: RunningConsole, tmp_path: Path
+) -> None:
     required("certutil")
     home = tmp_path / "home"
     home.mkdir()
@@ -144,7 +155,8 @@ def test_the_system_store_makes_programs_trust_the_console(console: RunningConso
 
 
 def test_doctor_says_a_healthy_bench_is_healthy_and_names_a_stopped_pcscd(
-        pcscd: Pcscd, pcsc_console: RunningConsole, tmp_path: Path) -> None:
+    pcscd: Pcscd, pcsc_console: RunningConsole, tmp_path: Path
+) -> None:
     required("certutil")
     home = tmp_path / "home"
     home.mkdir()
@@ -159,7 +171,9 @@ def test_doctor_says_a_healthy_bench_is_healthy_and_names_a_stopped_pcscd(
     assert f"ok    readers      {len(pcscd.readers())} seen: {', '.join(pcscd.readers())}" in lines
     assert any(line.startswith("ok    serial       ") and "ttyNHI0" in line for line in lines)
     assert any(line.startswith("ok    data center  https://127.0.0.1:") for line in lines)  # the bench's simulator
-    assert any(line.startswith(f"ok    port         {pcsc_console.port}: the console is serving on it") for line in lines)
+    assert any(
+        line.startswith(f"ok    port         {pcsc_console.port}: the console is serving on it") for line in lines
+    )
 
     ports = list(pcscd.ports)
     pcscd.stop()
@@ -168,8 +182,10 @@ def test_doctor_says_a_healthy_bench_is_healthy_and_names_a_stopped_pcscd(
     finally:
         pcscd.start(ports=ports)
     assert broken.returncode == 1
-    assert "FAIL  pcscd        not running (/run/pcscd/pcscd.comm does not answer) — fix: sudo systemctl enable " \
-           "--now pcscd.socket" in broken.stdout.splitlines()
+    assert (
+        "FAIL  pcscd        not running (/run/pcscd/pcscd.comm does not answer) — fix: sudo systemctl enable "
+        "--now pcscd.socket" in broken.stdout.splitlines()
+    )
     assert broken.stdout.splitlines()[-1] == "1 problem found"
 
 

@@ -57,8 +57,10 @@ def bench_sam_certificate(console: RunningConsole) -> Any:
 
 
 def events(console: RunningConsole, type_name: str) -> list[dict[str, Any]]:
-    return [json.loads(row[0]) for row in console.database_rows(
-        "SELECT payload FROM events WHERE type = ? ORDER BY seq", type_name)]
+    return [
+        json.loads(row[0])
+        for row in console.database_rows("SELECT payload FROM events WHERE type = ? ORDER BY seq", type_name)
+    ]
 
 
 def test_pin_functions_and_their_codes(console: RunningConsole) -> None:
@@ -86,8 +88,16 @@ def test_pin_functions_and_their_codes(console: RunningConsole) -> None:
 def test_basic_logout_and_the_veteran(console: RunningConsole) -> None:
     initialized(console, "hc-veteran")
     basic = call(console, "GET", BASIC)
-    assert basic == {"statusCode": 0, "cardId": "900000000735", "name": "陳測試", "idNo": "F129876548",
-                     "birthday": "0370615", "sex": "M", "dateIssue": "1080301", "identityStatus": "2"}
+    assert basic == {
+        "statusCode": 0,
+        "cardId": "900000000735",
+        "name": "陳測試",
+        "idNo": "F129876548",
+        "birthday": "0370615",
+        "sex": "M",
+        "dateIssue": "1080301",
+        "identityStatus": "2",
+    }
     assert call(console, "DELETE", "/api/hc/v1/Logout") == {"statusCode": 0}
     assert hc(console)["status"] == 0
     assert call(console, "GET", BASIC)["idNo"] == "F129876548"  # re-detected on demand
@@ -100,9 +110,12 @@ def test_hc_signature_and_three_card_signature_verify(console: RunningConsole) -
     assert signed["statusCode"] == 0 and (signed["hcId"], signed["hcIdNo"]) == ("900000000711", "R88855084A")
     client_random, signature = (base64.b64decode(signed[name]) for name in ("clientRandom", "signature"))
     assert len(client_random) == 8 and len(signature) == 256
-    certificate.public_key().verify(signature, signature_input(client_random, "901000000047", "777777777", "01",
-                                                               "900000000711", "R88855084A"),
-                                    padding.PKCS1v15(), hashes.SHA256())
+    certificate.public_key().verify(
+        signature,
+        signature_input(client_random, "901000000047", "777777777", "01", "900000000711", "R88855084A"),
+        padding.PKCS1v15(),
+        hashes.SHA256(),
+    )
 
     assert call(console, "POST", "/api/hc/v1/Signature/HpcHc", {"serviceType": "01"})["statusCode"] == 1502
     assert call(console, "POST", "/api/hpc/v1/Verification/Hpc", {"pin": PROFILE_PIN})["statusCode"] == 0
@@ -111,8 +124,13 @@ def test_hc_signature_and_three_card_signature_verify(console: RunningConsole) -
     assert hc(console)["status"] == 3
     client_random, signature = (base64.b64decode(three[name]) for name in ("clientRandom", "signature"))
     certificate.public_key().verify(
-        signature, signature_input(client_random, "901000000047", "777777777", "01", "100000291508", "E123456789",
-                                   "900000000711", "R88855084A"), padding.PKCS1v15(), hashes.SHA256())
+        signature,
+        signature_input(
+            client_random, "901000000047", "777777777", "01", "100000291508", "E123456789", "900000000711", "R88855084A"
+        ),
+        padding.PKCS1v15(),
+        hashes.SHA256(),
+    )
 
 
 def test_virtual_card_verification_and_its_codes(console: RunningConsole) -> None:
@@ -176,8 +194,9 @@ def test_import_at_another_hospital_and_of_an_expired_card(console: RunningConso
     initialized(console)
     assert call(console, "POST", VIRTUAL, {"token": token(console, expiresIn=300)})["statusCode"] == 0
     first = remember(call(console, "POST", EXPORT, {})["transferToken"])
-    context = console.request("POST", "/api/sim/v1/CloudSam", {"samId": "901000000777", "hospitalId": "987654321",
-                                                                "contract": "active"}).body["cloudSamContext"]
+    context = console.request(
+        "POST", "/api/sim/v1/CloudSam", {"samId": "901000000777", "hospitalId": "987654321", "contract": "active"}
+    ).body["cloudSamContext"]
     assert call(console, "POST", "/api/settings/v1/CloudSam", {"cloudSamContext": context})["statusCode"] == 0
     assert call(console, "POST", "/api/common/v1/Finalize")["statusCode"] == 0
     assert call(console, "POST", "/api/common/v1/Initial", {"name": "901000000777"})["statusCode"] == 0
@@ -200,8 +219,9 @@ def test_real_hc_update_writes_and_logs_out(console: RunningConsole) -> None:
 def test_two_health_cards_go_where_the_routing_rule_says(console: RunningConsole) -> None:
     assert console.request("POST", "/api/sim/v1/Readers", {"name": "Desk 2"}).status == 200
     wait_for(lambda: "Desk 2" in console.attached_readers(), 10, "the second reader's worker")
-    assert console.request("PUT", f"/api/sim/v1/Readers/{quote('Desk 2')}/Card",
-                           {"profile": "hc-veteran"}).status == 200
+    assert (
+        console.request("PUT", f"/api/sim/v1/Readers/{quote('Desk 2')}/Card", {"profile": "hc-veteran"}).status == 200
+    )
     initialized(console)
     assert call(console, "GET", BASIC)["idNo"] == "R88855084A"  # the default reader's card
     assert call(console, "GET", STATUS)["status"]["readerName"] == READER_0
@@ -210,6 +230,8 @@ def test_two_health_cards_go_where_the_routing_rule_says(console: RunningConsole
     assert call(console, "GET", STATUS)["status"]["readerName"] == "Desk 2"
     # A default reader without a health card, and only one other reader holding one: that one.
     assert console.request("DELETE", HC_CARD).status == 200
-    assert call(console, "POST", "/api/settings/v1/PcscReader/Default",
-                {"readerName": "NHI Sim Reader 1"})["statusCode"] == 0
+    assert (
+        call(console, "POST", "/api/settings/v1/PcscReader/Default", {"readerName": "NHI Sim Reader 1"})["statusCode"]
+        == 0
+    )
     assert call(console, "GET", BASIC)["idNo"] == "F129876548"

@@ -22,7 +22,9 @@ BENCH = "/api/sim/v1/Readers"
 def log(console: RunningConsole, *args: str, data_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(SCRIPT), "log", *args[:1], "--sim", "--data-dir", str(data_dir or console.data_dir), *args[1:]],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -49,8 +51,10 @@ def test_replay_equals_the_running_state_after_a_session_with_every_card_kind(co
     replay = log(console, "replay")
     assert replay.returncode == 0, replay.stdout + replay.stderr
     assert replay.stdout.startswith("ok:")
-    kinds = {json.loads(p)["kind"] for (p,) in console.database_rows(
-        "SELECT payload FROM events WHERE type = 'CardInserted'")}
+    kinds = {
+        json.loads(p)["kind"]
+        for (p,) in console.database_rows("SELECT payload FROM events WHERE type = 'CardInserted'")
+    }
     assert kinds == {"hc", "hpc"}
 
 
@@ -62,8 +66,10 @@ def test_verify_passes_on_the_live_log_and_names_the_row_of_a_tampered_copy(
     assert ok.returncode == 0 and ok.stdout.startswith("ok:"), ok.stdout + ok.stderr
     copy_dir = tmp_path / "copy"
     copy_dir.mkdir()
-    with sqlite3.connect(console.data_dir / "sim-console.db") as source, \
-            sqlite3.connect(copy_dir / "sim-console.db") as target:
+    with (
+        sqlite3.connect(console.data_dir / "sim-console.db") as source,
+        sqlite3.connect(copy_dir / "sim-console.db") as target,
+    ):
         source.backup(target)
     with sqlite3.connect(copy_dir / "sim-console.db") as tampered:
         tampered.execute("UPDATE events SET payload = replace(payload, 'hc', 'hpc') WHERE seq = 5")

@@ -20,7 +20,8 @@ def export_peak_rss_kib(data_dir: Path) -> tuple[int, int]:
     """Run `nhi-console log export` to /dev/null; return (exit status, the child's peak RSS in KiB)."""
     process = subprocess.Popen(
         [str(SCRIPT), "log", "export", "--sim", "--data-dir", str(data_dir), "--output", os.devnull],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)

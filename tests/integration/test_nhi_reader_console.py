@@ -32,8 +32,13 @@ BENCH_CLOCK = "/api/sim/v1/Clock"
 
 NHI_SAM_ID = "000100000047"
 HC_BASIC_DATA = {
-    "cardId": "900000000711", "name": "測試資料", "idNo": "R88855084A",
-    "birthday": "0741201", "sex": "F", "dateIssue": "1070101", "identityStatus": "3",
+    "cardId": "900000000711",
+    "name": "測試資料",
+    "idNo": "R88855084A",
+    "birthday": "0741201",
+    "sex": "F",
+    "dateIssue": "1070101",
+    "identityStatus": "3",
 }
 TAIPEI = datetime.timezone(datetime.timedelta(hours=8))
 
@@ -41,13 +46,13 @@ TAIPEI = datetime.timezone(datetime.timedelta(hours=8))
 def call(console: RunningConsole, method: str, path: str, body: Any = None) -> dict[str, Any]:
     answer = console.request(method, path, body, timeout=70)
     assert answer.status == 200, answer.body
-    return answer.body  # type: ignore[no-any-return]
+    return answer.body
 
 
 def bench(console: RunningConsole, method: str, path: str, body: Any = None) -> dict[str, Any]:
     answer = console.request(method, path, body, timeout=20)
     assert answer.status == 200, answer.body
-    return answer.body  # type: ignore[no-any-return]
+    return answer.body
 
 
 def code(console: RunningConsole, method: str, path: str, body: Any = None) -> int:
@@ -91,8 +96,15 @@ def test_initial_verification_basic_data_and_the_readers_clock(console: RunningC
     answer = call(console, "GET", SERVER_TIME)
     assert answer["statusCode"] == 0
     text = answer["serverDateTime"]
-    reader_time = datetime.datetime(int(text[:3]) + 1911, int(text[3:5]), int(text[5:7]), int(text[7:9]),
-                                    int(text[9:11]), int(text[11:13]), tzinfo=TAIPEI)
+    reader_time = datetime.datetime(
+        int(text[:3]) + 1911,
+        int(text[3:5]),
+        int(text[5:7]),
+        int(text[7:9]),
+        int(text[9:11]),
+        int(text[11:13]),
+        tzinfo=TAIPEI,
+    )
     assert abs((reader_time - datetime.datetime.now(TAIPEI)).total_seconds()) < 120
 
 

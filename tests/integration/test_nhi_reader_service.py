@@ -67,9 +67,25 @@ def reader(tmp_path_factory: pytest.TempPathFactory, nhi_sam_file: Path) -> Iter
     assert len(endpoint) < 100
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "sim.nhi_reader_service", "--link", str(link), "--sam-file", str(nhi_sam_file),
-             "--control", endpoint, "--card", "hc=hc-basic", "--card", "hpc=hpc-doctor"],
-            cwd=REPO, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "sim.nhi_reader_service",
+                "--link",
+                str(link),
+                "--sam-file",
+                str(nhi_sam_file),
+                "--control",
+                endpoint,
+                "--card",
+                "hc=hc-basic",
+                "--card",
+                "hpc=hpc-doctor",
+            ],
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
         )
     running = RunningReader(process, link, NhiReaderControl(endpoint), log)
     try:
@@ -87,8 +103,9 @@ def reader(tmp_path_factory: pytest.TempPathFactory, nhi_sam_file: Path) -> Iter
         # Typed on the keypad, so never in the log: the long entry anywhere, the short PIN as a bare digit run
         # (once the paths, whose pytest-N could hold it, are taken out).
         assert files_holding_secrets([log]) == []
-        assert not re.search(rf"(?<!\d){HC_PROFILE_PIN}(?!\d)", log.read_text().replace(str(base), "")), \
+        assert not re.search(rf"(?<!\d){HC_PROFILE_PIN}(?!\d)", log.read_text().replace(str(base), "")), (
             "a keypad entry reached the log"
+        )
 
 
 @pytest.fixture
@@ -109,7 +126,7 @@ def slots_present(link: SerialLink) -> dict[int, bool]:
     while rest:
         slot, flag, atr_length = rest[0], rest[1], rest[6]
         present[slot] = bool(flag)
-        rest = rest[7 + atr_length:]
+        rest = rest[7 + atr_length :]
     return present
 
 
@@ -138,8 +155,10 @@ def keypad_verify(link: SerialLink, reader: RunningReader, **keypad: object) -> 
 @pytest.mark.timeout(90)
 def test_describe_info_sam_and_status(reader: RunningReader, link: SerialLink) -> None:
     assert reader.control.call("describe") == {
-        "port": str(reader.link), "plugged": True,
-        "slots": {"hc": {"profile": "hc-basic"}, "hpc": {"profile": "hpc-doctor"}}, "cardCommands": 0,
+        "port": str(reader.link),
+        "plugged": True,
+        "slots": {"hc": {"profile": "hc-basic"}, "hpc": {"profile": "hpc-doctor"}},
+        "cardCommands": 0,
     }
     status, rest = link.call(CMD_INFO)
     assert status == STATUS_OK and json.loads(rest)["slots"] == ["hc", "hpc"] and json.loads(rest)["sam"] is True
@@ -158,7 +177,7 @@ def test_cards_go_in_and_out_through_the_controls(reader: RunningReader, link: S
     reader.control.call("insert", slot="hpc", profile="hc-veteran")  # the wrong card in the staff card's slot
     assert reader.control.call("describe")["slots"] == {"hc": {"profile": "hc-basic"}, "hpc": {"profile": "hc-veteran"}}
     assert slots_present(link) == {0: True, 1: True}
-    for bad, status in ((dict(slot="sam", profile="hc-pin"), 404), (dict(slot="hc", profile="hc-nobody"), 400)):
+    for bad, status in (({"slot": "sam", "profile": "hc-pin"}, 404), ({"slot": "hc", "profile": "hc-nobody"}, 400)):
         with pytest.raises(NhiControlError) as refused:
             reader.control.call("insert", **bad)
         assert refused.value.status == status
@@ -225,9 +244,27 @@ def test_it_stops_when_its_parent_is_gone(tmp_path_factory: pytest.TempPathFacto
     base = tmp_path_factory.mktemp("orphan")
     link, control_file, log = base / "ttyNHI0", base / "control.sock", base / "service.log"
     launcher = subprocess.run(
-        [sys.executable, "-c", LAUNCHER, str(link), str(log), sys.executable, "-m", "sim.nhi_reader_service", "--link", str(link),
-         "--sam-file", str(nhi_sam_file), "--control", f"ipc://{control_file}"],
-        cwd=REPO, capture_output=True, text=True, timeout=60, check=True,
+        [
+            sys.executable,
+            "-c",
+            LAUNCHER,
+            str(link),
+            str(log),
+            sys.executable,
+            "-m",
+            "sim.nhi_reader_service",
+            "--link",
+            str(link),
+            "--sam-file",
+            str(nhi_sam_file),
+            "--control",
+            f"ipc://{control_file}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     orphan = int(launcher.stdout.split()[0])
     try:
@@ -261,7 +298,11 @@ def test_prepare_issues_the_readers_sam_once_and_the_dc_knows_it(tmp_path: Path)
     assert first.bench_nhi_sam_file == tmp_path / "dc" / "bench-nhi-sam.sam"
     assert stat.S_IMODE(first.bench_nhi_sam_file.stat().st_mode) == 0o600
     sam = parse_cloud_sam_file(issued)
-    assert (sam.sam_id, sam.hospital_id, sam.hospital_name) == (BENCH_NHI_SAM_ID, BENCH_HOSPITAL_ID, BENCH_HOSPITAL_NAME)
+    assert (sam.sam_id, sam.hospital_id, sam.hospital_name) == (
+        BENCH_NHI_SAM_ID,
+        BENCH_HOSPITAL_ID,
+        BENCH_HOSPITAL_NAME,
+    )
     assert sam.sam_id != parse_cloud_sam_file(first.bench_sam_file.read_bytes()).sam_id
     state = DcState(first.database)
     try:

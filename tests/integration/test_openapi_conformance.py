@@ -18,8 +18,8 @@ import re
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -62,15 +62,32 @@ def test_every_operation_conforms_to_the_document_under_fuzzing(fuzzed_console: 
     document = console.request("GET", "/api/swagger/v1/swagger.json").body
     reports = tmp_path / "reports"
     command = [
-        str(Path(sys.executable).with_name("st")), "--config-file", str(CONFIG), "run",
+        str(Path(sys.executable).with_name("st")),
+        "--config-file",
+        str(CONFIG),
+        "run",
         f"https://localhost:{console.port}/api/swagger/v1/swagger.json",
-        "--tls-verify", str(console.ca_file), "--checks", "all", "--max-examples", str(EXAMPLES),
-        "--workers", "2", "--no-color", "--request-timeout", "90",
+        "--tls-verify",
+        str(console.ca_file),
+        "--checks",
+        "all",
+        "--max-examples",
+        str(EXAMPLES),
+        "--workers",
+        "2",
+        "--no-color",
+        "--request-timeout",
+        "90",
         *[option for path in sorted(STREAMING) for option in ("--exclude-path", path)],
-        "--report", "json,har", "--report-dir", str(reports),
+        "--report",
+        "json,har",
+        "--report-dir",
+        str(reports),
     ]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=RUN_SECONDS, cwd=tmp_path)  # its cache goes there
-    summary = run.stdout[run.stdout.find("=== SUMMARY"):] if "=== SUMMARY" in run.stdout else run.stdout[-4000:]
+    run = subprocess.run(
+        command, capture_output=True, text=True, timeout=RUN_SECONDS, cwd=tmp_path
+    )  # its cache goes there
+    summary = run.stdout[run.stdout.find("=== SUMMARY") :] if "=== SUMMARY" in run.stdout else run.stdout[-4000:]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     [report_file] = reports.glob("json-*.json")
     (ARTIFACTS / "report.json").write_bytes(report_file.read_bytes())
@@ -79,21 +96,32 @@ def test_every_operation_conforms_to_the_document_under_fuzzing(fuzzed_console: 
     report = json.loads(report_file.read_text())
     assert report["complete"] and report["failures"] == [] and report["errors"] == []
     # schemathesis reads the document itself rather than fuzzing it; this test fetched it above.
-    documented = {f"{method.upper()} {path}" for path, methods in document["paths"].items() for method in methods
-                  if path != "/api/swagger/v1/swagger.json" and path not in STREAMING}
+    documented = {
+        f"{method.upper()} {path}"
+        for path, methods in document["paths"].items()
+        for method in methods
+        if path != "/api/swagger/v1/swagger.json" and path not in STREAMING
+    }
 
     # Counted from the requests themselves, not from schemathesis's verdict.
     [har_file] = reports.glob("har-*.json")
     entries = json.loads(har_file.read_text())["log"]["entries"]
     templates = _templates(document)
-    per_operation = Counter(_operation(entry["request"]["method"], entry["request"]["url"], templates)
-                            for entry in entries)
+    per_operation = Counter(
+        _operation(entry["request"]["method"], entry["request"]["url"], templates) for entry in entries
+    )
     statuses = Counter(entry["response"]["status"] for entry in entries)
     server_errors = [entry for entry in entries if entry["response"]["status"] >= 500]
-    print(f"\nschemathesis: {len(entries)} requests over {len(per_operation)} operations, "
-          f"{report['test_cases']['generated']} test cases, HTTP statuses {dict(sorted(statuses.items()))}")
-    print("fewest requests: " + ", ".join(f"{name}: {per_operation[name]}" for name in
-                                           sorted(documented, key=lambda name: per_operation[name])[:5]))
+    print(
+        f"\nschemathesis: {len(entries)} requests over {len(per_operation)} operations, "
+        f"{report['test_cases']['generated']} test cases, HTTP statuses {dict(sorted(statuses.items()))}"
+    )
+    print(
+        "fewest requests: "
+        + ", ".join(
+            f"{name}: {per_operation[name]}" for name in sorted(documented, key=lambda name: per_operation[name])[:5]
+        )
+    )
     print(summary)
     assert not server_errors, f"{len(server_errors)} answers were 5xx"
     assert not documented - per_operation.keys(), f"never requested: {sorted(documented - per_operation.keys())}"

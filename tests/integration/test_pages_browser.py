@@ -11,8 +11,9 @@ browser trust the console's CA properly is the deployment's job (`nhi-console ce
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -41,7 +42,8 @@ def browser() -> Iterator[Any]:
 def lamp(page: Any, card: str) -> tuple[str, str]:
     """The light's level attribute and the colour the browser actually paints it."""
     level, colour = page.eval_on_selector(
-        f"#light-{card} .lamp", "lamp => [lamp.dataset.level, getComputedStyle(lamp).backgroundColor]")
+        f"#light-{card} .lamp", "lamp => [lamp.dataset.level, getComputedStyle(lamp).backgroundColor]"
+    )
     return level, colour
 
 
@@ -59,7 +61,9 @@ def test_swagger_ui_loads_from_the_console_and_lists_every_operation(console: Ru
     context = browser.new_context(ignore_https_errors=True)
     page = context.new_page()
     elsewhere: list[str] = []
-    page.on("request", lambda request: None if request.url.startswith((origin, "data:")) else elsewhere.append(request.url))
+    page.on(
+        "request", lambda request: None if request.url.startswith((origin, "data:")) else elsewhere.append(request.url)
+    )
     page.goto(f"{origin}/api/swagger/index.html")
     page.wait_for_selector(".opblock", timeout=20_000)
     listed = page.locator(".opblock").count()
@@ -95,7 +99,9 @@ def test_a_light_turns_from_white_as_a_card_goes_in_without_a_reload(console: Ru
     page.screenshot(path=str(ARTIFACTS / "console-light.png"))
     assert lamp(page, "hc") == ("1", BROWN)
     assert navigations == loaded  # no reload: the light changed in the page as it was
-    rows = page.eval_on_selector_all("#readers tr", "rows => rows.map(row => [row.dataset.reader, row.cells[1].textContent])")
+    rows = page.eval_on_selector_all(
+        "#readers tr", "rows => rows.map(row => [row.dataset.reader, row.cells[1].textContent])"
+    )
     assert [READER_0, "健保卡 health card"] in rows
     # The bench's own controls on the page: remove the card again; the light goes back to white.
     page.locator(f"#readers tr[data-reader='{READER_0}'] button", has_text="remove").click()
@@ -118,7 +124,8 @@ CALL = """async ([url, method, contentType, body]) => {
 
 
 def test_an_allowed_page_can_call_the_console_and_a_disallowed_one_runs_nothing(
-        console: RunningConsole, browser: Any) -> None:
+    console: RunningConsole, browser: Any
+) -> None:
     assert console.request("POST", "/api/common/v1/Initial").body["statusCode"] == 0
     console.request("GET", "/api/hc/v1/Basic")  # the card authenticated once: later calls would change nothing
     api = f"https://localhost:{console.port}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from typing import Any
 
 import pytest
 from smartcard.System import readers as pyscard_readers
@@ -21,8 +22,12 @@ from workers.pcsc_reader import open_reader
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 HC_BASIC = {
-    "cardId": "900000000711", "name": "測試資料", "idNo": "R88855084A",
-    "birthday": "0741201", "sex": "F", "dateIssue": "1070101",
+    "cardId": "900000000711",
+    "name": "測試資料",
+    "idNo": "R88855084A",
+    "birthday": "0741201",
+    "sex": "F",
+    "dateIssue": "1070101",
 }
 SELECT_HC = select_aid(HC_AID)
 
@@ -47,9 +52,9 @@ def test_hc_basic_read_with_pyscard_directly_is_the_profile(pcscd: Pcscd) -> Non
     assert (parsed.birthday, parsed.sex, parsed.date_issue) == ("0741201", "F", "1070101")
 
 
-def _connects(connection: object) -> bool:
+def _connects(connection: Any) -> bool:  # pyscard's CardConnection, which has no types
     try:
-        connection.connect()  # type: ignore[attr-defined]
+        connection.connect()
     except Exception:
         return False
     return True
@@ -61,8 +66,13 @@ def test_insert_and_remove_are_events_within_a_second(pcscd: Pcscd, pcsc_console
     try:
         wait_for(lambda: pcsc_console.card_kinds().get(reader) == "hc", 1.0, "CardInserted (kind hc) within 1 s")
         # That reader's insertion: the bench's own readers report their cards meanwhile too.
-        [inserted, *_] = [payload for (payload,) in pcsc_console.database_rows(
-            "SELECT payload FROM events WHERE type = 'CardInserted' ORDER BY seq DESC") if json.loads(payload)["reader"] == reader]
+        [inserted, *_] = [
+            payload
+            for (payload,) in pcsc_console.database_rows(
+                "SELECT payload FROM events WHERE type = 'CardInserted' ORDER BY seq DESC"
+            )
+            if json.loads(payload)["reader"] == reader
+        ]
         assert json.loads(inserted)["atr"] == make_card("hc-basic").atr.hex().upper()
     finally:
         bridge.disconnect()
@@ -120,7 +130,7 @@ def test_concurrent_clients_never_interleave_apdus_on_one_card(pcscd: Pcscd, pcs
     assert not failures, failures
     assert codes == [0] * 100
     commands = card.transcript.commands()
-    pairs = [commands[index:index + 2] for index in range(0, len(commands), 2)]
+    pairs = [commands[index : index + 2] for index in range(0, len(commands), 2)]
     assert len(commands) == 2 * (100 + 20)
     assert all(pair == [SELECT_HC, READ_HC_PUBLIC_DATA] for pair in pairs), "APDU sequences interleaved"
 
@@ -140,8 +150,11 @@ def test_a_reader_plugged_in_gets_a_worker_and_one_unplugged_loses_it(
     wait_for(lambda: not (added & pcsc_console.attached_readers()), 3.0, "the unplugged readers detached")
     wait_for(lambda: before <= pcsc_console.attached_readers(), 5.0, "the first readers still served")
     with VpcdCardBridge(make_card("hc-basic"), port=pcscd.port(0, 0)):
-        wait_for(lambda: pcsc_console.card_kinds().get(pcscd.reader(0, 0)) == "hc", 5,
-                 "the surviving reader's worker sees a card after pcscd came back")
+        wait_for(
+            lambda: pcsc_console.card_kinds().get(pcscd.reader(0, 0)) == "hc",
+            5,
+            "the surviving reader's worker sees a card after pcscd came back",
+        )
 
 
 class PulledDuringRead:

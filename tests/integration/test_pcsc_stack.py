@@ -13,8 +13,8 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 from smartcard import scard
@@ -52,15 +52,15 @@ class TinyCard:
 
     def respond(self, apdu: bytes) -> bytes:
         with self._lock:
-            if apdu[:4] == b"\x00\xA4\x04\x00" and len(apdu) >= 5:
+            if apdu[:4] == b"\x00\xa4\x04\x00" and len(apdu) >= 5:
                 self.selected = apdu[5 : 5 + apdu[4]]
                 answer = OK
-            elif apdu[:2] == b"\x00\xB0":
+            elif apdu[:2] == b"\x00\xb0":
                 if self.on_read is not None:
                     self.on_read()
                 answer = self.selected + OK if self.selected is not None else b"\x69\x86"
             else:
-                answer = b"\x6D\x00"
+                answer = b"\x6d\x00"
             self.transcript.append((apdu, answer))
             return answer
 
@@ -71,7 +71,8 @@ class TinyCard:
 
 
 def next_change(reader: PcscReader, timeout: float) -> PresenceChanged:
-    """The next presence report, within `timeout` seconds (wait_for_change is called in 0.2 s slices, as a worker does)."""
+    """The next presence report, within `timeout` seconds (wait_for_change is called in 0.2 s slices, as a worker
+    does)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         change = reader.wait_for_change(min(0.2, max(0.0, deadline - time.monotonic())))
@@ -151,7 +152,7 @@ def assert_unbroken_pairs(transcript: list[tuple[bytes, bytes]]) -> None:
     assert len(transcript) % 2 == 0
     for position in range(0, len(transcript), 2):
         (first, _), (second, answer) = transcript[position], transcript[position + 1]
-        assert first[:4] == b"\x00\xA4\x04\x00", f"entry {position} is not a SELECT"
+        assert first[:4] == b"\x00\xa4\x04\x00", f"entry {position} is not a SELECT"
         assert second == READ, f"entry {position + 1} is not the READ of the SELECT before it"
         assert answer == first[5:] + OK, f"READ at {position + 1} answered another sequence's SELECT"
 
@@ -330,12 +331,11 @@ def test_a_card_pulled_mid_sequence_is_card_absent(slot: Slot, when: str) -> Non
     if when == "during a command":
         card.on_read = bridge.disconnect  # the card leaves while pcscd waits for its answer
     started = time.monotonic()
-    with pytest.raises(CardAbsent):
-        with reader.transaction():
-            assert reader.transmit(select(AID)) == OK
-            if when == "between commands":
-                bridge.disconnect()
-            reader.transmit(READ)
+    with pytest.raises(CardAbsent), reader.transaction():
+        assert reader.transmit(select(AID)) == OK
+        if when == "between commands":
+            bridge.disconnect()
+        reader.transmit(READ)
     assert time.monotonic() - started < 5.0
     with pytest.raises(CardAbsent):
         reader.transmit(READ)  # and it stays absent, without a hang

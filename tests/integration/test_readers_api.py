@@ -23,18 +23,24 @@ BENCH = "/api/sim/v1/Readers"
 READER_0, READER_1 = "NHI Sim Reader 0", "NHI Sim Reader 1"
 
 HC_BASIC = {
-    "cardId": "900000000711", "name": "測試資料", "idNo": "R88855084A",
-    "birthday": "0741201", "sex": "F", "dateIssue": "1070101",
+    "cardId": "900000000711",
+    "name": "測試資料",
+    "idNo": "R88855084A",
+    "birthday": "0741201",
+    "sex": "F",
+    "dateIssue": "1070101",
 }
 
 
 def test_the_bench_starts_as_sim_control_says(console: RunningConsole) -> None:
     assert console.request("GET", READERS).body == {"statusCode": 0, "readers": [READER_0, READER_1]}
     assert console.request("GET", DEFAULT).body == {"statusCode": 0, "readerName": READER_0}
-    assert console.request("GET", BENCH).body == {"readers": [
-        {"name": READER_0, "card": {"profile": "hc-basic"}},
-        {"name": READER_1, "card": {"profile": "hpc-doctor"}},
-    ]}
+    assert console.request("GET", BENCH).body == {
+        "readers": [
+            {"name": READER_0, "card": {"profile": "hc-basic"}},
+            {"name": READER_1, "card": {"profile": "hpc-doctor"}},
+        ]
+    }
     # The workers identified the cards by SELECTing their applications.
     wait_for(lambda: console.card_kinds() == {READER_0: "hc", READER_1: "hpc"}, 5, "both cards identified")
     status = console.request("GET", "/api/common/v1/Status").body
@@ -84,8 +90,17 @@ def test_the_default_reader_persists_across_restarts(tmp_path: Path) -> None:
 def test_bench_plug_insert_remove_unplug(console: RunningConsole) -> None:
     profiles = console.request("GET", "/api/sim/v1/Profiles").body["profiles"]
     names = {p["name"]: p["kind"] for p in profiles}
-    assert {"hc-basic": "hc", "hc-pin": "hc", "hc-veteran": "hc", "hpc-doctor": "hpc", "hpc-nurse": "hpc",
-            "hpc-blocked": "hpc", "hpc-expired": "hpc", "hpc-revoked": "hpc", "hpc-untrusted": "hpc"}.items() <= names.items()
+    assert {
+        "hc-basic": "hc",
+        "hc-pin": "hc",
+        "hc-veteran": "hc",
+        "hpc-doctor": "hpc",
+        "hpc-nurse": "hpc",
+        "hpc-blocked": "hpc",
+        "hpc-expired": "hpc",
+        "hpc-revoked": "hpc",
+        "hpc-untrusted": "hpc",
+    }.items() <= names.items()
     assert console.request("POST", BENCH, {"name": "Bench 2"}).status == 200
     wait_for(lambda: "Bench 2" in console.request("GET", READERS).body["readers"], 2, "a worker for the new reader")
     assert console.request("POST", BENCH, {"name": "Bench 2"}).status == 400

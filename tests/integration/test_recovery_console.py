@@ -20,9 +20,9 @@ import ssl
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import quote
 
 import pytest
@@ -41,16 +41,24 @@ BENCH_DEFAULT_READER = "NHI Sim Reader 0"
 RECOVERY_SECONDS = 5.0
 """The issue's requirement: the console recovers by itself within 5 s of the fault's end."""
 HC_BASIC = {
-    "statusCode": 0, "cardId": "900000000711", "name": "測試資料", "idNo": "R88855084A",
-    "birthday": "0741201", "sex": "F", "dateIssue": "1070101", "identityStatus": "3",
+    "statusCode": 0,
+    "cardId": "900000000711",
+    "name": "測試資料",
+    "idNo": "R88855084A",
+    "birthday": "0741201",
+    "sex": "F",
+    "dateIssue": "1070101",
+    "identityStatus": "3",
 }
-READER_AND_CARD_CODES = frozenset({
-    StatusCode.READER_IN_USE_GONE,  # 1101: the reader in use went away (pcscd down, reader unplugged)
-    StatusCode.NO_CARD,  # 1102: no card in it (pulled, or not back yet)
-    StatusCode.PCSC_OTHER_ERROR,  # 1119: the PC/SC stack failed under a command
-    StatusCode.HC_LEVEL1_FAILED,  # 1500: the card could not be detected again (contract.md, rule 2)
-    StatusCode.HC_LEVEL2_FAILED,  # 1501: the card could not be authenticated again (contract.md, rule 2)
-})
+READER_AND_CARD_CODES = frozenset(
+    {
+        StatusCode.READER_IN_USE_GONE,  # 1101: the reader in use went away (pcscd down, reader unplugged)
+        StatusCode.NO_CARD,  # 1102: no card in it (pulled, or not back yet)
+        StatusCode.PCSC_OTHER_ERROR,  # 1119: the PC/SC stack failed under a command
+        StatusCode.HC_LEVEL1_FAILED,  # 1500: the card could not be detected again (contract.md, rule 2)
+        StatusCode.HC_LEVEL2_FAILED,  # 1501: the card could not be authenticated again (contract.md, rule 2)
+    }
+)
 """What a HIS may see while a reader or its card is in trouble: the spec's PC/SC codes and the health card's
 level codes. Not 1099 (the console's core not answering), and never an HTTP error."""
 
@@ -118,8 +126,9 @@ class BasicPoller:
 
     def first_ok_sent_after(self, moment: float) -> Answer | None:
         """The first read asked after `moment` that answered OK with the card's data."""
-        return next((answer for answer in self.seen()
-                     if answer.sent >= moment and answer.code == 0 and not answer.detail), None)
+        return next(
+            (answer for answer in self.seen() if answer.sent >= moment and answer.code == 0 and not answer.detail), None
+        )
 
 
 class PullsItselfDuringRead:
@@ -183,8 +192,14 @@ def desk(pcscd: Pcscd, tmp_path: Path) -> Iterator[Desk]:
         bench_card = f"/api/sim/v1/Readers/{quote(BENCH_DEFAULT_READER)}/Card"
         assert console.request("DELETE", bench_card).status == 200
         bridge.connect()
-        wait_for(lambda: console.card_kinds().get(pcscd.reader(0, 0)) == "hc"
-                 and console.card_kinds().get(BENCH_DEFAULT_READER) is None, 10, "only the vpcd reader's health card")
+        wait_for(
+            lambda: (
+                console.card_kinds().get(pcscd.reader(0, 0)) == "hc"
+                and console.card_kinds().get(BENCH_DEFAULT_READER) is None
+            ),
+            10,
+            "only the vpcd reader's health card",
+        )
         default = console.request("POST", "/api/settings/v1/PcscReader/Default", {"readerName": pcscd.reader(0, 0)})
         assert (default.status, default.body["statusCode"]) == (200, 0), default.body
         initial = console.request("POST", "/api/common/v1/Initial", timeout=70)
@@ -202,11 +217,17 @@ def desk(pcscd: Pcscd, tmp_path: Path) -> Iterator[Desk]:
 def recovered(poller: BasicPoller, fault_ended: float, what: str) -> float:
     """Seconds from the fault's end to the first OK read asked after it; fails after the issue's 5 s."""
     try:
-        answer = wait_for(lambda: poller.first_ok_sent_after(fault_ended), RECOVERY_SECONDS,
-                          f"an OK read within {RECOVERY_SECONDS}s of {what}")
+        answer = wait_for(
+            lambda: poller.first_ok_sent_after(fault_ended),
+            RECOVERY_SECONDS,
+            f"an OK read within {RECOVERY_SECONDS}s of {what}",
+        )
     except TimeoutError as error:
-        since = [(round(answer.sent - fault_ended, 2), answer.http_status, answer.code, answer.detail[:90])
-                 for answer in poller.seen() if answer.answered >= fault_ended]
+        since = [
+            (round(answer.sent - fault_ended, 2), answer.http_status, answer.code, answer.detail[:90])
+            for answer in poller.seen()
+            if answer.answered >= fault_ended
+        ]
         raise AssertionError(f"{error}; the reads since: {since}") from None
     seconds = answer.answered - fault_ended
     print(f"\n{what}: recovered in {seconds:.2f}s")
@@ -228,8 +249,12 @@ def assert_only_spec_answers(answers: list[Answer]) -> None:
 def sessions_ended(console: RunningConsole, reader: str) -> int:
     """How often the console has seen the card in `reader` go: removed, or the reader itself (from its event log;
     a quick pcscd restart shows as either, depending on whether the broker's reader discovery polled meanwhile)."""
-    return sum(json.loads(payload)["reader"] == reader for (payload,) in console.database_rows(
-        "SELECT payload FROM events WHERE type IN ('CardRemoved', 'ReaderDetached', 'WorkerLost')"))
+    return sum(
+        json.loads(payload)["reader"] == reader
+        for (payload,) in console.database_rows(
+            "SELECT payload FROM events WHERE type IN ('CardRemoved', 'ReaderDetached', 'WorkerLost')"
+        )
+    )
 
 
 def test_pcscd_restarted_under_a_polling_client(desk: Desk) -> None:
@@ -255,9 +280,13 @@ def test_reader_unplugged_and_replugged_under_a_polling_client(desk: Desk) -> No
         fault_started = time.monotonic()
         desk.pcscd.restart(entries=0)  # pcscd without the vpcd entry: the reader is unplugged
         wait_for(lambda: desk.reader not in desk.console.attached_readers(), 10, "the console to see it unplugged")
-        wait_for(lambda: any(answer.code == StatusCode.READER_IN_USE_GONE
-                             for answer in poller.seen() if answer.sent > fault_started), 5,
-                 "a read answering 1101 while the reader is unplugged")
+        wait_for(
+            lambda: any(
+                answer.code == StatusCode.READER_IN_USE_GONE for answer in poller.seen() if answer.sent > fault_started
+            ),
+            5,
+            "a read answering 1101 while the reader is unplugged",
+        )
         desk.pcscd.restart(entries=entries)  # plugged back in
         desk.put_card_back()
         fault_ended = time.monotonic()
@@ -273,9 +302,11 @@ def test_card_pulled_mid_command_under_a_polling_client(desk: Desk) -> None:
         desk.card.armed = True
         wait_for(desk.card.pulled.is_set, 10, "the card pulled in the middle of a read")
         wait_for(lambda: desk.console.card_kinds().get(desk.reader) is None, 5, "the console to see the card out")
-        wait_for(lambda: any(answer.code == StatusCode.NO_CARD
-                             for answer in poller.seen() if answer.sent > fault_started), 5,
-                 "a read answering 1102 while the card is out")
+        wait_for(
+            lambda: any(answer.code == StatusCode.NO_CARD for answer in poller.seen() if answer.sent > fault_started),
+            5,
+            "a read answering 1102 while the card is out",
+        )
         desk.put_card_back()
         fault_ended = time.monotonic()
         recovered(poller, fault_ended, "the card put back")

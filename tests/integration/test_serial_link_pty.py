@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -107,7 +107,7 @@ def test_pendings_do_not_extend_the_wait_forever(reader: PtyNhiReader, tmp_path:
 @pytest.mark.timeout(60)
 def test_garbage_on_the_line_is_skipped(reader: PtyNhiReader, link: SerialLink) -> None:
     """Noise in front of a command: the device resynchronises and still answers the command."""
-    port = link._port
+    port = link._port  # noqa: SLF001 - writing under the link, as line noise would
     assert port is not None
     port.write(b"\x00\xa5\xff\xffnoise" + encode(Frame(1, 0x99))[:-1])
     status, _ = link.call(CMD_INFO)
@@ -137,7 +137,7 @@ def test_unplug_then_replug(reader: PtyNhiReader, link: SerialLink) -> None:
 def test_a_silent_port_is_not_answering(tmp_path: Path) -> None:
     """A pty nobody serves: every attempt times out, the same frame is resent, then 1202."""
     reader = PtyNhiReader(tmp_path / "ttySilent")
-    reader._open_pty()  # the pty and its link, without the thread that would answer
+    reader._open_pty()  # noqa: SLF001 - the pty and its link, without the thread that would answer
     try:
         link = SerialLink()
         link.open(str(reader.link_path))
@@ -149,7 +149,7 @@ def test_a_silent_port_is_not_answering(tmp_path: Path) -> None:
         assert 0.8 <= time.monotonic() - started < 5
         link.close()
     finally:
-        reader._close_pty()
+        reader._close_pty()  # noqa: SLF001 - undoes _open_pty above
 
 
 @pytest.mark.timeout(60)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import signal
 import ssl
 import threading
 import time
-import http.client
 from pathlib import Path
 
 import pytest
 
-from tests.spec_samples import EMPTY_STATUS
 from tests.integration.console import RunningConsole, alive, descendants, start_console, wait_for
+from tests.spec_samples import EMPTY_STATUS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -58,6 +58,12 @@ def test_calls_are_recorded_and_served_newest_first(console: RunningConsole) -> 
     assert [row["url"] for row in console.request("GET", RECORD).body] == [STATUS]
 
 
+def _two_workers(console: RunningConsole, without: int | None = None) -> list[int]:
+    """The two workers' pids once both run (neither of them `without`); none before."""
+    workers = console.processes()["worker"]
+    return workers if len(workers) == 2 and without not in workers else []
+
+
 def _stream_calls(console: RunningConsole, stop: threading.Event, answered: list[str]) -> None:
     """Keep calling Status; note the uuid of every call the console acknowledged (answered 200)."""
     own = RunningConsole(console.data_dir, console.port, console.process, console.log_path)  # its own connection
@@ -85,8 +91,9 @@ def test_broker_killed_is_restarted_adopts_its_workers_and_loses_no_acknowledged
     console: RunningConsole,
 ) -> None:
     [broker] = wait_for(lambda: console.processes()["broker"], 10, "the broker")
-    workers = wait_for(lambda: len(console.processes()["worker"]) == 2 and console.processes()["worker"], 10, "2 workers")
-    stop, answered = threading.Event(), []
+    workers = wait_for(lambda: _two_workers(console), 10, "2 workers")
+    stop = threading.Event()
+    answered: list[str] = []
     streamer = threading.Thread(target=_stream_calls, args=(console, stop, answered))
     streamer.start()
     try:
@@ -121,22 +128,27 @@ def test_status_answers_within_5s_of_a_broker_kill(console: RunningConsole) -> N
 
 
 def test_worker_killed_is_restarted_and_its_loss_logged(console: RunningConsole) -> None:
-    workers = wait_for(lambda: len(console.processes()["worker"]) == 2 and console.processes()["worker"], 10, "2 workers")
+    workers = wait_for(lambda: _two_workers(console), 10, "2 workers")
     victim = workers[0]
     os.kill(victim, signal.SIGKILL)
     killed_at = time.monotonic()
     replaced = wait_for(
-        lambda: (lambda now: len(now) == 2 and victim not in now and now)(console.processes()["worker"]),
-        5, "a replacement worker",
+        lambda: _two_workers(console, without=victim),
+        5,
+        "a replacement worker",
     )
     assert victim not in replaced
     wait_for(console.status_ok, 5 - (time.monotonic() - killed_at), "Status after the worker restart")
-    lost = wait_for(lambda: console.database_rows("SELECT payload FROM events WHERE type = 'WorkerLost'"), 5,
-                    "a WorkerLost event")
+    lost = wait_for(
+        lambda: console.database_rows("SELECT payload FROM events WHERE type = 'WorkerLost'"), 5, "a WorkerLost event"
+    )
     assert len(lost) == 1
     # The card was lost with its worker; the bench puts it back, as a card that stayed in a real reader.
-    wait_for(lambda: console.card_kinds() == {"NHI Sim Reader 0": "hc", "NHI Sim Reader 1": "hpc"}, 5,
-             "the bench's cards back in their readers")
+    wait_for(
+        lambda: console.card_kinds() == {"NHI Sim Reader 0": "hc", "NHI Sim Reader 1": "hpc"},
+        5,
+        "the bench's cards back in their readers",
+    )
 
 
 def test_sigterm_stops_every_process_it_started(tmp_path: Path) -> None:
@@ -152,7 +164,7 @@ def test_sigterm_stops_every_process_it_started(tmp_path: Path) -> None:
 
 
 def test_a_hung_worker_is_noticed_within_3_heartbeats_and_replaced(console: RunningConsole) -> None:
-    workers = wait_for(lambda: len(console.processes()["worker"]) == 2 and console.processes()["worker"], 10, "2 workers")
+    workers = wait_for(lambda: _two_workers(console), 10, "2 workers")
     victim = workers[1]
     os.kill(victim, signal.SIGSTOP)  # alive as a process, silent as a worker
     stopped_at = time.monotonic()
@@ -183,7 +195,9 @@ def test_status_and_cert_commands(console: RunningConsole, tmp_path: Path) -> No
     script = Path(sys.executable).with_name("nhi-console")
     shown = subprocess.run(
         [str(script), "status", "--data-dir", str(console.data_dir), "--port", str(console.port)],
-        capture_output=True, text=True, timeout=20,
+        capture_output=True,
+        text=True,
+        timeout=20,
     )
     assert shown.returncode == 0, shown.stderr
     lines = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in shown.stdout.splitlines())
@@ -191,12 +205,23 @@ def test_status_and_cert_commands(console: RunningConsole, tmp_path: Path) -> No
     assert lines["SAM"].strip().startswith("0 (none)")
     exported = subprocess.run(
         [str(script), "cert", "--data-dir", str(console.data_dir), "--export", str(tmp_path / "ca.pem")],
-        capture_output=True, text=True, timeout=20,
+        capture_output=True,
+        text=True,
+        timeout=20,
     )
     assert exported.returncode == 0, exported.stderr
     assert (tmp_path / "ca.pem").read_bytes() == console.ca_file.read_bytes()
     stopped = subprocess.run(
-        [str(script), "status", "--data-dir", str(console.data_dir), "--port", str(console.port + 1 if console.port < 65535 else 1)],
-        capture_output=True, text=True, timeout=20,
+        [
+            str(script),
+            "status",
+            "--data-dir",
+            str(console.data_dir),
+            "--port",
+            str(console.port + 1 if console.port < 65535 else 1),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=20,
     )
     assert stopped.returncode == 1 and "not answering" in stopped.stderr

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from broker.credentials.cloud_sam_file import MAGIC, parse_cloud_sam_file
 from tests.integration.console import RunningConsole, alive, wait_for
@@ -41,8 +41,14 @@ BENCH_CLOCK = "/api/sim/v1/Clock"
 
 BENCH_SAM_ID = "901000000047"
 HC_BASIC_PROFILE = {
-    "statusCode": 0, "cardId": "900000000711", "name": "測試資料", "idNo": "R88855084A",
-    "birthday": "0741201", "sex": "F", "dateIssue": "1070101", "identityStatus": "3",
+    "statusCode": 0,
+    "cardId": "900000000711",
+    "name": "測試資料",
+    "idNo": "R88855084A",
+    "birthday": "0741201",
+    "sex": "F",
+    "dateIssue": "1070101",
+    "identityStatus": "3",
 }
 ISO_WITH_OFFSET = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}([+-]\d{2}:\d{2})$")
 
@@ -70,7 +76,9 @@ def new_bench_sam(console: RunningConsole, sam_id: str, contract: str, hospital_
 
 
 def import_sam(console: RunningConsole, context: str, sam_id: str, hospital_id: str = "777777777") -> dict[str, Any]:
-    answer = console.request("POST", CLOUD_SAM, {"samId": sam_id, "hospitalId": hospital_id, "cloudSamContext": context})
+    answer = console.request(
+        "POST", CLOUD_SAM, {"samId": sam_id, "hospitalId": hospital_id, "cloudSamContext": context}
+    )
     assert answer.status == 200
     return dict(answer.body)
 
@@ -95,15 +103,27 @@ def test_initial_without_a_name_opens_the_bench_sam_and_verifies_it(console: Run
     assert code(console, "POST", INITIAL, {"name": BENCH_SAM_ID}) == 1001
 
     basic = console.request("GET", SAM_BASIC).body
-    assert basic == {"statusCode": 0, "samId": BENCH_SAM_ID, "hospitalId": "777777777",
-                     "hospitalName": "測試機構", "hospitalShortName": "測試機構"}
+    assert basic == {
+        "statusCode": 0,
+        "samId": BENCH_SAM_ID,
+        "hospitalId": "777777777",
+        "hospitalName": "測試機構",
+        "hospitalShortName": "測試機構",
+    }
 
     answer = console.request("GET", SERVER_TIME, timeout=70).body
     assert answer["statusCode"] == 0 and re.fullmatch(r"\d{13}", answer["serverDateTime"])
     taipei = datetime.datetime.now(datetime.timezone(datetime.timedelta(hours=8)))
     shown = answer["serverDateTime"]
-    dc_time = datetime.datetime(int(shown[:3]) + 1911, int(shown[3:5]), int(shown[5:7]), int(shown[7:9]),
-                                int(shown[9:11]), int(shown[11:13]), tzinfo=taipei.tzinfo)
+    dc_time = datetime.datetime(
+        int(shown[:3]) + 1911,
+        int(shown[3:5]),
+        int(shown[5:7]),
+        int(shown[7:9]),
+        int(shown[9:11]),
+        int(shown[11:13]),
+        tzinfo=taipei.tzinfo,
+    )
     assert abs((dc_time - taipei).total_seconds()) < 120
 
     assert code(console, "POST", FINALIZE) == 0
@@ -111,7 +131,9 @@ def test_initial_without_a_name_opens_the_bench_sam_and_verifies_it(console: Run
     assert finalized == {
         "hc": {"status": 0, "type": 0, "expireTime": None, "hasPin": None, "verifiedPin": None},
         "hpc": {"status": 0, "type": 0, "expireTime": None},
-        "initialized": False, "name": None, "readerName": None,
+        "initialized": False,
+        "name": None,
+        "readerName": None,
         "sam": {"status": 0, "type": 0, "expireTime": None},
     }
     assert code(console, "POST", FINALIZE) == 1000
@@ -138,8 +160,12 @@ def test_initial_without_a_name_tries_the_last_device_first(console: RunningCons
 
 def test_session_calls_before_initial_answer_1000(console: RunningConsole) -> None:
     for method, path, body in (
-        ("GET", SAM_BASIC, None), ("POST", SAM_VERIFY, None), ("DELETE", SAM_LOGOUT, None),
-        ("POST", SAM_SIGN, {"serviceType": "01"}), ("GET", SERVER_TIME, None), ("POST", FINALIZE, None),
+        ("GET", SAM_BASIC, None),
+        ("POST", SAM_VERIFY, None),
+        ("DELETE", SAM_LOGOUT, None),
+        ("POST", SAM_SIGN, {"serviceType": "01"}),
+        ("GET", SERVER_TIME, None),
+        ("POST", FINALIZE, None),
         ("GET", HC_BASIC, None),
     ):
         assert code(console, method, path, body) == 1000, path
@@ -149,11 +175,16 @@ def test_session_calls_before_initial_answer_1000(console: RunningConsole) -> No
 # --- the SAM ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("contract", "expected"), [("expired", 1302), ("suspended", 1303), ("revoked", 1304),
-                                                    ("active", 0)])
+@pytest.mark.parametrize(
+    ("contract", "expected"), [("expired", 1302), ("suspended", 1303), ("revoked", 1304), ("active", 0)]
+)
 def test_verification_answers_each_contract_state(console: RunningConsole, contract: str, expected: int) -> None:
-    sam_id = {"expired": "901000000201", "suspended": "901000000202", "revoked": "901000000203",
-              "active": "901000000204"}[contract]
+    sam_id = {
+        "expired": "901000000201",
+        "suspended": "901000000202",
+        "revoked": "901000000203",
+        "active": "901000000204",
+    }[contract]
     imported = import_sam(console, new_bench_sam(console, sam_id, contract, "777777778"), sam_id, "777777778")
     assert imported["statusCode"] == 0
     assert imported["sam"]["samId"] == sam_id and imported["sam"]["hospitalId"] == "777777778"
@@ -166,8 +197,10 @@ def test_verification_answers_each_contract_state(console: RunningConsole, contr
     assert after["sam"]["status"] == (2 if expected == 0 else 1) and after["initialized"] is True
     if expected:
         assert code(console, "GET", HC_BASIC) == expected  # SAM level 2 cannot be reached: its own code
-        failures = [json.loads(row[0]) for row in console.database_rows(
-            "SELECT payload FROM events WHERE type = 'SamVerificationFailed'")]
+        failures = [
+            json.loads(row[0])
+            for row in console.database_rows("SELECT payload FROM events WHERE type = 'SamVerificationFailed'")
+        ]
         assert failures[-1]["code"] == expected
 
 
@@ -200,8 +233,11 @@ def test_an_expiring_dc_session_is_verified_again_by_itself(console: RunningCons
     assert code(console, "POST", INITIAL) == 0
     before = status(console)["sam"]["expireTime"]
     assert console.request("POST", BENCH_CLOCK, {"advanceSeconds": 3700}).status == 200
-    wait_for(lambda: status(console)["sam"]["expireTime"] not in (before, None)
-             and status(console)["sam"]["status"] == 2, 15, "the SAM verified again with a later expiry")
+    wait_for(
+        lambda: status(console)["sam"]["expireTime"] not in (before, None) and status(console)["sam"]["status"] == 2,
+        15,
+        "the SAM verified again with a later expiry",
+    )
     renewed = datetime.datetime.fromisoformat(status(console)["sam"]["expireTime"])
     assert renewed > datetime.datetime.fromisoformat(before) + datetime.timedelta(seconds=3600)
     types = event_types(console)
@@ -234,7 +270,9 @@ def test_sam_signature_verifies_with_the_sams_certificate(console: RunningConsol
         signature = base64.b64decode(answer["signature"], validate=True)
         assert len(client_random) == 8 and len(signature) == 256
         signed = client_random + sam_id.encode() + b"777777777" + b"01"
-        certificate.public_key().verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())
+        key = certificate.public_key()
+        assert isinstance(key, rsa.RSAPublicKey)
+        key.verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())
     assert answers[0]["clientRandom"] != answers[1]["clientRandom"]
     for bad in ({"serviceType": "011"}, {"serviceType": 1}, {}):
         refused = console.request("POST", SAM_SIGN, bad)
@@ -277,7 +315,7 @@ def test_cloud_sam_import_list_remove_and_the_file_never_leaks(console: RunningC
     assert code(console, "DELETE", f"{CLOUD_SAM}/{sam_id}") == 1611
 
     # Neither the file, nor its key, nor the context appears in the log, the record or the console's output.
-    key_body = json.loads(raw[len(MAGIC):])["privateKey"].splitlines()[5]
+    key_body = json.loads(raw[len(MAGIC) :])["privateKey"].splitlines()[5]
     secrets = [context[40:100], key_body]
     rows = console.database_rows("SELECT payload FROM events") + console.database_rows("SELECT url FROM calls")
     dumped = "\n".join(str(row) for row in rows) + console.log_path.read_text(errors="replace")

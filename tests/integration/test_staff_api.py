@@ -15,13 +15,19 @@ from urllib.parse import quote
 
 import pytest
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from broker.flows.session import signature_input
 from sim.pki import bench_pki
 from tests.integration.console import RunningConsole, wait_for
 from tests.typed_secrets import (
-    CHANGED_PIN, NEW_PIN, PROFILE_PIN, PROFILE_PUK, WRONG_PIN, WRONG_PUK, files_holding_secrets,
+    CHANGED_PIN,
+    NEW_PIN,
+    PROFILE_PIN,
+    PROFILE_PUK,
+    WRONG_PIN,
+    WRONG_PUK,
+    files_holding_secrets,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -58,8 +64,10 @@ def initialized(console: RunningConsole, profile: str = "hpc-doctor") -> None:
 
 
 def events(console: RunningConsole, type_name: str) -> list[dict[str, Any]]:
-    return [json.loads(row[0]) for row in console.database_rows(
-        "SELECT payload FROM events WHERE type = ? ORDER BY seq", type_name)]
+    return [
+        json.loads(row[0])
+        for row in console.database_rows("SELECT payload FROM events WHERE type = ? ORDER BY seq", type_name)
+    ]
 
 
 def test_doctor_card_pin_basic_signature_and_logout(console: RunningConsole) -> None:
@@ -72,16 +80,23 @@ def test_doctor_card_pin_basic_signature_and_logout(console: RunningConsole) -> 
     expires = datetime.datetime.fromisoformat(after["expireTime"])
     hours = (expires - datetime.datetime.now(datetime.UTC)).total_seconds() / 3600
     assert 7.9 < hours <= 8.0
-    assert call(console, "GET", BASIC) == {"statusCode": 0, "cardId": "100000291508", "idNo": "E123456789",
-                                           "cName": "測試人員4", "eName": "", "birthday": "1979-01-01"}
+    assert call(console, "GET", BASIC) == {
+        "statusCode": 0,
+        "cardId": "100000291508",
+        "idNo": "E123456789",
+        "cName": "測試人員4",
+        "eName": "",
+        "birthday": "1979-01-01",
+    }
     signed = call(console, "POST", SIGN, {"serviceType": "01"})
     assert signed["statusCode"] == 0 and signed["hpcId"] == "100000291508" and signed["hpcIdNo"] == "E123456789"
     assert signed["samId"] == "901000000047" and signed["hospitalId"] == "777777777" and signed["serviceType"] == "01"
     client_random, signature = (base64.b64decode(signed[name], validate=True) for name in ("clientRandom", "signature"))
     assert len(client_random) == 8 and len(signature) == 256
     data = signature_input(client_random, "901000000047", "777777777", "01", "100000291508", "E123456789")
-    bench_pki().staff["hpc-doctor"].certificate.public_key().verify(signature, data, padding.PKCS1v15(),
-                                                                     hashes.SHA256())
+    key = bench_pki().staff["hpc-doctor"].certificate.public_key()
+    assert isinstance(key, rsa.RSAPublicKey)
+    key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
     assert call(console, "DELETE", LOGOUT) == {"statusCode": 0}
     assert hpc(console) == {"status": 0, "type": 0, "expireTime": None}
     assert call(console, "POST", SIGN, {"serviceType": "01"})["statusCode"] == 1402
@@ -156,8 +171,9 @@ def test_a_different_staff_card_ends_the_previous_authentication(console: Runnin
 
 
 def mobile_body(console: RunningConsole, **extra: Any) -> dict[str, Any]:
-    answer = console.request("POST", "/api/sim/v1/MobileHca/Login",
-                             {"profile": "hpc-doctor", "hospitalId": "777777777", **extra})
+    answer = console.request(
+        "POST", "/api/sim/v1/MobileHca/Login", {"profile": "hpc-doctor", "hospitalId": "777777777", **extra}
+    )
     assert answer.status == 200, answer.body
     return dict(answer.body)
 
@@ -165,18 +181,30 @@ def mobile_body(console: RunningConsole, **extra: Any) -> dict[str, Any]:
 def test_mobile_hca_login_and_each_refusal(console: RunningConsole) -> None:
     initialized(console)
     body = mobile_body(console)
-    assert set(body) == {"idNo", "birthday", "cName", "eName", "hospitalId", "medId", "loginDateTime",
-                         "signatureCertificate", "signature"}
+    assert set(body) == {
+        "idNo",
+        "birthday",
+        "cName",
+        "eName",
+        "hospitalId",
+        "medId",
+        "loginDateTime",
+        "signatureCertificate",
+        "signature",
+    }
     tampered = bytearray(base64.b64decode(body["signature"]))
     tampered[0] ^= 0xFF
-    assert call(console, "POST", MOBILE, {**body, "signature": base64.b64encode(tampered).decode()})["statusCode"] == 1430
+    assert (
+        call(console, "POST", MOBILE, {**body, "signature": base64.b64encode(tampered).decode()})["statusCode"] == 1430
+    )
     assert call(console, "POST", MOBILE, {**body, "idNo": "A123456789"})["statusCode"] == 1430
     other_hospital = mobile_body(console, hospitalId="987654321")
     assert call(console, "POST", MOBILE, other_hospital)["statusCode"] == 1431
     stale_time = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert call(console, "POST", MOBILE, mobile_body(console, loginDateTime=stale_time))["statusCode"] == 1421
-    revoked = console.request("POST", "/api/sim/v1/MobileHca/Login", {"profile": "hpc-revoked",
-                                                                      "hospitalId": "777777777"}).body
+    revoked = console.request(
+        "POST", "/api/sim/v1/MobileHca/Login", {"profile": "hpc-revoked", "hospitalId": "777777777"}
+    ).body
     assert call(console, "POST", MOBILE, revoked)["statusCode"] == 1424
     assert hpc(console)["status"] == 1
     assert [event["code"] for event in events(console, "MobileHcaRejected")] == [1430, 1430, 1431, 1421, 1424]

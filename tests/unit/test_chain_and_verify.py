@@ -30,7 +30,7 @@ def build_log(path: Path) -> SqliteEventStore:
     """50 events and 30 calls over 5 transactions; the store is left open (like a running console)."""
     store = SqliteEventStore(path, durability="normal")
     e = c = 0
-    for batch in range(5):
+    for _batch in range(5):
         for _ in range(10):
             e += 1
             payload = json.dumps({"n": e, "who": f"pseudonym-{e}"}).encode()
@@ -112,26 +112,18 @@ def test_verify_while_the_writer_is_open(tmp_path: Path) -> None:
             ("events", 20),
             id="edit-payload",
         ),
-        pytest.param(
-            [("UPDATE events SET type = 'card.removed' WHERE seq = 7", ())], ("events", 7), id="edit-type"
-        ),
+        pytest.param([("UPDATE events SET type = 'card.removed' WHERE seq = 7", ())], ("events", 7), id="edit-type"),
         pytest.param(
             [("UPDATE events SET recorded_at = ? WHERE seq = 33", ("2024-05-23T15:38:00.2514273+08:00",))],
             ("events", 33),
             id="edit-timestamp",
         ),
-        pytest.param(
-            [("UPDATE events SET version = 9 WHERE seq = 1", ())], ("events", 1), id="edit-version-first-row"
-        ),
-        pytest.param(
-            [("UPDATE calls SET status_code = 500 WHERE seq = 12", ())], ("calls", 12), id="edit-call-status"
-        ),
+        pytest.param([("UPDATE events SET version = 9 WHERE seq = 1", ())], ("events", 1), id="edit-version-first-row"),
+        pytest.param([("UPDATE calls SET status_code = 500 WHERE seq = 12", ())], ("calls", 12), id="edit-call-status"),
         pytest.param(
             [("UPDATE calls SET url = '/api/other' WHERE seq = 30", ())], ("calls", 30), id="edit-last-call-url"
         ),
-        pytest.param(
-            [("DELETE FROM events WHERE seq = 25", ())], ("events", 25), id="delete-middle-event"
-        ),
+        pytest.param([("DELETE FROM events WHERE seq = 25", ())], ("events", 25), id="delete-middle-event"),
         pytest.param([("DELETE FROM calls WHERE seq = 1", ())], ("calls", 1), id="delete-first-call"),
         pytest.param(
             [
@@ -159,12 +151,8 @@ def test_verify_while_the_writer_is_open(tmp_path: Path) -> None:
             ("events", 10),
             id="swap-two-rows-with-hashes",
         ),
-        pytest.param(
-            [("DELETE FROM events WHERE seq >= 46", ())], ("events", 46), id="truncate-last-events"
-        ),
-        pytest.param(
-            [("DELETE FROM calls WHERE seq = 30", ())], ("calls", 30), id="truncate-last-call"
-        ),
+        pytest.param([("DELETE FROM events WHERE seq >= 46", ())], ("events", 46), id="truncate-last-events"),
+        pytest.param([("DELETE FROM calls WHERE seq = 30", ())], ("calls", 30), id="truncate-last-call"),
         pytest.param(
             [("UPDATE chain_heads SET hash = zeroblob(32) WHERE name = 'events'", ())],
             ("events", 50),
@@ -215,9 +203,7 @@ def test_forged_row_correctly_chained_is_beyond_the_head(copy: Path) -> None:
         (last_hash,) = conn.execute("SELECT hash FROM events WHERE seq = 50").fetchone()
         payload = b'{"forged":true}'
         digest = chain.link(last_hash, chain.event_bytes(51, TS, "forged", 1, payload))
-        conn.execute(
-            "INSERT INTO events VALUES (51, ?, 'forged', 1, ?, ?, ?)", (TS, payload, last_hash, digest)
-        )
+        conn.execute("INSERT INTO events VALUES (51, ?, 'forged', 1, ?, ?, ?)", (TS, payload, last_hash, digest))
         conn.commit()
     finally:
         conn.close()
@@ -290,9 +276,7 @@ def single_change(draw: st.DrawFn) -> tuple[str, int, str, object]:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(change=single_change())
-def test_any_single_cell_change_is_found_at_that_row(
-    original: Path, change: tuple[str, int, str, object]
-) -> None:
+def test_any_single_cell_change_is_found_at_that_row(original: Path, change: tuple[str, int, str, object]) -> None:
     table, seq, column, value = change
     with tempfile.TemporaryDirectory() as scratch:
         path = copy_db(original, Path(scratch) / "copy.sqlite3")
@@ -417,6 +401,6 @@ def test_canonical_bytes_are_unambiguous() -> None:
     )
     assert chain.event_bytes(7, "ts", "t", -1, b"abc") == expected
     with pytest.raises(TypeError):
-        chain.event_bytes(1, "x", 5, 1, b"")  # type: ignore[arg-type]
+        chain.event_bytes(1, "x", 5, 1, b"")  # type: ignore[arg-type]  # deliberately off-type
     with pytest.raises(TypeError):
         chain.call_bytes(1, "u", "u", "t", True)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import zmq
@@ -19,7 +19,7 @@ class StandInBroker:
     def __init__(self, endpoint: str, mode: str) -> None:
         self.mode = mode
         self.received: list[Request] = []
-        self._context = zmq.Context.instance()
+        self._context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self._socket = self._context.socket(zmq.ROUTER)
         self._socket.bind(endpoint)
         self._stop = threading.Event()
@@ -38,7 +38,9 @@ class StandInBroker:
                 continue
             if self.mode == "stale-then-echo":
                 self._socket.send_multipart([identity, *build(Reply(id="stale", code=9, body={}))])
-            self._socket.send_multipart([identity, *build(Reply(id=request.id, code=0, body={"command": request.command}))])
+            self._socket.send_multipart(
+                [identity, *build(Reply(id=request.id, code=0, body={"command": request.command}))]
+            )
 
     def close(self) -> None:
         self._stop.set()
@@ -101,7 +103,10 @@ def test_threads_each_get_their_own_socket(endpoint: str) -> None:
     for broker in _broker(endpoint, "echo"):
         client = CoreClient(endpoint, timeout=2)
         codes: list[int] = []
-        threads = [threading.Thread(target=lambda: codes.append(client.call("GetStatus").code)) for _ in range(8)]
+        threads = [
+            threading.Thread(target=lambda: codes.append(client.call("GetStatus").code))  # noqa: B023 - joined below
+            for _ in range(8)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:

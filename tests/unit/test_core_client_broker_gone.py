@@ -76,7 +76,7 @@ def _client_sees_no_broker(client: CoreClient) -> bool:
 
     Polled from the thread that makes the client's calls, which owns the socket.
     """
-    socket, _ = client._socket()
+    socket, _ = client._socket()  # noqa: SLF001 - the socket's own state is what is looked at
     return not socket.poll(0, zmq.POLLOUT)
 
 

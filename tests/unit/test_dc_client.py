@@ -27,7 +27,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from broker.dc.seam import CardCryptogram, DataCenter, DcError, DcSession, ImportedVirtualHc, NoDataCenter
 from broker.dc.answers import (
     DC_ERRORS,
     MAX_ANSWER_BYTES,
@@ -46,6 +45,7 @@ from broker.dc.answers import (
     virtual_hc_card,
 )
 from broker.dc.client import HttpsDataCenter
+from broker.dc.seam import CardCryptogram, DataCenter, DcError, DcSession, ImportedVirtualHc, NoDataCenter
 from contract.status_codes import StatusCode
 
 pytestmark = pytest.mark.timeout(10)
@@ -104,7 +104,9 @@ def test_a_200_is_its_json_object() -> None:
     assert interpret_answer("Time", 200, body({"serverTime": "x", "extra": [1]})) == {"serverTime": "x", "extra": [1]}
 
 
-@pytest.mark.parametrize("status", [201, 204, 301, 302, 304, 402, 405, 408, 411, 418, 422, 429, 500, 502, 503, 504, 599])
+@pytest.mark.parametrize(
+    "status", [201, 204, 301, 302, 304, 402, 405, 408, 411, 418, 422, 429, 500, 502, 503, 504, 599]
+)
 def test_5xx_and_unlisted_statuses_are_1702_whatever_the_body(status: int) -> None:
     for content in (b"", b"<html>", body({"error": "sessionExpired"}), body({"nonce": b64(bytes(16))})):
         with pytest.raises(DcError) as raised:
@@ -213,7 +215,9 @@ def test_parse_nonce_refuses_anything_but_strict_base64_of_16_bytes(nonce: objec
 
 def test_parse_session() -> None:
     session = parse_session("X", GOOD_SESSION)
-    assert session == DcSession(TOKEN, dt.datetime(2024, 1, 1, 13, 34, 56, tzinfo=TAIPEI), "777777777", "測試機構", "測試")
+    assert session == DcSession(
+        TOKEN, dt.datetime(2024, 1, 1, 13, 34, 56, tzinfo=TAIPEI), "777777777", "測試機構", "測試"
+    )
     assert TOKEN not in repr(session)
 
 
@@ -277,7 +281,7 @@ def test_parse_card_cryptogram_refuses_wrong_sizes_and_types(name: str, value: o
 
 
 def test_parse_verified() -> None:
-    assert parse_verified("X", {"authenticated": True}) is None
+    parse_verified("X", {"authenticated": True})  # returns (None) rather than raising
     with pytest.raises(DcError) as raised:
         parse_verified("X", {"authenticated": False})
     assert (raised.value.code, raised.value.reason) == (StatusCode.DC_UNDEFINED_ERROR, "authenticationFailed")
@@ -291,7 +295,7 @@ def test_parse_verified_takes_only_a_literal_true(answer: dict[str, Any]) -> Non
 def make_crl(revoked_serials: tuple[int, ...] = (), name: str = "test HCA issuing CA") -> bytes:
     """A throwaway CRL, DER (EC P-256: fast to sign); its content is the DC's business, not the client's."""
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
@@ -511,7 +515,7 @@ def make_identity(directory: Path, name: str) -> TlsIdentity:
     """A throwaway self-signed certificate for 127.0.0.1 (EC P-256: fast to make)."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"test DC {name}")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -614,7 +618,8 @@ class ScriptedHandler(BaseHTTPRequestHandler):
         if isinstance(answer, Raw):
             self.wfile.write(answer.data)
             return
-        status, value = answer  # type: ignore[misc]
+        assert isinstance(answer, tuple), answer
+        status, value = answer
         data = value if isinstance(value, bytes) else json.dumps(value).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -738,7 +743,7 @@ def test_happy_path_of_every_method(dc: Dc) -> None:
     assert client.card_challenge(session.token, CARD_NUMBER, challenge) == CardCryptogram(
         "auth-1", bytes(range(32)), bytes(range(8))
     )
-    assert client.card_verify(session.token, "auth-1", response) is None
+    client.card_verify(session.token, "auth-1", response)  # returns (None) rather than raising
 
     (sam_challenge,) = dc.script.requests("Sam/Challenge")
     (sam_login,) = dc.script.requests("Sam/Login")
@@ -813,12 +818,16 @@ def test_hca_crls_refuses_a_malformed_answer_with_1799_and_no_retry(dc: Dc, answ
 
 
 def test_hca_crls_refuses_a_certificate_in_place_of_a_crl(dc: Dc, identities: tuple[TlsIdentity, TlsIdentity]) -> None:
-    certificate = x509.load_pem_x509_certificate(identities[0].cert.read_bytes()).public_bytes(serialization.Encoding.DER)
+    certificate = x509.load_pem_x509_certificate(identities[0].cert.read_bytes()).public_bytes(
+        serialization.Encoding.DER
+    )
     dc.script.on("Crl", (200, {"crls": [b64(certificate)]}))
     expect(StatusCode.DC_UNDEFINED_ERROR, dc.client().hca_crls, "badAnswer")
 
 
-@pytest.mark.parametrize(("first", "code"), [((503, b""), StatusCode.DC_HTTP_ERROR), (CLOSE, StatusCode.DC_CONNECTION_FAILED)])
+@pytest.mark.parametrize(
+    ("first", "code"), [((503, b""), StatusCode.DC_HTTP_ERROR), (CLOSE, StatusCode.DC_CONNECTION_FAILED)]
+)
 def test_hca_crls_is_retried_once_after_1700_or_1702(
     dc: Dc, crls: tuple[bytes, bytes], first: object, code: StatusCode
 ) -> None:
@@ -855,7 +864,9 @@ def test_sam_challenge_after_a_closed_connection_is_retried_once_and_succeeds(dc
     assert len(dc.script.requests("Sam/Challenge")) == 2
 
 
-@pytest.mark.parametrize(("first", "code"), [((503, b""), StatusCode.DC_HTTP_ERROR), (CLOSE, StatusCode.DC_CONNECTION_FAILED)])
+@pytest.mark.parametrize(
+    ("first", "code"), [((503, b""), StatusCode.DC_HTTP_ERROR), (CLOSE, StatusCode.DC_CONNECTION_FAILED)]
+)
 def test_a_retried_call_is_retried_only_once(dc: Dc, first: object, code: StatusCode) -> None:
     dc.script.on("Time", first, first, (200, {"serverTime": "2024-01-01T12:34:56+08:00"}))
     dc.script.on("Sam/Challenge", first, first, (200, {"nonce": b64(bytes(16))}))
@@ -963,7 +974,9 @@ def test_the_virtual_card_and_notes_calls_over_https(dc: Dc) -> None:
 
     assert client.virtual_hc_verify(TOKEN, "tok_1", 3, 1_900_000_000) == 2
     assert client.virtual_hc_export(TOKEN, "tok_1", CARD, 1_900_000_000, 3) == TRANSFER_TOKEN
-    assert client.virtual_hc_import(TOKEN, TRANSFER_TOKEN) == ImportedVirtualHc("new_Token-id01", CARD, 1_900_000_000, 3)
+    assert client.virtual_hc_import(TOKEN, TRANSFER_TOKEN) == ImportedVirtualHc(
+        "new_Token-id01", CARD, 1_900_000_000, 3
+    )
     assert client.card_notes(TOKEN, CARD_NUMBER) == b"NHI-SIM-NOTES v1"
 
     (verify,) = dc.script.requests("VirtualHc/Verify")
@@ -1012,8 +1025,12 @@ def new_call(client: HttpsDataCenter, endpoint: str) -> Callable[[], object]:
 
 
 @pytest.mark.parametrize("endpoint", ["VirtualHc/Verify", "VirtualHc/Export", "VirtualHc/Import", "RealHc/Notes"])
-@pytest.mark.parametrize(("first", "code"), [((503, b""), StatusCode.DC_HTTP_ERROR), (CLOSE, StatusCode.DC_CONNECTION_FAILED)])
-def test_the_virtual_card_and_notes_calls_are_never_retried(dc: Dc, endpoint: str, first: object, code: StatusCode) -> None:
+@pytest.mark.parametrize(
+    ("first", "code"), [((503, b""), StatusCode.DC_HTTP_ERROR), (CLOSE, StatusCode.DC_CONNECTION_FAILED)]
+)
+def test_the_virtual_card_and_notes_calls_are_never_retried(
+    dc: Dc, endpoint: str, first: object, code: StatusCode
+) -> None:
     dc.script.on(endpoint, first, (200, {}))
     expect(code, new_call(dc.client(), endpoint))
     assert len(dc.script.requests(endpoint)) == 1
@@ -1045,7 +1062,9 @@ def test_no_error_or_log_line_carries_a_transfer_token_or_card_data(
     for text in (str(error), repr(error), error.reason, *map(str, error.args), traceback_text, caplog.text):
         for secret in (TOKEN, TRANSFER_TOKEN, *TRANSFER_TOKEN.split("."), CARD["name"], CARD["idNo"], CARD["cardId"]):
             assert secret not in text
-    assert [record.getMessage() for record in caplog.records] == [f"DC {endpoint} -> {error_status(answer)}/{error.code}"]
+    assert [record.getMessage() for record in caplog.records] == [
+        f"DC {endpoint} -> {error_status(answer)}/{error.code}"
+    ]
 
 
 def test_a_malformed_success_answer_over_the_wire_is_1799(dc: Dc) -> None:
@@ -1099,7 +1118,9 @@ def test_no_error_or_log_line_carries_the_token_or_the_card_number(
     for text in (str(error), repr(error), error.reason, *map(str, error.args), traceback_text, caplog.text):
         assert TOKEN not in text
         assert CARD_NUMBER not in text
-    assert [record.getMessage() for record in caplog.records] == [f"DC Cards/Challenge -> {error_status(answer)}/{error.code}"]
+    assert [record.getMessage() for record in caplog.records] == [
+        f"DC Cards/Challenge -> {error_status(answer)}/{error.code}"
+    ]
 
 
 def error_status(answer: object) -> str:

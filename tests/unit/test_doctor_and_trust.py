@@ -11,26 +11,46 @@ import pytest
 
 from deploy import doctor
 from deploy.doctor import (
-    FAIL, OK, WARN, CertificateState, DirState, PortAccess, ServiceUser, check_certificate, check_data_center,
-    check_data_dir, check_pcscd, check_port, check_readers, check_serial, listening_inodes, may, report,
+    FAIL,
+    OK,
+    WARN,
+    CertificateState,
+    DirState,
+    PortAccess,
+    ServiceUser,
+    check_certificate,
+    check_data_center,
+    check_data_dir,
+    check_pcscd,
+    check_port,
+    check_readers,
+    check_serial,
+    listening_inodes,
+    may,
+    report,
 )
 from deploy.trust import _same_certificate, install_name, nss_databases, system_store_file
 
 CLINIC = ServiceUser("nhi-console", 990, frozenset({990, 20}))  # 20: dialout
-NOW = _dt.datetime(2026, 12, 3, tzinfo=_dt.timezone.utc)
+NOW = _dt.datetime(2026, 12, 3, tzinfo=_dt.UTC)
 DATA = Path("/var/lib/nhi-console")
 
 
-@pytest.mark.parametrize(("mode", "owner", "group", "want", "allowed"), [
-    (0o700, 990, 990, os.R_OK | os.W_OK, True),     # its own
-    (0o700, 0, 0, os.W_OK, False),                   # root's, private
-    (0o660, 0, 20, os.R_OK | os.W_OK, True),         # dialout's, and it is in dialout
-    (0o660, 0, 5, os.R_OK | os.W_OK, False),         # tty's, not in it
-    (0o606, 0, 5, os.R_OK | os.W_OK, True),          # anyone's
-    (0o640, 990, 20, os.W_OK, True),
-    (0o460, 990, 20, os.W_OK, False),                # owner bits, not group bits, apply to the owner
-])
-def test_permissions_are_judged_like_the_kernel_does(mode: int, owner: int, group: int, want: int, allowed: bool) -> None:
+@pytest.mark.parametrize(
+    ("mode", "owner", "group", "want", "allowed"),
+    [
+        (0o700, 990, 990, os.R_OK | os.W_OK, True),  # its own
+        (0o700, 0, 0, os.W_OK, False),  # root's, private
+        (0o660, 0, 20, os.R_OK | os.W_OK, True),  # dialout's, and it is in dialout
+        (0o660, 0, 5, os.R_OK | os.W_OK, False),  # tty's, not in it
+        (0o606, 0, 5, os.R_OK | os.W_OK, True),  # anyone's
+        (0o640, 990, 20, os.W_OK, True),
+        (0o460, 990, 20, os.W_OK, False),  # owner bits, not group bits, apply to the owner
+    ],
+)
+def test_permissions_are_judged_like_the_kernel_does(
+    mode: int, owner: int, group: int, want: int, allowed: bool
+) -> None:
     assert may(CLINIC, mode, owner, group, want) is allowed
 
 
@@ -54,7 +74,9 @@ def test_each_check_names_the_problem_and_its_fix() -> None:
     unwritable = check_data_dir(CLINIC, DirState(DATA, True, False, "root"))
     assert unwritable.verdict == FAIL and "not writable by nhi-console (owner root)" in unwritable.detail
     assert "chown -R nhi-console:" in unwritable.fix
-    loose = check_data_dir(CLINIC, DirState(DATA, True, True, "nhi-console", ("/var/lib/nhi-console/tls/server-key.pem",)))
+    loose = check_data_dir(
+        CLINIC, DirState(DATA, True, True, "nhi-console", ("/var/lib/nhi-console/tls/server-key.pem",))
+    )
     assert loose.verdict == FAIL and loose.fix == "chmod 0600 /var/lib/nhi-console/tls/server-key.pem"
     assert check_data_center(None, None).verdict == WARN
     assert check_data_center("https://dc.example", "not reachable (Connection refused)").verdict == FAIL
@@ -75,7 +97,9 @@ def test_the_certificate_its_renewal_and_where_it_is_trusted() -> None:
     assert expired.verdict == FAIL
     [_, nowhere] = check_certificate(certificate(400, {}), NOW, DATA)
     assert nowhere.verdict == FAIL and nowhere.fix == f"sudo nhi-console cert --install --data-dir {DATA}"
-    [_, stale] = check_certificate(certificate(400, {"NSS database ~/.pki/nssdb": False, "system store": True}), NOW, DATA)
+    [_, stale] = check_certificate(
+        certificate(400, {"NSS database ~/.pki/nssdb": False, "system store": True}), NOW, DATA
+    )
     assert stale.verdict == FAIL and "an old CA" in stale.detail and "~/.pki/nssdb" in stale.detail
 
 
@@ -115,8 +139,10 @@ def test_the_users_nss_databases_are_chromiums_and_each_firefox_profiles(tmp_pat
         (home / profile).mkdir(parents=True)
         (home / profile / "cert9.db").write_bytes(b"")
     (home / ".mozilla/firefox/no-db").mkdir()
-    assert nss_databases(home) == [home / ".mozilla/firefox/ab12.default-release",
-                                   home / "snap/firefox/common/.mozilla/firefox/x.default"]
+    assert nss_databases(home) == [
+        home / ".mozilla/firefox/ab12.default-release",
+        home / "snap/firefox/common/.mozilla/firefox/x.default",
+    ]
 
 
 def test_certificates_are_compared_by_content_not_by_layout() -> None:
@@ -131,10 +157,15 @@ def test_the_doctor_reads_what_a_serving_console_wrote(tmp_path: Path) -> None:
 
     run_dir = console_paths(tmp_path).run_dir
     run_dir.mkdir(parents=True)
-    (run_dir / "serve.json").write_text(f'{{"pid": {os.getpid()}, "port": 6001, "dcUrl": "https://127.0.0.1:1", '
-                                        '"dcCa": null, "serialPorts": ["/dev/ttyNHI"]}')
+    (run_dir / "serve.json").write_text(
+        f'{{"pid": {os.getpid()}, "port": 6001, "dcUrl": "https://127.0.0.1:1", '
+        '"dcCa": null, "serialPorts": ["/dev/ttyNHI"]}'
+    )
     served = doctor.read_served(tmp_path)
-    assert served is not None and (served.port, served.dc_url, served.serial_ports) == (6001, "https://127.0.0.1:1",
-                                                                                         ["/dev/ttyNHI"])
+    assert served is not None and (served.port, served.dc_url, served.serial_ports) == (
+        6001,
+        "https://127.0.0.1:1",
+        ["/dev/ttyNHI"],
+    )
     (run_dir / "serve.json").write_text('{"pid": 999999999, "port": 6001}')  # a console that is gone
     assert doctor.read_served(tmp_path) is None

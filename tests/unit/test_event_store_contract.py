@@ -96,9 +96,7 @@ def test_events_returns_everything_oldest_first(store: EventStore) -> None:
     for n in range(1, 6):
         _event(store, n)
     store.commit()
-    assert list(store.events()) == [
-        StoredEvent(n, TS, f"type-{n}", 1, f"payload-{n}".encode()) for n in range(1, 6)
-    ]
+    assert list(store.events()) == [StoredEvent(n, TS, f"type-{n}", 1, f"payload-{n}".encode()) for n in range(1, 6)]
 
 
 def test_events_after_filters_by_seq(store: EventStore) -> None:
@@ -154,7 +152,7 @@ def test_bytearray_payload_is_stored_as_bytes_and_not_aliased(store: EventStore)
 
 def test_str_payload_is_refused(store: EventStore) -> None:
     with pytest.raises(TypeError):
-        store.append_event("t", 1, "not bytes", TS)  # type: ignore[arg-type]
+        store.append_event("t", 1, "not bytes", TS)  # type: ignore[arg-type]  # deliberately off-type
 
 
 def test_pending_events_are_visible_to_the_same_store(store: EventStore) -> None:
@@ -292,9 +290,7 @@ def test_committed_work_survives_restart_and_uncommitted_does_not(harness: Harne
 
     store = harness.restart()
 
-    assert list(store.events()) == [
-        StoredEvent(n, TS, f"type-{n}", 1, f"payload-{n}".encode()) for n in (1, 2)
-    ]
+    assert list(store.events()) == [StoredEvent(n, TS, f"type-{n}", 1, f"payload-{n}".encode()) for n in (1, 2)]
     assert store.calls_newest_first(0, 10) == [CallRecord(1, "/api/call/1", "uuid-1", TS, 200)]
     assert store.last_call_seq() == 1
 
@@ -426,24 +422,19 @@ def test_sqlite_rows_are_hash_chained_and_head_follows_commits(db_path: Path) ->
         reader = _read_only(db_path)
         try:
             rows = reader.execute(
-                "SELECT seq, recorded_at, type, version, payload, prev_hash, hash"
-                " FROM events ORDER BY seq"
+                "SELECT seq, recorded_at, type, version, payload, prev_hash, hash FROM events ORDER BY seq"
             ).fetchall()
             prev = chain.GENESIS
             for seq, recorded_at, type_, version, payload, prev_hash, digest in rows:
                 assert prev_hash == prev
-                assert digest == chain.link(
-                    prev, chain.event_bytes(seq, recorded_at, type_, version, payload)
-                )
+                assert digest == chain.link(prev, chain.event_bytes(seq, recorded_at, type_, version, payload))
                 prev = digest
             assert reader.execute("SELECT seq, hash FROM chain_heads WHERE name = 'events'").fetchone() == (
                 2,
                 prev,
             )
             (call_hash,) = reader.execute("SELECT hash FROM calls").fetchone()
-            assert call_hash == chain.link(
-                chain.GENESIS, chain.call_bytes(1, "/api/call/1", "uuid-1", TS, 200)
-            )
+            assert call_hash == chain.link(chain.GENESIS, chain.call_bytes(1, "/api/call/1", "uuid-1", TS, 200))
             store.commit()
             assert reader.execute("SELECT seq FROM chain_heads WHERE name = 'events'").fetchone() == (3,)
         finally:
@@ -594,9 +585,7 @@ def test_sqlite_real_crash_keeps_only_committed_work(db_path: Path) -> None:
         os._exit(9)
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2], timeout=30
-    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2], timeout=30)
     assert result.returncode == 9
     store = SqliteEventStore(db_path)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Callable
 from typing import Any
 
 import falcon
@@ -30,8 +31,12 @@ SNAPSHOT = {"status": EMPTY_STATUS, "readers": [{"name": "R0", "card": None}], "
 
 
 def test_messages_and_comments_read_back() -> None:
-    stream = (sse.retry(1000) + sse.comment("heartbeat") + sse.message("card-inserted", '{"reader":"R0"}', "5-0")
-              + sse.message("call-recorded", '{"url":"/x"}'))
+    stream = (
+        sse.retry(1000)
+        + sse.comment("heartbeat")
+        + sse.message("card-inserted", '{"reader":"R0"}', "5-0")
+        + sse.message("call-recorded", '{"url":"/x"}')
+    )
     parser = sse.Parser()
     messages = parser.feed(stream)
     assert [(m.event, m.data, m.id) for m in messages] == [
@@ -44,7 +49,9 @@ def test_messages_and_comments_read_back() -> None:
 def test_line_breaks_of_every_kind_and_multi_line_data() -> None:
     parser = sse.Parser()
     assert [(m.event, m.data) for m in parser.feed(b"event: a\r\ndata: 1\rdata: 2\n\r\n: c\n\ndata:x\n\n")] == [
-        ("a", "1\n2"), ("message", "x")]
+        ("a", "1\n2"),
+        ("message", "x"),
+    ]
 
 
 def test_a_field_cannot_carry_a_line_break() -> None:
@@ -53,19 +60,26 @@ def test_a_field_cannot_carry_a_line_break() -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["snapshot", "card-removed", "level-changed"]),
-                          st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"),
-                                  max_size=30)), max_size=8),
-       st.lists(st.integers(min_value=1, max_value=40), max_size=20))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["snapshot", "card-removed", "level-changed"]),
+            st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\r\n"), max_size=30),
+        ),
+        max_size=8,
+    ),
+    st.lists(st.integers(min_value=1, max_value=40), max_size=20),
+)
 def test_any_chunking_reads_the_same_messages(messages: list[tuple[str, str]], cuts: list[int]) -> None:
     wire = b"".join(sse.message(event, data, f"{index}-0") for index, (event, data) in enumerate(messages))
     parser, found, start = sse.Parser(), [], 0
     for cut in cuts:
-        found += parser.feed(wire[start:start + cut])
+        found += parser.feed(wire[start : start + cut])
         start += cut
     found += parser.feed(wire[start:])
     assert [(m.event, m.data, m.id) for m in found] == [
-        (event, data, f"{index}-0") for index, (event, data) in enumerate(messages)]
+        (event, data, f"{index}-0") for index, (event, data) in enumerate(messages)
+    ]
 
 
 # --- the resource over a fake broker ---------------------------------------------------------------------
@@ -78,8 +92,9 @@ class StreamingCore(FakeCore):
         super().__init__()
         self.answers = answers
 
-    def call(self, command: str, args: dict[str, Any] | None = None, call: Any = None,
-             timeout: float | None = None) -> Reply:
+    def call(
+        self, command: str, args: dict[str, Any] | None = None, call: Any = None, timeout: float | None = None
+    ) -> Reply:
         if command != "WaitForEvents":
             return super().call(command, args, call, timeout)
         super().call(command, args, call, timeout)
@@ -89,23 +104,36 @@ class StreamingCore(FakeCore):
 
 
 def client_for(core: FakeCore, max_streams: int = 8) -> falcon.testing.TestClient:
-    app = create_app(core, VersionInfo("1", "/x"), stream=StreamSettings(heartbeat_seconds=15, max_streams=max_streams))
+    stream = StreamSettings(heartbeat_seconds=15, max_streams=max_streams)
+    app = create_app(core, VersionInfo("1", "/x"), stream=stream)  # type: ignore[arg-type]  # a stand-in core
     return falcon.testing.TestClient(app, headers=HOST)
 
 
 def test_a_stream_is_a_snapshot_then_events_and_calls_then_ends_when_the_broker_goes() -> None:
-    core = StreamingCore([
-        {"position": [3, 0], "lastCall": 9, "events": [], "calls": [], "snapshot": SNAPSHOT},
-        {"position": [4, 1], "lastCall": 10, "calls": [{"url": "/api/common/v1/Status", "statusCode": 0}],
-         "events": [{"id": "4-0", "type": "card-inserted", "data": {"reader": "R0", "kind": "hc"}},
-                    {"id": "4-1", "type": "level-changed", "data": {"card": "hc", "status": 1}}]},
-    ])
+    core = StreamingCore(
+        [
+            {"position": [3, 0], "lastCall": 9, "events": [], "calls": [], "snapshot": SNAPSHOT},
+            {
+                "position": [4, 1],
+                "lastCall": 10,
+                "calls": [{"url": "/api/common/v1/Status", "statusCode": 0}],
+                "events": [
+                    {"id": "4-0", "type": "card-inserted", "data": {"reader": "R0", "kind": "hc"}},
+                    {"id": "4-1", "type": "level-changed", "data": {"card": "hc", "status": 1}},
+                ],
+            },
+        ]
+    )
     response = client_for(core).simulate_get("/api/events/v1/Stream")
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
     messages = sse.Parser().feed(response.content)
     assert [(m.event, m.id) for m in messages] == [
-        ("snapshot", "3-0"), ("card-inserted", "4-0"), ("level-changed", "4-1"), ("call-recorded", "4-1")]
+        ("snapshot", "3-0"),
+        ("card-inserted", "4-0"),
+        ("level-changed", "4-1"),
+        ("call-recorded", "4-1"),
+    ]
     assert json.loads(messages[0].data) == SNAPSHOT
     polls = [sent.args for sent in core.sent if sent.command == "WaitForEvents"]
     assert polls[0] == {"after": None, "afterCall": None, "waitSeconds": 0}
@@ -134,12 +162,20 @@ def test_a_broker_that_is_not_there_is_a_503_and_gives_its_slot_back() -> None:
 def test_streams_beyond_the_limit_are_refused_until_one_ends() -> None:
     answer = {"position": [1, 0], "lastCall": 0, "events": [], "calls": [], "snapshot": SNAPSHOT}
     core = StreamingCore([dict(answer) for _ in range(4)])
-    app = create_app(core, VersionInfo("1", "/x"), stream=StreamSettings(max_streams=1))
+    app = create_app(core, VersionInfo("1", "/x"), stream=StreamSettings(max_streams=1))  # type: ignore[arg-type]  # a stand-in core
     environ = falcon.testing.create_environ("/api/events/v1/Stream", headers=HOST)
     started: list[str] = []
-    body = app(environ, lambda status, headers: started.append(status))  # open, not yet read
+
+    def start_response(
+        status: str, headers: list[tuple[str, str]], exc_info: object = None
+    ) -> Callable[[bytes], object]:
+        started.append(status)
+        return lambda data: None
+
+    body = app(environ, start_response)  # open, not yet read
     refused = falcon.testing.TestClient(app, headers=HOST).simulate_get("/api/events/v1/Stream")
     assert started == ["200 OK"] and refused.status_code == 503
+    assert hasattr(body, "close")
     body.close()  # the client went away before a byte was read: the slot comes back all the same
     assert falcon.testing.TestClient(app, headers=HOST).simulate_get("/api/events/v1/Stream").status_code == 200
 
@@ -173,8 +209,12 @@ def test_the_watcher_folds_the_stream_into_lines_and_a_screen() -> None:
     assert view.apply(snapshot, now) == "09:30:05 snapshot: SAM 0, staff card 0, health card 0"
     inserted = sse.Message("card-inserted", json.dumps({"reader": "R0", "kind": "hc"}), "4-0")
     assert view.apply(inserted, now) == "09:30:05 card-inserted reader=R0 kind=hc"
-    level = sse.Message("level-changed", json.dumps({"card": "hc", "status": 1, "type": 1, "expireTime": None,
-                                                     "hasPin": None, "verifiedPin": None}), "4-1")
-    assert view.apply(level, now).endswith("| SAM 0, staff card 0, health card 1")
+    level = sse.Message(
+        "level-changed",
+        json.dumps({"card": "hc", "status": 1, "type": 1, "expireTime": None, "hasPin": None, "verifiedPin": None}),
+        "4-1",
+    )
+    line = view.apply(level, now)
+    assert line is not None and line.endswith("| SAM 0, staff card 0, health card 1")
     screen = view.screen("https://localhost:5066")
     assert "health card          1 (present), physical" in screen and "R0 (default): hc" in screen

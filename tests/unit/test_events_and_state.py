@@ -15,7 +15,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.spec_samples import EMPTY_STATUS
 from broker.domain.events import (
     EVENT_TYPES,
     CallRecordCleared,
@@ -27,14 +26,13 @@ from broker.domain.events import (
     CardRemoved,
     CloudSamImported,
     CloudSamRemoved,
+    CorsHostAllowed,
+    CorsHostRemoved,
     DefaultReaderCleared,
     DefaultReaderSet,
     Event,
     HcHpcAuthenticated,
     HcNotesUpdated,
-    PhysicalSamIdentified,
-    CorsHostAllowed,
-    CorsHostRemoved,
     HcPinRejected,
     HcPinRemoved,
     HcPinSet,
@@ -49,6 +47,7 @@ from broker.domain.events import (
     HpcPukRejected,
     MobileHcaLoggedIn,
     MobileHcaRejected,
+    PhysicalSamIdentified,
     ReaderAttached,
     ReaderDetached,
     SamLoggedOut,
@@ -79,6 +78,7 @@ from broker.domain.state import (
     project,
     render_status,
 )
+from tests.spec_samples import EMPTY_STATUS
 
 # --- strategies ----------------------------------------------------------------
 
@@ -90,8 +90,15 @@ EVENTS: st.SearchStrategy[Event] = st.one_of(
     st.builds(ReaderAttached, reader=READERS, backend=TEXT),
     st.builds(ReaderDetached, reader=READERS, reason=TEXT),
     st.builds(WorkerLost, reader=READERS, reason=TEXT),
-    st.builds(CardInserted, reader=READERS, atr=TEXT, kind=TEXT, session=SESSIONS,
-              card_ref=st.none() | st.text(max_size=40), card_type=st.none() | st.sampled_from([1, 2])),
+    st.builds(
+        CardInserted,
+        reader=READERS,
+        atr=TEXT,
+        kind=TEXT,
+        session=SESSIONS,
+        card_ref=st.none() | st.text(max_size=40),
+        card_type=st.none() | st.sampled_from([1, 2]),
+    ),
     st.builds(CardRemoved, reader=READERS, session=SESSIONS, reason=TEXT),
     st.builds(CallRecordCleared, through_seq=st.integers(min_value=0, max_value=10**6)),
     st.builds(DefaultReaderSet, reader=READERS),
@@ -110,8 +117,13 @@ EVENTS: st.SearchStrategy[Event] = st.one_of(
     st.builds(SamLoggedOut),
     st.builds(CardDetected, kind=st.sampled_from(["hc", "hpc"]), reader=READERS, session=SESSIONS),
     st.builds(CardAuthenticated, kind=st.sampled_from(["hc", "hpc"]), reader=READERS, session=SESSIONS),
-    st.builds(CardAuthenticationFailed, kind=st.sampled_from(["hc", "hpc"]), reader=READERS, session=SESSIONS,
-              code=st.sampled_from([1501, 1700])),
+    st.builds(
+        CardAuthenticationFailed,
+        kind=st.sampled_from(["hc", "hpc"]),
+        reader=READERS,
+        session=SESSIONS,
+        code=st.sampled_from([1501, 1700]),
+    ),
     st.builds(CardLoggedOut, kind=st.sampled_from(["hc", "hpc"])),
     st.builds(SimClockAdvanced, seconds=st.integers(min_value=0, max_value=10**8)),
     st.builds(HpcPinVerified, reader=READERS, session=SESSIONS, expires_at=st.just("2026-11-24T06:00:00+08:00")),
@@ -123,15 +135,20 @@ EVENTS: st.SearchStrategy[Event] = st.one_of(
     st.builds(HpcAuthenticationEnded, reason=TEXT),
     st.builds(MobileHcaLoggedIn, person_ref=TEXT, expires_at=st.just("2026-11-24T06:00:00+08:00")),
     st.builds(MobileHcaRejected, code=st.sampled_from([1421, 1430, 1431])),
-    st.builds(HcPinStateRead, reader=READERS, session=SESSIONS, has_pin=st.booleans(),
-              verified=st.none() | st.booleans()),
+    st.builds(
+        HcPinStateRead, reader=READERS, session=SESSIONS, has_pin=st.booleans(), verified=st.none() | st.booleans()
+    ),
     st.builds(HcPinVerified, reader=READERS, session=SESSIONS),
     st.builds(HcPinRejected, reader=READERS, session=SESSIONS, tries_left=st.integers(0, 3), blocked=st.booleans()),
     st.builds(HcPinSet, reader=READERS, session=SESSIONS),
     st.builds(HcPinRemoved, reader=READERS, session=SESSIONS),
     st.builds(HcHpcAuthenticated),
-    st.builds(VirtualHcVerified, card_ref=TEXT, expires_at=st.just("2026-11-24T06:00:00+08:00"),
-              via=st.sampled_from(["token", "transfer"])),
+    st.builds(
+        VirtualHcVerified,
+        card_ref=TEXT,
+        expires_at=st.just("2026-11-24T06:00:00+08:00"),
+        via=st.sampled_from(["token", "transfer"]),
+    ),
     st.builds(VirtualHcRejected, code=st.sampled_from([1520, 1523, 1525])),
     st.builds(VirtualHcExported),
     st.builds(VirtualHcExpired),
@@ -186,8 +203,13 @@ ONE_OF_EACH: list[Event] = [
     HcNotesUpdated(reader="Reader 0", session=4),
     CorsHostAllowed(host="medvpn.nhi.gov.tw"),
     CorsHostRemoved(host="localhost"),
-    PhysicalSamIdentified(port="/dev/ttyUSB0", sam_id="000100000047", hospital_id="777777777",
-                          hospital_name="測試機構", hospital_short_name="測試"),
+    PhysicalSamIdentified(
+        port="/dev/ttyUSB0",
+        sam_id="000100000047",
+        hospital_id="777777777",
+        hospital_name="測試機構",
+        hospital_short_name="測試",
+    ),
 ]
 
 
@@ -233,7 +255,7 @@ def test_payload_exact_bytes_keep_non_ascii_as_utf8() -> None:
     event = CardInserted(reader="讀卡機 1", atr="3B", kind="hc", session=2)
     _, _, payload = encode(event)
     assert payload == (
-        '{"atr":"3B","card_ref":null,"card_type":null,"kind":"hc","reader":"讀卡機 1","session":2}'.encode("utf-8")
+        '{"atr":"3B","card_ref":null,"card_type":null,"kind":"hc","reader":"讀卡機 1","session":2}'.encode()
     )
     assert b"\\u" not in payload
     assert encode(CallRecordCleared(through_seq=5)) == ("CallRecordCleared", 1, b'{"through_seq":5}')
@@ -296,7 +318,7 @@ def test_apply_does_not_mutate_the_previous_state() -> None:
     assert before.readers["R"].card is None
     assert after.readers["R"].card is not None
     with pytest.raises(TypeError):
-        before.readers["X"] = ReaderState("X", "pcsc")  # type: ignore[index]
+        before.readers["X"] = ReaderState("X", "pcsc")  # type: ignore[index]  # the test: read-only
 
 
 def test_worker_lost_clears_card_but_keeps_reader() -> None:
@@ -351,7 +373,7 @@ def test_watermark_is_the_highest_clear(through: list[int]) -> None:
 
 def test_apply_refuses_a_non_event() -> None:
     with pytest.raises(TypeError):
-        apply(ConsoleState(), "ReaderAttached")  # type: ignore[arg-type]
+        apply(ConsoleState(), "ReaderAttached")  # type: ignore[arg-type]  # deliberately off-type
 
 
 @settings(max_examples=40, deadline=None)

@@ -18,8 +18,9 @@ against `parse_response`, whose error for them is `ResponseTooShort`.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from hypothesis import assume, event, example, given
 from hypothesis import strategies as st
@@ -97,7 +98,8 @@ STAFF_CARDS = st.builds(
     c_name=_big5_name(20),
     e_name=st.text(st.characters(codec="ascii", exclude_characters="\x00"), max_size=20),
     birthday=st.tuples(st.integers(0, 9999), st.integers(0, 99), st.integers(0, 99)).map(
-        lambda d: f"{d[0]:04d}-{d[1]:02d}-{d[2]:02d}"),
+        lambda d: f"{d[0]:04d}-{d[1]:02d}-{d[2]:02d}"
+    ),
     card_type=st.sampled_from([1, 2]),
     pin=st.just(STAFF_PIN.decode()),
     puk=st.just(STAFF_PUK.decode()),
@@ -117,13 +119,16 @@ def field_corrupted(draw: st.DrawFn, block: bytes, fields: tuple[tuple[int, int]
     """`block` with one field's bytes replaced by others of the same length: each field check is met head on,
     with everything else in place (a byte-level mutation reaches one field's check alone only by chance)."""
     start, end = draw(st.sampled_from(fields))
-    value = draw(st.binary(min_size=end - start, max_size=end - start)
-                 | st.text(PRINTABLE_ASCII, min_size=end - start, max_size=end - start).map(str.encode))
+    value = draw(
+        st.binary(min_size=end - start, max_size=end - start)
+        | st.text(PRINTABLE_ASCII, min_size=end - start, max_size=end - start).map(str.encode)
+    )
     return block[:start] + value + block[end:]
 
 
 def corruptions(blocks: st.SearchStrategy[bytes], fields: tuple[tuple[int, int], ...]) -> st.SearchStrategy[bytes]:
     return blocks.flatmap(lambda block: mutated(block) | field_corrupted(block, fields))
+
 
 BENCH_BLOCKS = tuple(
     public_data_block(profile.data) if isinstance(profile.data, HealthCardData) else staff_data_block(profile.data)
@@ -180,9 +185,12 @@ def _card_kind(value: object) -> bool:
 
 
 def _identity(value: object) -> bool:
-    number, card_type = value  # type: ignore[misc]
-    return (number is None or (isinstance(number, str) and re.fullmatch(r"[0-9]{12}", number) is not None)) \
-        and card_type in (None, 1, 2)
+    if not isinstance(value, tuple) or len(value) != 2:
+        return False
+    number, card_type = value
+    return (
+        number is None or (isinstance(number, str) and re.fullmatch(r"[0-9]{12}", number) is not None)
+    ) and card_type in (None, 1, 2)
 
 
 def _card_number(value: object) -> bool:
@@ -190,28 +198,40 @@ def _card_number(value: object) -> bool:
 
 
 def _start(value: object) -> bool:
-    return isinstance(value, card_auth.AuthenticationStart) and _card_number(value.card_number) \
-        and value.card_number is not None and len(value.card_challenge) == 8
+    return (
+        isinstance(value, card_auth.AuthenticationStart)
+        and _card_number(value.card_number)
+        and value.card_number is not None
+        and len(value.card_challenge) == 8
+    )
 
 
 def _pin_state(value: object) -> bool:
-    return isinstance(value, health_card_pin.PinState) and (
-        value.tries_left is None or 0 <= value.tries_left <= 15)
+    return isinstance(value, health_card_pin.PinState) and (value.tries_left is None or 0 <= value.tries_left <= 15)
 
 
 def _hc_verify(value: object) -> bool:
-    outcome, state = value  # type: ignore[misc]
+    if not isinstance(value, tuple) or len(value) != 2:
+        return False
+    outcome, state = value
     return outcome in ("accepted", "wrong", "noPin", "alreadyVerified", "blocked") and _pin_state(state)
 
 
 def _secret_outcome(value: object) -> bool:
-    return isinstance(value, staff_card.SecretOutcome) and isinstance(value.outcome, staff_card.Outcome) and (
-        value.tries_left is None or 0 <= value.tries_left <= 15)
+    return (
+        isinstance(value, staff_card.SecretOutcome)
+        and isinstance(value.outcome, staff_card.Outcome)
+        and (value.tries_left is None or 0 <= value.tries_left <= 15)
+    )
 
 
 def _staff_data(value: object) -> bool:
-    return isinstance(value, staff_card.StaffData) and re.fullmatch(r"[0-9]{12}", value.card_id) is not None \
-        and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value.birthday) is not None and value.card_type in (1, 2)
+    return (
+        isinstance(value, staff_card.StaffData)
+        and re.fullmatch(r"[0-9]{12}", value.card_id) is not None
+        and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value.birthday) is not None
+        and value.card_type in (1, 2)
+    )
 
 
 @dataclass(frozen=True)
@@ -232,31 +252,46 @@ CARD_FUNCTIONS: dict[str, CardFunction] = {
     "card_auth.begin(hpc)": CardFunction(lambda t: card_auth.begin(t, "hpc"), _start, (card_auth.CardRefused,)),
     "card_auth.finish": CardFunction(
         lambda t: card_auth.finish(t, bytes(range(32)), bytes(range(8))),
-        lambda v: isinstance(v, bytes) and len(v) == 32, (card_auth.CardRefused,)),
+        lambda v: isinstance(v, bytes) and len(v) == 32,
+        (card_auth.CardRefused,),
+    ),
     "health_card_pin.pin_state": CardFunction(
-        health_card_pin.pin_state, _pin_state, (health_card_pin.HealthCardError,)),
+        health_card_pin.pin_state, _pin_state, (health_card_pin.HealthCardError,)
+    ),
     "health_card_pin.verify_pin": CardFunction(
-        lambda t: health_card_pin.verify_pin(t, HC_PIN), _hc_verify, (health_card_pin.HealthCardError,)),
+        lambda t: health_card_pin.verify_pin(t, HC_PIN), _hc_verify, (health_card_pin.HealthCardError,)
+    ),
     "health_card_pin.set_pin": CardFunction(
         lambda t: health_card_pin.set_pin(t, HC_PIN),
-        lambda v: v in ("accepted", "notVerified", "blocked", "refused"), (health_card_pin.HealthCardError,)),
+        lambda v: v in ("accepted", "notVerified", "blocked", "refused"),
+        (health_card_pin.HealthCardError,),
+    ),
     "health_card_pin.remove_pin": CardFunction(
         health_card_pin.remove_pin,
-        lambda v: v in ("accepted", "notVerified", "noPin", "blocked", "refused"), (health_card_pin.HealthCardError,)),
+        lambda v: v in ("accepted", "notVerified", "noPin", "blocked", "refused"),
+        (health_card_pin.HealthCardError,),
+    ),
     "health_card_pin.write_notes": CardFunction(
-        lambda t: health_card_pin.write_notes(t, b"notes"), lambda v: v is None, (health_card_pin.HealthCardError,)),
+        lambda t: health_card_pin.write_notes(t, b"notes"), lambda v: v is None, (health_card_pin.HealthCardError,)
+    ),
     "staff_card.verify_pin": CardFunction(
-        lambda t: staff_card.verify_pin(t, STAFF_PIN), _secret_outcome, (staff_card.StaffCardError,)),
+        lambda t: staff_card.verify_pin(t, STAFF_PIN), _secret_outcome, (staff_card.StaffCardError,)
+    ),
     "staff_card.change_pin": CardFunction(
-        lambda t: staff_card.change_pin(t, STAFF_PIN), _secret_outcome, (staff_card.StaffCardError,)),
+        lambda t: staff_card.change_pin(t, STAFF_PIN), _secret_outcome, (staff_card.StaffCardError,)
+    ),
     "staff_card.reset_pin": CardFunction(
-        lambda t: staff_card.reset_pin(t, STAFF_PUK, STAFF_PIN), _secret_outcome, (staff_card.StaffCardError,)),
+        lambda t: staff_card.reset_pin(t, STAFF_PUK, STAFF_PIN), _secret_outcome, (staff_card.StaffCardError,)
+    ),
     "staff_card.read_staff_data": CardFunction(staff_card.read_staff_data, _staff_data, (staff_card.StaffCardError,)),
     "staff_card.read_certificate": CardFunction(
-        staff_card.read_certificate, lambda v: isinstance(v, bytes), (staff_card.StaffCardError,)),
+        staff_card.read_certificate, lambda v: isinstance(v, bytes), (staff_card.StaffCardError,)
+    ),
     "staff_card.sign_digest": CardFunction(
         lambda t: staff_card.sign_digest(t, bytes(32)),
-        lambda v: v is None or (isinstance(v, bytes) and len(v) == 256), (staff_card.StaffCardError,)),
+        lambda v: v is None or (isinstance(v, bytes) and len(v) == 256),
+        (staff_card.StaffCardError,),
+    ),
 }
 
 
@@ -312,8 +347,7 @@ def _public_data_outcome(answer: ResponseApdu) -> HealthCardPublicData | DataBlo
 def test_fuzz_public_data_round_trip(card: HealthCardData) -> None:
     """The bench's encoder and the console's parser agree on every card a profile could describe."""
     parsed = parse_public_data(ResponseApdu(public_data_block(card), 0x9000))
-    assert parsed == HealthCardPublicData(card.card_id, card.name, card.id_no, card.birthday, card.sex,
-                                          card.date_issue)
+    assert parsed == HealthCardPublicData(card.card_id, card.name, card.id_no, card.birthday, card.sex, card.date_issue)
 
 
 @fuzz()
@@ -326,8 +360,7 @@ def test_fuzz_public_data_of_any_answer(data: bytes, sw: int) -> None:
 
 
 @fuzz()
-@given(HC_BLOCKS.flatmap(
-    lambda valid: st.tuples(st.just(valid), mutated(valid) | field_corrupted(valid, HC_FIELDS))))
+@given(HC_BLOCKS.flatmap(lambda valid: st.tuples(st.just(valid), mutated(valid) | field_corrupted(valid, HC_FIELDS))))
 def test_fuzz_a_mutated_public_data_block_is_refused_or_still_well_formed(blocks: tuple[bytes, bytes]) -> None:
     """A corrupted block fails a check, or decodes to fields that are each still of their format: the block
     has no checksum, so a digit flipped into another digit cannot be told, only a malformed field can."""
@@ -344,15 +377,19 @@ def test_fuzz_a_mutated_public_data_block_is_refused_or_still_well_formed(blocks
 @fuzz()
 @given(STAFF_CARDS)
 def test_fuzz_staff_data_round_trip(card: StaffCardData) -> None:
-    parsed = staff_card.read_staff_data(ScriptedCard([b"\x90\x00", staff_data_block(card) + b"\x90\x00"],
-                                                     b"\x6f\x00").transmit)
-    assert parsed == staff_card.StaffData(card.card_id, card.id_no, card.c_name, card.e_name, card.birthday,
-                                          card.card_type)
+    parsed = staff_card.read_staff_data(
+        ScriptedCard([b"\x90\x00", staff_data_block(card) + b"\x90\x00"], b"\x6f\x00").transmit
+    )
+    assert parsed == staff_card.StaffData(
+        card.card_id, card.id_no, card.c_name, card.e_name, card.birthday, card.card_type
+    )
 
 
 @fuzz()
-@given(st.binary(max_size=100) | corruptions(STAFF_CARDS.map(staff_data_block), STAFF_FIELDS),
-       STATUS_WORDS | st.just(0x9000))
+@given(
+    st.binary(max_size=100) | corruptions(STAFF_CARDS.map(staff_data_block), STAFF_FIELDS),
+    STATUS_WORDS | st.just(0x9000),
+)
 def test_fuzz_staff_data_of_any_answer(data: bytes, sw: int) -> None:
     """After a SELECT that succeeds: the block's fields, each in its format, or StaffCardError quoting none."""
     card = ScriptedCard([b"\x90\x00", data + sw.to_bytes(2, "big")], b"\x6f\x00")

@@ -22,7 +22,8 @@ import datetime
 import functools
 import json
 import string
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -32,14 +33,25 @@ from cryptography.x509.oid import NameOID
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from broker.credentials import cloud_sam_file
-
-from broker.credentials import virtual_hc_token
-from broker.credentials.cloud_sam_file import FORMAT, MAGIC, CloudSamFile, CloudSamFileInvalid, decode_context, parse_cloud_sam_file
-from contract.text import CONTROL_CHARACTERS
+from broker.credentials import cloud_sam_file, virtual_hc_token
+from broker.credentials.cloud_sam_file import (
+    FORMAT,
+    MAGIC,
+    CloudSamFile,
+    CloudSamFileInvalid,
+    decode_context,
+    parse_cloud_sam_file,
+)
+from broker.credentials.virtual_hc_token import (
+    MAX_TOKEN_LENGTH,
+    TokenRefused,
+    VirtualHcToken,
+    load_issuers,
+    verify_token,
+)
 from contract.protocol import Reply, build
 from contract.status_codes import StatusCode
-from broker.credentials.virtual_hc_token import MAX_TOKEN_LENGTH, TokenRefused, VirtualHcToken, load_issuers, verify_token
+from contract.text import CONTROL_CHARACTERS
 from sim.virtual_hc import issue_token, make_issuer
 from tests.fuzzing import fuzz
 from tests.mutations import leaked_pieces, mutated, own_words
@@ -49,7 +61,8 @@ NOW = 1_740_830_400  # 2025-03-01T12:00:00Z
 # A corrupted certificate may have a serial number of 0, which the library still loads with a deprecation
 # warning; that is the input, not a finding.
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:Parsed a serial number:cryptography.utils.CryptographyDeprecationWarning")
+    "ignore:Parsed a serial number:cryptography.utils.CryptographyDeprecationWarning"
+)
 
 # --- the virtual health card token ------------------------------------------------------------------------
 
@@ -77,14 +90,27 @@ def b64url_decode(part: str) -> bytes:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
 
-CARD = {"cardId": "900000000711", "name": "測試資料", "idNo": "R88855084A", "birthday": "0741201", "sex": "F",
-        "identityStatus": "3"}
+CARD = {
+    "cardId": "900000000711",
+    "name": "測試資料",
+    "idNo": "R88855084A",
+    "birthday": "0741201",
+    "sex": "F",
+    "identityStatus": "3",
+}
 
 
 @functools.cache
 def valid_token() -> str:
-    return issue_token(issuer()[0], token_id="vhc-fuzz-0001", card=CARD, hospital_id="3501200000",
-                       issued_at=NOW - 60, expires_at=NOW + 3600, max_uses=5)
+    return issue_token(
+        issuer()[0],
+        token_id="vhc-fuzz-0001",
+        card=CARD,
+        hospital_id="3501200000",
+        issued_at=NOW - 60,
+        expires_at=NOW + 3600,
+        max_uses=5,
+    )
 
 
 def token_outcome(token: str) -> VirtualHcToken | TokenRefused:
@@ -159,28 +185,54 @@ def test_fuzz_a_token_with_its_text_mutated_is_refused(raw: bytes) -> None:
 
 
 TOKEN_IDS = st.text(B64URL, min_size=1, max_size=64)
-NAMES = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=20)
-TOKEN_CARDS = st.fixed_dictionaries({
-    "cardId": st.text(string.digits, min_size=12, max_size=12),
-    "name": NAMES,
-    "idNo": st.text(string.ascii_letters + string.digits, min_size=10, max_size=10),
-    "birthday": st.text(string.digits, min_size=7, max_size=7),
-    "sex": st.sampled_from(["M", "F"]),
-    "identityStatus": st.sampled_from(["1", "2", "3", "4", "8"]),
-})
+NAMES = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=20)
+TOKEN_CARDS = st.fixed_dictionaries(
+    {
+        "cardId": st.text(string.digits, min_size=12, max_size=12),
+        "name": NAMES,
+        "idNo": st.text(string.ascii_letters + string.digits, min_size=10, max_size=10),
+        "birthday": st.text(string.digits, min_size=7, max_size=7),
+        "sex": st.sampled_from(["M", "F"]),
+        "identityStatus": st.sampled_from(["1", "2", "3", "4", "8"]),
+    }
+)
 
 
 @fuzz(share=0.3)
-@given(TOKEN_IDS, TOKEN_CARDS, st.text(string.ascii_letters + string.digits, min_size=1, max_size=10),
-       st.integers(0, NOW), st.integers(1, 2**40), st.integers(1, 1000))
-def test_fuzz_a_bench_token_round_trips(token_id: str, card: dict[str, str], hospital_id: str, issued_at: int,
-                                        lifetime: int, max_uses: int) -> None:
-    token = issue_token(issuer()[0], token_id=token_id, card=card, hospital_id=hospital_id, issued_at=issued_at,
-                        expires_at=NOW + lifetime, max_uses=max_uses)
+@given(
+    TOKEN_IDS,
+    TOKEN_CARDS,
+    st.text(string.ascii_letters + string.digits, min_size=1, max_size=10),
+    st.integers(0, NOW),
+    st.integers(1, 2**40),
+    st.integers(1, 1000),
+)
+def test_fuzz_a_bench_token_round_trips(
+    token_id: str, card: dict[str, str], hospital_id: str, issued_at: int, lifetime: int, max_uses: int
+) -> None:
+    token = issue_token(
+        issuer()[0],
+        token_id=token_id,
+        card=card,
+        hospital_id=hospital_id,
+        issued_at=issued_at,
+        expires_at=NOW + lifetime,
+        max_uses=max_uses,
+    )
     verified = verify_token(token, issuers=issuer()[1], now=NOW)
-    assert verified == VirtualHcToken(token_id, card["cardId"], card["name"], card["idNo"], card["birthday"],
-                                      card["sex"], card["identityStatus"], hospital_id, issued_at, NOW + lifetime,
-                                      max_uses)
+    assert verified == VirtualHcToken(
+        token_id,
+        card["cardId"],
+        card["name"],
+        card["idNo"],
+        card["birthday"],
+        card["sex"],
+        card["identityStatus"],
+        hospital_id,
+        issued_at,
+        NOW + lifetime,
+        max_uses,
+    )
 
 
 @functools.cache
@@ -198,9 +250,11 @@ def _der_of_pem(pem: bytes) -> bytes:
 
 
 @fuzz(share=0.5)
-@given(st.binary(max_size=300)
-       | st.deferred(lambda: mutated(issuer_pem()))
-       | st.deferred(lambda: mutated(_der_of_pem(issuer_pem())).map(_pem_of_der)))
+@given(
+    st.binary(max_size=300)
+    | st.deferred(lambda: mutated(issuer_pem()))
+    | st.deferred(lambda: mutated(_der_of_pem(issuer_pem())).map(_pem_of_der))
+)
 @example(b"")
 def test_fuzz_issuer_bundle_gives_rsa_keys_or_value_error(pem: bytes) -> None:
     """`serve --vhc-issuer FILE`: a bad file is a ValueError at start, with a message quoting nothing."""
@@ -231,8 +285,13 @@ def sam_certificate_pem(sam_id: str) -> str:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, sam_id)])
     start = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
     certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(sam_key().public_key())
-        .serial_number(1).not_valid_before(start).not_valid_after(start + datetime.timedelta(days=3650))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(sam_key().public_key())
+        .serial_number(1)
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=3650))
         .sign(sam_key(), hashes.SHA256())
     )
     return certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
@@ -250,8 +309,13 @@ def other_certificate_pem(which: str) -> str:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn) for cn in names.get(which, [SAM_ID])])
     start = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
     certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(2).not_valid_before(start).not_valid_after(start + datetime.timedelta(days=3650))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(2)
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=3650))
         .sign(key, hashes.SHA256())
     )
     return certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
@@ -262,14 +326,25 @@ OTHER_CERTIFICATES = ("another RSA key", "an EC key", "another samId", "two samI
 
 @functools.cache
 def sam_key_pem() -> str:
-    return sam_key().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                   serialization.NoEncryption()).decode("ascii")
+    return (
+        sam_key()
+        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        .decode("ascii")
+    )
 
 
-def sam_document(sam_id: str = SAM_ID, hospital_id: str = "777777777", hospital_name: str = "測試機構",
-                 short_name: str = "測試") -> dict[str, Any]:
-    return {"format": FORMAT, "samId": sam_id, "hospitalId": hospital_id, "hospitalName": hospital_name,
-            "hospitalShortName": short_name, "privateKey": sam_key_pem(), "certificate": sam_certificate_pem(sam_id)}
+def sam_document(
+    sam_id: str = SAM_ID, hospital_id: str = "777777777", hospital_name: str = "測試機構", short_name: str = "測試"
+) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "samId": sam_id,
+        "hospitalId": hospital_id,
+        "hospitalName": hospital_name,
+        "hospitalShortName": short_name,
+        "privateKey": sam_key_pem(),
+        "certificate": sam_certificate_pem(sam_id),
+    }
 
 
 def sam_file(document: Any) -> bytes:
@@ -283,7 +358,9 @@ def valid_sam_file() -> bytes:
 
 
 def _public_numbers(certificate: x509.Certificate) -> object:
-    return certificate.public_key().public_numbers()  # type: ignore[union-attr]
+    key = certificate.public_key()
+    assert isinstance(key, rsa.RSAPublicKey)
+    return key.public_numbers()
 
 
 def sam_outcome(raw: bytes, *secrets: str | bytes) -> CloudSamFile | CloudSamFileInvalid:
@@ -333,17 +410,22 @@ def _without_fields(names: set[str]) -> bytes:
     return sam_file({name: value for name, value in sam_document().items() if name not in names})
 
 
-LONE_SURROGATES = st.builds(lambda text, surrogate: text + surrogate, st.text(max_size=8),
-                            st.sampled_from(["\ud800", "\udbff", "\udc00", "\udfff"]))
+LONE_SURROGATES = st.builds(
+    lambda text, surrogate: text + surrogate,
+    st.text(max_size=8),
+    st.sampled_from(["\ud800", "\udbff", "\udc00", "\udfff"]),
+)
 """What JSON's `\\ud800` escape decodes to: a str no UTF-8 (nor msgpack) can carry."""
 
 SAM_DOCUMENTS = st.one_of(
     JSON_VALUES.map(sam_file),
     st.dictionaries(st.sampled_from(SAM_FIELDS), LONE_SURROGATES, min_size=1, max_size=2).map(
-        lambda changes: MAGIC + json.dumps({**sam_document(), **changes}).encode("ascii")),
+        lambda changes: MAGIC + json.dumps({**sam_document(), **changes}).encode("ascii")
+    ),
     st.sets(st.sampled_from(SAM_FIELDS), min_size=1).map(_without_fields),
     st.sampled_from(OTHER_CERTIFICATES).map(
-        lambda which: _replace_fields({"certificate": other_certificate_pem(which)})),
+        lambda which: _replace_fields({"certificate": other_certificate_pem(which)})
+    ),
     st.dictionaries(st.sampled_from(SAM_FIELDS), JSON_VALUES, min_size=1, max_size=3).map(_replace_fields),
     st.dictionaries(st.sampled_from(SAM_FIELDS), st.text(max_size=80), min_size=1, max_size=3).map(_replace_fields),
 )
@@ -382,8 +464,9 @@ def certificate_der() -> bytes:
 
 @functools.cache
 def key_der() -> bytes:
-    return sam_key().private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                                   serialization.NoEncryption())
+    return sam_key().private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 @fuzz(share=0.07)
@@ -417,18 +500,24 @@ COMMON_NAME_UTF8 = bytes.fromhex("0603550403") + b"\x0c\x0c" + SAM_ID.encode("as
 
 FOUND_BY_FUZZING: dict[str, Callable[[], bytes]] = {
     "certificate version 103 (x509.InvalidVersion)": lambda: _with_certificate_der(
-        certificate_der().replace(CERTIFICATE_VERSION_3, bytes.fromhex("a003020166"))),
+        certificate_der().replace(CERTIFICATE_VERSION_3, bytes.fromhex("a003020166"))
+    ),
     "certificate key of an unknown algorithm (UnsupportedAlgorithm from public_key())": lambda: _with_certificate_der(
-        certificate_der().replace(RSA_ENCRYPTION_OID, UNKNOWN_KEY_OID)),
+        certificate_der().replace(RSA_ENCRYPTION_OID, UNKNOWN_KEY_OID)
+    ),
     "certificate subject with a BOOLEAN for the CN's string (ValueError from .subject)": lambda: _with_certificate_der(
-        certificate_der().replace(COMMON_NAME_UTF8, COMMON_NAME_UTF8[:5] + b"\x01" + COMMON_NAME_UTF8[6:])),
+        certificate_der().replace(COMMON_NAME_UTF8, COMMON_NAME_UTF8[:5] + b"\x01" + COMMON_NAME_UTF8[6:])
+    ),
     "private key of an unknown algorithm (UnsupportedAlgorithm from load_pem_private_key)": lambda: _with_key_der(
-        key_der().replace(RSA_ENCRYPTION_OID, UNKNOWN_KEY_OID)),
+        key_der().replace(RSA_ENCRYPTION_OID, UNKNOWN_KEY_OID)
+    ),
     "body nested 20 000 deep (RecursionError from json.loads)": lambda: MAGIC + b"[" * 20_000,
-    "hospitalName a lone surrogate (accepted, then ImportCloudSam's reply could not be encoded)": lambda: MAGIC
-        + json.dumps({**sam_document(), "hospitalName": "\ud800"}).encode("ascii"),
+    "hospitalName a lone surrogate (accepted, then ImportCloudSam's reply could not be encoded)": lambda: (
+        MAGIC + json.dumps({**sam_document(), "hospitalName": "\ud800"}).encode("ascii")
+    ),
     "samId of ARABIC-INDIC DIGIT NINE, and a certificate naming it (accepted by `\\d`)": lambda: sam_file(
-        sam_document("\u0669" * 12)),
+        sam_document("\u0669" * 12)
+    ),
 }
 
 
@@ -453,17 +542,27 @@ HOSPITAL_NAMES = st.text(st.characters(exclude_categories=("Cc", "Cs")), min_siz
 
 
 @fuzz(share=0.05)
-@given(st.text(string.digits, min_size=12, max_size=12), st.text(string.ascii_letters + string.digits, min_size=1,
-       max_size=10), HOSPITAL_NAMES, HOSPITAL_NAMES)
+@given(
+    st.text(string.digits, min_size=12, max_size=12),
+    st.text(string.ascii_letters + string.digits, min_size=1, max_size=10),
+    HOSPITAL_NAMES,
+    HOSPITAL_NAMES,
+)
 def test_fuzz_sam_file_round_trip(sam_id: str, hospital_id: str, name: str, short_name: str) -> None:
     parsed = parse_cloud_sam_file(sam_file(sam_document(sam_id, hospital_id, name, short_name)))
     assert (parsed.sam_id, parsed.hospital_id, parsed.hospital_name, parsed.hospital_short_name) == (
-        sam_id, hospital_id, name, short_name)
+        sam_id,
+        hospital_id,
+        name,
+        short_name,
+    )
 
 
 @fuzz(share=0.1)
-@given(st.text(st.characters(categories=["Nd"]), min_size=12, max_size=12).filter(lambda text: not text.isascii()),
-       st.text(st.characters(categories=["Nd", "Lu", "Ll", "Lo"]), min_size=1, max_size=10))
+@given(
+    st.text(st.characters(categories=["Nd"]), min_size=12, max_size=12).filter(lambda text: not text.isascii()),
+    st.text(st.characters(categories=["Nd", "Lu", "Ll", "Lo"]), min_size=1, max_size=10),
+)
 @example("\u0669" * 12, "777777777")  # ARABIC-INDIC DIGIT NINE: `\d` matches it, `[0-9]` does not
 def test_fuzz_a_sam_file_with_non_ascii_digits_or_letters_in_its_ids_is_invalid(sam_id: str, hospital_id: str) -> None:
     """samId is 12 ASCII digits and hospitalId 1 to 10 ASCII letters or digits: the samId goes into the DC login's
@@ -489,8 +588,10 @@ def test_fuzz_cloud_sam_context_of_any_text(text: str) -> None:
 
 
 @fuzz()
-@given(st.binary(min_size=1, max_size=300),
-       st.lists(st.tuples(st.sampled_from([" ", "\n", "\r\n", "\t"]), st.integers(0, 1000)), max_size=5))
+@given(
+    st.binary(min_size=1, max_size=300),
+    st.lists(st.tuples(st.sampled_from([" ", "\n", "\r\n", "\t"]), st.integers(0, 1000)), max_size=5),
+)
 def test_fuzz_cloud_sam_context_round_trip(raw: bytes, spaces: list[tuple[str, int]]) -> None:
     """Any file's bytes in base64, line-wrapped or spaced as a mail client or a text field would, decode back."""
     text = base64.b64encode(raw).decode("ascii")

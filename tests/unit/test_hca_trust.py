@@ -30,8 +30,13 @@ def leaf(profile: str) -> x509.Certificate:
     return bench_pki().staff[profile].certificate
 
 
-def check(profile: str, *, now: datetime.datetime = NOW, crls: list[x509.CertificateRevocationList] | None = None,
-          trust: TrustStore | None = None) -> StatusCode | None:
+def check(
+    profile: str,
+    *,
+    now: datetime.datetime = NOW,
+    crls: list[x509.CertificateRevocationList] | None = None,
+    trust: TrustStore | None = None,
+) -> StatusCode | None:
     return check_certificate(
         leaf(profile),
         now=now,
@@ -62,8 +67,13 @@ def crl_by(
 
 
 def reissued_ca(
-    template: pki.KeyAndCertificate, signer: pki.KeyAndCertificate, *, not_before: datetime.datetime,
-    not_after: datetime.datetime, ca: bool = True, path_length: int | None = 0,
+    template: pki.KeyAndCertificate,
+    signer: pki.KeyAndCertificate,
+    *,
+    not_before: datetime.datetime,
+    not_after: datetime.datetime,
+    ca: bool = True,
+    path_length: int | None = 0,
 ) -> x509.Certificate:
     """Another certificate for the same CA name and key (as after a renewal), with other dates or constraints."""
     return (
@@ -94,7 +104,9 @@ def test_bundle_duplicates_are_harmless() -> None:
     assert store.intermediates == ()
 
 
-@pytest.mark.parametrize("bundle", [b"", b"   \n", b"not a certificate", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"])
+@pytest.mark.parametrize(
+    "bundle", [b"", b"   \n", b"not a certificate", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"]
+)
 def test_empty_or_garbage_bundle_is_refused(bundle: bytes) -> None:
     with pytest.raises(ValueError, match="HCA trust bundle"):
         TrustStore.from_pem_bundle(bundle)
@@ -219,8 +231,10 @@ def test_build_path_returns_the_chain() -> None:
 
 def test_expired_intermediate_is_skipped_for_a_valid_one_of_the_same_name() -> None:
     expired_ca = reissued_ca(
-        bench_pki().issuing_ca, bench_pki().root,
-        not_before=datetime.datetime(2015, 1, 1, tzinfo=UTC), not_after=datetime.datetime(2020, 1, 1, tzinfo=UTC),
+        bench_pki().issuing_ca,
+        bench_pki().root,
+        not_before=datetime.datetime(2015, 1, 1, tzinfo=UTC),
+        not_after=datetime.datetime(2020, 1, 1, tzinfo=UTC),
     )
     root = bench_pki().root.certificate
     only_expired = TrustStore([root], [expired_ca])
@@ -231,8 +245,11 @@ def test_expired_intermediate_is_skipped_for_a_valid_one_of_the_same_name() -> N
 
 def test_issuer_that_is_not_a_ca_is_not_used() -> None:
     not_ca = reissued_ca(
-        bench_pki().issuing_ca, bench_pki().root,
-        not_before=pki.CA_NOT_BEFORE, not_after=pki.CA_NOT_AFTER, ca=False,
+        bench_pki().issuing_ca,
+        bench_pki().root,
+        not_before=pki.CA_NOT_BEFORE,
+        not_after=pki.CA_NOT_AFTER,
+        ca=False,
     )
     store = TrustStore([bench_pki().root.certificate], [not_ca])
     assert check("hpc-doctor", trust=store) == StatusCode.CERTIFICATE_ISSUER_UNTRUSTED
@@ -248,9 +265,12 @@ def test_path_length_constraint_is_honoured() -> None:
     def middle(path_length: int | None) -> pki.KeyAndCertificate:
         certificate = (
             x509.CertificateBuilder()
-            .subject_name(middle_name).issuer_name(root.certificate.subject)
-            .public_key(middle_key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(pki.CA_NOT_BEFORE).not_valid_after(pki.CA_NOT_AFTER)
+            .subject_name(middle_name)
+            .issuer_name(root.certificate.subject)
+            .public_key(middle_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(pki.CA_NOT_BEFORE)
+            .not_valid_after(pki.CA_NOT_AFTER)
             .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
             .sign(root.key, hashes.SHA256())
         )
@@ -280,9 +300,12 @@ def test_path_length_is_bounded() -> None:
             name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, f"Chain CA {i}")])
             certificate = (
                 x509.CertificateBuilder()
-                .subject_name(name).issuer_name(signer.certificate.subject)
-                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(pki.CA_NOT_BEFORE).not_valid_after(pki.CA_NOT_AFTER)
+                .subject_name(name)
+                .issuer_name(signer.certificate.subject)
+                .public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(pki.CA_NOT_BEFORE)
+                .not_valid_after(pki.CA_NOT_AFTER)
                 .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
                 .sign(signer.key, hashes.SHA256())
             )

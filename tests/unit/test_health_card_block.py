@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,8 +13,15 @@ from workers.card_kind import HEALTH_CARD, STAFF_CARD, UNKNOWN_CARD, identify
 from workers.health_card import DataBlockError, HealthCardPublicData, parse_public_data
 
 
-def block(name: bytes = "測試資料".encode("big5"), *, card_id: bytes = b"900000000711", id_no: bytes = b"R88855084A",
-          birthday: bytes = b"0741201", sex: bytes = b"F", issued: bytes = b"1070101") -> bytes:
+def block(
+    name: bytes = "測試資料".encode("big5"),
+    *,
+    card_id: bytes = b"900000000711",
+    id_no: bytes = b"R88855084A",
+    birthday: bytes = b"0741201",
+    sex: bytes = b"F",
+    issued: bytes = b"1070101",
+) -> bytes:
     return card_id + name.ljust(20, b"\x00") + id_no + birthday + sex + issued
 
 
@@ -81,7 +90,7 @@ def test_select_apdu_bytes() -> None:
 
 
 def test_identify_by_select() -> None:
-    def card_answering(aid: bytes):  # type: ignore[no-untyped-def]
+    def card_answering(aid: bytes) -> Callable[[bytes], bytes]:
         return lambda apdu: b"\x90\x00" if apdu == select_aid(aid) else b"\x6a\x82"
 
     assert identify(card_answering(HC_AID)) == HEALTH_CARD

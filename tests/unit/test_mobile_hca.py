@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broker.credentials.hca_trust import TrustStore
-from contract.commands import MobileHcaLogin
 from broker.credentials.mobile_hca import parse_login_time, signed_text, verify_mobile_login
+from contract.commands import MobileHcaLogin
 from contract.status_codes import StatusCode
 from sim.mobile_hca import format_login_time, login_body
 from sim.pki import bench_pki
@@ -63,7 +63,15 @@ DOCTOR = login()
 def test_body_has_the_spec_shape() -> None:
     body = login_body("hpc-doctor", HOSPITAL, "2025-03-01T12:00:00Z")
     assert list(body) == [
-        "idNo", "birthday", "cName", "eName", "hospitalId", "medId", "loginDateTime", "signatureCertificate", "signature",
+        "idNo",
+        "birthday",
+        "cName",
+        "eName",
+        "hospitalId",
+        "medId",
+        "loginDateTime",
+        "signatureCertificate",
+        "signature",
     ]
     assert body["idNo"] == "E123456789"
     assert body["birthday"] == "1979-01-01"
@@ -94,7 +102,9 @@ def test_health_card_profile_is_a_value_error(profile: str) -> None:
 
 def test_format_login_time() -> None:
     taipei = datetime.timezone(datetime.timedelta(hours=8))
-    assert format_login_time(datetime.datetime(2024, 5, 28, 16, 44, 41, 999_999, tzinfo=taipei)) == "2024-05-28T08:44:41Z"
+    assert (
+        format_login_time(datetime.datetime(2024, 5, 28, 16, 44, 41, 999_999, tzinfo=taipei)) == "2024-05-28T08:44:41Z"
+    )
     with pytest.raises(ValueError):
         format_login_time(datetime.datetime(2024, 5, 28, 8, 44, 41))
 
@@ -143,7 +153,9 @@ def test_tampered_signature() -> None:
 
 
 def test_truncated_or_empty_signature() -> None:
-    assert verify(dataclasses.replace(DOCTOR, signature=DOCTOR.signature[:-1])) == StatusCode.MOBILE_HCA_SIGNATURE_FAILED
+    assert (
+        verify(dataclasses.replace(DOCTOR, signature=DOCTOR.signature[:-1])) == StatusCode.MOBILE_HCA_SIGNATURE_FAILED
+    )
     assert verify(dataclasses.replace(DOCTOR, signature=b"")) == StatusCode.MOBILE_HCA_SIGNATURE_FAILED
 
 
@@ -165,7 +177,9 @@ def test_someone_elses_certificate_and_signature_cannot_claim_this_id_no() -> No
     # signature verifies, but the certificate names another person.
     key, certificate = bench_pki().staff["hpc-nurse"]
     text = format_login_time(NOW)
-    signature = key.sign(signed_text(certificate.serial_number, DOCTOR.id_no, text), padding.PKCS1v15(), hashes.SHA256())
+    signature = key.sign(
+        signed_text(certificate.serial_number, DOCTOR.id_no, text), padding.PKCS1v15(), hashes.SHA256()
+    )
     forged = dataclasses.replace(
         DOCTOR, certificate_der=certificate.public_bytes(serialization.Encoding.DER), signature=signature
     )
@@ -173,7 +187,10 @@ def test_someone_elses_certificate_and_signature_cannot_claim_this_id_no() -> No
 
 
 def test_garbage_certificate() -> None:
-    assert verify(dataclasses.replace(DOCTOR, certificate_der=b"\x30\x03\x02\x01\x01")) == StatusCode.MOBILE_HCA_SIGNATURE_FAILED
+    assert (
+        verify(dataclasses.replace(DOCTOR, certificate_der=b"\x30\x03\x02\x01\x01"))
+        == StatusCode.MOBILE_HCA_SIGNATURE_FAILED
+    )
     assert verify(dataclasses.replace(DOCTOR, certificate_der=b"")) == StatusCode.MOBILE_HCA_SIGNATURE_FAILED
 
 

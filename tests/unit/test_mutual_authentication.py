@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sim.reader_card_authentication import AuthenticationFailed, authenticate_card
 from sim.profiles import make_card
+from sim.reader_card_authentication import AuthenticationFailed, authenticate_card
 from sim.sam import BenchSam
 from workers.apdu import HC_AID, HPC_AID, parse_response, select_aid
 

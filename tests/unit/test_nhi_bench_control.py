@@ -23,8 +23,12 @@ from sim.nhi_control import NhiControlError, NhiReaderControl
 from sim.nhi_reader import PtyNhiReader, VirtualNhiReader
 from sim.nhi_reader_service import BenchNhiReader
 
-DESCRIBED = {"port": "/tmp/ttyNHI0", "plugged": True, "slots": {"hc": {"profile": "hc-basic"}, "hpc": None},
-             "cardCommands": 7}
+DESCRIBED = {
+    "port": "/tmp/ttyNHI0",
+    "plugged": True,
+    "slots": {"hc": {"profile": "hc-basic"}, "hpc": None},
+    "cardCommands": 7,
+}
 
 
 class NoCore:
@@ -49,8 +53,14 @@ class StubControl:
 
 
 def _app(extra: Any) -> falcon.testing.TestClient:
-    return falcon.testing.TestClient(create_app(NoCore(), VersionInfo("1.2.3", "/opt/nhi-console"),  # type: ignore[arg-type]
-                                                extra_routes=extra), headers={"Host": "localhost:5066"})
+    return falcon.testing.TestClient(
+        create_app(
+            NoCore(),  # type: ignore[arg-type]  # a stand-in: create_app takes the CoreClient class, not a protocol
+            VersionInfo("1.2.3", "/opt/nhi-console"),
+            extra_routes=extra,
+        ),
+        headers={"Host": "localhost:5066"},
+    )
 
 
 @pytest.fixture
@@ -60,14 +70,15 @@ def control() -> StubControl:
 
 @pytest.fixture
 def client(control: StubControl) -> falcon.testing.TestClient:
-    return _app(lambda app, core: mount_nhi_reader(app, control))  # type: ignore[arg-type]
+    return _app(lambda app, core: mount_nhi_reader(app, control))  # type: ignore[arg-type]  # a stand-in control
 
 
 # -- /api/sim/v1/Keypad ------------------------------------------------------------------------------------
 
 
-def test_keys_are_passed_on_and_answered_with_an_empty_object(client: falcon.testing.TestClient,
-                                                              control: StubControl) -> None:
+def test_keys_are_passed_on_and_answered_with_an_empty_object(
+    client: falcon.testing.TestClient, control: StubControl
+) -> None:
     result = client.simulate_post("/api/sim/v1/Keypad", json={"keys": "123456"})
     assert (result.status_code, result.json) == (200, {})
     assert control.calls == [("keypad", {"keys": "123456"})]
@@ -79,23 +90,27 @@ def test_cancel_is_passed_on(client: falcon.testing.TestClient, control: StubCon
     assert control.calls == [("keypad", {"cancel": True})]
 
 
-@pytest.mark.parametrize("body", [
-    {},
-    {"keys": ""},
-    {"keys": "12345678901234567"},  # 17 digits
-    {"keys": "12a4"},
-    {"keys": "12 4"},
-    {"keys": "١٢٣٤"},  # digits, but not ASCII ones
-    {"keys": 1234},
-    {"keys": ["1234"]},
-    {"cancel": False},
-    {"cancel": "true"},
-    {"cancel": 1},
-    {"keys": "1234", "cancel": True},
-    {"pin": "1234"},
-])
-def test_a_bad_keypad_body_is_400_and_nothing_is_sent(client: falcon.testing.TestClient, control: StubControl,
-                                                      body: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"keys": ""},
+        {"keys": "12345678901234567"},  # 17 digits
+        {"keys": "12a4"},
+        {"keys": "12 4"},
+        {"keys": "١٢٣٤"},  # digits, but not ASCII ones
+        {"keys": 1234},
+        {"keys": ["1234"]},
+        {"cancel": False},
+        {"cancel": "true"},
+        {"cancel": 1},
+        {"keys": "1234", "cancel": True},
+        {"pin": "1234"},
+    ],
+)
+def test_a_bad_keypad_body_is_400_and_nothing_is_sent(
+    client: falcon.testing.TestClient, control: StubControl, body: dict[str, Any]
+) -> None:
     result = client.simulate_post("/api/sim/v1/Keypad", json=body)
     assert result.status_code == 400
     assert control.calls == []
@@ -103,8 +118,9 @@ def test_a_bad_keypad_body_is_400_and_nothing_is_sent(client: falcon.testing.Tes
 
 
 @pytest.mark.parametrize("raw", [b"", b"not json", b"[1, 2]", b'"1234"'])
-def test_a_keypad_body_that_is_not_an_object_is_400(client: falcon.testing.TestClient, control: StubControl,
-                                                    raw: bytes) -> None:
+def test_a_keypad_body_that_is_not_an_object_is_400(
+    client: falcon.testing.TestClient, control: StubControl, raw: bytes
+) -> None:
     result = client.simulate_post("/api/sim/v1/Keypad", body=raw, headers={"Content-Type": "application/json"})
     assert result.status_code == 400 and control.calls == []
 
@@ -119,8 +135,9 @@ def test_the_reader_is_described(client: falcon.testing.TestClient, control: Stu
 
 
 @pytest.mark.parametrize("slot, profile", [("hc", "hc-pin"), ("hpc", "hpc-nurse"), ("hc", "hpc-doctor")])
-def test_a_card_of_any_profile_goes_in_either_slot(client: falcon.testing.TestClient, control: StubControl,
-                                                   slot: str, profile: str) -> None:
+def test_a_card_of_any_profile_goes_in_either_slot(
+    client: falcon.testing.TestClient, control: StubControl, slot: str, profile: str
+) -> None:
     result = client.simulate_put(f"/api/sim/v1/NhiReader/Slots/{slot}/Card", json={"profile": profile})
     assert (result.status_code, result.json) == (200, {})
     assert control.calls == [("insert", {"slot": slot, "profile": profile})]
@@ -133,16 +150,18 @@ def test_a_card_is_taken_out(client: falcon.testing.TestClient, control: StubCon
 
 
 @pytest.mark.parametrize("method", ["PUT", "DELETE"])
-def test_an_unknown_slot_is_404_and_nothing_is_sent(client: falcon.testing.TestClient, control: StubControl,
-                                                    method: str) -> None:
+def test_an_unknown_slot_is_404_and_nothing_is_sent(
+    client: falcon.testing.TestClient, control: StubControl, method: str
+) -> None:
     result = client.simulate_request(method, "/api/sim/v1/NhiReader/Slots/sam/Card", json={"profile": "hc-basic"})
     assert result.status_code == 404 and "hc and hpc" in result.json["message"]
     assert control.calls == []
 
 
 @pytest.mark.parametrize("body", [{"profile": "hc-nobody"}, {"profile": ""}, {"profile": 7}, {"card": "hc-basic"}])
-def test_a_bad_profile_is_400_and_nothing_is_sent(client: falcon.testing.TestClient, control: StubControl,
-                                                  body: dict[str, Any]) -> None:
+def test_a_bad_profile_is_400_and_nothing_is_sent(
+    client: falcon.testing.TestClient, control: StubControl, body: dict[str, Any]
+) -> None:
     result = client.simulate_put("/api/sim/v1/NhiReader/Slots/hc/Card", json=body)
     assert result.status_code == 400 and control.calls == []
 
@@ -155,24 +174,29 @@ def test_the_cable(client: falcon.testing.TestClient, control: StubControl, path
 
 
 @pytest.mark.parametrize("status, http", [(400, 400), (404, 404), (500, 502), (502, 502)])
-def test_a_refusal_or_silence_is_answered_with_its_message(client: falcon.testing.TestClient, control: StubControl,
-                                                           status: int, http: int) -> None:
+def test_a_refusal_or_silence_is_answered_with_its_message(
+    client: falcon.testing.TestClient, control: StubControl, status: int, http: int
+) -> None:
     control.error = NhiControlError(status, "the reader says no")
     result = client.simulate_post("/api/sim/v1/NhiReader/Unplug")
     assert (result.status_code, result.json) == (http, {"message": "the reader says no"})
 
 
-@pytest.mark.parametrize("method, path, body", [
-    ("POST", "/api/sim/v1/Keypad", {"keys": "1234"}),
-    ("POST", "/api/sim/v1/Keypad", {"keys": "not digits"}),
-    ("GET", "/api/sim/v1/NhiReader", None),
-    ("PUT", "/api/sim/v1/NhiReader/Slots/hc/Card", {"profile": "hc-pin"}),
-    ("DELETE", "/api/sim/v1/NhiReader/Slots/hc/Card", None),
-    ("POST", "/api/sim/v1/NhiReader/Unplug", None),
-    ("POST", "/api/sim/v1/NhiReader/Replug", None),
-])
-def test_without_a_bench_nhi_reader_every_route_is_404(monkeypatch: pytest.MonkeyPatch, method: str, path: str,
-                                                       body: dict[str, Any] | None) -> None:
+@pytest.mark.parametrize(
+    "method, path, body",
+    [
+        ("POST", "/api/sim/v1/Keypad", {"keys": "1234"}),
+        ("POST", "/api/sim/v1/Keypad", {"keys": "not digits"}),
+        ("GET", "/api/sim/v1/NhiReader", None),
+        ("PUT", "/api/sim/v1/NhiReader/Slots/hc/Card", {"profile": "hc-pin"}),
+        ("DELETE", "/api/sim/v1/NhiReader/Slots/hc/Card", None),
+        ("POST", "/api/sim/v1/NhiReader/Unplug", None),
+        ("POST", "/api/sim/v1/NhiReader/Replug", None),
+    ],
+)
+def test_without_a_bench_nhi_reader_every_route_is_404(
+    monkeypatch: pytest.MonkeyPatch, method: str, path: str, body: dict[str, Any] | None
+) -> None:
     for name in ("NHI_CONSOLE_SIM_NHI_CONTROL", "NHI_CONSOLE_SIM_DC_URL", "NHI_CONSOLE_SIM_DC_CA"):
         monkeypatch.delenv(name, raising=False)
     result = _app(mount).simulate_request(method, path, json=body)
@@ -191,7 +215,7 @@ def test_an_empty_setting_means_no_reader_too(monkeypatch: pytest.MonkeyPatch) -
 def answering() -> Iterator[tuple[str, list[dict[str, Any]], list[bytes]]]:
     """A REP socket on inproc that answers the queued raw answers in turn, and records what it received."""
     endpoint = f"inproc://nhi-control-test-{uuid.uuid4().hex}"  # unique: a closed inproc name may linger
-    socket = zmq.Context.instance().socket(zmq.REP)
+    socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.REP)
     socket.bind(endpoint)
     received: list[dict[str, Any]] = []
     answers: list[bytes] = []
@@ -222,14 +246,18 @@ def test_the_client_sends_a_map_and_returns_the_answer_without_ok(
     assert received == [{"op": "insert", "slot": "hc", "profile": "hc-pin"}]
 
 
-@pytest.mark.parametrize("raw, status, message", [
-    (msgpack.packb({"ok": False, "status": 404, "error": "no such slot"}), 404, "no such slot"),
-    (msgpack.packb({"ok": False}), 502, "the bench NHI reader refused"),
-    (msgpack.packb([1, 2]), 502, "the bench NHI reader answered something that is not a map"),
-    (b"\xc1 not msgpack", 502, "the bench NHI reader answered something that is not a map"),
-])
-def test_the_client_raises_a_refusal(answering: tuple[str, list[dict[str, Any]], list[bytes]], raw: bytes,
-                                     status: int, message: str) -> None:
+@pytest.mark.parametrize(
+    "raw, status, message",
+    [
+        (msgpack.packb({"ok": False, "status": 404, "error": "no such slot"}), 404, "no such slot"),
+        (msgpack.packb({"ok": False}), 502, "the bench NHI reader refused"),
+        (msgpack.packb([1, 2]), 502, "the bench NHI reader answered something that is not a map"),
+        (b"\xc1 not msgpack", 502, "the bench NHI reader answered something that is not a map"),
+    ],
+)
+def test_the_client_raises_a_refusal(
+    answering: tuple[str, list[dict[str, Any]], list[bytes]], raw: bytes, status: int, message: str
+) -> None:
     endpoint, _, answers = answering
     answers.append(raw)
     with pytest.raises(NhiControlError) as raised:
@@ -261,24 +289,28 @@ def test_the_service_puts_any_card_in_any_slot_and_describes_it(bench: BenchNhiR
     assert bench.handle({"op": "describe"})["slots"] == {"hc": None, "hpc": None}
 
 
-@pytest.mark.parametrize("request_, status", [
-    (None, 400),
-    ([1, 2], 400),
-    ({}, 400),
-    ({"op": 1}, 400),
-    ({"op": "shake"}, 400),
-    ({"op": "insert", "slot": "hc", "profile": "hc-nobody"}, 400),
-    ({"op": "insert", "slot": "hc"}, 400),
-    ({"op": "insert", "slot": "sam", "profile": "hc-pin"}, 404),
-    ({"op": "insert", "profile": "hc-pin"}, 404),
-    ({"op": "remove", "slot": 0}, 404),
-    ({"op": "keypad"}, 400),
-    ({"op": "keypad", "keys": "12345678901234567"}, 400),
-    ({"op": "keypad", "keys": "1234", "cancel": True}, 400),
-    ({"op": "keypad", "cancel": False}, 400),
-])
-def test_the_service_refuses_bad_input_and_changes_nothing(bench: BenchNhiReader, request_: object,
-                                                           status: int) -> None:
+@pytest.mark.parametrize(
+    "request_, status",
+    [
+        (None, 400),
+        ([1, 2], 400),
+        ({}, 400),
+        ({"op": 1}, 400),
+        ({"op": "shake"}, 400),
+        ({"op": "insert", "slot": "hc", "profile": "hc-nobody"}, 400),
+        ({"op": "insert", "slot": "hc"}, 400),
+        ({"op": "insert", "slot": "sam", "profile": "hc-pin"}, 404),
+        ({"op": "insert", "profile": "hc-pin"}, 404),
+        ({"op": "remove", "slot": 0}, 404),
+        ({"op": "keypad"}, 400),
+        ({"op": "keypad", "keys": "12345678901234567"}, 400),
+        ({"op": "keypad", "keys": "1234", "cancel": True}, 400),
+        ({"op": "keypad", "cancel": False}, 400),
+    ],
+)
+def test_the_service_refuses_bad_input_and_changes_nothing(
+    bench: BenchNhiReader, request_: object, status: int
+) -> None:
     bench.handle({"op": "insert", "slot": "hpc", "profile": "hpc-nurse"})
     before = bench.handle({"op": "describe"})
     answer = bench.handle(request_)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 import itertools
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -45,7 +45,7 @@ def link(device: VirtualNhiReader) -> LinkToVirtualReader:
 @pytest.fixture
 def nhi(link: LinkToVirtualReader) -> NhiReader:
     # A clock that jumps a second per look, so every wait_for_change polls at once.
-    return NhiReader(PORT, link=link, monotonic=itertools.count().__next__)  # type: ignore[arg-type]
+    return NhiReader(PORT, link=link, monotonic=itertools.count().__next__)  # type: ignore[arg-type]  # in-memory SerialLink
 
 
 def changes(nhi: NhiReader) -> list[PresenceChanged]:
@@ -79,8 +79,9 @@ def test_a_swap_between_two_polls_is_a_removal_then_an_insertion(nhi: NhiReader,
     assert changes(nhi) == [PresenceChanged(None, PORT), PresenceChanged(again.atr, PORT)]
 
 
-def test_a_port_that_cannot_be_opened_then_can(nhi: NhiReader, link: LinkToVirtualReader,
-                                               device: VirtualNhiReader) -> None:
+def test_a_port_that_cannot_be_opened_then_can(
+    nhi: NhiReader, link: LinkToVirtualReader, device: VirtualNhiReader
+) -> None:
     link.openable = False
     card = make_card("hc-basic")
     device.insert(SLOT_HC, card)
@@ -118,11 +119,19 @@ def test_transmit_to_an_empty_slot_is_card_absent(nhi: NhiReader) -> None:
         nhi.slot_readers()[STAFF].transmit(bytes.fromhex("00A4040000"))
 
 
-def test_the_sam_identity_signature_and_card_authentication(nhi: NhiReader, device: VirtualNhiReader,
-                                                           sam_file: bytes) -> None:
+def test_the_sam_identity_signature_and_card_authentication(
+    nhi: NhiReader, device: VirtualNhiReader, sam_file: bytes
+) -> None:
     code, info = nhi.run_device_command(PORT, "ReadSamInfo", {})
-    assert (code, info) == (0, {"samId": "901000000047", "hospitalId": "777777777", "hospitalName": "測試機構",
-                                "hospitalShortName": info["hospitalShortName"]})
+    assert (code, info) == (
+        0,
+        {
+            "samId": "901000000047",
+            "hospitalId": "777777777",
+            "hospitalName": "測試機構",
+            "hospitalShortName": info["hospitalShortName"],
+        },
+    )
     code, body = nhi.run_device_command(PORT, "SignWithReaderSam", {"data": b"to be signed"})
     assert code == 0
     assert verify_signature(parse_cloud_sam_file(sam_file).certificate, body["signature"], b"to be signed")
@@ -142,7 +151,8 @@ def test_the_reader_clock_in_taipei_time(nhi: NhiReader) -> None:
     code, body = nhi.run_device_command(PORT, "ReadReaderClock", {})
     assert code == 0
     moment = datetime.datetime.strptime(body["readerTime"], "%Y%m%d%H%M%S").replace(
-        tzinfo=datetime.timezone(datetime.timedelta(hours=8)))
+        tzinfo=datetime.timezone(datetime.timedelta(hours=8))
+    )
     assert abs((moment - datetime.datetime.now(datetime.UTC)).total_seconds()) < 5
 
 
@@ -163,8 +173,9 @@ def test_keypad_pin_verification(nhi: NhiReader, device: VirtualNhiReader, link:
     assert CMD_KEYPAD_VERIFY not in link.commands, "a verified PIN is not asked for again"
 
 
-def test_keypad_without_a_pin_on_the_card_asks_nothing(nhi: NhiReader, device: VirtualNhiReader,
-                                                      link: LinkToVirtualReader) -> None:
+def test_keypad_without_a_pin_on_the_card_asks_nothing(
+    nhi: NhiReader, device: VirtualNhiReader, link: LinkToVirtualReader
+) -> None:
     device.insert(SLOT_HC, make_card("hc-basic"))
     assert _keypad(nhi)[1]["outcome"] == "noPin"
     assert CMD_KEYPAD_VERIFY not in link.commands
@@ -195,7 +206,9 @@ def test_keypad_new_pin_typed_twice(nhi: NhiReader, device: VirtualNhiReader) ->
     device.press("5678")
     device.press("5678")
     assert _keypad(nhi, "SetHcPinOnKeypad") == (0, {"outcome": "accepted"})
-    device.insert(SLOT_HC, device.card(SLOT_HC))  # power it up afresh: the PIN must be typed again
+    card = device.card(SLOT_HC)
+    assert card is not None
+    device.insert(SLOT_HC, card)  # power it up afresh: the PIN must be typed again
     device.press("5678")
     assert _keypad(nhi)[1]["outcome"] == "accepted"
 
@@ -221,5 +234,6 @@ def test_a_command_that_finds_the_line_broken_reports_the_cards_gone_before_it_r
         nhi.run_device_command(PORT, "ReadReaderClock", {})
     link.answering = True
     assert nhi.run_device_command(PORT, "ReadReaderClock", {})[0] == 0, "the command reopened the line"
-    assert changes(nhi) == [PresenceChanged(None, PORT), PresenceChanged(card.atr, PORT)], \
+    assert changes(nhi) == [PresenceChanged(None, PORT), PresenceChanged(card.atr, PORT)], (
         "the card that was in the reader while it was away comes back as a new insertion"
+    )

@@ -4,7 +4,7 @@ back-end, over an in-memory line to the bench's device logic: the physical SAM, 
 from __future__ import annotations
 
 import datetime
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -30,16 +30,23 @@ def device() -> Iterator[VirtualNhiReader]:
     reader.shutdown()
 
 
+class NhiBench(Harness):
+    """The harness with the bench's NHI reader attached over `link`, an in-memory line."""
+
+    link: LinkToVirtualReader
+
+
 @pytest.fixture
 def bench(device: VirtualNhiReader) -> Harness:
-    harness = Harness((PC_SC_READER, "hc-veteran"), serial_ports=(NHI_PORT,))
-    harness.link = harness.attach_nhi_reader(device)  # type: ignore[attr-defined]
+    harness = NhiBench((PC_SC_READER, "hc-veteran"), serial_ports=(NHI_PORT,))
+    harness.link = harness.attach_nhi_reader(device)
     harness.report_nhi()
     return harness
 
 
 def link_of(bench: Harness) -> LinkToVirtualReader:
-    return bench.link  # type: ignore[attr-defined,no-any-return]
+    assert isinstance(bench, NhiBench)
+    return bench.link
 
 
 def initialized(bench: Harness) -> Harness:
@@ -57,8 +64,10 @@ def test_initial_with_the_port_opens_the_reader_and_its_sam(bench: Harness) -> N
     assert (status["name"], status["readerName"], status["initialized"]) == (NHI_PORT, NHI_PORT, True)
     assert status["sam"] == {"status": 1, "type": 2, "expireTime": None}, "a physical SAM is not verified by itself"
     assert status["hc"]["status"] == 1, "the health card in the reader's slot is detected"
-    assert bench.command("GetSamBasic") == (0, {"samId": NHI_SAM_ID, "hospitalId": "777777777",
-                                                "hospitalName": "測試機構", "hospitalShortName": "測試"})
+    assert bench.command("GetSamBasic") == (
+        0,
+        {"samId": NHI_SAM_ID, "hospitalId": "777777777", "hospitalName": "測試機構", "hospitalShortName": "測試"},
+    )
     assert "PhysicalSamIdentified" in bench.event_types()
     assert "Sam/Login" not in bench.dc.calls
     assert bench.core.serial_devices() == {NHI_PORT}

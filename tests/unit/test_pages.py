@@ -21,7 +21,10 @@ HOST = {"Host": "localhost:5066"}
 
 
 def client(swagger_ui: Path) -> falcon.testing.TestClient:
-    return falcon.testing.TestClient(create_app(FakeCore(), VersionInfo("1", "/x"), swagger_ui=swagger_ui), headers=HOST)
+    return falcon.testing.TestClient(
+        create_app(FakeCore(), VersionInfo("1", "/x"), swagger_ui=swagger_ui),  # type: ignore[arg-type]  # a stand-in core
+        headers=HOST,
+    )
 
 
 def test_the_console_page_and_its_files(tmp_path: Path) -> None:

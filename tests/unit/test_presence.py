@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from broker.domain.events import CardInserted, CardRemoved, Event, ReaderAttached
 from broker.domain.presence import presence_events
-from contract.protocol import CardPresence, WorkerStatus
 from broker.domain.state import ConsoleState, project
+from contract.protocol import CardPresence, WorkerStatus
 
 READER = "ACS ACR39U 00 00"
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from broker.runtime.clock import ManualClock
 from broker.core import ConsoleCore
-from contract.protocol import CardPresence, WorkerStatus
 from broker.domain.pseudonyms import Pseudonyms, load_or_create_key
+from broker.runtime.clock import ManualClock
+from contract.protocol import CardPresence, WorkerStatus
 from eventlog.memory_store import MemoryEventStore
 
 

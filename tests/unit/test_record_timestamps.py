@@ -7,7 +7,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given
@@ -26,7 +26,7 @@ SPEC_NS = SPEC_SECONDS * 1_000_000_000 + 251_427_200
 
 YEAR_1900_NS = -2_208_988_800 * 1_000_000_000
 YEAR_2200_NS = 7_258_118_400 * 1_000_000_000
-FIXED_ZONES = [timezone.utc, TAIPEI, NEWFOUNDLAND_DST, timezone(timedelta(hours=14))]
+FIXED_ZONES = [UTC, TAIPEI, NEWFOUNDLAND_DST, timezone(timedelta(hours=14))]
 
 
 def test_spec_example() -> None:
@@ -54,35 +54,35 @@ def test_shape(epoch_ns: int, tz: timezone) -> None:
     ],
 )
 def test_fraction_is_seven_truncated_tick_digits(fraction_ns: int, digits: str) -> None:
-    formatted = format_record_timestamp(SPEC_SECONDS * 1_000_000_000 + fraction_ns, timezone.utc)
+    formatted = format_record_timestamp(SPEC_SECONDS * 1_000_000_000 + fraction_ns, UTC)
     assert formatted == f"2024-05-23T07:38:00.{digits}+00:00"
 
 
 def test_truncation_before_the_epoch_goes_to_the_earlier_tick() -> None:
     # -1 ns is 23:59:59.999999999 on 1969-12-31: floor, not toward zero.
-    assert format_record_timestamp(-1, timezone.utc) == "1969-12-31T23:59:59.9999999+00:00"
+    assert format_record_timestamp(-1, UTC) == "1969-12-31T23:59:59.9999999+00:00"
 
 
 def test_utc_is_plus_zero_not_z() -> None:
-    assert format_record_timestamp(0, timezone.utc) == "1970-01-01T00:00:00.0000000+00:00"
+    assert format_record_timestamp(0, UTC) == "1970-01-01T00:00:00.0000000+00:00"
 
 
 def test_positive_offset_gives_local_wall_time() -> None:
     # 16:30Z is 00:30 the next day in Taipei: the date must roll over too.
-    epoch_ns = int(datetime(2024, 12, 31, 16, 30, tzinfo=timezone.utc).timestamp()) * 10**9
+    epoch_ns = int(datetime(2024, 12, 31, 16, 30, tzinfo=UTC).timestamp()) * 10**9
     assert format_record_timestamp(epoch_ns, TAIPEI) == "2025-01-01T00:30:00.0000000+08:00"
 
 
 def test_negative_offset_with_minutes() -> None:
-    epoch_ns = int(datetime(2024, 1, 1, 2, 0, tzinfo=timezone.utc).timestamp()) * 10**9
+    epoch_ns = int(datetime(2024, 1, 1, 2, 0, tzinfo=UTC).timestamp()) * 10**9
     formatted = format_record_timestamp(epoch_ns + 50_000_000, NEWFOUNDLAND_DST)
     assert formatted == "2023-12-31T22:30:00.0500000-03:30"
 
 
 def test_year_before_1000_is_zero_padded() -> None:
     # glibc's strftime("%Y") gives "999" here; the shape needs four digits.
-    epoch_ns = int(datetime(999, 6, 1, tzinfo=timezone.utc).timestamp()) * 10**9
-    assert format_record_timestamp(epoch_ns, timezone.utc) == "0999-06-01T00:00:00.0000000+00:00"
+    epoch_ns = int(datetime(999, 6, 1, tzinfo=UTC).timestamp()) * 10**9
+    assert format_record_timestamp(epoch_ns, UTC) == "0999-06-01T00:00:00.0000000+00:00"
 
 
 @pytest.fixture
@@ -125,5 +125,5 @@ def test_round_trips_to_the_same_tick(ns: int, tz: timezone) -> None:
     formatted = format_record_timestamp(ns, tz)
     parsed = datetime.fromisoformat(formatted[:26] + formatted[27:])
     assert parsed.utcoffset() == tz.utcoffset(None)
-    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
     assert (parsed - epoch) // timedelta(microseconds=1) == ns // 1_000

@@ -10,6 +10,7 @@ import hashlib
 import random
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,14 @@ from hypothesis import strategies as st
 from tests.scan_secrets import main
 from tests.secret_forms import base64_forms, base64_fragment
 from tests.typed_secrets import (
-    HC_PROFILE_PIN, LONG, MIN_BITS, PROFILE_PIN, SHORT, TYPED, WRONG_PIN, files_holding_secrets,
+    HC_PROFILE_PIN,
+    LONG,
+    MIN_BITS,
+    PROFILE_PIN,
+    SHORT,
+    TYPED,
+    WRONG_PIN,
+    files_holding_secrets,
 )
 from workers.apdu import HC_PIN_P2, verify
 
@@ -53,18 +61,28 @@ def test_the_fragments_are_the_secrets_own_characters() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(LONG))
-@pytest.mark.parametrize("render", [
-    pytest.param(lambda s: s, id="text"),
-    pytest.param(lambda s: s.hex().encode(), id="hex"),
-    pytest.param(lambda s: s.hex().upper().encode(), id="HEX"),
-    pytest.param(lambda s: s.hex(" ").encode(), id="spaced hex"),
-    *(pytest.param(lambda s, k=k: base64.b64encode(SURROUNDINGS[:k] + s + SURROUNDINGS[k:20]), id=f"base64+{k}")
-      for k in range(6)),
-    *(pytest.param(lambda s, k=k: base64.urlsafe_b64encode(SURROUNDINGS[:k] + s + SURROUNDINGS[k:20]),
-                   id=f"url-safe base64+{k}") for k in range(3)),
-])
-def test_a_long_secret_is_found_in_every_form(tmp_path: Path, name: str, render: object) -> None:
-    path = planted(tmp_path, render(LONG[name].encode()))  # type: ignore[operator]
+@pytest.mark.parametrize(
+    "render",
+    [
+        pytest.param(lambda s: s, id="text"),
+        pytest.param(lambda s: s.hex().encode(), id="hex"),
+        pytest.param(lambda s: s.hex().upper().encode(), id="HEX"),
+        pytest.param(lambda s: s.hex(" ").encode(), id="spaced hex"),
+        *(
+            pytest.param(lambda s, k=k: base64.b64encode(SURROUNDINGS[:k] + s + SURROUNDINGS[k:20]), id=f"base64+{k}")
+            for k in range(6)
+        ),
+        *(
+            pytest.param(
+                lambda s, k=k: base64.urlsafe_b64encode(SURROUNDINGS[:k] + s + SURROUNDINGS[k:20]),
+                id=f"url-safe base64+{k}",
+            )
+            for k in range(3)
+        ),
+    ],
+)
+def test_a_long_secret_is_found_in_every_form(tmp_path: Path, name: str, render: Callable[[bytes], bytes]) -> None:
+    path = planted(tmp_path, render(LONG[name].encode()))
     found = files_holding_secrets([path], remembered=[])
     assert found and all(line.startswith(f"{path}: {name} as ") for line in found), found
 
@@ -91,7 +109,9 @@ def test_a_short_pin_in_a_dumped_verify_apdu_is_found(tmp_path: Path, name: str)
         assert any(f"{name} in a health card VERIFY" in line for line in found), (content, found)
 
 
-def test_a_token_of_the_run_is_found_through_the_handoff_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_token_of_the_run_is_found_through_the_handoff_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     token = base64.urlsafe_b64encode(random.Random(3).randbytes(90))
     handoff = tmp_path / "remembered"
     handoff.write_bytes(b"some.other.token\n" + token + b"\n")
@@ -122,10 +142,17 @@ def test_a_certificate_dated_at_midnight_holds_000000_in_base64_and_that_is_no_f
     """Why short PINs are searched in context only: DER dates end in `000000Z`, so a PEM holds 000000's base64."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench")])
-    midnight = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
-    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-                   .serial_number(1).not_valid_before(midnight).not_valid_after(midnight.replace(year=2034))
-                   .sign(key, hashes.SHA256()))
+    midnight = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(midnight)
+        .not_valid_after(midnight.replace(year=2034))
+        .sign(key, hashes.SHA256())
+    )
     pem = certificate.public_bytes(serialization.Encoding.PEM)
     path = tmp_path / "ca.pem"
     path.write_bytes(pem)
@@ -142,8 +169,18 @@ def test_every_hex_and_base64_needle_says_enough() -> None:
             assert 6 * len(needle.pattern) >= MIN_BITS, needle.label
 
 
-EVENTS = ("ReaderAttached", "CardInserted", "CardRemoved", "CardDetected", "SamVerified", "CardAuthenticated",
-          "HcPinVerified", "SessionInitialized", "DefaultReaderSet", "CloudSamImported")
+EVENTS = (
+    "ReaderAttached",
+    "CardInserted",
+    "CardRemoved",
+    "CardDetected",
+    "SamVerified",
+    "CardAuthenticated",
+    "HcPinVerified",
+    "SessionInitialized",
+    "DefaultReaderSet",
+    "CloudSamImported",
+)
 
 
 def typical_log(lines: int) -> bytes:
@@ -160,8 +197,8 @@ def typical_log(lines: int) -> bytes:
         digest = hashlib.sha256(rng.randbytes(32)).hexdigest()
         out += [
             f"{stamp},{rng.randrange(1000):03d} broker INFO broker.core: event {rng.choice(EVENTS)}",
-            f"{stamp},{rng.randrange(1000):03d} broker INFO broker.runtime.worker_pool: started worker pid {pid} for reader"
-            f" 'NHI Sim Reader {index % 2}'",
+            f"{stamp},{rng.randrange(1000):03d} broker INFO broker.runtime.worker_pool:"
+            f" started worker pid {pid} for reader 'NHI Sim Reader {index % 2}'",
             f"[{stamp} +0000] [{pid}] [INFO] Booting worker with pid: {pid + 1}",
             f"{stamp},{rng.randrange(1000):03d} sim.dc INFO POST /dc/v1/Cards/Verify 200",
             f"listening on https://127.0.0.1:{rng.randrange(1024, 65536)}",
@@ -181,7 +218,9 @@ def typical_log(lines: int) -> bytes:
 def test_no_finding_in_ordinary_log_lines(tmp_path: Path) -> None:
     """Bare digit runs equal to the short PINs are there too (a pid, a duration, a longer number): not findings."""
     path = tmp_path / "console.log"
-    bare = "\n".join(f"[2024-05-23T15:38:00] worker {pin} started, took {pin} ms, port={pin}0" for pin in SHORT.values())
+    bare = "\n".join(
+        f"[2024-05-23T15:38:00] worker {pin} started, took {pin} ms, port={pin}0" for pin in SHORT.values()
+    )
     path.write_bytes(typical_log(5_000) + b"\n" + bare.encode())
     assert files_holding_secrets([path], remembered=[]) == []
 

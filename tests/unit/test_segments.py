@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,9 @@ def _fill(store: SqliteEventStore, events: int, calls: int, start: int = 1) -> N
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SqliteEventStore:
+def store(tmp_path: Path) -> Iterator[SqliteEventStore]:
     s = SqliteEventStore(tmp_path / "events.sqlite3", durability="normal")
-    yield s  # type: ignore[misc]
+    yield s
     s.close()
 
 
@@ -49,7 +50,7 @@ def test_seal_twice_and_keep_appending(store: SqliteEventStore, tmp_path: Path) 
     _sealed_twice(store, archive)
     assert [e.seq for e in store.events()] == list(range(1, 46))
     assert [e.seq for e in store.events(after=12)] == list(range(13, 46))
-    assert [e.payload for e in store.events(after=9)][0] == b'{"n":10}'
+    assert next(e.payload for e in store.events(after=9)) == b'{"n":10}'
     assert [c.seq for c in store.calls_newest_first(0, 100)] == list(range(30, 20, -1))
     assert store.last_call_seq() == 30
     assert sorted(p.name for p in archive.iterdir()) == ["segment-000001.db", "segment-000002.db"]
@@ -80,9 +81,7 @@ def test_seqs_continue_across_reopen_after_sealing_everything(tmp_path: Path) ->
     assert verify(path).ok
 
 
-def test_seal_commits_pending_work_and_nothing_to_seal_is_none(
-    store: SqliteEventStore, tmp_path: Path
-) -> None:
+def test_seal_commits_pending_work_and_nothing_to_seal_is_none(store: SqliteEventStore, tmp_path: Path) -> None:
     assert store.seal(10, 10, tmp_path / "a") is None
     store.append_event("t", 1, b"{}", TS)  # pending
     info = store.seal(1, 0, tmp_path / "a")
@@ -104,9 +103,7 @@ def test_tampering_inside_an_archive_is_reported(store: SqliteEventStore, tmp_pa
     assert report.first is not None and (report.first.table, report.first.seq) == ("calls", 11)
 
 
-def test_deleting_a_row_at_the_end_of_an_archive_is_reported(
-    store: SqliteEventStore, tmp_path: Path
-) -> None:
+def test_deleting_a_row_at_the_end_of_an_archive_is_reported(store: SqliteEventStore, tmp_path: Path) -> None:
     archive = tmp_path / "archive"
     _sealed_twice(store, archive)
     conn = sqlite3.connect(archive / "segment-000001.db")
@@ -117,9 +114,7 @@ def test_deleting_a_row_at_the_end_of_an_archive_is_reported(
     assert report.first is not None and (report.first.table, report.first.seq) == ("events", 10)
 
 
-def test_editing_a_segments_recorded_hash_is_reported(
-    store: SqliteEventStore, tmp_path: Path
-) -> None:
+def test_editing_a_segments_recorded_hash_is_reported(store: SqliteEventStore, tmp_path: Path) -> None:
     _sealed_twice(store, tmp_path / "archive")
     store.close()
     conn = sqlite3.connect(store.path)
@@ -199,9 +194,7 @@ def test_seal_due_size_rule(store: SqliteEventStore) -> None:
         store.seal_due(0, None)
 
 
-def test_seal_due_after_sealing_counts_only_live_rows(
-    store: SqliteEventStore, tmp_path: Path
-) -> None:
+def test_seal_due_after_sealing_counts_only_live_rows(store: SqliteEventStore, tmp_path: Path) -> None:
     _fill(store, 12, 0)
     due = store.seal_due(10, None)
     assert due == (7, 0)

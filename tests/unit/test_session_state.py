@@ -10,6 +10,7 @@ from broker.domain.events import (
     CardRemoved,
     CloudSamImported,
     CloudSamRemoved,
+    Event,
     ReaderAttached,
     ReaderDetached,
     SamLoggedOut,
@@ -24,7 +25,7 @@ from broker.domain.events import (
 from broker.domain.state import ConsoleState, project, render_status
 
 EXPIRY = "2026-11-23T22:00:00+08:00"
-OPEN = [
+OPEN: list[Event] = [
     ReaderAttached(reader="R0", backend="sim"),
     CardInserted(reader="R0", atr="3B", kind="hc", session=5),
     SessionInitialized(device="901000000047", sam_type=1, reader="R0"),
@@ -58,8 +59,9 @@ def test_sam_events() -> None:
 
 
 def test_finalize_resets_the_session_but_keeps_settings_and_the_last_device() -> None:
-    state = project([CloudSamImported(sam_id="901000000047", hospital_id="777777777"), *OPEN,
-                     SessionFinalized(reason="finalize")])
+    state = project(
+        [CloudSamImported(sam_id="901000000047", hospital_id="777777777"), *OPEN, SessionFinalized(reason="finalize")]
+    )
     assert render_status(state) == render_status(ConsoleState())
     assert state.last_device == "901000000047" and dict(state.cloud_sams) == {"901000000047": "777777777"}
     assert "R0" in state.readers

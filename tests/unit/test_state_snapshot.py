@@ -9,23 +9,55 @@ from typing import Any
 import pytest
 
 from broker.domain.state import (
-    CardInReader, ConsoleState, HcState, HpcState, PhysicalSamIdentity, ReaderState, SamState, snapshot,
+    CardInReader,
+    ConsoleState,
+    HcState,
+    HpcState,
+    PhysicalSamIdentity,
+    ReaderState,
+    SamState,
+    snapshot,
 )
 
 OTHER_VALUES: dict[type, dict[str, Any]] = {
     ConsoleState: {
         "readers": MappingProxyType({"R": ReaderState("R", "sim", CardInReader("3B00", "hc", 7, "ref", 1))}),
-        "default_reader": "R", "initialized": True, "device_name": "901000000047", "reader_in_use": "R",
-        "record_cleared_through": 12, "sim_readers": MappingProxyType({"R": "hc-basic"}),
-        "cloud_sams": MappingProxyType({"901000000047": "777777777"}), "last_device": "901000000047",
-        "clock_offset_seconds": 60, "cors_hosts": ("localhost",),
+        "default_reader": "R",
+        "initialized": True,
+        "device_name": "901000000047",
+        "reader_in_use": "R",
+        "record_cleared_through": 12,
+        "sim_readers": MappingProxyType({"R": "hc-basic"}),
+        "cloud_sams": MappingProxyType({"901000000047": "777777777"}),
+        "last_device": "901000000047",
+        "clock_offset_seconds": 60,
+        "cors_hosts": ("localhost",),
     },
-    SamState: {"status": 2, "type": 1, "expire_time": "2030-01-01T00:00:00+00:00",
-               "physical": PhysicalSamIdentity("/dev/ttyUSB0", "1", "2", "name", "short")},
-    HpcState: {"status": 3, "type": 1, "expire_time": "2030-01-01T00:00:00+00:00", "reader": "R", "session": 3,
-               "card_ref": "ref", "pin_session": 3},
-    HcState: {"status": 2, "type": 1, "expire_time": "2030-01-01T00:00:00+00:00", "has_pin": True,
-              "verified_pin": False, "reader": "R", "session": 3, "card_ref": "ref"},
+    SamState: {
+        "status": 2,
+        "type": 1,
+        "expire_time": "2030-01-01T00:00:00+00:00",
+        "physical": PhysicalSamIdentity("/dev/ttyUSB0", "1", "2", "name", "short"),
+    },
+    HpcState: {
+        "status": 3,
+        "type": 1,
+        "expire_time": "2030-01-01T00:00:00+00:00",
+        "reader": "R",
+        "session": 3,
+        "card_ref": "ref",
+        "pin_session": 3,
+    },
+    HcState: {
+        "status": 2,
+        "type": 1,
+        "expire_time": "2030-01-01T00:00:00+00:00",
+        "has_pin": True,
+        "verified_pin": False,
+        "reader": "R",
+        "session": 3,
+        "card_ref": "ref",
+    },
 }
 NESTED = {"sam": SamState, "hpc": HpcState, "hc": HcState}
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.general_name import DNSName, IPAddress
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
@@ -42,13 +44,9 @@ def _leaf(files: TlsFiles) -> x509.Certificate:
     return _chain(files)[0]
 
 
-def _spki(cert_or_key: x509.Certificate | object) -> bytes:
-    public = (
-        cert_or_key.public_key()  # type: ignore[union-attr]
-    )
-    return public.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+def _spki(cert_or_key: x509.Certificate | PrivateKeyTypes) -> bytes:
+    public = cert_or_key.public_key()
+    return public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _snapshot(files: TlsFiles) -> dict[str, bytes]:
@@ -88,7 +86,7 @@ def test_paths_follow_the_documented_layout(tmp_path: Path) -> None:
     )
     assert all(p.is_file() for p in (files.ca_cert, files.server_cert, files.server_key))
     with pytest.raises(AttributeError):
-        files.ca_cert = tmp_path  # type: ignore[misc]
+        files.ca_cert = tmp_path  # type: ignore[misc]  # the test: a frozen field cannot be set
 
 
 @posix_only
@@ -150,9 +148,7 @@ def test_no_temporary_files_are_left_behind(files: TlsFiles) -> None:
     ],
     ids=["localhost", "127.0.0.1", "::1"],
 )
-def test_server_certificate_verifies_against_the_ca(
-    files: TlsFiles, subject: DNSName | IPAddress
-) -> None:
+def test_server_certificate_verifies_against_the_ca(files: TlsFiles, subject: DNSName | IPAddress) -> None:
     _verify(files, subject)
 
 
@@ -161,9 +157,7 @@ def test_server_certificate_verifies_against_the_ca(
     [DNSName("example.com"), IPAddress(ipaddress.ip_address("10.0.0.1"))],
     ids=["example.com", "10.0.0.1"],
 )
-def test_server_certificate_is_not_valid_for_other_names(
-    files: TlsFiles, subject: DNSName | IPAddress
-) -> None:
+def test_server_certificate_is_not_valid_for_other_names(files: TlsFiles, subject: DNSName | IPAddress) -> None:
     with pytest.raises(VerificationError):
         _verify(files, subject)
 
@@ -183,9 +177,7 @@ def test_ca_is_name_constrained_to_loopback(files: TlsFiles) -> None:
 def test_ca_extensions(files: TlsFiles) -> None:
     ca = _ca(files)
     assert ca.subject == ca.issuer
-    assert ca.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == (
-        "nhi-console local CA"
-    )
+    assert ca.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == ("nhi-console local CA")
     host = socket.gethostname()[:64]
     assert host in [a.value for a in ca.subject]
 
@@ -199,14 +191,16 @@ def test_ca_extensions(files: TlsFiles) -> None:
 
     ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
     assert ski.value == x509.SubjectKeyIdentifier.from_public_key(ca.public_key())
-    assert ca.public_key().curve.name == "secp256r1"  # type: ignore[union-attr]
+    ca_key = ca.public_key()
+    assert isinstance(ca_key, ec.EllipticCurvePublicKey) and ca_key.curve.name == "secp256r1"
 
 
 def test_server_extensions(files: TlsFiles) -> None:
     leaf, ca = _leaf(files), _ca(files)
     assert leaf.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == "localhost"
     assert leaf.issuer == ca.subject
-    assert leaf.public_key().curve.name == "secp256r1"  # type: ignore[union-attr]
+    leaf_key = leaf.public_key()
+    assert isinstance(leaf_key, ec.EllipticCurvePublicKey) and leaf_key.curve.name == "secp256r1"
 
     san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["localhost"]
@@ -230,7 +224,7 @@ def test_server_extensions(files: TlsFiles) -> None:
 
 
 def test_validity_windows(tmp_path: Path) -> None:
-    now = dt.datetime(2030, 6, 1, 12, 0, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2030, 6, 1, 12, 0, tzinfo=dt.UTC)
     files = ensure_certificates(tmp_path / "data", now=now)
     leaf, ca = _leaf(files), _ca(files)
     for cert in (leaf, ca):
@@ -391,10 +385,12 @@ def _tls_echo_server(files: TlsFiles) -> Iterator[tuple[int, list[BaseException]
 
 
 def _exchange(context: ssl.SSLContext, port: int, server_hostname: str) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with context.wrap_socket(raw, server_hostname=server_hostname) as conn:
-            conn.sendall(b"hello")
-            return conn.recv(1024)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=server_hostname) as conn,
+    ):
+        conn.sendall(b"hello")
+        return conn.recv(1024)
 
 
 @pytest.mark.parametrize("server_hostname", ["localhost", "127.0.0.1"])
@@ -405,9 +401,7 @@ def test_handshake_with_client_context(files: TlsFiles, server_hostname: str) ->
     assert errors == []
 
 
-def test_handshake_fails_for_a_client_trusting_another_ca(
-    files: TlsFiles, tmp_path: Path
-) -> None:
+def test_handshake_fails_for_a_client_trusting_another_ca(files: TlsFiles, tmp_path: Path) -> None:
     ensure_certificates(tmp_path / "other")
     stranger = ssl_context_for_clients(tmp_path / "other")
     with _tls_echo_server(files) as (port, _errors):
@@ -420,9 +414,8 @@ def test_handshake_fails_for_a_client_trusting_another_ca(
 
 def test_handshake_fails_for_a_name_not_in_the_certificate(files: TlsFiles) -> None:
     client = ssl_context_for_clients(files.directory.parent)
-    with _tls_echo_server(files) as (port, _errors):
-        with pytest.raises(ssl.SSLCertVerificationError):
-            _exchange(client, port, "example.com")
+    with _tls_echo_server(files) as (port, _errors), pytest.raises(ssl.SSLCertVerificationError):
+        _exchange(client, port, "example.com")
 
 
 def test_client_context_trusts_nothing_else(files: TlsFiles) -> None:

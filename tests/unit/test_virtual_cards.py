@@ -30,7 +30,11 @@ from sim.profiles import PROFILES, HealthCardData, StaffCardData, make_card
 
 HC_PROFILES = [name for name, profile in PROFILES.items() if profile.kind == "hc"]
 HPC_PROFILES = [name for name, profile in PROFILES.items() if profile.kind == "hpc"]
-UNBLOCKED_HPC = [name for name in HPC_PROFILES if PROFILES[name].data.pin_tries_left > 0]  # type: ignore[union-attr]
+UNBLOCKED_HPC = [
+    name
+    for name, profile in PROFILES.items()
+    if isinstance(profile.data, StaffCardData) and profile.data.pin_tries_left > 0
+]
 
 SELECT_HC = bytes.fromhex("00A4040010") + HC_AID + b"\x00"
 SELECT_HPC = bytes.fromhex("00A4040010") + HPC_AID + b"\x00"
@@ -272,10 +276,10 @@ def test_the_transcript_records_every_exchange_in_order(name: str) -> None:
 
 def test_bytearray_input_is_accepted_and_recorded_as_bytes() -> None:
     card = make_card("hc-basic")
-    answer = card.respond(bytearray(SELECT_HC))  # type: ignore[arg-type]
+    answer = card.respond(bytearray(SELECT_HC))  # type: ignore[arg-type]  # deliberately off-type
     assert answer == b"\x90\x00"
     assert card.transcript.entries == [(SELECT_HC, answer)]
-    assert card.respond(None) == b"\x67\x00"  # type: ignore[arg-type]
+    assert card.respond(None) == b"\x67\x00"  # type: ignore[arg-type]  # deliberately off-type
 
 
 def test_concurrent_callers_all_land_in_the_transcript() -> None:
@@ -568,7 +572,8 @@ def test_hc_mutual_authentication_opens_the_identity_status(name: str) -> None:
     assert card.authenticated
     data, status = send(card, READ_HC_IDENTITY)
     assert status == 0x9000
-    assert data == PROFILES[name].data.identity_status.encode()  # type: ignore[union-attr]
+    profile_data = PROFILES[name].data
+    assert isinstance(profile_data, HealthCardData) and data == profile_data.identity_status.encode()
     assert data in (b"1", b"2", b"3", b"4", b"8")
 
 
@@ -979,8 +984,8 @@ def test_hpc_pin_verified_survives_reselection_and_signatures() -> None:
 def test_the_health_cards_notes_file_takes_an_update_only_after_authentication() -> None:
     """`POST /api/hc/v1/RealHc/Update` writes here; the bench card wants the SAM's authentication first."""
     from sim.cards.health_card import NOTES_EF
-    from sim.sam import BenchSam
     from sim.reader_card_authentication import authenticate_card
+    from sim.sam import BenchSam
 
     card = make_card("hc-basic")
     update = bytes([0x00, 0xD6, 0x00, 0x00, 5]) + b"NOTES"
@@ -990,4 +995,4 @@ def test_the_health_cards_notes_file_takes_an_update_only_after_authentication()
     authenticate_card(card.respond, BenchSam(), "900000000711")
     assert sw(card, bytes([0x00, 0xA4, 0x02, 0x0C, 0x02]) + NOTES_EF) == 0x9000
     assert sw(card, update) == 0x9000
-    assert card.notes == b"NOTES"  # type: ignore[attr-defined]
+    assert isinstance(card, HealthCard) and card.notes == b"NOTES"

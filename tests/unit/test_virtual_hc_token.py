@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contract.status_codes import StatusCode
 from broker.credentials.virtual_hc_token import (
     MAX_TOKEN_LENGTH,
     TokenRefused,
@@ -25,6 +24,7 @@ from broker.credentials.virtual_hc_token import (
     load_issuers,
     verify_token,
 )
+from contract.status_codes import StatusCode
 from sim.profiles import PROFILES, HealthCardData
 from sim.virtual_hc import card_of_profile, issue_token, make_issuer, new_token_id
 
@@ -36,7 +36,17 @@ TOKEN_ID = "vhc-TEST_token-0001"
 HC_PROFILES = [name for name, profile in PROFILES.items() if profile.kind == "hc"]
 
 _FIELDS = [
-    "tokenId", "cardId", "name", "idNo", "birthday", "sex", "identityStatus", "hospitalId", "iat", "exp", "maxUses"
+    "tokenId",
+    "cardId",
+    "name",
+    "idNo",
+    "birthday",
+    "sex",
+    "identityStatus",
+    "hospitalId",
+    "iat",
+    "exp",
+    "maxUses",
 ]
 
 MALFORMED = StatusCode.VIRTUAL_HC_TOKEN_MALFORMED
@@ -99,6 +109,7 @@ def signed(header: object = HEADER, payload: object = None, *, key: rsa.RSAPriva
 
     `header`/`payload` are JSON-encoded unless they are bytes already.
     """
+
     def part(value: object) -> str:
         raw = value if isinstance(value, bytes) else json.dumps(value).encode("ascii")
         return b64url(raw)
@@ -228,7 +239,7 @@ def _ec_certificate_pem() -> bytes:
 )
 def test_load_issuers_refuses_empty_unparsable_and_non_rsa_bundles(pem: bytes | str) -> None:
     with pytest.raises(ValueError):
-        load_issuers(_ec_certificate_pem() if pem == "ec" else pem)  # type: ignore[arg-type]
+        load_issuers(_ec_certificate_pem() if isinstance(pem, str) else pem)  # the one str is "ec"
 
 
 # --- 1520: the token's form --------------------------------------------------------------------------
@@ -278,7 +289,7 @@ def test_1520_comes_before_every_other_check() -> None:
 
 def test_1520_for_something_that_is_not_a_string() -> None:
     with pytest.raises(TokenRefused) as caught:
-        verify_token(b"a.b.c", issuers=issuers(), now=NOW)  # type: ignore[arg-type]
+        verify_token(b"a.b.c", issuers=issuers(), now=NOW)  # type: ignore[arg-type]  # deliberately off-type
     assert caught.value.code == MALFORMED
 
 

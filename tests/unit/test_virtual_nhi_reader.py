@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import threading
+from collections.abc import Iterator
 
 import pytest
 from cryptography import x509
@@ -48,9 +49,14 @@ def bench_sam_file() -> bytes:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test SAM CA")])
     now = datetime.datetime.now(datetime.UTC)
     certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=3650)).sign(key, hashes.SHA256())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .sign(key, hashes.SHA256())
     )
     return build_sam_file(SamCa(certificate, key), "901000000047", "777777777", "測試機構").file_bytes
 
@@ -81,7 +87,7 @@ class Host:
 
 
 @pytest.fixture
-def device(sam_file: bytes) -> VirtualNhiReader:
+def device(sam_file: bytes) -> Iterator[VirtualNhiReader]:
     reader = VirtualNhiReader(sam_file, pending_interval=0.2)
     yield reader
     reader.shutdown()

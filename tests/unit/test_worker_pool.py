@@ -62,8 +62,15 @@ def fake_os() -> FakeOs:
 
 
 def make_pool(fake_os: FakeOs, registry: WorkerRegistry, adopt_until: float = 0.0) -> WorkerPool:
-    return WorkerPool("ipc:///tmp/w.sock", registry, adopt_until=adopt_until, registration_timeout=10.0,
-                      spawn=fake_os.spawn, send_signal=fake_os.send_signal, has_exited=fake_os.has_exited)
+    return WorkerPool(
+        "ipc:///tmp/w.sock",
+        registry,
+        adopt_until=adopt_until,
+        registration_timeout=10.0,
+        spawn=fake_os.spawn,
+        send_signal=fake_os.send_signal,
+        has_exited=fake_os.has_exited,
+    )
 
 
 def register(registry: WorkerRegistry, process: FakeProcess, reader: str, now: float) -> None:

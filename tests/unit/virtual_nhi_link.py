@@ -37,6 +37,7 @@ class LinkToVirtualReader:
             raise SerialLinkError(1202, f"the reader is not answering (command 0x{cmd:02X}, 3 attempts)")
         self.commands.append(cmd)
         self._seq = (self._seq + 1) & 0xFF
-        final = [frame for frame in self.device.handle(Frame(self._seq, cmd, payload))
-                 if frame.status != STATUS_PENDING][-1]
+        final = [
+            frame for frame in self.device.handle(Frame(self._seq, cmd, payload)) if frame.status != STATUS_PENDING
+        ][-1]
         return final.payload[0], final.payload[1:]
