@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
 
 import falcon
 
 from api.callers import LOCAL_HOSTS, CallerGate
+from api.command_route import command_resource
 from api.core_client import CoreClient
 from api.errors import install_error_handling
 from api.middleware import JSON_UTF8, CallIdentity
 from api.openapi import build_document
 from api.operations import Operation
+from api.resources import health_card as hc
+from api.resources import session, settings
+from api.resources import staff_card as hpc
 from api.resources.common import STATUS, RecordResource, VersionInfo, VersionResource
-from api.command_route import command_resource
-from api.resources import health_card as hc, session, settings, staff_card as hpc
 from api.resources.events import EventStreamResource
 from api.resources.pages import mount_pages, swagger_ui_directory
 from api.resources.swagger import OpenApiDocumentResource
@@ -34,9 +36,15 @@ class StreamSettings:
     """Live streams per API process: each holds one of its threads (gunicorn_conf.threads)."""
 
 
-def create_app(core: CoreClient, version: VersionInfo, *, extra_routes: Mount | None = None,
-               local_hosts: frozenset[str] = LOCAL_HOSTS, stream: StreamSettings | None = None,
-               swagger_ui: Path | None = None) -> falcon.App:
+def create_app(
+    core: CoreClient,
+    version: VersionInfo,
+    *,
+    extra_routes: Mount | None = None,
+    local_hosts: frozenset[str] = LOCAL_HOSTS,
+    stream: StreamSettings | None = None,
+    swagger_ui: Path | None = None,
+) -> falcon.App:
     """`local_hosts`: the names `Host` may carry (this machine's; the address `serve --host` binds, if another)."""
     stream = stream or StreamSettings()
 
@@ -80,19 +88,29 @@ def create_app(core: CoreClient, version: VersionInfo, *, extra_routes: Mount | 
     route("/api/hpc/v1/Verification/MobiliHca", post=hpc.MOBILE_HCA)
     route("/api/settings/v1/PcscReader/Readers", get=settings.READERS)
     route("/api/settings/v1/PcscReader/AutoDetected", post=settings.AUTO_DETECT)
-    route("/api/settings/v1/PcscReader/Default", get=settings.DEFAULT_READER, post=settings.SET_DEFAULT_READER,
-          delete=settings.CLEAR_DEFAULT_READER)
+    route(
+        "/api/settings/v1/PcscReader/Default",
+        get=settings.DEFAULT_READER,
+        post=settings.SET_DEFAULT_READER,
+        delete=settings.CLEAR_DEFAULT_READER,
+    )
     route("/api/settings/v1/CloudSam", get=settings.CLOUD_SAMS, post=settings.IMPORT_CLOUD_SAM)
     route("/api/settings/v1/CloudSam/{sam_id}", delete=settings.REMOVE_CLOUD_SAM)
     route("/api/settings/v1/Cors", get=settings.CORS_HOSTS, post=settings.ALLOW_CORS_HOST)
     route("/api/settings/v1/Cors/{host}", delete=settings.REMOVE_CORS_HOST)
-    app.add_route("/api/events/v1/Stream", EventStreamResource(
-        core, heartbeat_seconds=stream.heartbeat_seconds, max_streams=stream.max_streams))
+    app.add_route(
+        "/api/events/v1/Stream",
+        EventStreamResource(core, heartbeat_seconds=stream.heartbeat_seconds, max_streams=stream.max_streams),
+    )
     if extra_routes is not None:
         extra_routes(app, core)
     mount_pages(app, swagger_ui or swagger_ui_directory())
-    app.add_route("/api/swagger/v1/swagger.json", OpenApiDocumentResource(
-        lambda: build_document(app, title="nhi-console", version=version.file_version, description=API_DESCRIPTION)))
+    app.add_route(
+        "/api/swagger/v1/swagger.json",
+        OpenApiDocumentResource(
+            lambda: build_document(app, title="nhi-console", version=version.file_version, description=API_DESCRIPTION)
+        ),
+    )
     return app
 
 
@@ -138,6 +156,7 @@ def get_app() -> falcon.App:
         extra_routes=load_mount(bench.control_api) if bench is not None else None,
         local_hosts=LOCAL_HOSTS | frozenset(also_local),
         stream=StreamSettings(
-            heartbeat_seconds=settings.api.stream_heartbeat_seconds, max_streams=settings.api.max_streams,
+            heartbeat_seconds=settings.api.stream_heartbeat_seconds,
+            max_streams=settings.api.max_streams,
         ),
     )

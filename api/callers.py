@@ -15,7 +15,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import urllib.parse
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import falcon
 
@@ -100,8 +101,12 @@ class CallerGate:
             _refuse(resp, falcon.HTTP_503, "the console's core is not answering; nothing was done, retry shortly")
             return
         if not allowed:
-            _refuse(resp, falcon.HTTP_403, "this page's origin is not on the console's CORS allow-list "
-                                           "(GET /api/settings/v1/Cors); nothing was done")
+            _refuse(
+                resp,
+                falcon.HTTP_403,
+                "this page's origin is not on the console's CORS allow-list "
+                "(GET /api/settings/v1/Cors); nothing was done",
+            )
             return
         req.context.cors_origin = origin
         if req.method == "OPTIONS" and req.get_header("Access-Control-Request-Method") is not None:
@@ -112,8 +117,7 @@ class CallerGate:
             resp.set_header("Access-Control-Max-Age", PREFLIGHT_MAX_AGE)
             resp.complete = True
 
-    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any,
-                         req_succeeded: bool) -> None:
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
         resp.append_header("Vary", "Origin")
         origin = getattr(req.context, "cors_origin", None)
         if origin is not None:

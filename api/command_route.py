@@ -10,7 +10,8 @@ is a resource class of its own.
 from __future__ import annotations
 
 import base64
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import falcon
 
@@ -62,7 +63,8 @@ def _responder(core: CoreClient, operation: Operation) -> Responder:
 
 def command_resource(core: CoreClient, **operations: Operation) -> object:
     """A Falcon resource with one responder per method given (`get=`, `post=`, `put=`, `delete=`)."""
-    responders: dict[str, Any] = {f"on_{method}": _responder(core, operation)
-                                  for method, operation in operations.items()}
+    responders: dict[str, Any] = {
+        f"on_{method}": _responder(core, operation) for method, operation in operations.items()
+    }
     name = "".join(word[:1].upper() + word[1:] for word in operations[next(iter(operations))].summary.split()[:4])
     return type(f"{name}Route", (), responders)()

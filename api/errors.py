@@ -30,8 +30,9 @@ class BadRequest(Exception):
 
 
 def install_error_handling(app: falcon.App, core: CoreClient) -> None:
-    def bad_request(req: falcon.Request, resp: falcon.Response, error: BadRequest | BadArguments,
-                    params: dict[str, Any]) -> None:
+    def bad_request(
+        req: falcon.Request, resp: falcon.Response, error: BadRequest | BadArguments, params: dict[str, Any]
+    ) -> None:
         call: CallMeta | None = getattr(req.context, "call", None)
         if call is not None:
             try:
@@ -48,8 +49,10 @@ def install_error_handling(app: falcon.App, core: CoreClient) -> None:
         resp.status = falcon.HTTP_503
         if error.delivered:
             # It may have run (a card command, a DC call): a blind retry could run it twice.
-            message = ("the console's core did not answer in time; the call may have run: "
-                       "check Status and Record before retrying")
+            message = (
+                "the console's core did not answer in time; the call may have run: "
+                "check Status and Record before retrying"
+            )
         else:
             resp.set_header("Retry-After", "1")
             message = "the console's core is not answering (restarting?); nothing was done, retry shortly"

@@ -9,7 +9,7 @@ field cannot ship undocumented.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 from contract.schemas import BASE64_PATTERN, Schema, text
 from contract.status_codes import StatusCode
@@ -27,15 +27,17 @@ STATUS_CODE: Final[Schema] = {
 
 MESSAGE: Final[Schema] = text(description="What went wrong, for a person; never holds a PIN, PUK, token or SAM file.")
 
-_CARD_STATUS_HC: Final = level("0: no health card, 1: inserted, 2: authenticated with the SAM, 3: with the HCA",
-                               (0, 1, 2, 3))
+_CARD_STATUS_HC: Final = level(
+    "0: no health card, 1: inserted, 2: authenticated with the SAM, 3: with the HCA", (0, 1, 2, 3)
+)
 _STATUS: Final[Schema] = {
     "type": "object",
     "additionalProperties": False,
     "required": ["hc", "hpc", "initialized", "name", "readerName", "sam"],
     "properties": {
         "hc": {
-            "type": "object", "additionalProperties": False,
+            "type": "object",
+            "additionalProperties": False,
             "required": ["status", "type", "expireTime", "hasPin", "verifiedPin"],
             "properties": {
                 "status": _CARD_STATUS_HC,
@@ -46,7 +48,8 @@ _STATUS: Final[Schema] = {
             },
         },
         "hpc": {
-            "type": "object", "additionalProperties": False,
+            "type": "object",
+            "additionalProperties": False,
             "required": ["status", "type", "expireTime"],
             "properties": {
                 "status": level("0: no staff card, 1: inserted, 2: authenticated, 3: PIN verified", (0, 1, 2, 3)),
@@ -58,7 +61,8 @@ _STATUS: Final[Schema] = {
         "name": text(nullable=True, description="The cloud SAM's samId or the NHI reader's port"),
         "readerName": text(nullable=True, description="The PC/SC reader's name or the NHI reader's port"),
         "sam": {
-            "type": "object", "additionalProperties": False,
+            "type": "object",
+            "additionalProperties": False,
             "required": ["status", "type", "expireTime"],
             "properties": {
                 "status": level("0: no SAM, 1: SAM present, 2: verified with the DC", (0, 1, 2)),
@@ -73,8 +77,11 @@ _CLOUD_SAM: Final[Schema] = {
     "type": "object",
     "required": ["samId", "hospitalId"],
     "properties": {
-        "samId": text(12), "hospitalId": text(10), "hospitalName": text(nullable=True),
-        "hospitalShortName": text(nullable=True), "comport": text(nullable=True),
+        "samId": text(12),
+        "hospitalId": text(10),
+        "hospitalName": text(nullable=True),
+        "hospitalShortName": text(nullable=True),
+        "comport": text(nullable=True),
     },
 }
 
@@ -120,7 +127,9 @@ RECORD: Final[Schema] = {
     "additionalProperties": False,
     "required": ["url", "uuid", "timestamp", "statusCode"],
     "properties": {
-        "url": text(), "uuid": text(), "timestamp": text(description="ISO 8601 with the offset"),
+        "url": text(),
+        "uuid": text(),
+        "timestamp": text(description="ISO 8601 with the offset"),
         "statusCode": STATUS_CODE,
     },
 }

@@ -39,9 +39,7 @@ class CallIdentity:
         if (req.content_length or 0) > MAX_BODY_BYTES:
             raise BadRequest(f"body larger than {MAX_BODY_BYTES} bytes")
 
-    def process_response(
-        self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
-    ) -> None:
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
         if resp.content_type and resp.content_type.startswith("application/json"):
             resp.content_type = JSON_UTF8
 

@@ -14,8 +14,8 @@ from typing import Any
 import falcon
 
 from api.formats import ANSWER_FIELDS, MESSAGE, STATUS_CODE
-from contract.schemas import Schema
 from api.operations import Operation, operation_of
+from contract.schemas import Schema
 
 COMMON_ERRORS: dict[int, str] = {
     400: "A malformed request: statusCode 1704 and which field is wrong. Nothing ran.",
@@ -59,7 +59,8 @@ def routed_operations(app: falcon.App) -> dict[tuple[str, str], Operation]:
             operation = operation_of(responder)
             if operation is None:
                 raise UndocumentedRoute(
-                    f"{method} {node.uri_template} ({type(node.resource).__name__}) declares no Operation")
+                    f"{method} {node.uri_template} ({type(node.resource).__name__}) declares no Operation"
+                )
             found[(node.uri_template, method)] = operation
     return found
 
@@ -86,16 +87,25 @@ def _operation(path: str, method: str, operation: Operation) -> dict[str, Any]:
     }
     if operation.description:
         document["description"] = operation.description
-    parameters = [
-        {"name": name, "in": "path", "required": True, "schema": operation.path.get(name, {"type": "string", "minLength": 1})}
-        for name in _TEMPLATE_FIELD.findall(path)
-    ] + [
-        {"name": name, "in": "query", "required": False, "schema": schema}
-        for name, schema in operation.query.items()
-    ] + [
-        {"name": name, "in": "header", "required": False, "schema": schema}
-        for name, schema in operation.headers.items()
-    ]
+    parameters = (
+        [
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": operation.path.get(name, {"type": "string", "minLength": 1}),
+            }
+            for name in _TEMPLATE_FIELD.findall(path)
+        ]
+        + [
+            {"name": name, "in": "query", "required": False, "schema": schema}
+            for name, schema in operation.query.items()
+        ]
+        + [
+            {"name": name, "in": "header", "required": False, "schema": schema}
+            for name, schema in operation.headers.items()
+        ]
+    )
     if parameters:
         document["parameters"] = parameters
     if operation.takes_body:

@@ -9,12 +9,13 @@ validation that drifts from the schema fails the suite.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Mapping, TypeVar
+from typing import Any, Literal, TypeVar
 
 from api.answers import spec_answer
-from contract.schemas import Schema
 from contract.commands import body_schema, spec_of
+from contract.schemas import Schema
 
 Responder = TypeVar("Responder", bound=Callable[..., Any])
 
@@ -56,8 +57,12 @@ class Operation:
     resource itself (the stream's long poll, Version's record): only "body" documents them as a body."""
 
     def __post_init__(self) -> None:
-        if self.command is None or self.arguments_from != "body" or self.body is not None \
-                or self.body_schema is not None:
+        if (
+            self.command is None
+            or self.arguments_from != "body"
+            or self.body is not None
+            or self.body_schema is not None
+        ):
             return
         properties, required = body_schema(self.command)
         for name in self.path_arguments.values():

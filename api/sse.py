@@ -22,7 +22,7 @@ def message(event: str, data: str, id: str | None = None) -> bytes:
 
 def comment(text: str) -> bytes:
     """A line the client ignores: a heartbeat that keeps proxies and the client's read timeout content."""
-    return f": {text}\n\n".encode("utf-8")
+    return f": {text}\n\n".encode()
 
 
 def retry(milliseconds: int) -> bytes:
@@ -92,8 +92,8 @@ def _split_line(buffer: bytes) -> tuple[bytes, bytes, bytes]:
         return buffer, b"", b""
     index = min(ends)
     if buffer[index] == 0x0A:
-        return buffer[:index], b"\n", buffer[index + 1:]
+        return buffer[:index], b"\n", buffer[index + 1 :]
     if index + 1 == len(buffer):
         return buffer, b"", b""
     skip = 2 if buffer[index + 1] == 0x0A else 1
-    return buffer[:index], buffer[index:index + skip], buffer[index + skip:]
+    return buffer[:index], buffer[index : index + skip], buffer[index + skip :]

@@ -38,11 +38,13 @@ def main() -> None:
     args = parser.parse_args()
     root: Path = args.root
     sizes = [(len(path.read_text(encoding="utf-8").splitlines()), path.relative_to(root)) for path in modules(root)]
-    longest = [(length, f"{path.relative_to(root)}:{name}") for path in modules(root) for length, name in functions(path)]
+    longest = [
+        (length, f"{path.relative_to(root)}:{name}") for path in modules(root) for length, name in functions(path)
+    ]
     print(f"production modules: {len(sizes)}, lines: {sum(size for size, _ in sizes)}")
-    for size, path in sorted(sizes, reverse=True)[:args.top]:
+    for size, path in sorted(sizes, reverse=True)[: args.top]:
         print(f"module_lines {size:5d} {path}")
-    for length, name in sorted(longest, reverse=True)[:args.top]:
+    for length, name in sorted(longest, reverse=True)[: args.top]:
         print(f"function_lines {length:4d} {name}")
 
 

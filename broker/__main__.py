@@ -19,8 +19,11 @@ from contract.settings import Settings, SettingsError
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m broker")
     parser.add_argument("--settings", type=Path, required=True, help="the settings file `nhi-console serve` wrote")
-    parser.add_argument("--restarted", action="store_true",
-                        help="the previous broker died: wait for its workers to re-register before starting others")
+    parser.add_argument(
+        "--restarted",
+        action="store_true",
+        help="the previous broker died: wait for its workers to re-register before starting others",
+    )
     args = parser.parse_args(argv)
     try:
         settings = Settings.read(args.settings)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import datetime
 import logging
 import secrets
-from collections.abc import Sequence
-from typing import Any, Generator
+from collections.abc import Generator, Sequence
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -165,7 +165,12 @@ class ConsoleContext:
             return int(StatusCode.CERTIFICATE_ISSUER_UNTRUSTED)
         crls = yield from self._current_crls()
         problem = verify_mobile_login(
-            login, now=self.now(), trust=self._hca_trust, crls=crls, sam_hospital_id=sam_file.hospital_id,
-            window_seconds=self._mobile_window, future_skew_seconds=MOBILE_HCA_FUTURE_SKEW_SECONDS,
+            login,
+            now=self.now(),
+            trust=self._hca_trust,
+            crls=crls,
+            sam_hospital_id=sam_file.hospital_id,
+            window_seconds=self._mobile_window,
+            future_skew_seconds=MOBILE_HCA_FUTURE_SKEW_SECONDS,
         )
         return None if problem is None else int(problem)

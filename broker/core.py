@@ -26,11 +26,12 @@ from broker.credentials.hca_trust import TrustStore
 from broker.credentials.sam_session import CloudSamStore, SamSession
 from broker.devices import Devices
 from broker.domain import events as domain
-from broker.domain.pseudonyms import Pseudonyms
 from broker.domain.presence import presence_events
+from broker.domain.pseudonyms import Pseudonyms
 from broker.domain.routing import reader_for
 from broker.domain.state import SAM_CLOUD, SAM_PHYSICAL, ConsoleState
-from broker.domain.stream import Position, snapshot as stream_snapshot
+from broker.domain.stream import Position
+from broker.domain.stream import snapshot as stream_snapshot
 from broker.flows import health_card as health_card_flows
 from broker.flows import session as session_flows
 from broker.flows.runner import Flow
@@ -82,7 +83,7 @@ class ConsoleCore:
         *,
         pseudonyms: Pseudonyms | None = None,
         cloud_sams: CloudSamStore | None = None,
-        serial_ports: Callable[[], list[str]] = lambda: [],
+        serial_ports: Callable[[], list[str]] = list,
         hca_trust: TrustStore | None = None,
         hpc_authentication_seconds: float = HPC_AUTHENTICATION_SECONDS,
         mobile_hca_window_seconds: float = MOBILE_HCA_WINDOW_SECONDS,
@@ -91,8 +92,12 @@ class ConsoleCore:
         self.ledger = Ledger(store, clock)
         self.devices = Devices(cloud_sams or CloudSamStore(None), serial_ports)
         self.context = ConsoleContext(
-            self.ledger, self.devices, pseudonyms=pseudonyms, hca_trust=hca_trust,
-            hpc_authentication_seconds=hpc_authentication_seconds, mobile_hca_window_seconds=mobile_hca_window_seconds,
+            self.ledger,
+            self.devices,
+            pseudonyms=pseudonyms,
+            hca_trust=hca_trust,
+            hpc_authentication_seconds=hpc_authentication_seconds,
+            mobile_hca_window_seconds=mobile_hca_window_seconds,
             vhc_issuers=vhc_issuers or [],
         )
         self._handlers: dict[type, Handler] = dict(HANDLERS)
@@ -143,11 +148,14 @@ class ConsoleCore:
             return Park(command) if news is None else Reply(id=request.id, code=int(StatusCode.OK), body=news)
         handler = self._handlers.get(type(command))
         if handler is None:  # declared, but not wired into this console (the bench's, without --sim)
-            return self.answer(request, int(StatusCode.BAD_PARAMETER),
-                               {"message": f"unknown command {request.command!r}"})
+            return self.answer(
+                request, int(StatusCode.BAD_PARAMETER), {"message": f"unknown command {request.command!r}"}
+            )
         if spec_of(command).needs_session and not self.state.initialized:
-            outcome: Answer | StartFlow = (StatusCode.NOT_INITIALIZED,
-                                           {"message": "not initialized: POST /api/common/v1/Initial first"})
+            outcome: Answer | StartFlow = (
+                StatusCode.NOT_INITIALIZED,
+                {"message": "not initialized: POST /api/common/v1/Initial first"},
+            )
         else:
             outcome = handler(self.context, command)
         if isinstance(outcome, StartFlow):
@@ -165,8 +173,12 @@ class ConsoleCore:
         after the watcher's position; None while nothing did, unless its wait is over (`waited_out`)."""
         feed, store = self.ledger.feed, self.ledger.store
         position = feed.position
-        body: dict[str, Any] = {"position": [position.seq, position.index], "lastCall": store.last_call_seq(),
-                                "events": [], "calls": []}
+        body: dict[str, Any] = {
+            "position": [position.seq, position.index],
+            "lastCall": store.last_call_seq(),
+            "events": [],
+            "calls": [],
+        }
         events = None if command.after is None else feed.after(Position(*command.after))
         if events is None:
             body["snapshot"] = stream_snapshot(self.ledger.view)
@@ -195,8 +207,7 @@ class ConsoleCore:
             ctx.secrets.hpc_holder = None
             ctx.emit(domain.HpcAuthenticationExpired())
         sam, secrets = self.state.sam, ctx.secrets
-        if self.state.initialized and sam.type == SAM_PHYSICAL and sam.status == 2 \
-                and not secrets.sam.token_valid(now):
+        if self.state.initialized and sam.type == SAM_PHYSICAL and sam.status == 2 and not secrets.sam.token_valid(now):
             # A physical SAM is verified only when asked: its DC session ran out (or the broker restarted
             # without its token), so it is back at level 1 until the next `sam/v1/Verification`.
             secrets.sam.drop_token()

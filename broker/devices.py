@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from broker.credentials.sam_session import CloudSamStore
 from broker.domain.state import SAM_PHYSICAL, ConsoleState

@@ -117,8 +117,12 @@ class Digits(Rule):
     secret: bool = True
 
     def from_wire(self, name: str, value: Any) -> str:
-        if not isinstance(value, str) or not value.isascii() or not value.isdigit() \
-                or not self.shortest <= len(value) <= self.longest:
+        if (
+            not isinstance(value, str)
+            or not value.isascii()
+            or not value.isdigit()
+            or not self.shortest <= len(value) <= self.longest
+        ):
             raise BadArguments(f"{name} must be {self.shortest} to {self.longest} digits")
         return value
 
@@ -143,8 +147,11 @@ class HostName(Rule):
 
     def schema(self) -> Schema:
         return {
-            "anyOf": [{"type": "string", "format": "hostname"}, {"type": "string", "format": "ipv4"},
-                      {"type": "string", "format": "ipv6"}],
+            "anyOf": [
+                {"type": "string", "format": "hostname"},
+                {"type": "string", "format": "ipv4"},
+                {"type": "string", "format": "ipv6"},
+            ],
             "maxLength": MAX_HOST_LENGTH,
             "description": "A host name or an IP address, as the browser's Origin names it",
         }
@@ -243,8 +250,11 @@ class StreamPosition(Rule):
     """A live-stream position on the wire: `[seq, index]`, two integers of 0 or more."""
 
     def from_wire(self, name: str, value: Any) -> tuple[int, int]:
-        if not isinstance(value, list) or len(value) != 2 or any(
-                isinstance(part, bool) or not isinstance(part, int) or part < 0 for part in value):
+        if (
+            not isinstance(value, list)
+            or len(value) != 2
+            or any(isinstance(part, bool) or not isinstance(part, int) or part < 0 for part in value)
+        ):
             raise BadArguments(f"{name} must be [seq, index], two integers of 0 or more")
         return value[0], value[1]
 

@@ -20,9 +20,9 @@ The bench's own commands are declared the same way in `sim.bench`, whose handler
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from collections.abc import Collection
-from typing import Any, Callable, Final, TypeVar, dataclass_transform
+from typing import Any, Final, TypeVar, dataclass_transform
 
 from contract.arguments import (
     MISSING,
@@ -62,8 +62,9 @@ SERVICE_TYPE: Final = ServiceType(description="The service type, 2 ASCII letters
 HPC_PIN: Final = Digits(shortest=4, longest=8)
 """The staff card's PIN: the spec's "String(48)", 4 to 8 digits."""
 HPC_PUK: Final = Digits(shortest=1, longest=8)
-HC_PIN: Final = Digits(shortest=4, longest=6,
-                       description="4 to 6 digits; on an NHI reader the keypad is used and this value is ignored")
+HC_PIN: Final = Digits(
+    shortest=4, longest=6, description="4 to 6 digits; on an NHI reader the keypad is used and this value is ignored"
+)
 """The health card's PIN: the spec's "String(46)", 4 to 6 digits."""
 TOKEN: Final = Text(max_length=MAX_TOKEN, secret=True)
 """A virtual health card token or a transfer token: a bearer credential, judged by its flow, never echoed."""
@@ -88,8 +89,9 @@ Declared = TypeVar("Declared", bound=type)
 
 
 @dataclass_transform(frozen_default=True, kw_only_default=True, field_specifiers=(argument, field))
-def command(*, recorded: bool = True, needs_session: bool = False,
-            api_seconds: float | None = None) -> Callable[[Declared], Declared]:
+def command(
+    *, recorded: bool = True, needs_session: bool = False, api_seconds: float | None = None
+) -> Callable[[Declared], Declared]:
     """Declare a command: a frozen dataclass registered under its class name.
 
     `recorded`: its call goes into the call record (not the Record endpoints themselves, nor internal asks);
@@ -99,8 +101,9 @@ def command(*, recorded: bool = True, needs_session: bool = False,
 
     def declare(cls: Declared) -> Declared:
         made: Any = dataclass(frozen=True, slots=True, kw_only=True)(cls)
-        arguments = {item.name: item.metadata["argument"] for item in dataclasses.fields(made)
-                     if "argument" in item.metadata}
+        arguments = {
+            item.name: item.metadata["argument"] for item in dataclasses.fields(made) if "argument" in item.metadata
+        }
         if made.__name__ in _COMMANDS:
             raise ValueError(f"command {made.__name__} is declared twice")
         _COMMANDS[made.__name__] = made
@@ -150,11 +153,14 @@ def read_json(command_class: type, body: dict[str, Any], *, leave_out: Collectio
 def body_schema(command_class: type) -> tuple[dict[str, Schema], tuple[str, ...]]:
     """The OpenAPI request body's properties and required names, from the arguments' rules."""
     arguments = spec_of(command_class).arguments.values()
-    return ({arg.wire: arg.rule.schema() for arg in arguments},
-            tuple(arg.wire for arg in arguments if not arg.optional))
+    return (
+        {arg.wire: arg.rule.schema() for arg in arguments},
+        tuple(arg.wire for arg in arguments if not arg.optional),
+    )
 
 
 # --- the call record, the state, the live stream ------------------------------------------------
+
 
 @command()
 class GetStatus:
@@ -197,6 +203,7 @@ class WaitForEvents:
 
 # --- readers ------------------------------------------------------------------------------------
 
+
 @command()
 class ListReaders:
     pass
@@ -230,6 +237,7 @@ class ReadPublicData:
 
 
 # --- the session: devices and the SAM -----------------------------------------------------------
+
 
 @command(api_seconds=FLOW_SECONDS)
 class ListDevices:
@@ -280,12 +288,13 @@ class ListCloudSams:
 class ImportCloudSam:
     """The file's content travels only in `context` and is never logged (hidden from repr)."""
 
-    context: str = argument(Text(max_length=MAX_CLOUD_SAM_CONTEXT, description="The file, base64", secret=True),
-                            "cloudSamContext")
-    sam_id: str | None = argument(Pattern(max_length=12, pattern="^[0-9]{12}$", nullable=True), "samId",
-                                  optional=True)
-    hospital_id: str | None = argument(Pattern(max_length=12, pattern="^[0-9A-Za-z]{1,10}$", nullable=True),
-                                       "hospitalId", optional=True)
+    context: str = argument(
+        Text(max_length=MAX_CLOUD_SAM_CONTEXT, description="The file, base64", secret=True), "cloudSamContext"
+    )
+    sam_id: str | None = argument(Pattern(max_length=12, pattern="^[0-9]{12}$", nullable=True), "samId", optional=True)
+    hospital_id: str | None = argument(
+        Pattern(max_length=12, pattern="^[0-9A-Za-z]{1,10}$", nullable=True), "hospitalId", optional=True
+    )
 
 
 @command()
@@ -294,6 +303,7 @@ class RemoveCloudSam:
 
 
 # --- the staff card -----------------------------------------------------------------------------
+
 
 @command(needs_session=True, api_seconds=FLOW_SECONDS)
 class VerifyHpcPin:
@@ -356,19 +366,30 @@ class VerifyMobileHca:
     hospital_id: str = argument(Text(max_length=10), "hospitalId")
     med_id: str = argument(Text(max_length=1), "medId")
     login_date_time: str = argument(Text(max_length=20), "loginDateTime")
-    certificate_der: bytes = argument(Base64Bytes(longest=CERTIFICATE_BYTES,
-                                                  description="The certificate, DER in base64"),
-                                      "signatureCertificate")
-    signature: bytes = argument(Base64Bytes(longest=SIGNATURE_BYTES, description="The login's signature, base64"),
-                                "signature")
+    certificate_der: bytes = argument(
+        Base64Bytes(longest=CERTIFICATE_BYTES, description="The certificate, DER in base64"), "signatureCertificate"
+    )
+    signature: bytes = argument(
+        Base64Bytes(longest=SIGNATURE_BYTES, description="The login's signature, base64"), "signature"
+    )
 
     @property
     def login(self) -> MobileHcaLogin:
-        return MobileHcaLogin(self.id_no, self.birthday, self.c_name, self.e_name, self.hospital_id, self.med_id,
-                              self.login_date_time, self.certificate_der, self.signature)
+        return MobileHcaLogin(
+            self.id_no,
+            self.birthday,
+            self.c_name,
+            self.e_name,
+            self.hospital_id,
+            self.med_id,
+            self.login_date_time,
+            self.certificate_der,
+            self.signature,
+        )
 
 
 # --- the health card ----------------------------------------------------------------------------
+
 
 @command(needs_session=True, api_seconds=FLOW_SECONDS)
 class ReadHcBasic:
@@ -436,6 +457,7 @@ class UpdateRealHc:
 
 
 # --- the CORS allow-list ------------------------------------------------------------------------
+
 
 @command()
 class ListCorsHosts:

@@ -160,8 +160,13 @@ def _body_of(message: Message) -> dict[str, Any]:
             "reader": message.reader,
             "backend": message.backend,
             "pid": message.pid,
-            "card": None if card is None else {
-                "atr": card.atr, "kind": card.kind, "session": card.session, "cardNumber": card.card_number,
+            "card": None
+            if card is None
+            else {
+                "atr": card.atr,
+                "kind": card.kind,
+                "session": card.session,
+                "cardNumber": card.card_number,
                 "cardType": card.card_type,
             },
             "fault": message.fault,

@@ -20,8 +20,14 @@ NO_CONTROLS: Final = "^[^" + CONTROL_CHARACTERS.pattern[1:-1] + "]*$"
 """Request text: no C0, DEL or C1 character (contract.text), in a regex JSON Schema and Python read alike."""
 
 
-def text(max_length: int | None = None, *, min_length: int = 0, pattern: str | None = None,
-         nullable: bool = False, description: str = "") -> Schema:
+def text(
+    max_length: int | None = None,
+    *,
+    min_length: int = 0,
+    pattern: str | None = None,
+    nullable: bool = False,
+    description: str = "",
+) -> Schema:
     schema: Schema = {"type": ["string", "null"] if nullable else "string"}
     if min_length:
         schema["minLength"] = min_length

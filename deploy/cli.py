@@ -101,41 +101,61 @@ def serve_settings(args: argparse.Namespace, paths: ConsolePaths, tls: TlsFiles,
     `dc_port`: the bench DC simulator's port (ignored without --sim)."""
     installed_trust, installed_issuer = paths.data_dir / "hca-trust.pem", paths.data_dir / "vhc-issuer.pem"
     data_center = DataCenterSettings(
-        url=args.dc_url, ca=args.dc_ca,
+        url=args.dc_url,
+        ca=args.dc_ca,
         hca_trust=args.hca_trust or (installed_trust if installed_trust.exists() else None),
         vhc_issuer=args.vhc_issuer or (installed_issuer if installed_issuer.exists() else None),
     )
     bench = None
     if args.sim:
         data_center = DataCenterSettings(
-            url=f"https://127.0.0.1:{dc_port}", ca=paths.sim_dc_dir / "ca.pem",
+            url=f"https://127.0.0.1:{dc_port}",
+            ca=paths.sim_dc_dir / "ca.pem",
             hca_trust=args.hca_trust or paths.sim_dc_dir / "hca-trust.pem",  # the bench's test HCA root
             vhc_issuer=args.vhc_issuer or paths.sim_dc_dir / "vhc-issuer.pem",  # the bench's token issuer
         )
         bench = BenchSettings(
             readers=tuple(BenchReader(name, profile) for name, profile in SIM_READERS),
-            default_reader=SIM_READERS[0][0], reader_backend=SIM_READER_BACKEND, control_api=SIM_CONTROL_API,
-            cloud_sam=paths.sim_dc_dir / "bench-sam.sam", nhi_link=paths.sim_nhi_link,
-            nhi_control=paths.sim_nhi_control, dc_port=dc_port,
+            default_reader=SIM_READERS[0][0],
+            reader_backend=SIM_READER_BACKEND,
+            control_api=SIM_CONTROL_API,
+            cloud_sam=paths.sim_dc_dir / "bench-sam.sam",
+            nhi_link=paths.sim_nhi_link,
+            nhi_control=paths.sim_nhi_control,
+            dc_port=dc_port,
         )
     return Settings(
         data_dir=paths.data_dir,
         locations=Locations(
-            api_endpoint=paths.api_endpoint, worker_endpoint=paths.worker_endpoint, database=paths.database,
-            pseudonym_key=paths.pseudonym_key, archive_dir=paths.archive_dir, cloud_sam_dir=paths.cloud_sam_dir,
-            tls_certificate=tls.server_cert, tls_key=tls.server_key, binds=tuple(_binds(args.host, args.port)),
+            api_endpoint=paths.api_endpoint,
+            worker_endpoint=paths.worker_endpoint,
+            database=paths.database,
+            pseudonym_key=paths.pseudonym_key,
+            archive_dir=paths.archive_dir,
+            cloud_sam_dir=paths.cloud_sam_dir,
+            tls_certificate=tls.server_cert,
+            tls_key=tls.server_key,
+            binds=tuple(_binds(args.host, args.port)),
             console_command=str(Path(sys.argv[0]).resolve()),
         ),
         api=ApiSettings(
-            host=args.host, port=args.port, processes=args.api_processes, threads=args.api_threads,
-            gunicorn_timeout=args.gunicorn_timeout, request_timeout=args.request_timeout,
-            stream_heartbeat_seconds=args.stream_heartbeat, max_streams=args.max_streams,
+            host=args.host,
+            port=args.port,
+            processes=args.api_processes,
+            threads=args.api_threads,
+            gunicorn_timeout=args.gunicorn_timeout,
+            request_timeout=args.request_timeout,
+            stream_heartbeat_seconds=args.stream_heartbeat,
+            max_streams=args.max_streams,
         ),
         readers=ReaderSettings(heartbeat_seconds=args.heartbeat, pcsc=args.pcsc, serial_ports=tuple(args.serial_port)),
-        log=LogSettings(durability=args.durability, seal_max_rows=args.seal_max_rows,
-                        seal_max_age_days=args.seal_max_age_days, seal_check_interval=args.seal_check_interval),
-        staff=StaffSettings(authentication_hours=args.hpc_auth_hours,
-                            mobile_hca_window_seconds=args.mobile_hca_window),
+        log=LogSettings(
+            durability=args.durability,
+            seal_max_rows=args.seal_max_rows,
+            seal_max_age_days=args.seal_max_age_days,
+            seal_check_interval=args.seal_check_interval,
+        ),
+        staff=StaffSettings(authentication_hours=args.hpc_auth_hours, mobile_hca_window_seconds=args.mobile_hca_window),
         data_center=data_center,
         supervisor=SupervisorSettings(restart_backoff_max=args.restart_backoff_max),
         bench=bench,
@@ -153,12 +173,29 @@ def _bench_children(bench: BenchSettings, paths: ConsolePaths) -> list[ChildSpec
     """The bench's twin processes, started before the broker (which reads the files they prepare)."""
     # `sim.dc serve` prepares its state (TLS, the bench's SAM file, the trust files) before it listens, and
     # the supervisor starts the broker, which reads those files, only once it accepts connections.
-    dc_argv = [sys.executable, "-m", SIM_DC_MODULE, "serve", "--state-dir", str(paths.sim_dc_dir),
-               "--port", str(bench.dc_port)]
+    dc_argv = [
+        sys.executable,
+        "-m",
+        SIM_DC_MODULE,
+        "serve",
+        "--state-dir",
+        str(paths.sim_dc_dir),
+        "--port",
+        str(bench.dc_port),
+    ]
     # After the DC simulator's readiness gate, so its prepare has issued the reader's SAM file; before the
     # broker, which opens the reader's port once the link points at a live pseudo-terminal.
-    nhi_argv = [sys.executable, "-m", SIM_NHI_MODULE, "--link", str(bench.nhi_link),
-                "--sam-file", str(paths.sim_dc_dir / SIM_NHI_SAM_FILE), "--control", bench.nhi_control]
+    nhi_argv = [
+        sys.executable,
+        "-m",
+        SIM_NHI_MODULE,
+        "--link",
+        str(bench.nhi_link),
+        "--sam-file",
+        str(paths.sim_dc_dir / SIM_NHI_SAM_FILE),
+        "--control",
+        bench.nhi_control,
+    ]
     for slot, profile in SIM_NHI_CARDS:
         nhi_argv += ["--card", f"{slot}={profile}"]
     return [
@@ -179,26 +216,41 @@ def serve(args: argparse.Namespace) -> int:
 
     def broker_argv(restarted: bool) -> list[str]:
         # `--restarted`: the broker died and its workers live on; the new one waits for them to re-register.
-        return [sys.executable, "-m", "broker", "--settings", str(paths.settings_file),
-                *(["--restarted"] if restarted else [])]
+        return [
+            sys.executable,
+            "-m",
+            "broker",
+            "--settings",
+            str(paths.settings_file),
+            *(["--restarted"] if restarted else []),
+        ]
 
     def api_argv(restarted: bool) -> list[str]:
         return [sys.executable, "-m", "gunicorn", "--config", "python:deploy.gunicorn_conf", "api.app:get_app()"]
 
-    children += [ChildSpec("broker", broker_argv),
-                 ChildSpec("api", api_argv, {SETTINGS_ENV: str(paths.settings_file)})]
+    children += [ChildSpec("broker", broker_argv), ChildSpec("api", api_argv, {SETTINGS_ENV: str(paths.settings_file)})]
     supervisor = Supervisor(children, restart_backoff=_restart_backoff(settings.supervisor))
     mode = " with the simulation bench" if settings.sim else ""
     logging.getLogger(__name__).info(
-        "serving https://localhost:%d%s; data in %s; CA certificate %s", settings.api.port, mode, paths.data_dir,
+        "serving https://localhost:%d%s; data in %s; CA certificate %s",
+        settings.api.port,
+        mode,
+        paths.data_dir,
         tls.ca_cert,
     )
     served = paths.served_file
-    served.write_text(json.dumps({
-        "pid": os.getpid(), "port": settings.api.port, "sim": settings.sim, "dcUrl": settings.data_center.url,
-        "dcCa": str(settings.data_center.ca) if settings.data_center.ca else None,
-        "serialPorts": list(settings.offered_serial_ports()),
-    }))  # what `nhi-console doctor` checks: the port, the data center and the ports this console really uses
+    served.write_text(
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "port": settings.api.port,
+                "sim": settings.sim,
+                "dcUrl": settings.data_center.url,
+                "dcCa": str(settings.data_center.ca) if settings.data_center.ca else None,
+                "serialPorts": list(settings.offered_serial_ports()),
+            }
+        )
+    )  # what `nhi-console doctor` checks: the port, the data center and the ports this console really uses
     try:
         return supervisor.run()
     finally:
@@ -258,8 +310,10 @@ def trust_command(args: argparse.Namespace) -> int:
             if args.renew:  # the old CA's key is gone: a new certificate is a new CA, installed where the old was
                 renew_certificates(args.data_dir)
                 _give_to_data_dir_owner(args.data_dir)
-                print("a new certificate and a new CA: restart the console to serve them "
-                      "(sudo systemctl restart nhi-console)")
+                print(
+                    "a new certificate and a new CA: restart the console to serve them "
+                    "(sudo systemctl restart nhi-console)"
+                )
             results = install(args.data_dir, ca_file, owner, system=system)
     except TrustError as error:
         print(f"nhi-console cert: {error}", file=sys.stderr)
@@ -296,84 +350,148 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser = commands.add_parser("serve", help="run the console (broker, API, reader workers)")
     common(serve_parser)
     serve_parser.add_argument("--sim", action="store_true", help="with the simulation bench instead of real hardware")
-    serve_parser.add_argument("--pcsc", action=argparse.BooleanOptionalAction, default=ReaderSettings.pcsc,
-                              help="serve the readers pcscd lists (default: on, off with --sim)")
+    serve_parser.add_argument(
+        "--pcsc",
+        action=argparse.BooleanOptionalAction,
+        default=ReaderSettings.pcsc,
+        help="serve the readers pcscd lists (default: on, off with --sim)",
+    )
     serve_parser.add_argument("--host", default=ApiSettings.host, help="address to bind (default: 127.0.0.1 and ::1)")
     serve_parser.add_argument("--port", type=int, default=ApiSettings.port)
-    serve_parser.add_argument("--durability", choices=DURABILITIES, default=LogSettings.durability,
-                              help="SQLite synchronous setting for the event log (see docs)")
-    serve_parser.add_argument("--heartbeat", type=float, default=ReaderSettings.heartbeat_seconds,
-                              help="broker-worker heartbeat interval, seconds")
+    serve_parser.add_argument(
+        "--durability",
+        choices=DURABILITIES,
+        default=LogSettings.durability,
+        help="SQLite synchronous setting for the event log (see docs)",
+    )
+    serve_parser.add_argument(
+        "--heartbeat",
+        type=float,
+        default=ReaderSettings.heartbeat_seconds,
+        help="broker-worker heartbeat interval, seconds",
+    )
     serve_parser.add_argument("--api-processes", type=int, default=ApiSettings.processes)
-    serve_parser.add_argument("--max-streams", type=int, default=ApiSettings.max_streams,
-                              help=f"live event streams per API process (default {ApiSettings.max_streams})")
-    serve_parser.add_argument("--seal-max-rows", type=int, default=LogSettings.seal_max_rows,
-                              help="seal old log rows into an archive past this many live events or calls")
-    serve_parser.add_argument("--seal-max-age-days", type=float, default=LogSettings.seal_max_age_days,
-                              help="seal log rows older than this into an archive")
+    serve_parser.add_argument(
+        "--max-streams",
+        type=int,
+        default=ApiSettings.max_streams,
+        help=f"live event streams per API process (default {ApiSettings.max_streams})",
+    )
+    serve_parser.add_argument(
+        "--seal-max-rows",
+        type=int,
+        default=LogSettings.seal_max_rows,
+        help="seal old log rows into an archive past this many live events or calls",
+    )
+    serve_parser.add_argument(
+        "--seal-max-age-days",
+        type=float,
+        default=LogSettings.seal_max_age_days,
+        help="seal log rows older than this into an archive",
+    )
     # Knobs for tests and benchmarks, not in --help: settings like any other, written to the settings file.
-    serve_parser.add_argument("--seal-check-interval", type=float, default=LogSettings.seal_check_interval,
-                              help=argparse.SUPPRESS)
+    serve_parser.add_argument(
+        "--seal-check-interval", type=float, default=LogSettings.seal_check_interval, help=argparse.SUPPRESS
+    )
     serve_parser.add_argument("--api-threads", type=int, default=ApiSettings.threads, help=argparse.SUPPRESS)
-    serve_parser.add_argument("--gunicorn-timeout", type=int, default=ApiSettings.gunicorn_timeout,
-                              help=argparse.SUPPRESS)
-    serve_parser.add_argument("--request-timeout", type=float, default=ApiSettings.request_timeout,
-                              help=argparse.SUPPRESS)
-    serve_parser.add_argument("--stream-heartbeat", type=float, default=ApiSettings.stream_heartbeat_seconds,
-                              help=argparse.SUPPRESS)
+    serve_parser.add_argument(
+        "--gunicorn-timeout", type=int, default=ApiSettings.gunicorn_timeout, help=argparse.SUPPRESS
+    )
+    serve_parser.add_argument(
+        "--request-timeout", type=float, default=ApiSettings.request_timeout, help=argparse.SUPPRESS
+    )
+    serve_parser.add_argument(
+        "--stream-heartbeat", type=float, default=ApiSettings.stream_heartbeat_seconds, help=argparse.SUPPRESS
+    )
     # The longest wait before restarting a broker or API that keeps dying: a crash-safety test kills the broker
     # dozens of times in a minute, which the production pace (up to 5 s) would stretch to minutes.
-    serve_parser.add_argument("--restart-backoff-max", type=float, default=SupervisorSettings.restart_backoff_max,
-                              help=argparse.SUPPRESS)
-    serve_parser.add_argument("--dc-url", default=DataCenterSettings.url,
-                              help="a data center speaking docs/dc-protocol.md (with --sim: the bench's simulator)")
-    serve_parser.add_argument("--dc-ca", type=Path, default=DataCenterSettings.ca,
-                              help="CA certificate file for the DC's TLS")
-    serve_parser.add_argument("--hca-trust", type=Path, default=DataCenterSettings.hca_trust,
-                              help="PEM bundle of trusted HCA roots and issuing CAs "
-                                   "(default: <data dir>/hca-trust.pem)")
-    serve_parser.add_argument("--vhc-issuer", type=Path, default=DataCenterSettings.vhc_issuer,
-                              help="PEM certificates of virtual health card token issuers "
-                                   "(default: <data dir>/vhc-issuer.pem)")
-    serve_parser.add_argument("--hpc-auth-hours", type=float, default=StaffSettings.authentication_hours,
-                              help="how long a verified staff card PIN or mobile HCA login lasts "
-                                   f"(default {StaffSettings.authentication_hours:g})")
-    serve_parser.add_argument("--mobile-hca-window", type=float, default=StaffSettings.mobile_hca_window_seconds,
-                              help="seconds a mobile HCA login time stays acceptable "
-                                   f"(default {StaffSettings.mobile_hca_window_seconds:g})")
-    serve_parser.add_argument("--serial-port", action="append", default=[], metavar="PATH",
-                              help="an NHI dedicated reader's port to offer besides the ones the machine lists "
-                                   "(repeatable; e.g. a udev symlink)")
-    serve_parser.add_argument("--sim-dc-port", type=int, default=BenchSettings.dc_port,
-                              help="the DC simulator's port (default: any free)")
+    serve_parser.add_argument(
+        "--restart-backoff-max", type=float, default=SupervisorSettings.restart_backoff_max, help=argparse.SUPPRESS
+    )
+    serve_parser.add_argument(
+        "--dc-url",
+        default=DataCenterSettings.url,
+        help="a data center speaking docs/dc-protocol.md (with --sim: the bench's simulator)",
+    )
+    serve_parser.add_argument(
+        "--dc-ca", type=Path, default=DataCenterSettings.ca, help="CA certificate file for the DC's TLS"
+    )
+    serve_parser.add_argument(
+        "--hca-trust",
+        type=Path,
+        default=DataCenterSettings.hca_trust,
+        help="PEM bundle of trusted HCA roots and issuing CAs (default: <data dir>/hca-trust.pem)",
+    )
+    serve_parser.add_argument(
+        "--vhc-issuer",
+        type=Path,
+        default=DataCenterSettings.vhc_issuer,
+        help="PEM certificates of virtual health card token issuers (default: <data dir>/vhc-issuer.pem)",
+    )
+    serve_parser.add_argument(
+        "--hpc-auth-hours",
+        type=float,
+        default=StaffSettings.authentication_hours,
+        help="how long a verified staff card PIN or mobile HCA login lasts "
+        f"(default {StaffSettings.authentication_hours:g})",
+    )
+    serve_parser.add_argument(
+        "--mobile-hca-window",
+        type=float,
+        default=StaffSettings.mobile_hca_window_seconds,
+        help=f"seconds a mobile HCA login time stays acceptable (default {StaffSettings.mobile_hca_window_seconds:g})",
+    )
+    serve_parser.add_argument(
+        "--serial-port",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="an NHI dedicated reader's port to offer besides the ones the machine lists "
+        "(repeatable; e.g. a udev symlink)",
+    )
+    serve_parser.add_argument(
+        "--sim-dc-port", type=int, default=BenchSettings.dc_port, help="the DC simulator's port (default: any free)"
+    )
     serve_parser.set_defaults(handler=serve)
 
     status_parser = commands.add_parser("status", help="show the running console's state")
     common(status_parser)
     status_parser.add_argument("--host", default=None)
     status_parser.add_argument("--port", type=int, default=DEFAULT_PORT)
-    status_parser.add_argument("--watch", action="store_true",
-                               help="follow the console live (its event stream) until interrupted")
+    status_parser.add_argument(
+        "--watch", action="store_true", help="follow the console live (its event stream) until interrupted"
+    )
     status_parser.set_defaults(handler=status)
 
     cert_parser = commands.add_parser("cert", help="the console's local CA certificate")
     common(cert_parser)
     cert_parser.add_argument("--export", type=Path, metavar="PATH", help="write the CA certificate to PATH")
     action = cert_parser.add_mutually_exclusive_group()
-    action.add_argument("--install", action="store_true",
-                        help="trust the CA: the system store (as root) and the invoking user's browsers' NSS databases")
+    action.add_argument(
+        "--install",
+        action="store_true",
+        help="trust the CA: the system store (as root) and the invoking user's browsers' NSS databases",
+    )
     action.add_argument("--uninstall", action="store_true", help="take the CA out of those stores again")
-    action.add_argument("--renew", action="store_true",
-                        help="a new certificate (so a new CA) now, installed in the stores as --install does")
-    cert_parser.add_argument("--system", action=argparse.BooleanOptionalAction, default=None,
-                             help="the system store too (default: when run as root)")
+    action.add_argument(
+        "--renew",
+        action="store_true",
+        help="a new certificate (so a new CA) now, installed in the stores as --install does",
+    )
+    cert_parser.add_argument(
+        "--system",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the system store too (default: when run as root)",
+    )
     cert_parser.set_defaults(handler=cert)
 
     doctor_parser = commands.add_parser("doctor", help="check what the console needs on this machine, with fixes")
     common(doctor_parser)
     doctor_parser.add_argument("--port", type=int, default=DEFAULT_PORT)
-    doctor_parser.add_argument("--service-user", default=None,
-                               help="the console's user (default: the data dir's owner)")
+    doctor_parser.add_argument(
+        "--service-user", default=None, help="the console's user (default: the data dir's owner)"
+    )
     doctor_parser.set_defaults(handler=doctor)
 
     add_log_commands(commands, common)
@@ -381,8 +499,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("NHI_CONSOLE_LOG_LEVEL", "INFO").upper(),
-                        format="%(asctime)s supervisor %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("NHI_CONSOLE_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s supervisor %(levelname)s %(name)s: %(message)s",
+    )
     args = build_parser().parse_args(argv)
     return int(args.handler(args) or 0)
 

@@ -22,9 +22,9 @@ import pwd
 import socket
 import ssl
 import urllib.parse
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 from cryptography import x509
 
@@ -95,8 +95,12 @@ def check_pcscd(answers: bool, installed: bool) -> Finding:
     if answers:
         return Finding(OK, "pcscd", f"running ({PCSCD_SOCKET} answers)")
     if not installed:
-        return Finding(FAIL, "pcscd", "not installed", "sudo apt-get install pcscd && sudo systemctl enable --now pcscd.socket")
-    return Finding(FAIL, "pcscd", f"not running ({PCSCD_SOCKET} does not answer)", "sudo systemctl enable --now pcscd.socket")
+        return Finding(
+            FAIL, "pcscd", "not installed", "sudo apt-get install pcscd && sudo systemctl enable --now pcscd.socket"
+        )
+    return Finding(
+        FAIL, "pcscd", f"not running ({PCSCD_SOCKET} does not answer)", "sudo systemctl enable --now pcscd.socket"
+    )
 
 
 def check_readers(pcscd_answers: bool, readers: list[str] | None) -> Finding:
@@ -105,8 +109,12 @@ def check_readers(pcscd_answers: bool, readers: list[str] | None) -> Finding:
     if readers is None:
         return Finding(FAIL, "readers", "pcscd would not list its readers", "sudo systemctl restart pcscd")
     if not readers:
-        return Finding(WARN, "readers", "pcscd sees no PC/SC reader (an NHI dedicated reader on a serial port is "
-                       "listed below)", "plug the reader in; `pcsc_scan` (Debian: pcsc-tools) shows what pcscd sees")
+        return Finding(
+            WARN,
+            "readers",
+            "pcscd sees no PC/SC reader (an NHI dedicated reader on a serial port is listed below)",
+            "plug the reader in; `pcsc_scan` (Debian: pcsc-tools) shows what pcscd sees",
+        )
     return Finding(OK, "readers", f"{len(readers)} seen: {', '.join(readers)}")
 
 
@@ -126,14 +134,25 @@ def check_serial(user: ServiceUser, ports: list[PortAccess]) -> list[Finding]:
     findings = []
     for port in ports:
         if not port.exists:
-            findings.append(Finding(FAIL, "serial", f"{port.path} does not exist", "plug the reader in, or fix the "
-                                    "--serial-port the console is given"))
+            findings.append(
+                Finding(
+                    FAIL,
+                    "serial",
+                    f"{port.path} does not exist",
+                    "plug the reader in, or fix the --serial-port the console is given",
+                )
+            )
         elif may(user, port.mode, port.owner, port.group, os.R_OK | os.W_OK):
             findings.append(Finding(OK, "serial", f"{port.path}: {user.name} may open it"))
         else:
-            findings.append(Finding(FAIL, "serial", f"{port.path}: {user.name} may not open it",
-                                    f"sudo usermod -aG {port.group_name or 'dialout'} {user.name} (then restart the "
-                                    "console)"))
+            findings.append(
+                Finding(
+                    FAIL,
+                    "serial",
+                    f"{port.path}: {user.name} may not open it",
+                    f"sudo usermod -aG {port.group_name or 'dialout'} {user.name} (then restart the console)",
+                )
+            )
     return findings
 
 
@@ -151,11 +170,19 @@ def check_data_dir(user: ServiceUser, state: DirState) -> Finding:
     if not state.exists:
         return Finding(WARN, "data dir", f"{state.path} does not exist yet (made at the first start)")
     if not state.writable:
-        return Finding(FAIL, "data dir", f"{state.path} is not writable by {user.name} (owner {state.owner_name})",
-                       f"sudo chown -R {user.name}: {state.path} && sudo chmod 0700 {state.path}")
+        return Finding(
+            FAIL,
+            "data dir",
+            f"{state.path} is not writable by {user.name} (owner {state.owner_name})",
+            f"sudo chown -R {user.name}: {state.path} && sudo chmod 0700 {state.path}",
+        )
     if state.loose_secrets:
-        return Finding(FAIL, "data dir", f"readable by others: {', '.join(state.loose_secrets)}",
-                       "chmod 0600 " + " ".join(state.loose_secrets))
+        return Finding(
+            FAIL,
+            "data dir",
+            f"readable by others: {', '.join(state.loose_secrets)}",
+            "chmod 0600 " + " ".join(state.loose_secrets),
+        )
     return Finding(OK, "data dir", f"{state.path}: writable by {user.name}, secrets private")
 
 
@@ -176,24 +203,49 @@ def check_certificate(state: CertificateState, now: _dt.datetime, data_dir: Path
     findings = []
     left = state.not_after - now
     if not state.issued_by_ca or not state.names_localhost:
-        findings.append(Finding(FAIL, "certificate", "the server certificate does not match its CA or localhost",
-                                f"nhi-console cert --renew --data-dir {data_dir}, then restart the console"))
+        findings.append(
+            Finding(
+                FAIL,
+                "certificate",
+                "the server certificate does not match its CA or localhost",
+                f"nhi-console cert --renew --data-dir {data_dir}, then restart the console",
+            )
+        )
     elif left <= _dt.timedelta(0):
-        findings.append(Finding(FAIL, "certificate", f"expired on {state.not_after:%Y-%m-%d}",
-                                "restart the console (it makes a new one), then " + install))
+        findings.append(
+            Finding(
+                FAIL,
+                "certificate",
+                f"expired on {state.not_after:%Y-%m-%d}",
+                "restart the console (it makes a new one), then " + install,
+            )
+        )
     elif left <= RENEW_BEFORE:
-        findings.append(Finding(WARN, "certificate", f"expires on {state.not_after:%Y-%m-%d}; the next start makes a "
-                                "new one (and a new CA)", "after it, " + install))
+        findings.append(
+            Finding(
+                WARN,
+                "certificate",
+                f"expires on {state.not_after:%Y-%m-%d}; the next start makes a new one (and a new CA)",
+                "after it, " + install,
+            )
+        )
     else:
         findings.append(Finding(OK, "certificate", f"valid until {state.not_after:%Y-%m-%d}, for localhost"))
     stale = [store for store, current in state.trusted_in.items() if not current]
     trusted = [store for store, current in state.trusted_in.items() if current]
     if stale:
-        findings.append(Finding(FAIL, "trust", f"an old CA of this console is trusted in {', '.join(stale)} (the "
-                                "certificate was renewed since)", install))
+        findings.append(
+            Finding(
+                FAIL,
+                "trust",
+                f"an old CA of this console is trusted in {', '.join(stale)} (the certificate was renewed since)",
+                install,
+            )
+        )
     elif not trusted:
-        findings.append(Finding(FAIL, "trust", "the CA is trusted in no store: browsers will refuse the console",
-                                install))
+        findings.append(
+            Finding(FAIL, "trust", "the CA is trusted in no store: browsers will refuse the console", install)
+        )
     else:
         findings.append(Finding(OK, "trust", "the CA is trusted in " + ", ".join(trusted)))
     return findings
@@ -201,12 +253,20 @@ def check_certificate(state: CertificateState, now: _dt.datetime, data_dir: Path
 
 def check_data_center(url: str | None, outcome: str | None) -> Finding:
     if url is None:
-        return Finding(WARN, "data center", "none configured: calls that need it answer 1700",
-                       "serve --dc-url URL (a licensed DC implementation; the bench has its simulator)")
+        return Finding(
+            WARN,
+            "data center",
+            "none configured: calls that need it answer 1700",
+            "serve --dc-url URL (a licensed DC implementation; the bench has its simulator)",
+        )
     if outcome is None:
         return Finding(OK, "data center", f"{url} answers")
-    return Finding(FAIL, "data center", f"{url}: {outcome}", "check the network and the DC's address; the console "
-                   "answers 1700 meanwhile")
+    return Finding(
+        FAIL,
+        "data center",
+        f"{url}: {outcome}",
+        "check the network and the DC's address; the console answers 1700 meanwhile",
+    )
 
 
 def check_port(port: int, served_by_console: int | None, holder: str | None) -> Finding:
@@ -306,8 +366,9 @@ def _certificate_state(data_dir: Path, owner: Owner) -> CertificateState:
         localhost = "localhost" in names.get_values_for_type(x509.DNSName)
     except x509.ExtensionNotFound:
         localhost = False
-    return CertificateState(True, leaf.not_valid_after_utc, localhost, issued,
-                            installed_where(data_dir, files.ca_cert, owner))
+    return CertificateState(
+        True, leaf.not_valid_after_utc, localhost, issued, installed_where(data_dir, files.ca_cert, owner)
+    )
 
 
 def _data_center_outcome(url: str, ca_file: str | None) -> str | None:
@@ -335,7 +396,8 @@ def _port_holder(port: int) -> str | None:
         except OSError:
             pass
     inodes = listening_inodes(Path("/proc/net/tcp").read_text(), port) | listening_inodes(
-        Path("/proc/net/tcp6").read_text() if Path("/proc/net/tcp6").exists() else "", port)
+        Path("/proc/net/tcp6").read_text() if Path("/proc/net/tcp6").exists() else "", port
+    )
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -375,15 +437,20 @@ def read_served(data_dir: Path) -> Served | None:
     path = console_paths(data_dir).served_file
     try:
         data = json.loads(path.read_text())
-        served = Served(int(data["pid"]), int(data["port"]), data.get("dcUrl"), data.get("dcCa"),
-                        list(data.get("serialPorts", [])))
+        served = Served(
+            int(data["pid"]), int(data["port"]), data.get("dcUrl"), data.get("dcCa"), list(data.get("serialPorts", []))
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return served if Path(f"/proc/{served.pid}").exists() else None
 
 
-def gather(data_dir: Path, port: int, user_name: str | None = None,
-           now: Callable[[], _dt.datetime] = lambda: _dt.datetime.now(_dt.timezone.utc)) -> list[Finding]:
+def gather(
+    data_dir: Path,
+    port: int,
+    user_name: str | None = None,
+    now: Callable[[], _dt.datetime] = lambda: _dt.datetime.now(_dt.UTC),
+) -> list[Finding]:
     user = service_user(user_name, data_dir)
     served = read_served(data_dir)
     answers = pcscd_answers()
@@ -392,7 +459,9 @@ def gather(data_dir: Path, port: int, user_name: str | None = None,
     findings.append(check_data_dir(user, _dir_state(user, data_dir)))
     findings += check_certificate(_certificate_state(data_dir, invoking_user()), now(), data_dir)
     dc_url = served.dc_url if served else None
-    findings.append(check_data_center(dc_url, _data_center_outcome(dc_url, served.dc_ca) if dc_url and served else None))
+    findings.append(
+        check_data_center(dc_url, _data_center_outcome(dc_url, served.dc_ca) if dc_url and served else None)
+    )
     port = served.port if served else port
     findings.append(check_port(port, served.pid if served else None, None if served else _port_holder(port)))
     return findings
@@ -401,7 +470,9 @@ def gather(data_dir: Path, port: int, user_name: str | None = None,
 def report(findings: list[Finding]) -> tuple[str, int]:
     failed = [finding for finding in findings if finding.verdict == FAIL]
     lines = [finding.line() for finding in findings]
-    lines.append(f"{len(failed)} problem{'s' if len(failed) != 1 else ''} found" if failed
-                 else "all checks passed: the console has what it needs")
+    lines.append(
+        f"{len(failed)} problem{'s' if len(failed) != 1 else ''} found"
+        if failed
+        else "all checks passed: the console has what it needs"
+    )
     return "\n".join(lines), 1 if failed else 0
-

@@ -11,9 +11,10 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, TextIO
+from typing import Any, TextIO
 
 from deploy.paths import console_paths
 
@@ -48,7 +49,8 @@ def add_log_commands(commands: Any, common: Any) -> None:
 
     base("verify", "check the hash chains across archives and the live log").set_defaults(handler=verify_log)
     base("replay", "rebuild the state from the log and compare it with the running console's").set_defaults(
-        handler=replay_log)
+        handler=replay_log
+    )
     base("stats", "counts, time span, segments, sizes").set_defaults(handler=stats_log)
 
 
@@ -68,14 +70,22 @@ def _database(args: argparse.Namespace) -> Path:
 
 def _event_row(event: Any) -> dict[str, Any]:
     return {
-        "seq": event.seq, "recorded_at": event.recorded_at, "type": event.type, "version": event.version,
+        "seq": event.seq,
+        "recorded_at": event.recorded_at,
+        "type": event.type,
+        "version": event.version,
         "payload": json.loads(event.payload),
     }
 
 
 def _call_row(call: Any) -> dict[str, Any]:
-    return {"seq": call.seq, "url": call.url, "uuid": call.uuid, "timestamp": call.timestamp,
-            "statusCode": call.status_code}
+    return {
+        "seq": call.seq,
+        "url": call.url,
+        "uuid": call.uuid,
+        "timestamp": call.timestamp,
+        "statusCode": call.status_code,
+    }
 
 
 def tail_log(args: argparse.Namespace) -> int:

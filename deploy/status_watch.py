@@ -14,8 +14,9 @@ import json
 import ssl
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from api import sse
 from deploy.status_table import render_status_table
@@ -73,9 +74,16 @@ class WatchView:
         return "\n".join(parts)
 
 
-def watch(host: str, port: int, context: ssl.SSLContext, out: TextIO = sys.stdout, *,
-          stop: threading.Event | None = None, redraw: bool | None = None,
-          clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now().astimezone()) -> int:
+def watch(
+    host: str,
+    port: int,
+    context: ssl.SSLContext,
+    out: TextIO = sys.stdout,
+    *,
+    stop: threading.Event | None = None,
+    redraw: bool | None = None,
+    clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now().astimezone(),
+) -> int:
     """Follow the stream until `stop` is set (or forever); reconnect with the last event id when it drops."""
     stop = stop or threading.Event()
     redraw = out.isatty() if redraw is None else redraw

@@ -17,8 +17,8 @@ import select
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from broker.runtime.backoff import RestartBackoff
 
@@ -68,7 +68,9 @@ class _Running:
 
 class Supervisor:
     def __init__(
-        self, specs: list[ChildSpec], stop_grace: float = 10.0,
+        self,
+        specs: list[ChildSpec],
+        stop_grace: float = 10.0,
         restart_backoff: Callable[[], RestartBackoff] = RestartBackoff,
     ) -> None:
         self._children = [_Running(spec, backoff=restart_backoff()) for spec in specs]
@@ -147,7 +149,10 @@ class Supervisor:
                     delay = child.backoff.delay_after_exit(uptime)
                     log.warning(
                         "%s (pid %d) exited with %s; restarting in %.1fs",
-                        child.spec.name, pid, child.process.returncode, delay,
+                        child.spec.name,
+                        pid,
+                        child.process.returncode,
+                        delay,
                     )
                     child.process = None
                     child.restarts += 1

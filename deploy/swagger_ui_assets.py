@@ -34,8 +34,11 @@ FILES = ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png", "LICENSE
 
 
 def installed(directory: Path) -> bool:
-    return (directory / "VERSION").is_file() and (directory / "VERSION").read_text().strip() == VERSION and all(
-        (directory / name).is_file() for name in FILES)
+    return (
+        (directory / "VERSION").is_file()
+        and (directory / "VERSION").read_text().strip() == VERSION
+        and all((directory / name).is_file() for name in FILES)
+    )
 
 
 class IntegrityMismatch(RuntimeError):

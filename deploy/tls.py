@@ -219,9 +219,7 @@ def _existing_files_usable(files: TlsFiles, now: _dt.datetime) -> bool:
             return False
         ca = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
         chain = x509.load_pem_x509_certificates(files.server_cert.read_bytes())
-        key = serialization.load_pem_private_key(
-            files.server_key.read_bytes(), password=None
-        )
+        key = serialization.load_pem_private_key(files.server_key.read_bytes(), password=None)
     except (OSError, ValueError, TypeError):
         return False
 
@@ -257,9 +255,7 @@ def _key_file_private(path: Path) -> bool:
 
 def _spki(public_key: PublicKeyTypes) -> bytes:
     """Compare keys by their encoding: key objects have no value equality."""
-    return public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 # --------------------------------------------------------------------------- #
@@ -308,9 +304,7 @@ def _ca_subject() -> x509.Name:
     )
 
 
-def _build_ca(
-    key: ec.EllipticCurvePrivateKey, not_before: _dt.datetime, not_after: _dt.datetime
-) -> x509.Certificate:
+def _build_ca(key: ec.EllipticCurvePrivateKey, not_before: _dt.datetime, not_after: _dt.datetime) -> x509.Certificate:
     subject = _ca_subject()
     name_constraints = x509.NameConstraints(
         permitted_subtrees=[x509.DNSName(name) for name in PERMITTED_DNS]
@@ -340,9 +334,7 @@ def _build_ca(
             ),
             critical=True,
         )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(name_constraints, critical=True)
         .sign(key, hashes.SHA256())
     )
@@ -361,9 +353,7 @@ def _build_server(
     ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
     return (
         x509.CertificateBuilder()
-        .subject_name(
-            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SERVER_COMMON_NAME)])
-        )
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SERVER_COMMON_NAME)]))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -371,8 +361,7 @@ def _build_server(
         .not_valid_after(not_after)
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName(SERVER_COMMON_NAME)]
-                + [x509.IPAddress(ip) for ip in _SERVER_IPS]
+                [x509.DNSName(SERVER_COMMON_NAME)] + [x509.IPAddress(ip) for ip in _SERVER_IPS]
             ),
             critical=False,
         )
@@ -391,12 +380,8 @@ def _build_server(
             ),
             critical=True,
         )
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski.value),
             critical=False,
@@ -413,10 +398,10 @@ def _build_server(
 def _utc(now: _dt.datetime | None) -> _dt.datetime:
     """Certificates speak UTC; a naive datetime is taken to already be UTC."""
     if now is None:
-        return _dt.datetime.now(_dt.timezone.utc)
+        return _dt.datetime.now(_dt.UTC)
     if now.tzinfo is None:
-        return now.replace(tzinfo=_dt.timezone.utc)
-    return now.astimezone(_dt.timezone.utc)
+        return now.replace(tzinfo=_dt.UTC)
+    return now.astimezone(_dt.UTC)
 
 
 def _make_private_dir(path: Path) -> None:
@@ -480,5 +465,3 @@ def _atomic_write(path: Path, data: bytes, mode: int) -> None:
             pass
         raise
     fsync_directory(path.parent)
-
-

@@ -138,7 +138,9 @@ def _nss_add(database: Path, name: str, ca_file: Path, owner: Owner) -> None:
     _give_back(top, owner)
 
 
-def install(data_dir: Path, ca_file: Path, owner: Owner, *, system: bool, store: Path = SYSTEM_STORE) -> list[StoreResult]:
+def install(
+    data_dir: Path, ca_file: Path, owner: Owner, *, system: bool, store: Path = SYSTEM_STORE
+) -> list[StoreResult]:
     if not ca_file.is_file():
         raise TrustError(f"no CA certificate at {ca_file}: start the console once (or run `nhi-console cert`)")
     name = install_name(data_dir)

@@ -67,8 +67,10 @@ def _not_found(message: str) -> Answer:
 
 
 def list_readers(ctx: ConsoleContext, command: SimListReaders) -> Answer:
-    readers = [{"name": name, "card": None if profile is None else {"profile": profile}}
-               for name, profile in sorted(ctx.state.sim_readers.items())]
+    readers = [
+        {"name": name, "card": None if profile is None else {"profile": profile}}
+        for name, profile in sorted(ctx.state.sim_readers.items())
+    ]
     return StatusCode.OK, {"readers": readers}
 
 

@@ -20,9 +20,9 @@ from api.core_client import CoreClient
 from api.errors import BadRequest
 from api.operations import Operation, documented
 from contract.commands import MAX_READER_NAME
+from contract.protocol import Reply
 from contract.schemas import Schema, digits, name_text, text
 from contract.text import CONTROL_CHARACTERS
-from contract.protocol import Reply
 from sim.dc_control import DcControl, DcControlError
 from sim.mobile_hca import format_login_time, login_body
 from sim.nhi_control import KEYPAD_MAX_DIGITS, SLOT_NAMES, NhiControlError, NhiReaderControl, valid_keys
@@ -62,14 +62,28 @@ def _profile(body: dict[str, Any]) -> str:
     return profile
 
 
-SIM_READERS = bench_operation("The bench's virtual PC/SC readers and their cards", answer={
-    "type": "object", "required": ["readers"],
-    "properties": {"readers": {"type": "array", "items": {
-        "type": "object", "required": ["name", "card"], "properties": {"name": text(), "card": CARD_OF}}}},
-})
+SIM_READERS = bench_operation(
+    "The bench's virtual PC/SC readers and their cards",
+    answer={
+        "type": "object",
+        "required": ["readers"],
+        "properties": {
+            "readers": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "card"],
+                    "properties": {"name": text(), "card": CARD_OF},
+                },
+            }
+        },
+    },
+)
 
 
-SIM_PLUG_READER = bench_operation("Plug in a new empty virtual reader", body={"name": name_text(MAX_READER_NAME)}, required=("name",))
+SIM_PLUG_READER = bench_operation(
+    "Plug in a new empty virtual reader", body={"name": name_text(MAX_READER_NAME)}, required=("name",)
+)
 
 
 SIM_UNPLUG_READER = bench_operation("Unplug a virtual reader")
@@ -110,7 +124,9 @@ class BenchReader:
         _answer(resp, self._core.call("SimUnplugReader", {"reader": _reader_name(name)}))
 
 
-SIM_PUT_CARD = bench_operation("Insert a fresh card of a profile (replacing any)", body={"profile": PROFILE_NAME}, required=("profile",))
+SIM_PUT_CARD = bench_operation(
+    "Insert a fresh card of a profile (replacing any)", body={"profile": PROFILE_NAME}, required=("profile",)
+)
 
 
 SIM_TAKE_CARD = bench_operation("Remove the card")
@@ -125,7 +141,9 @@ class BenchCard:
     @documented(SIM_PUT_CARD)
     def on_put(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         profile = _profile(json_object(req))
-        reply = self._core.call("SimPutCard", {"reader": _reader_name(name), "profile": profile}, timeout=CARD_COMMAND_TIMEOUT)
+        reply = self._core.call(
+            "SimPutCard", {"reader": _reader_name(name), "profile": profile}, timeout=CARD_COMMAND_TIMEOUT
+        )
         _answer(resp, reply)
 
     @documented(SIM_TAKE_CARD)
@@ -133,12 +151,23 @@ class BenchCard:
         _answer(resp, self._core.call("SimTakeCard", {"reader": _reader_name(name)}, timeout=CARD_COMMAND_TIMEOUT))
 
 
-SIM_PROFILES = bench_operation("The bench's card profiles", answer={
-    "type": "object", "required": ["profiles"],
-    "properties": {"profiles": {"type": "array", "items": {
-        "type": "object", "required": ["name", "kind", "description"],
-        "properties": {"name": text(), "kind": {"enum": ["hc", "hpc"]}, "description": text()}}}},
-})
+SIM_PROFILES = bench_operation(
+    "The bench's card profiles",
+    answer={
+        "type": "object",
+        "required": ["profiles"],
+        "properties": {
+            "profiles": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "kind", "description"],
+                    "properties": {"name": text(), "kind": {"enum": ["hc", "hpc"]}, "description": text()},
+                },
+            }
+        },
+    },
+)
 
 
 class BenchProfiles:
@@ -154,7 +183,9 @@ class BenchProfiles:
         }
 
 
-def _pass_on(resp: falcon.Response, control: DcControl | None, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+def _pass_on(
+    resp: falcon.Response, control: DcControl | None, path: str, body: dict[str, Any]
+) -> dict[str, Any] | None:
     """Send a bench control to the DC simulator; on failure answer its status and message, and return None."""
     if control is None:
         resp.status = falcon.HTTP_404
@@ -169,11 +200,14 @@ def _pass_on(resp: falcon.Response, control: DcControl | None, path: str, body: 
 
 
 SIM_CLOUD_SAM = bench_operation(
-    "A new cloud SAM file, registered at the DC simulator", answer={
-        "type": "object", "required": ["cloudSamContext"], "properties": {"cloudSamContext": text()}},
-    body={"samId": text(pattern="^[0-9]{12}$"), "hospitalId": text(pattern="^[0-9A-Za-z]{1,10}$"),
-          "hospitalName": name_text(64, nullable=True),
-          "contract": {"type": "string", "enum": ["active", "expired", "suspended", "revoked"]}},
+    "A new cloud SAM file, registered at the DC simulator",
+    answer={"type": "object", "required": ["cloudSamContext"], "properties": {"cloudSamContext": text()}},
+    body={
+        "samId": text(pattern="^[0-9]{12}$"),
+        "hospitalId": text(pattern="^[0-9A-Za-z]{1,10}$"),
+        "hospitalName": name_text(64, nullable=True),
+        "contract": {"type": "string", "enum": ["active", "expired", "suspended", "revoked"]},
+    },
     required=("samId", "hospitalId", "contract"),
 )
 
@@ -194,9 +228,11 @@ class BenchCloudSam:
 
 
 SIM_DC_FAULTS = bench_operation(
-    "The next count DC calls fail that way", body={
+    "The next count DC calls fail that way",
+    body={
         "statusCode": {"type": "integer", "enum": [1700, 1702, 1703]},
-        "count": {"type": "integer", "minimum": 1, "maximum": 1000}},
+        "count": {"type": "integer", "minimum": 1, "maximum": 1000},
+    },
     required=("statusCode", "count"),
 )
 
@@ -214,9 +250,12 @@ class BenchDcFaults:
 
 
 SIM_CLOCK = bench_operation(
-    "Move the console's and the DC's clocks forward", answer={
-        "type": "object", "required": ["serverTime", "consoleTime"],
-        "properties": {"serverTime": text(), "consoleTime": text()}},
+    "Move the console's and the DC's clocks forward",
+    answer={
+        "type": "object",
+        "required": ["serverTime", "consoleTime"],
+        "properties": {"serverTime": text(), "consoleTime": text()},
+    },
     body={"advanceSeconds": {"type": "integer", "minimum": 0, "maximum": 10 * 366 * 86400}},
     required=("advanceSeconds",),
 )
@@ -243,12 +282,14 @@ class BenchClock:
 
 
 SIM_VIRTUAL_HC_TOKEN = bench_operation(
-    "A virtual health card token for a profile", answer={
-        "type": "object", "required": ["token"], "properties": {"token": text()}},
-    body={"profile": HEALTH_PROFILE_NAME,
-          "expiresIn": {"type": ["integer", "null"], "minimum": 1, "maximum": 10 * 366 * 86400},
-          "maxUses": {"type": ["integer", "null"], "minimum": 1, "maximum": 1000},
-          "hospitalId": text(pattern="^[0-9A-Za-z]{1,10}$", nullable=True)},
+    "A virtual health card token for a profile",
+    answer={"type": "object", "required": ["token"], "properties": {"token": text()}},
+    body={
+        "profile": HEALTH_PROFILE_NAME,
+        "expiresIn": {"type": ["integer", "null"], "minimum": 1, "maximum": 10 * 366 * 86400},
+        "maxUses": {"type": ["integer", "null"], "minimum": 1, "maximum": 1000},
+        "hospitalId": text(pattern="^[0-9A-Za-z]{1,10}$", nullable=True),
+    },
     required=("profile",),
 )
 
@@ -269,10 +310,13 @@ class BenchVirtualHcToken:
 
 
 SIM_MOBILE_HCA_LOGIN = bench_operation(
-    "A mobile HCA login body signed by that staff member's key", answer={
-        "type": "object", "required": ["idNo", "hospitalId", "loginDateTime", "signatureCertificate", "signature"]},
-    body={"profile": STAFF_PROFILE_NAME, "hospitalId": name_text(10),
-          "loginDateTime": text(pattern=LOGIN_DATE_TIME.pattern, nullable=True)},
+    "A mobile HCA login body signed by that staff member's key",
+    answer={"type": "object", "required": ["idNo", "hospitalId", "loginDateTime", "signatureCertificate", "signature"]},
+    body={
+        "profile": STAFF_PROFILE_NAME,
+        "hospitalId": name_text(10),
+        "loginDateTime": text(pattern=LOGIN_DATE_TIME.pattern, nullable=True),
+    },
     required=("profile", "hospitalId"),
 )
 
@@ -294,7 +338,9 @@ class BenchMobileHcaLogin:
         hospital_id = text_field(body, "hospitalId", max_length=10)
         moment = body.get("loginDateTime")
         if moment is None:
-            reply = self._core.call("SimAdvanceClock", {"advanceSeconds": 0})  # the console's clock, bench offset included
+            reply = self._core.call(
+                "SimAdvanceClock", {"advanceSeconds": 0}
+            )  # the console's clock, bench offset included
             now = datetime.datetime.fromisoformat(reply.body["consoleTime"])
             moment = format_login_time(now)
         elif not isinstance(moment, str) or not LOGIN_DATE_TIME.fullmatch(moment):
@@ -302,8 +348,9 @@ class BenchMobileHcaLogin:
         resp.media = login_body(profile, hospital_id, moment)
 
 
-def _ask_nhi_reader(resp: falcon.Response, control: NhiReaderControl | None, op: str,
-                    **args: Any) -> dict[str, Any] | None:
+def _ask_nhi_reader(
+    resp: falcon.Response, control: NhiReaderControl | None, op: str, **args: Any
+) -> dict[str, Any] | None:
     """Send a control to the bench NHI reader's process; on failure answer its status and message, and return None."""
     if control is None:
         _no_nhi_reader(resp)
@@ -323,12 +370,23 @@ def _no_nhi_reader(resp: falcon.Response) -> None:
 
 
 SIM_KEYPAD = bench_operation(
-    "Keypad input for the NHI reader's next PIN prompt", body_schema={"oneOf": [
-        {"type": "object", "required": ["keys"], "properties": {"keys": digits(1, KEYPAD_MAX_DIGITS)},
-         "not": {"required": ["cancel"]}},
-        {"type": "object", "required": ["cancel"], "properties": {"cancel": {"const": True}},
-         "not": {"required": ["keys"]}},
-    ]},
+    "Keypad input for the NHI reader's next PIN prompt",
+    body_schema={
+        "oneOf": [
+            {
+                "type": "object",
+                "required": ["keys"],
+                "properties": {"keys": digits(1, KEYPAD_MAX_DIGITS)},
+                "not": {"required": ["cancel"]},
+            },
+            {
+                "type": "object",
+                "required": ["cancel"],
+                "properties": {"cancel": {"const": True}},
+                "not": {"required": ["keys"]},
+            },
+        ]
+    },
 )
 
 
@@ -361,11 +419,19 @@ class BenchKeypad:
             resp.media = {}
 
 
-SIM_NHI_READER = bench_operation("What the bench NHI reader holds, and whether its cable is in", answer={
-    "type": "object", "required": ["port", "plugged", "slots", "cardCommands"],
-    "properties": {"port": text(), "plugged": {"type": "boolean"}, "cardCommands": {"type": "integer"},
-                   "slots": {"type": "object", "properties": {"hc": CARD_OF, "hpc": CARD_OF}}},
-})
+SIM_NHI_READER = bench_operation(
+    "What the bench NHI reader holds, and whether its cable is in",
+    answer={
+        "type": "object",
+        "required": ["port", "plugged", "slots", "cardCommands"],
+        "properties": {
+            "port": text(),
+            "plugged": {"type": "boolean"},
+            "cardCommands": {"type": "integer"},
+            "slots": {"type": "object", "properties": {"hc": CARD_OF, "hpc": CARD_OF}},
+        },
+    },
+)
 
 
 class BenchNhiReader:
@@ -380,8 +446,12 @@ class BenchNhiReader:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         answer = _ask_nhi_reader(resp, self._control, "describe")
         if answer is not None:
-            resp.media = {"port": answer.get("port"), "plugged": answer.get("plugged"), "slots": answer.get("slots"),
-                          "cardCommands": answer.get("cardCommands")}
+            resp.media = {
+                "port": answer.get("port"),
+                "plugged": answer.get("plugged"),
+                "slots": answer.get("slots"),
+                "cardCommands": answer.get("cardCommands"),
+            }
 
 
 def _nhi_slot(slot: str) -> str:
@@ -390,7 +460,9 @@ def _nhi_slot(slot: str) -> str:
     return slot
 
 
-SIM_NHI_PUT_CARD = bench_operation("Insert a fresh card into a slot", body={"profile": PROFILE_NAME}, required=("profile",), path={"slot": NHI_SLOT})
+SIM_NHI_PUT_CARD = bench_operation(
+    "Insert a fresh card into a slot", body={"profile": PROFILE_NAME}, required=("profile",), path={"slot": NHI_SLOT}
+)
 
 
 SIM_NHI_TAKE_CARD = bench_operation("Remove the card from a slot", path={"slot": NHI_SLOT})

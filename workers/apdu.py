@@ -47,6 +47,7 @@ def parse_response(raw: bytes) -> ResponseApdu:
         raise ResponseTooShort(f"response of {len(raw)} bytes has no status word")
     return ResponseApdu(data=bytes(raw[:-2]), sw=(raw[-2] << 8) | raw[-1])
 
+
 GET_CHALLENGE = bytes.fromhex("0084000008")
 """`00 84 00 00 08`: 8 random bytes from the card, for the SAM to answer."""
 
@@ -63,6 +64,7 @@ def internal_authenticate(challenge: bytes) -> bytes:
     if len(challenge) != 8:
         raise ValueError("the challenge is 8 bytes")
     return bytes([0x00, 0x88, 0x00, 0x00, 0x08]) + challenge + b"\x00"
+
 
 READ_HC_IDENTITY_STATUS = bytes.fromhex("00CA110102 0000".replace(" ", ""))
 """`00 CA 11 01 02 00 00`: the identity status (1 byte), which the card gives only after mutual authentication."""
@@ -108,6 +110,7 @@ def compute_digital_signature(digest: bytes) -> bytes:
     if len(digest) != 32:
         raise ValueError("the digest is 32 bytes (SHA-256)")
     return bytes([0x00, 0x2A, 0x9E, 0x9A, 0x20]) + digest + b"\x00"
+
 
 HC_PIN_P2 = 0x01
 """The health card's PIN reference (the bench's; the spec does not say)."""

@@ -9,8 +9,8 @@ holds the reader between the two, so no other APDU lands in between.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from workers.apdu import (
     GET_CHALLENGE,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from workers.apdu import HC_AID, HPC_AID, READ_HC_PUBLIC_DATA, READ_HPC_BASIC_DATA, parse_response, select_aid
 

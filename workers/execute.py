@@ -11,8 +11,9 @@ against the bench's virtual cards and readers instead of a copy of it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from contract.protocol import CardPresence, Reply, Request
 from contract.status_codes import StatusCode
@@ -48,15 +49,21 @@ class Slots:
     cards: dict[str, CardPresence | None] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, name: str, backend: CardReader | SlotDevice,
-           cards: dict[str, CardPresence | None] | None = None) -> Slots:
+    def of(
+        cls, name: str, backend: CardReader | SlotDevice, cards: dict[str, CardPresence | None] | None = None
+    ) -> Slots:
         """The slots of what `load_backend` opened for reader `name`; every slot empty unless `cards` says."""
         device: SlotDevice | None = backend if _is_slot_device(backend) else None  # type: ignore[assignment]
         readers: dict[str, CardReader] = (
             device.slot_readers() if device is not None else {name: backend}  # type: ignore[dict-item]
         )
-        return cls(name=name, backend=backend, readers=readers, device=device,
-                   cards=cards if cards is not None else {slot: None for slot in readers})
+        return cls(
+            name=name,
+            backend=backend,
+            readers=readers,
+            device=device,
+            cards=cards if cards is not None else dict.fromkeys(readers),
+        )
 
     def is_long_command(self, request: Request) -> bool:
         """A command that may wait for the holder at the device's keypad, for a minute or two."""
@@ -172,8 +179,12 @@ def read_public_data(reader: CardReader) -> Outcome:
     except DataBlockError as error:
         return int(StatusCode.PCSC_OTHER_ERROR), {"message": f"unreadable data block: {error}"}
     return int(StatusCode.OK), {
-        "cardId": data.card_id, "name": data.name, "idNo": data.id_no,
-        "birthday": data.birthday, "sex": data.sex, "dateIssue": data.date_issue,
+        "cardId": data.card_id,
+        "name": data.name,
+        "idNo": data.id_no,
+        "birthday": data.birthday,
+        "sex": data.sex,
+        "dateIssue": data.date_issue,
     }
 
 

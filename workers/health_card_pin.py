@@ -7,8 +7,8 @@ known (no PIN, already verified, blocked); otherwise exactly one command.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from workers.apdu import (
     HC_AID,
@@ -88,7 +88,7 @@ def verify_pin_with(transmit: Transmit, present_pin: Callable[[], int]) -> tuple
 
 
 def set_pin(transmit: Transmit, new_pin: bytes) -> str:
-    """"accepted" | "notVerified" | "blocked" | "refused": a first PIN needs no verification, a new one does."""
+    """ "accepted" | "notVerified" | "blocked" | "refused": a first PIN needs no verification, a new one does."""
     return set_pin_with(transmit, lambda: parse_response(transmit(change_reference_data(HC_PIN_P2, new_pin))).sw)
 
 
@@ -100,11 +100,12 @@ def set_pin_with(transmit: Transmit, present_new_pin: Callable[[], int]) -> str:
 
 
 def remove_pin(transmit: Transmit) -> str:
-    """"accepted" | "notVerified" | "noPin" | "blocked" | "refused"."""
+    """ "accepted" | "notVerified" | "noPin" | "blocked" | "refused"."""
     _select(transmit)
     sw = parse_response(transmit(disable_verification(HC_PIN_P2))).sw
-    return {SW_OK: "accepted", SW_NOT_VERIFIED: "notVerified", SW_NO_PIN: "noPin",
-            SW_BLOCKED: "blocked"}.get(sw, "refused")
+    return {SW_OK: "accepted", SW_NOT_VERIFIED: "notVerified", SW_NO_PIN: "noPin", SW_BLOCKED: "blocked"}.get(
+        sw, "refused"
+    )
 
 
 def write_notes(transmit: Transmit, notes: bytes) -> None:

@@ -240,8 +240,7 @@ class Worker:
     def _send_status(self) -> None:
         fault = self._slots.device.fault() if self._slots.device is not None else None
         for name, card in self._slots.cards.items():
-            self._send(WorkerStatus(reader=name, backend=self._config.backend, pid=os.getpid(), card=card,
-                                    fault=fault))
+            self._send(WorkerStatus(reader=name, backend=self._config.backend, pid=os.getpid(), card=card, fault=fault))
 
     def _send(self, message: WorkerStatus | Reply) -> None:
         try:

@@ -20,11 +20,12 @@ import json
 import re
 import threading
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from contract.text import CONTROL_CHARACTERS
 from contract.nhi_reader_slots import slot_readers
 from contract.status_codes import StatusCode
+from contract.text import CONTROL_CHARACTERS
 from workers.apdu import HC_PIN_P2
 from workers.health_card_pin import HealthCardError, set_pin_with, verify_pin_with
 from workers.seam import CardAbsent, PresenceChanged, ReaderFault
@@ -59,10 +60,16 @@ STATUS_ATTEMPTS = 2
 
 KEYPAD_SECONDS_MIN, KEYPAD_SECONDS_MAX = 1, 120
 
-DEVICE_COMMANDS = frozenset({
-    "ReadSamInfo", "SignWithReaderSam", "AuthenticateCardWithSam", "ReadReaderClock",
-    "VerifyHcPinOnKeypad", "SetHcPinOnKeypad",
-})
+DEVICE_COMMANDS = frozenset(
+    {
+        "ReadSamInfo",
+        "SignWithReaderSam",
+        "AuthenticateCardWithSam",
+        "ReadReaderClock",
+        "VerifyHcPinOnKeypad",
+        "SetHcPinOnKeypad",
+    }
+)
 LONG_COMMANDS = frozenset({"VerifyHcPinOnKeypad", "SetHcPinOnKeypad"})
 """They wait for the holder at the keypad, up to two minutes."""
 
@@ -104,15 +111,16 @@ class NhiReader:
 
     long_commands = LONG_COMMANDS
 
-    def __init__(self, port: str, *, link: SerialLink | None = None,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, port: str, *, link: SerialLink | None = None, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self._port = port
         self._link = link or SerialLink()
         self._monotonic = monotonic
         self._names = {_SLOT_BY_KIND[kind]: name for kind, name in slot_readers(port).items()}
         self._slot_by_name = {name: slot for slot, name in self._names.items()}
         self._slots = {name: _SlotReader(self, slot) for slot, name in self._names.items()}
-        self._known: dict[int, tuple[int, bytes] | None] = {slot: None for slot in self._names}
+        self._known: dict[int, tuple[int, bytes] | None] = dict.fromkeys(self._names)
         self._pending: collections.deque[PresenceChanged] = collections.deque()
         self._next_poll = 0.0
         self._open_lock = threading.Lock()
@@ -158,8 +166,7 @@ class NhiReader:
             except ReaderFault:
                 return changes
         try:
-            status, rest = self._link.call(CMD_STATUS, answer_timeout=STATUS_ANSWER_TIMEOUT,
-                                           attempts=STATUS_ATTEMPTS)
+            status, rest = self._link.call(CMD_STATUS, answer_timeout=STATUS_ANSWER_TIMEOUT, attempts=STATUS_ATTEMPTS)
             if status != STATUS_OK:
                 raise AnswerMalformed("STATUS was refused")
             slots = parse_slot_statuses(rest)
@@ -185,9 +192,10 @@ class NhiReader:
 
     def _forget_cards(self) -> list[PresenceChanged]:
         with self._presence_lock:
-            gone = [PresenceChanged(None, self._names[slot]) for slot, known in self._known.items()
-                    if known is not None]
-            self._known = {slot: None for slot in self._names}
+            gone = [
+                PresenceChanged(None, self._names[slot]) for slot, known in self._known.items() if known is not None
+            ]
+            self._known = dict.fromkeys(self._names)
         return gone
 
     def _ensure_open(self) -> None:
@@ -210,8 +218,7 @@ class NhiReader:
 
     # Commands --------------------------------------------------------------------------------------------
 
-    def _call(self, cmd: int, payload: bytes = b"", *, failures: dict[int, int] | None = None,
-              **options: Any) -> bytes:
+    def _call(self, cmd: int, payload: bytes = b"", *, failures: dict[int, int] | None = None, **options: Any) -> bytes:
         """One command's answer after `00`; a failed status raises with the console's code for it."""
         self._ensure_open()
         try:
@@ -227,8 +234,9 @@ class NhiReader:
         raise ReaderFault(code, _STATUS_MESSAGES.get(status, f"the reader answered status {status:02X}"))
 
     def transmit(self, slot: int, apdu: bytes) -> bytes:
-        answer = self._call(CMD_TRANSMIT, bytes([slot]) + apdu,
-                            failures={STATUS_CARD_ERROR: int(StatusCode.PCSC_OTHER_ERROR)})
+        answer = self._call(
+            CMD_TRANSMIT, bytes([slot]) + apdu, failures={STATUS_CARD_ERROR: int(StatusCode.PCSC_OTHER_ERROR)}
+        )
         if len(answer) < 2:
             # The seam promises data + SW1 SW2, and the card modules parse nothing shorter (as pcsc_reader).
             raise ReaderFault(int(StatusCode.NHI_READER_FAILED), "the reader's answer to an APDU has no status word")
@@ -244,8 +252,7 @@ class NhiReader:
                 return int(StatusCode.BAD_PARAMETER), {"message": "data must be 1 to 512 bytes"}
             return int(StatusCode.OK), {"signature": self._call(CMD_SAM_SIGN, data)}
         if command == "AuthenticateCardWithSam":
-            self._call(CMD_SAM_AUTH_CARD, bytes([slot]),
-                       failures={STATUS_CARD_ERROR: int(StatusCode.PCSC_OTHER_ERROR)})
+            self._call(CMD_SAM_AUTH_CARD, bytes([slot]), failures={STATUS_CARD_ERROR: int(StatusCode.PCSC_OTHER_ERROR)})
             return int(StatusCode.OK), {}
         if command == "ReadReaderClock":
             text = self._call(CMD_CLOCK).decode("ascii", "replace")
@@ -253,18 +260,27 @@ class NhiReader:
                 return int(StatusCode.NHI_READER_FAILED), {"message": "the reader's clock answer is malformed"}
             return int(StatusCode.OK), {"readerTime": text}
         seconds = args.get("seconds")
-        if not isinstance(seconds, int) or isinstance(seconds, bool) \
-                or not KEYPAD_SECONDS_MIN <= seconds <= KEYPAD_SECONDS_MAX:
+        if (
+            not isinstance(seconds, int)
+            or isinstance(seconds, bool)
+            or not KEYPAD_SECONDS_MIN <= seconds <= KEYPAD_SECONDS_MAX
+        ):
             return int(StatusCode.BAD_PARAMETER), {"message": "seconds must be 1 to 120"}
         transmit = self._slots[reader].transmit
         try:
             if command == "VerifyHcPinOnKeypad":
                 outcome, state = verify_pin_with(transmit, lambda: self._keypad(CMD_KEYPAD_VERIFY, slot, seconds))
-                return int(StatusCode.OK), {"outcome": outcome, "hasPin": state.has_pin, "verified": state.verified,
-                                            "triesLeft": state.tries_left, "blocked": state.blocked}
+                return int(StatusCode.OK), {
+                    "outcome": outcome,
+                    "hasPin": state.has_pin,
+                    "verified": state.verified,
+                    "triesLeft": state.tries_left,
+                    "blocked": state.blocked,
+                }
             if command == "SetHcPinOnKeypad":
                 return int(StatusCode.OK), {
-                    "outcome": set_pin_with(transmit, lambda: self._keypad(CMD_KEYPAD_CHANGE, slot, seconds))}
+                    "outcome": set_pin_with(transmit, lambda: self._keypad(CMD_KEYPAD_CHANGE, slot, seconds))
+                }
         except HealthCardError as error:
             return int(StatusCode.PCSC_OTHER_ERROR), {"message": str(error)}
         return int(StatusCode.BAD_PARAMETER), {"message": f"unknown device command {command!r}"}
@@ -276,17 +292,22 @@ class NhiReader:
             info = {key: document[key] for key in ("samId", "hospitalId", "hospitalName", "hospitalShortName")}
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, KeyError, TypeError):
             return int(StatusCode.SAM_LEVEL1_FAILED), {"message": "the reader's SAM answer is malformed"}
-        if not all(_fit_for_text(value) for value in info.values()) \
-                or not (len(info["samId"]) == 12 and info["samId"].isascii() and info["samId"].isdigit()):
+        if not all(_fit_for_text(value) for value in info.values()) or not (
+            len(info["samId"]) == 12 and info["samId"].isascii() and info["samId"].isdigit()
+        ):
             return int(StatusCode.SAM_LEVEL1_FAILED), {"message": "the reader's SAM answer is malformed"}
         return int(StatusCode.OK), info
 
     def _keypad(self, cmd: int, slot: int, seconds: int) -> int:
         """The status word the card gave to the command the reader built from the keypad digits."""
-        rest = self._call(cmd, bytes([slot, HC_PIN_P2, seconds]), failures={
-            STATUS_BAD_PARAMETER: int(StatusCode.NHI_READER_FAILED),
-            STATUS_CARD_ERROR: int(StatusCode.PCSC_OTHER_ERROR),
-        })
+        rest = self._call(
+            cmd,
+            bytes([slot, HC_PIN_P2, seconds]),
+            failures={
+                STATUS_BAD_PARAMETER: int(StatusCode.NHI_READER_FAILED),
+                STATUS_CARD_ERROR: int(StatusCode.PCSC_OTHER_ERROR),
+            },
+        )
         if len(rest) != 2:
             raise ReaderFault(int(StatusCode.NHI_READER_FAILED), "the reader's keypad answer is malformed")
         return int.from_bytes(rest, "big")

@@ -37,8 +37,9 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from smartcard import scard
 
@@ -67,9 +68,7 @@ _SERVICE_LOST = frozenset(
     }
 )
 
-_TRANSPORT_FAILED = frozenset(
-    {scard.SCARD_E_NOT_TRANSACTED, scard.SCARD_E_COMM_DATA_LOST, scard.SCARD_F_UNKNOWN_ERROR}
-)
+_TRANSPORT_FAILED = frozenset({scard.SCARD_E_NOT_TRANSACTED, scard.SCARD_E_COMM_DATA_LOST, scard.SCARD_F_UNKNOWN_ERROR})
 
 _REMOVAL_NOTICE = 1.5
 """How long a failed command waits for pcscd to notice a pulled card (it polls presence every 400 ms)."""
@@ -414,7 +413,9 @@ class PcscReader:
 
     def _acknowledge_reset(self) -> None:
         log.warning("reader %r: the card was reset by another application; reconnecting", self.name)
-        hresult, protocol = scard.SCardReconnect(self._handle, scard.SCARD_SHARE_SHARED, _PROTOCOLS, scard.SCARD_LEAVE_CARD)
+        hresult, protocol = scard.SCardReconnect(
+            self._handle, scard.SCARD_SHARE_SHARED, _PROTOCOLS, scard.SCARD_LEAVE_CARD
+        )
         self._raise_for(hresult, "SCardReconnect")
         self._protocol = protocol
 

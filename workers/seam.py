@@ -8,9 +8,10 @@ virtual reader all implement it; a worker is handed one by name
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 
 class ReaderError(Exception):
@@ -55,8 +56,7 @@ class CardReader(Protocol):
         """Exclusive use of the card for a multi-APDU sequence: no other program's APDU comes in between."""
         ...
 
-    def close(self) -> None:
-        ...
+    def close(self) -> None: ...
 
 
 class SlotDevice(Protocol):

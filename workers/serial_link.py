@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import serial
 
@@ -74,15 +74,17 @@ class SerialLink:
         with self._lock:
             self._close_port()
             try:
-                port = serial.serial_for_url(path, baudrate=BAUD_RATE, timeout=READ_TIMEOUT,
-                                             write_timeout=ANSWER_TIMEOUT)
+                port = serial.serial_for_url(
+                    path, baudrate=BAUD_RATE, timeout=READ_TIMEOUT, write_timeout=ANSWER_TIMEOUT
+                )
             except (serial.SerialException, OSError, ValueError) as error:
                 # The OS's reason (no such file, permission) without anything the port might have sent.
                 reason = type(error).__name__
                 errno = getattr(error, "errno", None)
-                raise SerialLinkError(CODE_PORT_UNAVAILABLE,
-                                      f"the reader's port {path} cannot be opened ({reason}"
-                                      f"{f', errno {errno}' if errno else ''})") from None
+                raise SerialLinkError(
+                    CODE_PORT_UNAVAILABLE,
+                    f"the reader's port {path} cannot be opened ({reason}{f', errno {errno}' if errno else ''})",
+                ) from None
             self._port = port
             self.path = path
             self._reader.reset()
@@ -105,8 +107,9 @@ class SerialLink:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def call(self, cmd: int, payload: bytes = b"", *, answer_timeout: float = ANSWER_TIMEOUT,
-             attempts: int = ATTEMPTS) -> tuple[int, bytes]:
+    def call(
+        self, cmd: int, payload: bytes = b"", *, answer_timeout: float = ANSWER_TIMEOUT, attempts: int = ATTEMPTS
+    ) -> tuple[int, bytes]:
         """Send one command and return (status, rest of the answer's payload); 1202 if no valid answer came.
 
         Waits `answer_timeout` for each answer frame; a `09` pending frame with our SEQ restarts that wait
@@ -131,20 +134,23 @@ class SerialLink:
                     return result
                 if self._clock() - started >= self._overall_cap:
                     break
-            raise SerialLinkError(CODE_NOT_ANSWERING,
-                                  f"the reader is not answering (command 0x{cmd:02X}, {max(1, attempts)} attempts)")
+            raise SerialLinkError(
+                CODE_NOT_ANSWERING, f"the reader is not answering (command 0x{cmd:02X}, {max(1, attempts)} attempts)"
+            )
 
     def _write(self, port: serial.SerialBase, raw: bytes, cmd: int) -> None:
         try:
             port.write(raw)
             port.flush()
         except (serial.SerialException, OSError) as error:
-            raise SerialLinkError(CODE_NOT_ANSWERING,
-                                  f"the reader's port failed while sending command 0x{cmd:02X} "
-                                  f"({type(error).__name__})") from None
+            raise SerialLinkError(
+                CODE_NOT_ANSWERING,
+                f"the reader's port failed while sending command 0x{cmd:02X} ({type(error).__name__})",
+            ) from None
 
-    def _await_answer(self, port: serial.SerialBase, frame: Frame, answer_timeout: float,
-                      started: float) -> tuple[int, bytes] | None:
+    def _await_answer(
+        self, port: serial.SerialBase, frame: Frame, answer_timeout: float, started: float
+    ) -> tuple[int, bytes] | None:
         """The answer's (status, rest), or None when the wait for a frame ran out (then the caller resends)."""
         wanted = frame.cmd | ANSWER_BIT
         deadline = self._clock() + answer_timeout
@@ -156,9 +162,10 @@ class SerialLink:
                 chunk = port.read(max(1, port.in_waiting))
             except (serial.SerialException, OSError) as error:
                 # A pseudo-terminal whose master closed (the reader unplugged) reads EIO: it will not answer.
-                raise SerialLinkError(CODE_NOT_ANSWERING,
-                                      f"the reader's port failed while waiting for command 0x{frame.cmd:02X} "
-                                      f"({type(error).__name__})") from None
+                raise SerialLinkError(
+                    CODE_NOT_ANSWERING,
+                    f"the reader's port failed while waiting for command 0x{frame.cmd:02X} ({type(error).__name__})",
+                ) from None
             if not chunk:
                 continue
             for received in self._reader.feed(chunk):

@@ -9,7 +9,8 @@ virtual card in milliseconds.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from contract.status_codes import StatusCode
 from workers import card_auth, health_card_pin, staff_card
@@ -20,11 +21,24 @@ log = logging.getLogger(__name__)
 
 Transmit = Callable[[bytes], bytes]
 Outcome = tuple[int, dict[str, Any]]
-SESSION_COMMANDS = frozenset({
-    "BeginCardAuthentication", "FinishCardAuthentication", "ReadHcBasic",
-    "VerifyPin", "ChangePin", "ResetPin", "ReadHpcBasic", "ReadCertificate", "SignDigest",
-    "ReadHcPinState", "VerifyHcPin", "SetHcPin", "RemoveHcPin", "UpdateHcNotes",
-})
+SESSION_COMMANDS = frozenset(
+    {
+        "BeginCardAuthentication",
+        "FinishCardAuthentication",
+        "ReadHcBasic",
+        "VerifyPin",
+        "ChangePin",
+        "ResetPin",
+        "ReadHpcBasic",
+        "ReadCertificate",
+        "SignDigest",
+        "ReadHcPinState",
+        "VerifyHcPin",
+        "SetHcPin",
+        "RemoveHcPin",
+        "UpdateHcNotes",
+    }
+)
 IDENTITY_STATUSES = ("1", "2", "3", "4", "8")
 
 
@@ -53,7 +67,12 @@ def run_session_command(command: str, args: dict[str, Any], transmit: Transmit) 
 
 def _digits(args: dict[str, Any], name: str, shortest: int, longest: int) -> bytes | None:
     value = args.get(name)
-    if not isinstance(value, str) or not value.isascii() or not value.isdigit() or not shortest <= len(value) <= longest:
+    if (
+        not isinstance(value, str)
+        or not value.isascii()
+        or not value.isdigit()
+        or not shortest <= len(value) <= longest
+    ):
         return None
     return value.encode("ascii")
 
@@ -63,16 +82,26 @@ def _secret_outcome(result: staff_card.SecretOutcome) -> dict[str, Any]:
 
 
 def _staff_data(data: staff_card.StaffData) -> dict[str, Any]:
-    return {"cardId": data.card_id, "idNo": data.id_no, "cName": data.c_name, "eName": data.e_name,
-            "birthday": data.birthday, "cardType": data.card_type}
+    return {
+        "cardId": data.card_id,
+        "idNo": data.id_no,
+        "cName": data.c_name,
+        "eName": data.e_name,
+        "birthday": data.birthday,
+        "cardType": data.card_type,
+    }
 
 
 _HEALTH_CARD_COMMANDS = frozenset({"ReadHcPinState", "VerifyHcPin", "SetHcPin", "RemoveHcPin", "UpdateHcNotes"})
 
 
 def _pin_state(state: health_card_pin.PinState) -> dict[str, Any]:
-    return {"hasPin": state.has_pin, "verified": state.verified, "triesLeft": state.tries_left,
-            "blocked": state.blocked}
+    return {
+        "hasPin": state.has_pin,
+        "verified": state.verified,
+        "triesLeft": state.tries_left,
+        "blocked": state.blocked,
+    }
 
 
 def _run_health_card_command(command: str, args: dict[str, Any], transmit: Transmit) -> Outcome:
@@ -144,6 +173,11 @@ def read_hc_basic(transmit: Transmit) -> Outcome:
     if not identity.ok or status not in IDENTITY_STATUSES:
         return int(StatusCode.HC_LEVEL2_FAILED), {"message": f"the card gave no identity status ({identity.sw:04X})"}
     return int(StatusCode.OK), {
-        "cardId": data.card_id, "name": data.name, "idNo": data.id_no, "birthday": data.birthday,
-        "sex": data.sex, "dateIssue": data.date_issue, "identityStatus": status,
+        "cardId": data.card_id,
+        "name": data.name,
+        "idNo": data.id_no,
+        "birthday": data.birthday,
+        "sex": data.sex,
+        "dateIssue": data.date_issue,
+        "identityStatus": status,
     }

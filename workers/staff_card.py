@@ -9,9 +9,9 @@ staff card's application, layout and PIN reference are the bench's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable
 
 from workers.apdu import (
     HPC_AID,

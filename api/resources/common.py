@@ -14,9 +14,9 @@ from contract import commands
 from contract.commands import MAX_RECORD_TAKE
 from contract.status_codes import StatusCode
 
-
-STATUS = Operation("The console's state: SAM, staff card, health card", "COMMON", commands.GetStatus,
-                   answers=("status",))
+STATUS = Operation(
+    "The console's state: SAM, staff card, health card", "COMMON", commands.GetStatus, answers=("status",)
+)
 
 
 @dataclass(frozen=True)
@@ -25,12 +25,21 @@ class VersionInfo:
     location: str
 
 
-VERSION = Operation("The console's version", "COMMON", commands.RecordCall, arguments_from="resource", answer_schema={
-    "type": "object", "additionalProperties": False,
-    "required": ["fileVersion", "shortVersion", "longVersion", "location", "statusCode"],
-    "properties": {**{name: ANSWER_FIELDS[name] for name in ("fileVersion", "shortVersion", "longVersion", "location")},
-                   "statusCode": STATUS_CODE},
-})
+VERSION = Operation(
+    "The console's version",
+    "COMMON",
+    commands.RecordCall,
+    arguments_from="resource",
+    answer_schema={
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["fileVersion", "shortVersion", "longVersion", "location", "statusCode"],
+        "properties": {
+            **{name: ANSWER_FIELDS[name] for name in ("fileVersion", "shortVersion", "longVersion", "location")},
+            "statusCode": STATUS_CODE,
+        },
+    },
+)
 
 
 class VersionResource:
@@ -56,7 +65,9 @@ MAX_QUERY_INTEGER = 999_999_999
 """skip and take: up to 9 digits."""
 
 RECORD_FAILED = {
-    "type": "object", "additionalProperties": False, "required": ["statusCode"],
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["statusCode"],
     "properties": {"statusCode": STATUS_CODE, "message": MESSAGE},
 }
 
@@ -73,16 +84,27 @@ def _non_negative(req: falcon.Request, name: str, default: int) -> int:
 
 
 RECORDS = Operation(
-    "The call record, newest first", "COMMON", commands.ListRecords, arguments_from="query",
-    query={"skip": {"type": "integer", "minimum": 0, "maximum": MAX_QUERY_INTEGER},
-           "take": {"type": "integer", "minimum": 0, "maximum": MAX_QUERY_INTEGER,
-                    "description": f"At most {MAX_RECORD_TAKE} are answered"}},
+    "The call record, newest first",
+    "COMMON",
+    commands.ListRecords,
+    arguments_from="query",
+    query={
+        "skip": {"type": "integer", "minimum": 0, "maximum": MAX_QUERY_INTEGER},
+        "take": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": MAX_QUERY_INTEGER,
+            "description": f"At most {MAX_RECORD_TAKE} are answered",
+        },
+    },
     answer_schema={"oneOf": [{"type": "array", "items": RECORD}, RECORD_FAILED]},
 )
 
 
 CLEAR_RECORDS = Operation(
-    "Clear the call record (it stays in the audit log)", "COMMON", commands.ClearRecords,
+    "Clear the call record (it stays in the audit log)",
+    "COMMON",
+    commands.ClearRecords,
     answer_schema={"type": "string", "maxLength": 0, "description": "An empty 200, as the spec says"},
     answer_media_type="text/plain",
 )

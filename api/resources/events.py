@@ -20,13 +20,14 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any, Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
+from typing import Any
 
 import falcon
 
+from api import sse
 from api.core_client import CoreClient, CoreUnavailable
 from api.operations import Operation, documented
-from api import sse
 from contract import commands
 from contract.status_codes import StatusCode
 from contract.stream_positions import parse_position
@@ -39,16 +40,27 @@ WAIT_SECONDS = 1.0
 RECONNECT_MILLISECONDS = 1000
 
 EVENT_STREAM = Operation(
-    "Live events (Server-Sent Events): cards, readers, levels, the session, recorded calls", "EVENTS",
-    commands.WaitForEvents, arguments_from="resource", answer_media_type="text/event-stream",
-    answer_schema={"type": "string", "description": "text/event-stream: `snapshot`, then `card-inserted`, "
-                   "`card-removed`, `reader-plugged`, `reader-unplugged`, `level-changed`, `session-changed`, "
-                   "`default-reader-changed`, `record-cleared` (each with an id), `call-recorded` (without); "
-                   "`: heartbeat` comments. See docs/event-stream.md."},
-    headers={"Last-Event-ID": {"type": "string", "pattern": "^[0-9]{1,18}(-[0-9]{1,6})?$",
-                               "description": "The id of the last event this client saw"}},
+    "Live events (Server-Sent Events): cards, readers, levels, the session, recorded calls",
+    "EVENTS",
+    commands.WaitForEvents,
+    arguments_from="resource",
+    answer_media_type="text/event-stream",
+    answer_schema={
+        "type": "string",
+        "description": "text/event-stream: `snapshot`, then `card-inserted`, "
+        "`card-removed`, `reader-plugged`, `reader-unplugged`, `level-changed`, `session-changed`, "
+        "`default-reader-changed`, `record-cleared` (each with an id), `call-recorded` (without); "
+        "`: heartbeat` comments. See docs/event-stream.md.",
+    },
+    headers={
+        "Last-Event-ID": {
+            "type": "string",
+            "pattern": "^[0-9]{1,18}(-[0-9]{1,6})?$",
+            "description": "The id of the last event this client saw",
+        }
+    },
     description="Not in the 6.0 spec: the official console must be polled. Send `Last-Event-ID` to resume after "
-                "that event; without it (or too far behind) the stream starts with a snapshot. Not recorded.",
+    "that event; without it (or too far behind) the stream starts with a snapshot. Not recorded.",
 )
 
 
@@ -68,14 +80,21 @@ class EventStreamResource:
         if not self._slots.acquire(blocking=False):
             resp.status = falcon.HTTP_503
             resp.set_header("Retry-After", "5")
-            resp.media = {"statusCode": int(StatusCode.CONSOLE_UNAVAILABLE),
-                          "message": f"too many live streams open ({self._max_streams} per API process); "
-                                     "close one, or poll GET /api/common/v1/Status"}
+            resp.media = {
+                "statusCode": int(StatusCode.CONSOLE_UNAVAILABLE),
+                "message": f"too many live streams open ({self._max_streams} per API process); "
+                "close one, or poll GET /api/common/v1/Status",
+            }
             return
         try:
             # Asked before the answer starts, so a broker that is not there is an HTTP 503, not an empty stream.
-            first = self._wait({"after": None if position is None else [position.seq, position.index],
-                                "afterCall": None, "waitSeconds": 0})
+            first = self._wait(
+                {
+                    "after": None if position is None else [position.seq, position.index],
+                    "afterCall": None,
+                    "waitSeconds": 0,
+                }
+            )
         except BaseException:
             self._slots.release()
             raise
@@ -104,8 +123,9 @@ class EventStreamResource:
             if STOPPING.is_set():
                 return
             try:
-                news = self._wait({"after": news["position"], "afterCall": news["lastCall"],
-                                   "waitSeconds": WAIT_SECONDS})
+                news = self._wait(
+                    {"after": news["position"], "afterCall": news["lastCall"], "waitSeconds": WAIT_SECONDS}
+                )
             except CoreUnavailable:
                 return  # the broker is restarting: the client reconnects with its Last-Event-ID
 

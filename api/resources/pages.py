@@ -79,9 +79,11 @@ class RedirectTo:
 
 def mount_pages(app: falcon.App, swagger_ui: Path) -> None:
     swagger = PageFiles(
-        {"index.html": PAGES / "swagger" / "index.html",
-         "swagger-initializer.js": PAGES / "swagger" / "swagger-initializer.js",
-         **{name: swagger_ui / name for name in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png")}},
+        {
+            "index.html": PAGES / "swagger" / "index.html",
+            "swagger-initializer.js": PAGES / "swagger" / "swagger-initializer.js",
+            **{name: swagger_ui / name for name in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png")},
+        },
         missing_hint="Swagger UI's files are fetched at install time: python -m deploy.swagger_ui_assets",
     )
     app.add_route("/api/swagger/{name}", swagger)

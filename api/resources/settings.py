@@ -10,16 +10,19 @@ from api.operations import Operation
 from contract import commands
 
 READERS = Operation("The PC/SC readers", "SETTING", commands.ListReaders, answers=("readers",))
-AUTO_DETECT = Operation("Make the reader with a card the default reader", "SETTING", commands.AutoDetectReader,
-                        answers=("readerName",))
+AUTO_DETECT = Operation(
+    "Make the reader with a card the default reader", "SETTING", commands.AutoDetectReader, answers=("readerName",)
+)
 DEFAULT_READER = Operation("The default reader", "SETTING", commands.GetDefaultReader, answers=("readerName",))
 SET_DEFAULT_READER = Operation("Set the default reader", "SETTING", commands.SetDefaultReader)
 CLEAR_DEFAULT_READER = Operation("Clear the default reader", "SETTING", commands.ClearDefaultReader)
 CLOUD_SAMS = Operation("The imported cloud SAMs", "SETTING", commands.ListCloudSams, answers=("sams",))
 IMPORT_CLOUD_SAM = Operation("Import a cloud SAM file", "SETTING", commands.ImportCloudSam, answers=("sam",))
-REMOVE_CLOUD_SAM = Operation("Remove a cloud SAM", "SETTING", commands.RemoveCloudSam,
-                             path_arguments={"sam_id": "samId"})
+REMOVE_CLOUD_SAM = Operation(
+    "Remove a cloud SAM", "SETTING", commands.RemoveCloudSam, path_arguments={"sam_id": "samId"}
+)
 CORS_HOSTS = Operation("The CORS allow-list", "SETTING", commands.ListCorsHosts, answers=("cors",))
 ALLOW_CORS_HOST = Operation("Allow a host name; in effect at once", "SETTING", commands.AllowCorsHost)
-REMOVE_CORS_HOST = Operation("Take a host name off the allow-list", "SETTING", commands.RemoveCorsHost,
-                             path_arguments={"host": "id"})
+REMOVE_CORS_HOST = Operation(
+    "Take a host name off the allow-list", "SETTING", commands.RemoveCorsHost, path_arguments={"host": "id"}
+)

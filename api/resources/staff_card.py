@@ -17,7 +17,12 @@ HPC_BASIC = Operation("The staff card's public data", "HPC", commands.ReadHpcBas
 HPC_LOGOUT = Operation("Log the staff card out", "HPC", commands.LogoutHpc)
 HPC_PIN_CHANGE = Operation("Change the staff card's PIN (level 3)", "HPC", commands.ChangeHpcPin)
 HPC_PIN_UNBLOCK = Operation("Unblock the staff card with its PUK and set a new PIN", "HPC", commands.ResetHpcPin)
-HPC_SIGNATURE = Operation("Sign with the SAM and the staff card", "HPC", commands.SignWithHpc,
-                          answers=HPC_SIGNATURE_FIELDS, base64_answers=("signature", "clientRandom"))
+HPC_SIGNATURE = Operation(
+    "Sign with the SAM and the staff card",
+    "HPC",
+    commands.SignWithHpc,
+    answers=HPC_SIGNATURE_FIELDS,
+    base64_answers=("signature", "clientRandom"),
+)
 MOBILE_HCA = Operation("Log in with a mobile HCA certificate", "HPC", commands.VerifyMobileHca)
 """`POST /api/hpc/v1/Verification/MobiliHca` (the spec's spelling)."""

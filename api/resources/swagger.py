@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import falcon
 
 from api.operations import Operation, documented
 
 OPENAPI_DOCUMENT = Operation(
-    "This OpenAPI document", "COMMON",
+    "This OpenAPI document",
+    "COMMON",
     answer_schema={"type": "object", "required": ["openapi", "paths"]},
     description="Built from the console's routes and the operation each declares, so it lists exactly what is served.",
 )

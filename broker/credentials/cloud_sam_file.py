@@ -74,8 +74,13 @@ def decode_context(text: str) -> bytes:
 
 def _text(document: dict[str, object], name: str, pattern: re.Pattern[str] | None = None, longest: int = 64) -> str:
     value = document.get(name)
-    if not isinstance(value, str) or not value or len(value) > longest or CONTROL_CHARACTERS.search(value) \
-            or _LONE_SURROGATE.search(value):
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value) > longest
+        or CONTROL_CHARACTERS.search(value)
+        or _LONE_SURROGATE.search(value)
+    ):
         raise CloudSamFileInvalid(f"the file's {name} is missing or malformed")
     if pattern is not None and not pattern.match(value):
         raise CloudSamFileInvalid(f"the file's {name} is malformed")
@@ -95,7 +100,7 @@ def parse_cloud_sam_file(raw: bytes) -> CloudSamFile:
     if not raw.startswith(MAGIC):
         raise CloudSamFileInvalid("not a cloud SAM file (wrong header)")
     try:
-        document = json.loads(raw[len(MAGIC):].decode("utf-8"))
+        document = json.loads(raw[len(MAGIC) :].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: nesting too deep
         raise CloudSamFileInvalid("the file's body is not UTF-8 JSON") from None
     if not isinstance(document, dict):

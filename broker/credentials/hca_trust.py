@@ -191,9 +191,7 @@ def build_path(
     return extend([certificate])
 
 
-def _crl_usable(
-    crl: x509.CertificateRevocationList, issuer: x509.Certificate, now: datetime.datetime
-) -> bool:
+def _crl_usable(crl: x509.CertificateRevocationList, issuer: x509.Certificate, now: datetime.datetime) -> bool:
     """Issued under the leaf's issuer name, signed by that issuer's key, and current at `now`.
 
     A CRL without nextUpdate (RFC 5280 requires one) cannot be shown to be

@@ -109,7 +109,9 @@ def virtual_hc_card(value: object) -> dict[str, str] | None:
 
 def bad_answer(endpoint: str, status: int) -> DcError:
     """1799: the DC answered, but not with the JSON the protocol describes."""
-    return DcError(StatusCode.DC_UNDEFINED_ERROR, "badAnswer", f"DC {endpoint}: HTTP {status}, answer not as documented")
+    return DcError(
+        StatusCode.DC_UNDEFINED_ERROR, "badAnswer", f"DC {endpoint}: HTTP {status}, answer not as documented"
+    )
 
 
 def interpret_answer(endpoint: str, status: int, body: bytes, max_bytes: int = MAX_ANSWER_BYTES) -> Answer:

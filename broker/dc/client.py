@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from broker.dc.seam import CardCryptogram, DcError, DcSession, ImportedVirtualHc
 from broker.dc.answers import (
     MAX_ANSWER_BYTES,
     MAX_CRL_ANSWER_BYTES,
@@ -42,6 +41,7 @@ from broker.dc.answers import (
     parse_verification_count,
     parse_verified,
 )
+from broker.dc.seam import CardCryptogram, DcError, DcSession, ImportedVirtualHc
 from contract.status_codes import StatusCode
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,9 @@ class HttpsDataCenter:
         parse = functools.partial(parse_verification_count, max_uses=max_uses)
         return self._call("POST", "VirtualHc/Verify", parse, payload=payload, session=session)
 
-    def virtual_hc_export(self, session: str, token_id: str, card: dict[str, str], expires_at: int, max_uses: int) -> str:
+    def virtual_hc_export(
+        self, session: str, token_id: str, card: dict[str, str], expires_at: int, max_uses: int
+    ) -> str:
         """The transfer token for a virtual card; never retried (an export that may have run voided the card)."""
         payload = {"tokenId": token_id, "card": card, "expiresAt": expires_at, "maxUses": max_uses}
         return self._call("POST", "VirtualHc/Export", parse_transfer_token, payload=payload, session=session)
@@ -209,7 +211,9 @@ class HttpsDataCenter:
             return response.status, response.read(max_answer_bytes + 1)
         except (OSError, http.client.HTTPException) as error:
             # `from None`: some of these (BadStatusLine, ...) quote what the server sent.
-            raise DcError(StatusCode.DC_CONNECTION_FAILED, _no_answer_reason(error), f"DC {endpoint}: no answer") from None
+            raise DcError(
+                StatusCode.DC_CONNECTION_FAILED, _no_answer_reason(error), f"DC {endpoint}: no answer"
+            ) from None
         finally:
             connection.close()
 

@@ -99,7 +99,9 @@ class DataCenter(Protocol):
         """
         ...
 
-    def virtual_hc_export(self, session: str, token_id: str, card: dict[str, str], expires_at: int, max_uses: int) -> str:
+    def virtual_hc_export(
+        self, session: str, token_id: str, card: dict[str, str], expires_at: int, max_uses: int
+    ) -> str:
         """Hand a virtual card over for another console of this hospital: the transfer token (a secret).
 
         The token id is void from then on (1531 virtualCardVoid).
@@ -147,7 +149,9 @@ class NoDataCenter:
     def virtual_hc_verify(self, session: str, token_id: str, max_uses: int, expires_at: int) -> int:
         raise self._fail()
 
-    def virtual_hc_export(self, session: str, token_id: str, card: dict[str, str], expires_at: int, max_uses: int) -> str:
+    def virtual_hc_export(
+        self, session: str, token_id: str, card: dict[str, str], expires_at: int, max_uses: int
+    ) -> str:
         raise self._fail()
 
     def virtual_hc_import(self, session: str, transfer_token: str) -> ImportedVirtualHc:

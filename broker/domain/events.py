@@ -9,8 +9,9 @@ the worker's card session number, not by card or ID numbers.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Callable, ClassVar, Union, get_args
+from typing import Any, ClassVar, Union, get_args
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,15 +425,54 @@ class HcNotesUpdated:
 
 
 Event = Union[
-    ReaderAttached, ReaderDetached, WorkerLost, CardInserted, CardRemoved, CallRecordCleared,
-    DefaultReaderSet, DefaultReaderCleared, SimReaderPlugged, SimReaderUnplugged, SimCardPut, SimCardTaken,
-    CloudSamImported, CloudSamRemoved, SessionInitialized, SessionFinalized, SamVerified, SamVerificationFailed,
-    SamSessionExpired, SamLoggedOut, CardDetected, CardAuthenticated, CardAuthenticationFailed, CardLoggedOut,
-    SimClockAdvanced, HpcPinVerified, HpcPinRejected, HpcPinChanged, HpcPinReset, HpcPukRejected, HpcAuthenticationExpired,
-    HpcAuthenticationEnded, MobileHcaLoggedIn, MobileHcaRejected,
-    HcPinStateRead, HcPinVerified, HcPinRejected, HcPinSet, HcPinRemoved, HcHpcAuthenticated, VirtualHcVerified,
-    VirtualHcRejected, VirtualHcExported, VirtualHcExpired, HcNotesUpdated, PhysicalSamIdentified,
-    CorsHostAllowed, CorsHostRemoved,
+    ReaderAttached,
+    ReaderDetached,
+    WorkerLost,
+    CardInserted,
+    CardRemoved,
+    CallRecordCleared,
+    DefaultReaderSet,
+    DefaultReaderCleared,
+    SimReaderPlugged,
+    SimReaderUnplugged,
+    SimCardPut,
+    SimCardTaken,
+    CloudSamImported,
+    CloudSamRemoved,
+    SessionInitialized,
+    SessionFinalized,
+    SamVerified,
+    SamVerificationFailed,
+    SamSessionExpired,
+    SamLoggedOut,
+    CardDetected,
+    CardAuthenticated,
+    CardAuthenticationFailed,
+    CardLoggedOut,
+    SimClockAdvanced,
+    HpcPinVerified,
+    HpcPinRejected,
+    HpcPinChanged,
+    HpcPinReset,
+    HpcPukRejected,
+    HpcAuthenticationExpired,
+    HpcAuthenticationEnded,
+    MobileHcaLoggedIn,
+    MobileHcaRejected,
+    HcPinStateRead,
+    HcPinVerified,
+    HcPinRejected,
+    HcPinSet,
+    HcPinRemoved,
+    HcHpcAuthenticated,
+    VirtualHcVerified,
+    VirtualHcRejected,
+    VirtualHcExported,
+    VirtualHcExpired,
+    HcNotesUpdated,
+    PhysicalSamIdentified,
+    CorsHostAllowed,
+    CorsHostRemoved,
 ]
 
 EVENT_TYPES: dict[str, type] = {cls.__name__: cls for cls in get_args(Event)}

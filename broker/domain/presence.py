@@ -8,11 +8,11 @@ every report.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from broker.domain.events import CardInserted, CardRemoved, Event, ReaderAttached
-from contract.protocol import WorkerStatus
 from broker.domain.state import ConsoleState
+from contract.protocol import WorkerStatus
 
 
 def presence_events(
@@ -32,8 +32,14 @@ def presence_events(
         events.append(CardRemoved(reader=report.reader, session=believed.session, reason="removed"))
     if seen is not None and not same_card:
         reference = card_ref(seen.card_number) if card_ref is not None and seen.card_number else None
-        events.append(CardInserted(
-            reader=report.reader, atr=seen.atr, kind=seen.kind, session=seen.session, card_ref=reference,
-            card_type=seen.card_type,
-        ))
+        events.append(
+            CardInserted(
+                reader=report.reader,
+                atr=seen.atr,
+                kind=seen.kind,
+                session=seen.session,
+                card_ref=reference,
+                card_type=seen.card_type,
+            )
+        )
     return events

@@ -19,8 +19,9 @@ def decoded(stored: Iterable[StoredEvent]) -> Iterator[tuple[int, Event]]:
         yield event.seq, decode(event.type, event.version, event.payload)
 
 
-def fold(stored: Iterable[StoredEvent], through_seq: int | None = None,
-         state: ConsoleState | None = None) -> tuple[ConsoleState, int]:
+def fold(
+    stored: Iterable[StoredEvent], through_seq: int | None = None, state: ConsoleState | None = None
+) -> tuple[ConsoleState, int]:
     """The state after events 1..through_seq (all of them by default), and the last sequence number folded."""
     state = state or ConsoleState()
     last = 0

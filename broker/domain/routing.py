@@ -9,8 +9,8 @@ on an NHI dedicated reader reads its cards in that reader's slots only.
 
 from __future__ import annotations
 
-from contract.nhi_reader_slots import slot_readers
 from broker.domain.state import SAM_PHYSICAL, ConsoleState
+from contract.nhi_reader_slots import slot_readers
 from contract.status_codes import StatusCode
 
 

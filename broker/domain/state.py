@@ -7,11 +7,11 @@ indistinguishable from no restart at all.  Nothing here does I/O.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any
 
-from contract.host_names import DEFAULT_CORS_HOSTS
 from broker.domain.events import (
     CallRecordCleared,
     CardAuthenticated,
@@ -22,26 +22,18 @@ from broker.domain.events import (
     CardRemoved,
     CloudSamImported,
     CloudSamRemoved,
+    CorsHostAllowed,
+    CorsHostRemoved,
     DefaultReaderCleared,
     DefaultReaderSet,
     Event,
-    ReaderAttached,
-    ReaderDetached,
-    SamLoggedOut,
-    SamSessionExpired,
-    SamVerificationFailed,
-    SamVerified,
-    PhysicalSamIdentified,
-    CorsHostAllowed,
-    CorsHostRemoved,
-    SessionFinalized,
-    SessionInitialized,
-    SimCardPut,
-    SimCardTaken,
-    SimReaderPlugged,
-    SimClockAdvanced,
-    SimReaderUnplugged,
-    WorkerLost,
+    HcHpcAuthenticated,
+    HcNotesUpdated,
+    HcPinRejected,
+    HcPinRemoved,
+    HcPinSet,
+    HcPinStateRead,
+    HcPinVerified,
     HpcAuthenticationEnded,
     HpcAuthenticationExpired,
     HpcPinChanged,
@@ -51,18 +43,27 @@ from broker.domain.events import (
     HpcPukRejected,
     MobileHcaLoggedIn,
     MobileHcaRejected,
-    HcHpcAuthenticated,
-    HcNotesUpdated,
-    HcPinRejected,
-    HcPinRemoved,
-    HcPinSet,
-    HcPinStateRead,
-    HcPinVerified,
+    PhysicalSamIdentified,
+    ReaderAttached,
+    ReaderDetached,
+    SamLoggedOut,
+    SamSessionExpired,
+    SamVerificationFailed,
+    SamVerified,
+    SessionFinalized,
+    SessionInitialized,
+    SimCardPut,
+    SimCardTaken,
+    SimClockAdvanced,
+    SimReaderPlugged,
+    SimReaderUnplugged,
     VirtualHcExpired,
     VirtualHcExported,
     VirtualHcRejected,
     VirtualHcVerified,
+    WorkerLost,
 )
+from contract.host_names import DEFAULT_CORS_HOSTS
 
 VIRTUAL_HC = 2
 
@@ -70,7 +71,6 @@ SAM_CLOUD = 1
 SAM_PHYSICAL = 2
 REFUSED_BY_DC = frozenset({1301, 1302, 1303, 1304})
 """Verification outcomes that mean the SAM is not verified any more (the others say nothing about it)."""
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,8 +199,14 @@ def _card_gone(state: ConsoleState, reader: str, session: int | None = None) -> 
 def _staff_card_back(state: ConsoleState, event: CardInserted) -> ConsoleState:
     """The staff card whose level 3 outlived its removal is back: the level follows it to this insertion."""
     hpc = state.hpc
-    if event.kind == "hpc" and hpc.status == 3 and hpc.reader is None and hpc.type in (1, 2) \
-            and event.card_ref is not None and event.card_ref == hpc.card_ref:
+    if (
+        event.kind == "hpc"
+        and hpc.status == 3
+        and hpc.reader is None
+        and hpc.type in (1, 2)
+        and event.card_ref is not None
+        and event.card_ref == hpc.card_ref
+    ):
         return replace(state, hpc=replace(hpc, reader=event.reader, session=event.session))
     return state
 
@@ -212,10 +218,20 @@ def _apply_staff(state: ConsoleState, event: Event) -> ConsoleState | None:
         card = state.readers.get(event.reader)
         card_in = card.card if card is not None else None
         kind_type = card_in.card_type if card_in is not None and card_in.card_type in (1, 2) else (hpc.type or 2)
-        return replace(state, hpc=replace(
-            hpc, status=3, type=kind_type, expire_time=event.expires_at, reader=event.reader, session=event.session,
-            card_ref=card_in.card_ref if card_in is not None else hpc.card_ref, pin_session=event.session,
-        ), reader_in_use=event.reader)
+        return replace(
+            state,
+            hpc=replace(
+                hpc,
+                status=3,
+                type=kind_type,
+                expire_time=event.expires_at,
+                reader=event.reader,
+                session=event.session,
+                card_ref=card_in.card_ref if card_in is not None else hpc.card_ref,
+                pin_session=event.session,
+            ),
+            reader_in_use=event.reader,
+        )
     if isinstance(event, (HpcPinRejected, HpcPinReset)):
         # A wrong try, or a PIN replaced by the PUK, on the card holding level 3 ends it, even within the
         # 8 hours of a card put back: the holder has just failed to prove who they are.
@@ -241,32 +257,51 @@ def _with_card_level(state: ConsoleState, kind: str, reader: str, session: int, 
     """A card reaches level 1 or 2; a level 3 it already holds is kept (authentication does not undo a PIN)."""
     if kind == "hc":
         current = state.hc if (state.hc.reader, state.hc.session) == (reader, session) else HcState()
-        return replace(state, hc=replace(current, status=max(level, current.status), type=1, reader=reader,
-                                         session=session), reader_in_use=reader)
+        return replace(
+            state,
+            hc=replace(current, status=max(level, current.status), type=1, reader=reader, session=session),
+            reader_in_use=reader,
+        )
     current_hpc = state.hpc if (state.hpc.reader, state.hpc.session) == (reader, session) else HpcState()
     holder = state.readers.get(reader)
     card = holder.card if holder is not None else None
     card_type = card.card_type if card is not None and card.card_type in (1, 2) else 2
-    return replace(state, hpc=replace(
-        current_hpc, status=max(level, current_hpc.status), type=card_type, reader=reader, session=session,
-        card_ref=card.card_ref if card is not None else current_hpc.card_ref,
-    ), reader_in_use=reader)
+    return replace(
+        state,
+        hpc=replace(
+            current_hpc,
+            status=max(level, current_hpc.status),
+            type=card_type,
+            reader=reader,
+            session=session,
+            card_ref=card.card_ref if card is not None else current_hpc.card_ref,
+        ),
+        reader_in_use=reader,
+    )
 
 
 def _apply_session(state: ConsoleState, event: Event) -> ConsoleState | None:
     """The session's events (Initial, the SAM, card levels); None for any other event."""
     if isinstance(event, SessionInitialized):
         return replace(
-            state, initialized=True, device_name=event.device, reader_in_use=event.reader, last_device=event.device,
-            sam=SamState(status=1, type=event.sam_type), hc=HcState(), hpc=HpcState(),
+            state,
+            initialized=True,
+            device_name=event.device,
+            reader_in_use=event.reader,
+            last_device=event.device,
+            sam=SamState(status=1, type=event.sam_type),
+            hc=HcState(),
+            hpc=HpcState(),
         )
     if isinstance(event, PhysicalSamIdentified):
-        identity = PhysicalSamIdentity(event.port, event.sam_id, event.hospital_id, event.hospital_name,
-                                       event.hospital_short_name)
+        identity = PhysicalSamIdentity(
+            event.port, event.sam_id, event.hospital_id, event.hospital_name, event.hospital_short_name
+        )
         return replace(state, sam=replace(state.sam, physical=identity))
     if isinstance(event, SessionFinalized):
-        return replace(state, initialized=False, device_name=None, reader_in_use=None,
-                       sam=SamState(), hc=HcState(), hpc=HpcState())
+        return replace(
+            state, initialized=False, device_name=None, reader_in_use=None, sam=SamState(), hc=HcState(), hpc=HpcState()
+        )
     if isinstance(event, SamVerified):
         return replace(state, sam=replace(state.sam, status=2, expire_time=event.expires_at))
     if isinstance(event, SamVerificationFailed):
@@ -311,7 +346,9 @@ def _apply_health_card(state: ConsoleState, event: Event) -> ConsoleState | None
     if isinstance(event, HcPinStateRead):
         if not _same_health_card(state, event.reader, event.session):
             return state
-        return replace(state, hc=replace(hc, has_pin=event.has_pin, verified_pin=event.verified if event.has_pin else None))
+        return replace(
+            state, hc=replace(hc, has_pin=event.has_pin, verified_pin=event.verified if event.has_pin else None)
+        )
     if isinstance(event, (HcPinVerified, HcPinSet)):
         if not _same_health_card(state, event.reader, event.session):
             return state
@@ -329,8 +366,9 @@ def _apply_health_card(state: ConsoleState, event: Event) -> ConsoleState | None
             return replace(state, hc=replace(hc, status=3))
         return state
     if isinstance(event, VirtualHcVerified):
-        return replace(state, hc=HcState(status=2, type=VIRTUAL_HC, expire_time=event.expires_at,
-                                         card_ref=event.card_ref))
+        return replace(
+            state, hc=HcState(status=2, type=VIRTUAL_HC, expire_time=event.expires_at, card_ref=event.card_ref)
+        )
     if isinstance(event, (VirtualHcExported, VirtualHcExpired)):
         return replace(state, hc=HcState()) if hc.type == VIRTUAL_HC else state
     if isinstance(event, VirtualHcRejected):
@@ -435,9 +473,14 @@ def snapshot(state: ConsoleState) -> dict[str, Any]:
         "readers": {
             name: {
                 "backend": reader.backend,
-                "card": None if reader.card is None else {
-                    "atr": reader.card.atr, "kind": reader.card.kind, "session": reader.card.session,
-                    "cardRef": reader.card.card_ref, "cardType": reader.card.card_type,
+                "card": None
+                if reader.card is None
+                else {
+                    "atr": reader.card.atr,
+                    "kind": reader.card.kind,
+                    "session": reader.card.session,
+                    "cardRef": reader.card.card_ref,
+                    "cardType": reader.card.card_type,
                 },
             }
             for name, reader in sorted(state.readers.items())
@@ -449,15 +492,23 @@ def snapshot(state: ConsoleState) -> dict[str, Any]:
         "lastDevice": state.last_device,
         "clockOffsetSeconds": state.clock_offset_seconds,
         "corsHosts": list(state.cors_hosts),
-        "physicalSam": None if state.sam.physical is None else {
-            "port": state.sam.physical.port, "samId": state.sam.physical.sam_id,
-            "hospitalId": state.sam.physical.hospital_id, "hospitalName": state.sam.physical.hospital_name,
+        "physicalSam": None
+        if state.sam.physical is None
+        else {
+            "port": state.sam.physical.port,
+            "samId": state.sam.physical.sam_id,
+            "hospitalId": state.sam.physical.hospital_id,
+            "hospitalName": state.sam.physical.hospital_name,
             "hospitalShortName": state.sam.physical.hospital_short_name,
         },
         "cards": {
             "hc": {"reader": state.hc.reader, "session": state.hc.session, "cardRef": state.hc.card_ref},
-            "hpc": {"reader": state.hpc.reader, "session": state.hpc.session, "cardRef": state.hpc.card_ref,
-                    "pinSession": state.hpc.pin_session},
+            "hpc": {
+                "reader": state.hpc.reader,
+                "session": state.hpc.session,
+                "cardRef": state.hpc.card_ref,
+                "pinSession": state.hpc.pin_session,
+            },
         },
         "status": render_status(state),
     }

@@ -59,8 +59,11 @@ def public_view(state: ConsoleState) -> PublicView:
     return PublicView(
         status=render_status(state),
         readers=tuple(
-            (name, None if reader.card is None else reader.card.kind,
-             None if reader.card is None else reader.card.session)
+            (
+                name,
+                None if reader.card is None else reader.card.kind,
+                None if reader.card is None else reader.card.session,
+            )
             for name, reader in sorted(state.readers.items())
         ),
         default_reader=state.default_reader,

@@ -10,10 +10,13 @@ are passed on once and never logged, stored or recorded.
 
 from __future__ import annotations
 
-from typing import Any, Generator, Protocol, Sequence
+from collections.abc import Generator, Sequence
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from broker.credentials.session_secrets import VirtualHolder
+from broker.credentials.virtual_hc_token import TokenRefused, VirtualHcToken, card_data, verify_token
 from broker.dc.seam import DcError, ImportedVirtualHc
 from broker.domain.events import (
     CardLoggedOut,
@@ -24,27 +27,30 @@ from broker.domain.events import (
     HcPinSet,
     HcPinStateRead,
     HcPinVerified,
-    VirtualHcExported,
     VirtualHcExpired,
+    VirtualHcExported,
     VirtualHcRejected,
     VirtualHcVerified,
 )
-from broker.flows.runner import CardStep, Flow, Outcome, Step
-from contract.protocol import Reply
-from broker.flows.session import FlowFailed, ensure_card_authenticated, ensure_sam_verified, run_guarded
-from broker.flows.session import sign_as_sam, with_dc_session
-from broker.flows.staff import StaffContext, current_staff_holder
 from broker.domain.state import SAM_PHYSICAL, VIRTUAL_HC
+from broker.flows.runner import CardStep, Flow, Outcome, Step
+from broker.flows.session import (
+    FlowFailed,
+    ensure_card_authenticated,
+    ensure_sam_verified,
+    run_guarded,
+    sign_as_sam,
+    with_dc_session,
+)
+from broker.flows.staff import StaffContext, current_staff_holder
 from contract.deadlines import KEYPAD_SECONDS, KEYPAD_STEP_SECONDS
-from broker.credentials.session_secrets import VirtualHolder
+from contract.protocol import Reply
 from contract.status_codes import StatusCode
-from broker.credentials.virtual_hc_token import TokenRefused, VirtualHcToken, card_data, verify_token
 
 HC_BASIC_FIELDS = ("cardId", "name", "idNo", "birthday", "sex", "dateIssue", "identityStatus")
 
 
 class HealthCardContext(StaffContext, Protocol):
-
     @property
     def vhc_issuers(self) -> Sequence[rsa.RSAPublicKey]: ...
 
@@ -125,15 +131,18 @@ def logout_hc(ctx: HealthCardContext) -> Outcome:
 _ON_KEYPAD = {"VerifyHcPin": "VerifyHcPinOnKeypad", "SetHcPin": "SetHcPinOnKeypad"}
 
 
-def _pin_step(ctx: HealthCardContext, command: str, args: dict[str, Any]) -> Generator[Step, Any, tuple[str, int, Reply]]:
+def _pin_step(
+    ctx: HealthCardContext, command: str, args: dict[str, Any]
+) -> Generator[Step, Any, tuple[str, int, Reply]]:
     yield from ensure_sam_verified(ctx)
     _physical_only(ctx, StatusCode.VIRTUAL_HC_NO_PIN_FUNCTIONS)
     reader, session = yield from ensure_card_authenticated(ctx, "hc")
     if ctx.state.sam.type == SAM_PHYSICAL and command in _ON_KEYPAD:
         # The holder types the PIN on the NHI reader's keypad; the body's PIN (the spec says "000000") is not
         # used, and the PIN typed goes from the keypad to the card without passing through the console.
-        step = CardStep(reader, _ON_KEYPAD[command], {"session": session, "seconds": KEYPAD_SECONDS},
-                        timeout=KEYPAD_STEP_SECONDS)
+        step = CardStep(
+            reader, _ON_KEYPAD[command], {"session": session, "seconds": KEYPAD_SECONDS}, timeout=KEYPAD_STEP_SECONDS
+        )
     else:
         step = CardStep(reader, command, {"session": session, **args})
     reply: Reply = yield step
@@ -235,8 +244,13 @@ def sign_with_hpc_and_hc(ctx: HealthCardContext, service_type: str) -> Flow:
             ctx.emit(HcHpcAuthenticated())
         hpc_id, hpc_id_no = staff.data["cardId"], staff.data["idNo"]
         signed = yield from sign_as_sam(ctx, service_type, hpc_id, hpc_id_no, data["cardId"], data["idNo"])
-        return int(StatusCode.OK), {**signed, "hpcId": hpc_id, "hpcIdNo": hpc_id_no, "hcId": data["cardId"],
-                                    "hcIdNo": data["idNo"]}
+        return int(StatusCode.OK), {
+            **signed,
+            "hpcId": hpc_id,
+            "hpcIdNo": hpc_id_no,
+            "hcId": data["cardId"],
+            "hcIdNo": data["idNo"],
+        }
 
     return run_guarded(body)
 
@@ -261,8 +275,11 @@ def _dc_refusal(ctx: HealthCardContext, error: DcError) -> FlowFailed:
 def _take_virtual_card(ctx: HealthCardContext, holder: VirtualHolder, via: str) -> None:
     ctx.secrets.virtual_holder = holder
     ctx.secrets.virtual_expired = False
-    ctx.emit(VirtualHcVerified(card_ref=ctx.card_ref(str(holder.card["cardId"])),
-                               expires_at=ctx.iso_time(holder.expires_at), via=via))
+    ctx.emit(
+        VirtualHcVerified(
+            card_ref=ctx.card_ref(str(holder.card["cardId"])), expires_at=ctx.iso_time(holder.expires_at), via=via
+        )
+    )
 
 
 def verify_virtual_hc(ctx: HealthCardContext, token: str) -> Flow:
@@ -273,12 +290,15 @@ def verify_virtual_hc(ctx: HealthCardContext, token: str) -> Flow:
         parsed = _token(ctx, token)
         try:
             yield from with_dc_session(
-                ctx, lambda dc, session: dc.virtual_hc_verify(session, parsed.token_id, parsed.max_uses,
-                                                              parsed.expires_at), "VirtualHc/Verify")
+                ctx,
+                lambda dc, session: dc.virtual_hc_verify(session, parsed.token_id, parsed.max_uses, parsed.expires_at),
+                "VirtualHc/Verify",
+            )
         except DcError as error:
             raise _dc_refusal(ctx, error) from None
-        _take_virtual_card(ctx, VirtualHolder(parsed.token_id, card_data(parsed), parsed.expires_at, parsed.max_uses),
-                           "token")
+        _take_virtual_card(
+            ctx, VirtualHolder(parsed.token_id, card_data(parsed), parsed.expires_at, parsed.max_uses), "token"
+        )
         return int(StatusCode.OK), {}
 
     return run_guarded(body)
@@ -307,12 +327,17 @@ def export_virtual_hc(ctx: HealthCardContext) -> Flow:
         holder = _virtual_in_use(ctx)
         if holder is None:
             raise FlowFailed(StatusCode.VIRTUAL_HC_ONLY, "only a virtual health card can be exported")
-        card = {name: str(holder.card[name]) for name in ("cardId", "name", "idNo", "birthday", "sex",
-                                                          "identityStatus")}
+        card = {
+            name: str(holder.card[name]) for name in ("cardId", "name", "idNo", "birthday", "sex", "identityStatus")
+        }
         try:
             transfer: str = yield from with_dc_session(
-                ctx, lambda dc, session: dc.virtual_hc_export(session, holder.token_id, card, holder.expires_at,
-                                                              holder.max_uses), "VirtualHc/Export")
+                ctx,
+                lambda dc, session: dc.virtual_hc_export(
+                    session, holder.token_id, card, holder.expires_at, holder.max_uses
+                ),
+                "VirtualHc/Export",
+            )
         except DcError as error:
             raise _dc_refusal(ctx, error) from None
         ctx.secrets.virtual_holder = None
@@ -329,12 +354,14 @@ def import_virtual_hc(ctx: HealthCardContext, transfer_token: str) -> Flow:
         yield from ensure_sam_verified(ctx)
         try:
             imported: ImportedVirtualHc = yield from with_dc_session(
-                ctx, lambda dc, session: dc.virtual_hc_import(session, transfer_token), "VirtualHc/Import")
+                ctx, lambda dc, session: dc.virtual_hc_import(session, transfer_token), "VirtualHc/Import"
+            )
         except DcError as error:
             raise _dc_refusal(ctx, error) from None
         card = {**imported.card, "dateIssue": None}
-        _take_virtual_card(ctx, VirtualHolder(imported.token_id, card, imported.expires_at, imported.max_uses),
-                           "transfer")
+        _take_virtual_card(
+            ctx, VirtualHolder(imported.token_id, card, imported.expires_at, imported.max_uses), "transfer"
+        )
         return int(StatusCode.OK), {}
 
     return run_guarded(body)
@@ -354,13 +381,16 @@ def update_real_hc(ctx: HealthCardContext) -> Flow:
         reader, session = card
         try:
             notes: bytes = yield from with_dc_session(
-                ctx, lambda dc, dc_session: dc.card_notes(dc_session, str(data["cardId"])), "RealHc/Notes")
+                ctx, lambda dc, dc_session: dc.card_notes(dc_session, str(data["cardId"])), "RealHc/Notes"
+            )
         except DcError as error:
             raise FlowFailed(error.code, f"DC: {error.reason}") from None
         reply: Reply = yield CardStep(reader, "UpdateHcNotes", {"session": session, "notes": notes})
         if reply.code != 0:
-            raise FlowFailed(reply.code if reply.code in (1101, 1102) else StatusCode.HC_LEVEL2_FAILED,
-                             str(reply.body.get("message", "the card refused the update")))
+            raise FlowFailed(
+                reply.code if reply.code in (1101, 1102) else StatusCode.HC_LEVEL2_FAILED,
+                str(reply.body.get("message", "the card refused the update")),
+            )
         ctx.emit(HcNotesUpdated(reader=reader, session=session))
         return int(StatusCode.OK), {}
 

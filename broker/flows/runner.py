@@ -19,8 +19,9 @@ from __future__ import annotations
 import itertools
 import logging
 from collections import deque
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generator, Union
+from typing import Any, Union
 
 from broker.dc.seam import DataCenter, DcError
 from contract.protocol import Reply

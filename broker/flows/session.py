@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import datetime
 import secrets
-from typing import Any, Callable, Generator, Protocol
+from collections.abc import Callable, Generator
+from typing import Any, Protocol
 
+from broker.credentials.cloud_sam_file import login_signed_bytes
+from broker.credentials.session_secrets import SessionSecrets
 from broker.dc.seam import CardCryptogram, DataCenter, DcError, DcSession
 from broker.domain.events import (
     CardAuthenticated,
@@ -27,12 +30,10 @@ from broker.domain.events import (
     SamVerified,
     SessionInitialized,
 )
+from broker.domain.routing import reader_for
+from broker.domain.state import SAM_CLOUD, SAM_PHYSICAL, ConsoleState, PhysicalSamIdentity
 from broker.flows.runner import Acquire, CardStep, DcCall, Flow, Outcome, Release, Step
 from contract.protocol import Reply
-from broker.domain.routing import reader_for
-from broker.credentials.session_secrets import SessionSecrets
-from broker.credentials.cloud_sam_file import login_signed_bytes
-from broker.domain.state import SAM_CLOUD, SAM_PHYSICAL, ConsoleState, PhysicalSamIdentity
 from contract.status_codes import StatusCode
 
 SAM_RESOURCE = "sam"
@@ -42,10 +43,15 @@ _LEVEL_CODES = {
     "hc": (StatusCode.HC_LEVEL1_FAILED, StatusCode.HC_LEVEL2_FAILED),
     "hpc": (StatusCode.HPC_LEVEL1_FAILED, StatusCode.HPC_LEVEL2_FAILED),
 }
-_CARD_CODES_KEPT = frozenset({
-    StatusCode.NO_CARD, StatusCode.READER_IN_USE_GONE, StatusCode.NO_DEFAULT_READER,
-    StatusCode.COMPORT_OPEN_FAILED, StatusCode.NHI_READER_FAILED,
-})
+_CARD_CODES_KEPT = frozenset(
+    {
+        StatusCode.NO_CARD,
+        StatusCode.READER_IN_USE_GONE,
+        StatusCode.NO_DEFAULT_READER,
+        StatusCode.COMPORT_OPEN_FAILED,
+        StatusCode.NHI_READER_FAILED,
+    }
+)
 """Card failures more specific than "level 2 failed": the card or its reader is gone."""
 
 TAIPEI = datetime.timezone(datetime.timedelta(hours=8))
@@ -163,8 +169,10 @@ def sam_sign(ctx: SessionContext, data: bytes) -> Generator[Step, Any, bytes]:
     reply: Reply = yield CardStep(device.port, "SignWithReaderSam", {"data": data})
     signature = reply.body.get("signature")
     if reply.code != 0 or not isinstance(signature, bytes):
-        raise FlowFailed(reply.code or StatusCode.SAM_LEVEL2_FAILED,
-                         f"the reader's SAM did not sign: {reply.body.get('message', 'no signature')}")
+        raise FlowFailed(
+            reply.code or StatusCode.SAM_LEVEL2_FAILED,
+            f"the reader's SAM did not sign: {reply.body.get('message', 'no signature')}",
+        )
     return signature
 
 
@@ -193,7 +201,9 @@ def ensure_sam_verified(ctx: SessionContext) -> Generator[Step, Any, None]:
     yield Release(SAM_RESOURCE)
 
 
-def with_dc_session(ctx: SessionContext, call: Callable[[DataCenter, str], Any], name: str) -> Generator[Step, Any, Any]:
+def with_dc_session(
+    ctx: SessionContext, call: Callable[[DataCenter, str], Any], name: str
+) -> Generator[Step, Any, Any]:
     """A DC call under the SAM's session; if the DC says the session expired, log in again and ask once more.
 
     Asking again is safe: the DC refused the first call without running it.
@@ -238,9 +248,11 @@ def detect_card(ctx: SessionContext, kind: str) -> tuple[str, int]:
     if isinstance(routed, StatusCode):
         fault = ctx.device_fault() if ctx.state.sam.type == SAM_PHYSICAL else None
         if fault is not None:
-            raise FlowFailed(fault, "the NHI reader cannot be used: "
-                             + ("its port cannot be opened" if fault == StatusCode.COMPORT_OPEN_FAILED
-                                else "it is not answering"))
+            raise FlowFailed(
+                fault,
+                "the NHI reader cannot be used: "
+                + ("its port cannot be opened" if fault == StatusCode.COMPORT_OPEN_FAILED else "it is not answering"),
+            )
         raise FlowFailed(routed, f"no {kind} card to use")
     card = ctx.state.readers[routed].card
     assert card is not None
@@ -268,8 +280,14 @@ def ensure_card_authenticated(ctx: SessionContext, kind: str) -> Generator[Step,
         # The card and the reader's own SAM authenticate each other inside the reader.
         inside: Reply = yield CardStep(reader, "AuthenticateCardWithSam", {"session": session})
         if inside.code != 0:
-            raise _card_failed(ctx, kind, reader, session, _worker_code(inside, level2), "the card and the SAM "
-                               f"did not authenticate each other: {inside.body.get('message', '')}")
+            raise _card_failed(
+                ctx,
+                kind,
+                reader,
+                session,
+                _worker_code(inside, level2),
+                f"the card and the SAM did not authenticate each other: {inside.body.get('message', '')}",
+            )
     else:
         yield from _authenticate_through_dc(ctx, kind, reader, session)
     if kind == "hpc":
@@ -290,7 +308,9 @@ def _authenticate_through_dc(ctx: SessionContext, kind: str, reader: str, sessio
     level2 = _LEVEL_CODES[kind][1]
     begin: Reply = yield CardStep(reader, "BeginCardAuthentication", {"kind": kind, "session": session})
     if begin.code != 0:
-        raise _card_failed(ctx, kind, reader, session, _worker_code(begin, level2), "the card did not start authentication")
+        raise _card_failed(
+            ctx, kind, reader, session, _worker_code(begin, level2), "the card did not start authentication"
+        )
     card_number, card_challenge = begin.body["cardNumber"], begin.body["cardChallenge"]
     try:
         answer: CardCryptogram = yield from with_dc_session(
@@ -299,14 +319,17 @@ def _authenticate_through_dc(ctx: SessionContext, kind: str, reader: str, sessio
     except DcError as error:
         raise _card_failed(ctx, kind, reader, session, _dc_failure_code(error, level2), f"DC: {error.reason}") from None
     finish: Reply = yield CardStep(
-        reader, "FinishCardAuthentication",
+        reader,
+        "FinishCardAuthentication",
         {"kind": kind, "session": session, "cryptogram": answer.cryptogram, "hostChallenge": answer.host_challenge},
     )
     if finish.code != 0:
         raise _card_failed(ctx, kind, reader, session, _worker_code(finish, level2), "the card refused the SAM")
     response = finish.body["response"]
     try:
-        yield from with_dc_session(ctx, lambda dc, token: dc.card_verify(token, answer.auth_id, response), "Cards/Verify")
+        yield from with_dc_session(
+            ctx, lambda dc, token: dc.card_verify(token, answer.auth_id, response), "Cards/Verify"
+        )
     except DcError as error:
         raise _card_failed(ctx, kind, reader, session, _dc_failure_code(error, level2), f"DC: {error.reason}") from None
 
@@ -351,9 +374,15 @@ def initial(ctx: SessionContext, name: str | None) -> Flow:
         ctx.emit(SessionInitialized(device=device, sam_type=sam_type, reader=in_use))
         if physical is not None:
             ctx.secrets.sam.open(physical)
-            ctx.emit(PhysicalSamIdentified(port=physical.port, sam_id=physical.sam_id,
-                                           hospital_id=physical.hospital_id, hospital_name=physical.hospital_name,
-                                           hospital_short_name=physical.hospital_short_name))
+            ctx.emit(
+                PhysicalSamIdentified(
+                    port=physical.port,
+                    sam_id=physical.sam_id,
+                    hospital_id=physical.hospital_id,
+                    hospital_name=physical.hospital_name,
+                    hospital_short_name=physical.hospital_short_name,
+                )
+            )
             ctx.drop_serial_device(device)  # the session's device keeps its worker from now on
         for kind in ("hpc", "hc"):  # the health card last: its reader is the one in use
             if reader_for(ctx.state, kind) in ctx.state.readers:
@@ -377,8 +406,13 @@ def _open_nhi_reader(ctx: SessionContext, port: str) -> Generator[Step, Any, Phy
         code = reply.code if reply.code != StatusCode.PCSC_OTHER_ERROR else int(StatusCode.NHI_READER_FAILED)
         return code, {"message": f"the NHI reader on {port}: {reply.body.get('message', 'no answer')}"}
     body = reply.body
-    return PhysicalSamIdentity(port=port, sam_id=body["samId"], hospital_id=body["hospitalId"],
-                               hospital_name=body["hospitalName"], hospital_short_name=body["hospitalShortName"])
+    return PhysicalSamIdentity(
+        port=port,
+        sam_id=body["samId"],
+        hospital_id=body["hospitalId"],
+        hospital_name=body["hospitalName"],
+        hospital_short_name=body["hospitalShortName"],
+    )
 
 
 def sam_verification(ctx: SessionContext) -> Flow:
@@ -414,8 +448,13 @@ def sign_as_sam(ctx: SessionContext, service_type: str, *fields: str) -> Generat
     client_random = secrets.token_bytes(8)
     signed = signature_input(client_random, sam_file.sam_id, sam_file.hospital_id, service_type, *fields)
     signature = yield from sam_sign(ctx, signed)
-    return {"signature": signature, "clientRandom": client_random, "samId": sam_file.sam_id,
-            "hospitalId": sam_file.hospital_id, "serviceType": service_type}
+    return {
+        "signature": signature,
+        "clientRandom": client_random,
+        "samId": sam_file.sam_id,
+        "hospitalId": sam_file.hospital_id,
+        "serviceType": service_type,
+    }
 
 
 def sam_signature(ctx: SessionContext, service_type: str) -> Flow:
@@ -443,9 +482,7 @@ def server_date_time(ctx: SessionContext) -> Flow:
             except ValueError:
                 return int(StatusCode.NHI_READER_FAILED), {"message": "the reader's clock answer is malformed"}
             return int(StatusCode.OK), {"serverDateTime": roc_date_time(moment.replace(tzinfo=TAIPEI))}
-        moment: datetime.datetime = yield from with_dc_session(
-            ctx, lambda dc, token: dc.server_time(token), "Time"
-        )
+        moment: datetime.datetime = yield from with_dc_session(ctx, lambda dc, token: dc.server_time(token), "Time")
         return int(StatusCode.OK), {"serverDateTime": roc_date_time(moment)}
 
     def guarded() -> Generator[Step, Any, Outcome]:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from typing import Any, Generator, Protocol
+from collections.abc import Generator
+from typing import Any, Protocol
 
+from broker.credentials.session_secrets import StaffHolder
 from broker.domain.events import (
     CardLoggedOut,
     HpcPinChanged,
@@ -24,14 +26,22 @@ from broker.domain.events import (
     MobileHcaRejected,
 )
 from broker.flows.runner import CardStep, Flow, Outcome, Step
+from broker.flows.session import (
+    FlowFailed,
+    SessionContext,
+    detect_card,
+    ensure_card_authenticated,
+    ensure_sam_verified,
+    run_guarded,
+    signature_input,
+)
 from contract.commands import MobileHcaLogin
 from contract.protocol import Reply
-from broker.flows.session import FlowFailed, SessionContext, detect_card, ensure_card_authenticated, ensure_sam_verified
-from broker.flows.session import run_guarded, signature_input
-from broker.credentials.session_secrets import StaffHolder
 from contract.status_codes import StatusCode
 
 MOBILE_HCA = 3
+
+
 class StaffContext(SessionContext, Protocol):
     def authentication_expiry(self) -> str:
         """ISO 8601 time the staff authentication ends (8 hours from now by default)."""
@@ -52,8 +62,10 @@ def _require_card_at_level_3(ctx: StaffContext) -> tuple[str, int]:
     if hpc.status < 3:
         raise FlowFailed(StatusCode.HPC_LEVEL3_FAILED, "the staff card's PIN is not verified")
     if hpc.reader is None or hpc.session is None or hpc.pin_session != hpc.session:
-        raise FlowFailed(StatusCode.HPC_LEVEL3_FAILED,
-                         "the staff card must be in its reader with its PIN verified since it was inserted")
+        raise FlowFailed(
+            StatusCode.HPC_LEVEL3_FAILED,
+            "the staff card must be in its reader with its PIN verified since it was inserted",
+        )
     return hpc.reader, hpc.session
 
 
@@ -80,7 +92,11 @@ def current_staff_holder(ctx: StaffContext, failure: StatusCode) -> Generator[St
 
 
 def _card_error(reply: Reply) -> FlowFailed:
-    code = reply.code if reply.code in (StatusCode.NO_CARD, StatusCode.READER_IN_USE_GONE) else StatusCode.HPC_LEVEL3_FAILED
+    code = (
+        reply.code
+        if reply.code in (StatusCode.NO_CARD, StatusCode.READER_IN_USE_GONE)
+        else StatusCode.HPC_LEVEL3_FAILED
+    )
     return FlowFailed(code, str(reply.body.get("message", "the staff card could not do it")))
 
 
@@ -102,7 +118,8 @@ def verify_hpc_pin(ctx: StaffContext, pin: str) -> Flow:
             ctx.emit(HpcPinRejected(reader=reader, session=session, tries_left=left, blocked=outcome == "blocked"))
             if outcome == "blocked":
                 return int(StatusCode.HPC_LEVEL3_FAILED), {
-                    "message": "the PIN is blocked: unblock it with the PUK (PUT /api/hpc/v1/Pin)"}
+                    "message": "the PIN is blocked: unblock it with the PUK (PUT /api/hpc/v1/Pin)"
+                }
             return int(StatusCode.HPC_PIN_FAILED), {"message": f"wrong PIN: {left} tries left"}
         return int(StatusCode.HPC_LEVEL3_FAILED), {"message": "the card refused the verification"}
 
@@ -177,19 +194,30 @@ def sign_with_hpc(ctx: StaffContext, service_type: str) -> Flow:
         holder = yield from current_staff_holder(ctx, StatusCode.HPC_LEVEL3_FAILED)
         client_random = secrets.token_bytes(8)
         # The same bytes a SAM signature would cover, with the holder's ids last; the card signs their digest.
-        signed = signature_input(client_random, sam_file.sam_id, sam_file.hospital_id, service_type,
-                                 holder.data["cardId"], holder.data["idNo"])
-        reply: Reply = yield CardStep(reader, "SignDigest", {"session": session,
-                                                             "digest": hashlib.sha256(signed).digest()})
+        signed = signature_input(
+            client_random,
+            sam_file.sam_id,
+            sam_file.hospital_id,
+            service_type,
+            holder.data["cardId"],
+            holder.data["idNo"],
+        )
+        reply: Reply = yield CardStep(
+            reader, "SignDigest", {"session": session, "digest": hashlib.sha256(signed).digest()}
+        )
         if reply.code != 0:
             raise _card_error(reply)
         signature = reply.body.get("signature")
         if not isinstance(signature, bytes):
             return int(StatusCode.HPC_LEVEL3_FAILED), {"message": "the card wants its PIN verified again"}
         return int(StatusCode.OK), {
-            "signature": signature, "clientRandom": client_random, "samId": sam_file.sam_id,
-            "hospitalId": sam_file.hospital_id, "serviceType": service_type,
-            "hpcId": holder.data["cardId"], "hpcIdNo": holder.data["idNo"],
+            "signature": signature,
+            "clientRandom": client_random,
+            "samId": sam_file.sam_id,
+            "hospitalId": sam_file.hospital_id,
+            "serviceType": service_type,
+            "hpcId": holder.data["cardId"],
+            "hpcIdNo": holder.data["idNo"],
         }
 
     return run_guarded(body)
@@ -206,10 +234,16 @@ def login_mobile_hca(ctx: StaffContext, login: MobileHcaLogin) -> Flow:
             return int(problem), {"message": "the mobile HCA login was not accepted"}
         person = ctx.person_ref(login.id_no)
         ctx.emit(MobileHcaLoggedIn(person_ref=person, expires_at=ctx.authentication_expiry()))
-        ctx.secrets.hpc_holder = StaffHolder(person, {
-            "cardId": "", "idNo": login.id_no, "cName": login.c_name, "eName": login.e_name,
-            "birthday": login.birthday,
-        })
+        ctx.secrets.hpc_holder = StaffHolder(
+            person,
+            {
+                "cardId": "",
+                "idNo": login.id_no,
+                "cName": login.c_name,
+                "eName": login.e_name,
+                "birthday": login.birthday,
+            },
+        )
         return int(StatusCode.OK), {}
 
     return run_guarded(body)

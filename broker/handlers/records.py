@@ -23,8 +23,9 @@ def get_state_snapshot(ctx: ConsoleContext, command: commands.GetStateSnapshot) 
 
 
 def record_rows(rows: list[Any]) -> list[dict[str, Any]]:
-    return [{"url": row.url, "uuid": row.uuid, "timestamp": row.timestamp, "statusCode": row.status_code}
-            for row in rows]
+    return [
+        {"url": row.url, "uuid": row.uuid, "timestamp": row.timestamp, "statusCode": row.status_code} for row in rows
+    ]
 
 
 @handles(commands.ListRecords)

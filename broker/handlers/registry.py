@@ -8,8 +8,9 @@ and the call is recorded after it answers, by the application service (`broker.c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from broker.flows.runner import Flow
 
@@ -33,10 +34,14 @@ HANDLERS: dict[type, Handler] = {}
 Command = TypeVar("Command")
 
 
-def handles(command_class: type[Command]) -> Callable[[Callable[[ConsoleContext, Command], Answer | StartFlow]],
-                                                       Callable[[ConsoleContext, Command], Answer | StartFlow]]:
-    def register(handler: Callable[[ConsoleContext, Command], Answer | StartFlow]
-                 ) -> Callable[[ConsoleContext, Command], Answer | StartFlow]:
+def handles(
+    command_class: type[Command],
+) -> Callable[
+    [Callable[[ConsoleContext, Command], Answer | StartFlow]], Callable[[ConsoleContext, Command], Answer | StartFlow]
+]:
+    def register(
+        handler: Callable[[ConsoleContext, Command], Answer | StartFlow],
+    ) -> Callable[[ConsoleContext, Command], Answer | StartFlow]:
         if command_class in HANDLERS:
             raise ValueError(f"{command_class.__name__} has a handler already")
         HANDLERS[command_class] = handler
@@ -45,8 +50,12 @@ def handles(command_class: type[Command]) -> Callable[[Callable[[ConsoleContext,
     return register
 
 
-def one_card_step(reader: str, command: str, args: dict[str, Any] | None = None,
-                  then: Callable[[int, dict[str, Any]], None] | None = None) -> Flow:
+def one_card_step(
+    reader: str,
+    command: str,
+    args: dict[str, Any] | None = None,
+    then: Callable[[int, dict[str, Any]], None] | None = None,
+) -> Flow:
     """A card command of one step, as a flow like any other (the loop knows one kind of card work). `then` sees
     the worker's answer before it is returned (the bench records a card change it asked for)."""
     from broker.flows.runner import CardStep

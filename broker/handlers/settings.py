@@ -50,13 +50,15 @@ def import_cloud_sam(ctx: ConsoleContext, command: commands.ImportCloudSam) -> A
     ctx.devices.cloud_sams.save(sam_file.sam_id, raw)
     if ctx.state.cloud_sams.get(sam_file.sam_id) != sam_file.hospital_id:
         ctx.emit(domain.CloudSamImported(sam_id=sam_file.sam_id, hospital_id=sam_file.hospital_id))
-    return StatusCode.OK, {"sam": {
-        "samId": sam_file.sam_id,
-        "hospitalId": sam_file.hospital_id,
-        "hospitalName": sam_file.hospital_name,
-        "hospitalShortName": sam_file.hospital_short_name,
-        "comport": f"COMX{sorted(ctx.state.cloud_sams).index(sam_file.sam_id) + 1}",
-    }}
+    return StatusCode.OK, {
+        "sam": {
+            "samId": sam_file.sam_id,
+            "hospitalId": sam_file.hospital_id,
+            "hospitalName": sam_file.hospital_name,
+            "hospitalShortName": sam_file.hospital_short_name,
+            "comport": f"COMX{sorted(ctx.state.cloud_sams).index(sam_file.sam_id) + 1}",
+        }
+    }
 
 
 @handles(commands.RemoveCloudSam)

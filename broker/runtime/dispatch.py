@@ -10,12 +10,13 @@ dropping anything.  Pure: the loop sends what this says to send.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
-
+from typing import Any
 
 QUEUE_LIMIT = 32
 """Commands waiting per reader; a reader is slow (a card, a keypad), so a longer queue only hides trouble."""
+
 
 @dataclass
 class PendingCommand:
@@ -72,7 +73,8 @@ class ReaderQueues:
 
     def readers_with_work(self) -> list[str]:
         return [
-            reader for reader in self._waiting
+            reader
+            for reader in self._waiting
             if reader not in self._in_flight and self._next_waiting(reader) is not None
         ]
 

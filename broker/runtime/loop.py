@@ -14,27 +14,28 @@ import queue
 import signal
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import FrameType
-from typing import Callable
 
 import zmq
 
+from broker.core import ConsoleCore, Park
+from broker.credentials.hca_trust import TrustStore
+from broker.credentials.sam_session import CloudSamStore
+from broker.credentials.virtual_hc_token import load_issuers
+from broker.dc.seam import DataCenter, DcError, NoDataCenter
+from broker.domain.pseudonyms import Pseudonyms, load_or_create_key
+from broker.flows.runner import CardStep, DcCall, Flow, FlowRunner, Outcome
+from broker.handlers import StartFlow
 from broker.runtime.clock import Clock, SystemClock
 from broker.runtime.config import BrokerConfig, load_by_name
-from broker.core import ConsoleCore, Park
-from broker.handlers import StartFlow
-from broker.dc.seam import DataCenter, DcError, NoDataCenter
 from broker.runtime.dispatch import PendingCommand, ReaderQueues
-from broker.flows.runner import CardStep, DcCall, Flow, FlowRunner, Outcome
-from broker.credentials.hca_trust import TrustStore
-from broker.credentials.virtual_hc_token import load_issuers
 from broker.runtime.liveness import WorkerRegistry
+from broker.runtime.worker_pool import ReaderSpec, WorkerPool, wanted_names
 from contract.deadlines import CARD_STEP_SECONDS
-from contract.status_codes import StatusCode
-from broker.domain.pseudonyms import Pseudonyms, load_or_create_key
-from broker.credentials.sam_session import CloudSamStore
+from contract.nhi_reader_slots import staff_slot_reader
 from contract.protocol import (
     Disconnect,
     Heartbeat,
@@ -45,8 +46,7 @@ from contract.protocol import (
     build,
     parse,
 )
-from contract.nhi_reader_slots import staff_slot_reader
-from broker.runtime.worker_pool import ReaderSpec, WorkerPool, wanted_names
+from contract.status_codes import StatusCode
 from eventlog.sqlite_store import SqliteEventStore
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,9 @@ class Broker:
         self._store = SqliteEventStore(config.database, durability=config.durability)
         pseudonyms = Pseudonyms(load_or_create_key(config.pseudonym_key)) if config.pseudonym_key else None
         self.core = ConsoleCore(
-            self._store, self._clock, pseudonyms=pseudonyms,
+            self._store,
+            self._clock,
+            pseudonyms=pseudonyms,
             cloud_sams=CloudSamStore(config.cloud_sam_dir),
             serial_ports=_with_extra_ports(config.serial_ports or _serial_ports, config.extra_serial_ports),
             hca_trust=TrustStore.from_pem_bundle(config.hca_trust.read_bytes()) if config.hca_trust else None,
@@ -292,7 +294,10 @@ class Broker:
 
     def _send_flow_card_step(self, flow_id: int, step: CardStep) -> None:
         pending = PendingCommand(
-            flow_id=flow_id, reader=step.reader, command=step.command, args=step.args,
+            flow_id=flow_id,
+            reader=step.reader,
+            command=step.command,
+            args=step.args,
             deadline=self._clock.monotonic() + (step.timeout or CARD_STEP_SECONDS),
         )
         if not self._queues.submit(pending):
@@ -336,8 +341,9 @@ class Broker:
                 continue  # its worker is (re)starting; the command waits until its deadline
             pending = self._queues.next_to_send(reader, lambda: uuid.uuid4().hex)
             if pending is not None:
-                request = Request(id=pending.worker_request_id, command=pending.command, args=pending.args,
-                                  reader=pending.reader)
+                request = Request(
+                    id=pending.worker_request_id, command=pending.command, args=pending.args, reader=pending.reader
+                )
                 self._send(self._backend, connection.identity, build(request))
 
     def _fail(self, pending: PendingCommand, code: StatusCode, message: str) -> None:
@@ -368,7 +374,9 @@ class Broker:
                     continue
                 replaced = self._registry.seen(identity, message.reader, message.pid, now)
                 if replaced is not None:
-                    log.warning("reader %r: worker pid %d replaced by pid %d", message.reader, replaced.pid, message.pid)
+                    log.warning(
+                        "reader %r: worker pid %d replaced by pid %d", message.reader, replaced.pid, message.pid
+                    )
                     self._send(self._backend, replaced.identity, build(Disconnect(reason="replaced")))
                 for flow in self.core.worker_reported(message):
                     self._runner.start(flow, _nobody_waits)

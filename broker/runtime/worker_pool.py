@@ -17,8 +17,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 from broker.runtime.backoff import RestartBackoff
 from broker.runtime.liveness import WorkerRegistry
@@ -155,7 +156,9 @@ class WorkerPool:
             started = child.started if child else now
             self._schedule_restart(connection.reader, now - started, now)
         wanted = wanted_names(desired)
-        unwanted = [r for r in set(self._children) | {c.reader for c in self._registry.connections()} if r not in wanted]
+        unwanted = [
+            r for r in set(self._children) | {c.reader for c in self._registry.connections()} if r not in wanted
+        ]
         for reader in unwanted:
             self._stop_reader(reader)
         if now >= self._adopt_until:
@@ -175,11 +178,17 @@ class WorkerPool:
 
     def _spawn(self, spec: ReaderSpec, now: float) -> None:
         command = [
-            sys.executable, "-m", "workers",
-            "--endpoint", self._endpoint,
-            "--reader", spec.name,
-            "--backend", spec.backend,
-            "--heartbeat", str(self._registry.heartbeat_interval),
+            sys.executable,
+            "-m",
+            "workers",
+            "--endpoint",
+            self._endpoint,
+            "--reader",
+            spec.name,
+            "--backend",
+            spec.backend,
+            "--heartbeat",
+            str(self._registry.heartbeat_interval),
         ]
         process = self._spawn_process(command)
         self._children[spec.name] = _Child(process, now)

@@ -21,27 +21,27 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from broker.runtime.clock import ManualClock
-from broker.credentials.cloud_sam_file import FORMAT, MAGIC
 from broker.core import ConsoleCore
-from broker.handlers import StartFlow
+from broker.credentials.cloud_sam_file import FORMAT, MAGIC
+from broker.credentials.hca_trust import TrustStore
+from broker.credentials.sam_session import CloudSamStore
 from broker.dc.seam import CardCryptogram, DcError, DcSession, ImportedVirtualHc
 from broker.flows.runner import CardStep, DcCall, Flow, FlowRunner, Outcome
+from broker.handlers import StartFlow
+from broker.runtime.clock import ManualClock
+from contract.nhi_reader_slots import port_of
 from contract.protocol import CardPresence, Reply, Request, WorkerStatus
-from broker.credentials.sam_session import CloudSamStore
 from contract.status_codes import StatusCode
 from eventlog.memory_store import MemoryEventStore
 from sim.bench import import_bench_sam
 from sim.cards.base import VirtualCard
 from sim.cards.card_keys import card_key, external_authenticate_cryptogram, internal_authenticate_response
-from sim.pki import bench_pki
-from sim.virtual_hc import card_of_profile, issue_token, make_issuer, new_token_id
-from broker.credentials.hca_trust import TrustStore
-from sim.profiles import PROFILES, make_card
 from sim.nhi_reader import VirtualNhiReader
-from tests.unit.virtual_nhi_link import LinkToVirtualReader
+from sim.pki import bench_pki
+from sim.profiles import PROFILES, make_card
+from sim.virtual_hc import card_of_profile, issue_token, make_issuer, new_token_id
 from sim.virtual_reader import VirtualReader
-from contract.nhi_reader_slots import port_of
+from tests.unit.virtual_nhi_link import LinkToVirtualReader
 from workers.execute import Slots, execute
 from workers.nhi_reader import NhiReader
 
@@ -53,27 +53,45 @@ ISSUER = make_issuer("harness virtual card issuer")
 """The virtual health card token issuer the harness's console trusts: (key, certificate)."""
 
 
-def virtual_token(profile: str, now: int, *, expires_in: int = 600, max_uses: int = 3,
-                  hospital_id: str = "777777777") -> str:
-    return issue_token(ISSUER[0], token_id=new_token_id(), card=card_of_profile(profile), hospital_id=hospital_id,
-                       issued_at=now, expires_at=now + expires_in, max_uses=max_uses)
+def virtual_token(
+    profile: str, now: int, *, expires_in: int = 600, max_uses: int = 3, hospital_id: str = "777777777"
+) -> str:
+    return issue_token(
+        ISSUER[0],
+        token_id=new_token_id(),
+        card=card_of_profile(profile),
+        hospital_id=hospital_id,
+        issued_at=now,
+        expires_at=now + expires_in,
+        max_uses=max_uses,
+    )
 
 
-def sam_file_bytes(sam_id: str = "901000000047", hospital_id: str = "777777777",
-                   key: rsa.RSAPrivateKey = _KEY) -> bytes:
+def sam_file_bytes(
+    sam_id: str = "901000000047", hospital_id: str = "777777777", key: rsa.RSAPrivateKey = _KEY
+) -> bytes:
     """A cloud SAM file in our format, self-signed (the console checks the key and the CN, not the issuer)."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, sam_id)])
     now = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
     certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=3650))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=3650))
         .sign(key, hashes.SHA256())
     )
     document = {
-        "format": FORMAT, "samId": sam_id, "hospitalId": hospital_id,
-        "hospitalName": "測試機構", "hospitalShortName": "測試",
-        "privateKey": key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                        serialization.NoEncryption()).decode(),
+        "format": FORMAT,
+        "samId": sam_id,
+        "hospitalId": hospital_id,
+        "hospitalName": "測試機構",
+        "hospitalShortName": "測試",
+        "privateKey": key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode(),
         "certificate": certificate.public_bytes(serialization.Encoding.PEM).decode(),
     }
     return MAGIC + json.dumps(document, ensure_ascii=False).encode("utf-8")
@@ -155,8 +173,9 @@ class FakeDataCenter:
             raise DcError(StatusCode.VIRTUAL_HC_TOKEN_OVERUSED, "verificationCountExceeded")
         return self.uses[token_id]
 
-    def virtual_hc_export(self, session: str, token_id: str, card: dict[str, str], expires_at: int,
-                          max_uses: int) -> str:
+    def virtual_hc_export(
+        self, session: str, token_id: str, card: dict[str, str], expires_at: int, max_uses: int
+    ) -> str:
         self._call("VirtualHc/Export")
         self._session(session)
         if token_id in self.void:
@@ -196,8 +215,14 @@ class Harness:
         self.store = MemoryEventStore()
         self.sams = CloudSamStore(None)
         trust = TrustStore.from_pem_bundle(bench_pki().trust_store_pem() + bench_pki().issuing_ca_pem())
-        self.core = ConsoleCore(self.store, self.clock, cloud_sams=self.sams, hca_trust=trust,
-                                vhc_issuers=[ISSUER[0].public_key()], serial_ports=lambda: list(serial_ports))
+        self.core = ConsoleCore(
+            self.store,
+            self.clock,
+            cloud_sams=self.sams,
+            hca_trust=trust,
+            vhc_issuers=[ISSUER[0].public_key()],
+            serial_ports=lambda: list(serial_ports),
+        )
         self.nhi: NhiReader | None = None
         self.nhi_cards: dict[str, CardPresence | None] = {}
         self.dc = FakeDataCenter(self.clock)
@@ -220,8 +245,9 @@ class Harness:
         self.cards[reader] = card if card is not None else make_card(profile)
         data = PROFILES[profile].data
         card_type = getattr(data, "card_type", 1)
-        presence = CardPresence(atr="3B", kind=PROFILES[profile].kind, session=session, card_number=data.card_id,
-                                card_type=card_type)
+        presence = CardPresence(
+            atr="3B", kind=PROFILES[profile].kind, session=session, card_number=data.card_id, card_type=card_type
+        )
         self.core.worker_reported(WorkerStatus(reader=reader, backend="sim", pid=1, card=presence))
 
     def remove(self, reader: str) -> None:
@@ -264,7 +290,7 @@ class Harness:
         """An NHI dedicated reader on `port`, its worker's back-end the real one over an in-memory line."""
         link = LinkToVirtualReader(device)
         self.nhi = NhiReader(port, link=link, monotonic=itertools.count().__next__)  # type: ignore[arg-type]
-        self.nhi_cards = {name: None for name in self.nhi.slot_readers()}
+        self.nhi_cards = dict.fromkeys(self.nhi.slot_readers())
         return link
 
     def report_nhi(self) -> None:
@@ -274,8 +300,9 @@ class Harness:
         while (change := self.nhi.wait_for_change(0)) is not None:
             slots.take_change(change, lambda: next(self._sessions))
         for name, presence in self.nhi_cards.items():
-            self.core.worker_reported(WorkerStatus(reader=name, backend="nhi", pid=2, card=presence,
-                                                   fault=self.nhi.fault()))
+            self.core.worker_reported(
+                WorkerStatus(reader=name, backend="nhi", pid=2, card=presence, fault=self.nhi.fault())
+            )
 
     def _nhi_slots(self) -> Slots:
         """The NHI reader's worker's view: the device's slots and the insertions reported in them."""
@@ -290,8 +317,11 @@ class Harness:
         seen = state.card if state is not None and card is not None else None
         if card is not None:
             virtual.insert(card)
-        presence = None if seen is None else CardPresence(atr=seen.atr, kind=seen.kind, session=seen.session,
-                                                          card_type=seen.card_type)
+        presence = (
+            None
+            if seen is None
+            else CardPresence(atr=seen.atr, kind=seen.kind, session=seen.session, card_type=seen.card_type)
+        )
         return Slots.of(reader, virtual, cards={reader: presence})
 
     def _run_card(self, step: CardStep) -> Reply:

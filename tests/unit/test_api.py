@@ -20,7 +20,6 @@ from contract.protocol import CallMeta, Reply
 from tests.spec_samples import EMPTY_STATUS
 
 
-
 @dataclass
 class SentCommand:
     command: str
@@ -36,8 +35,13 @@ class FakeCore:
     unavailable: bool = False
     delivered: bool = False
 
-    def call(self, command: str, args: dict[str, Any] | None = None, call: CallMeta | None = None,
-             timeout: float | None = None) -> Reply:
+    def call(
+        self,
+        command: str,
+        args: dict[str, Any] | None = None,
+        call: CallMeta | None = None,
+        timeout: float | None = None,
+    ) -> Reply:
         self.sent.append(SentCommand(command, args or {}, call, timeout))
         if self.unavailable:
             raise CoreUnavailable("down", delivered=self.delivered)
@@ -46,19 +50,28 @@ class FakeCore:
 
 @pytest.fixture
 def core() -> FakeCore:
-    return FakeCore(replies={
-        "GetStatus": Reply(id="r", code=0, body={"status": EMPTY_STATUS}),
-        "ListRecords": Reply(id="r", code=0, body={"records": [
-            {"url": "/api/common/v1/Status", "uuid": "u2", "timestamp": "t2", "statusCode": 0},
-            {"url": "/api/common/v1/Version", "uuid": "u1", "timestamp": "t1", "statusCode": 0},
-        ]}),
-    })
+    return FakeCore(
+        replies={
+            "GetStatus": Reply(id="r", code=0, body={"status": EMPTY_STATUS}),
+            "ListRecords": Reply(
+                id="r",
+                code=0,
+                body={
+                    "records": [
+                        {"url": "/api/common/v1/Status", "uuid": "u2", "timestamp": "t2", "statusCode": 0},
+                        {"url": "/api/common/v1/Version", "uuid": "u1", "timestamp": "t1", "statusCode": 0},
+                    ]
+                },
+            ),
+        }
+    )
 
 
 @pytest.fixture
 def client(core: FakeCore) -> falcon.testing.TestClient:
-    return falcon.testing.TestClient(create_app(core, VersionInfo("1.2.3", "/opt/nhi-console/bin/nhi-console")),
-                                     headers={"Host": "localhost:5066"})
+    return falcon.testing.TestClient(
+        create_app(core, VersionInfo("1.2.3", "/opt/nhi-console/bin/nhi-console")), headers={"Host": "localhost:5066"}
+    )
 
 
 def test_status_is_the_spec_object_and_the_call_is_recorded(client: falcon.testing.TestClient, core: FakeCore) -> None:
@@ -79,7 +92,9 @@ def test_each_call_gets_its_own_uuid(client: falcon.testing.TestClient, core: Fa
     assert first is not None and second is not None and first.uuid != second.uuid
 
 
-def test_version_answers_the_api_generation_and_records_itself(client: falcon.testing.TestClient, core: FakeCore) -> None:
+def test_version_answers_the_api_generation_and_records_itself(
+    client: falcon.testing.TestClient, core: FakeCore
+) -> None:
     response = client.simulate_get("/api/common/v1/Version")
     assert response.json == {
         "fileVersion": "1.2.3",
@@ -102,9 +117,15 @@ def test_record_is_a_bare_array_and_not_recorded_itself(client: falcon.testing.T
 
 @pytest.mark.parametrize(
     ("query", "expected"),
-    [("skip=5&take=7", {"skip": 5, "take": 7}), ("take=0", {"skip": 0, "take": 0}), ("take=50000", {"skip": 0, "take": 1000})],
+    [
+        ("skip=5&take=7", {"skip": 5, "take": 7}),
+        ("take=0", {"skip": 0, "take": 0}),
+        ("take=50000", {"skip": 0, "take": 1000}),
+    ],
 )
-def test_record_skip_and_take(client: falcon.testing.TestClient, core: FakeCore, query: str, expected: dict[str, int]) -> None:
+def test_record_skip_and_take(
+    client: falcon.testing.TestClient, core: FakeCore, query: str, expected: dict[str, int]
+) -> None:
     assert client.simulate_get("/api/common/v1/Record", query_string=query).status_code == 200
     assert core.sent[0].args == expected
 
@@ -153,7 +174,9 @@ def test_wrong_method_is_405_json_with_allow(client: falcon.testing.TestClient, 
     assert core.sent == []
 
 
-def test_broker_down_is_503_with_the_console_code_and_retry_after(core: FakeCore, client: falcon.testing.TestClient) -> None:
+def test_broker_down_is_503_with_the_console_code_and_retry_after(
+    core: FakeCore, client: falcon.testing.TestClient
+) -> None:
     core.unavailable = True
     response = client.simulate_get("/api/common/v1/Status")
     assert response.status_code == 503
@@ -173,7 +196,10 @@ def test_a_call_the_broker_took_but_did_not_answer_is_503_without_retry_after(
 
 def test_a_broker_failure_code_is_passed_through(core: FakeCore, client: falcon.testing.TestClient) -> None:
     core.replies["GetStatus"] = Reply(id="r", code=1704, body={"message": "skip must be 0 or more"})
-    assert client.simulate_get("/api/common/v1/Status").json == {"statusCode": 1704, "message": "skip must be 0 or more"}
+    assert client.simulate_get("/api/common/v1/Status").json == {
+        "statusCode": 1704,
+        "message": "skip must be 0 or more",
+    }
 
 
 def test_a_pin_call_waits_for_the_keypad_on_top_of_the_flow(client: falcon.testing.TestClient, core: FakeCore) -> None:

@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 import sim.bench  # noqa: F401 - declares the bench's commands, as `serve --sim` does
-
 from contract.commands import (
     COMMAND_NAMES,
     MAX_RECORD_TAKE,
@@ -20,22 +19,58 @@ from contract.commands import (
     parse_command,
 )
 
-
 BENCH_COMMANDS = {"SimListReaders", "SimPlugReader", "SimUnplugReader", "SimPutCard", "SimTakeCard", "SimAdvanceClock"}
 
 
 def test_command_names() -> None:
-    assert COMMAND_NAMES == {
-        "GetStateSnapshot", "GetStatus", "ListRecords", "ClearRecords", "RecordCall", "WaitForEvents",
-        "ListReaders", "AutoDetectReader", "GetDefaultReader", "SetDefaultReader", "ClearDefaultReader",
+    assert {
+        "GetStateSnapshot",
+        "GetStatus",
+        "ListRecords",
+        "ClearRecords",
+        "RecordCall",
+        "WaitForEvents",
+        "ListReaders",
+        "AutoDetectReader",
+        "GetDefaultReader",
+        "SetDefaultReader",
+        "ClearDefaultReader",
         "ReadPublicData",
-        "ListDevices", "Initialize", "Finalize", "GetServerDateTime", "GetSamBasic", "VerifySam", "LogoutSam",
-        "SignWithSam", "ListCloudSams", "ImportCloudSam", "RemoveCloudSam", "ReadHcBasic",
-        "VerifyHpcPin", "ChangeHpcPin", "ResetHpcPin", "ReadHpcBasic", "LogoutHpc", "SignWithHpc", "VerifyMobileHca",
-        "LogoutHc", "GetHcPin", "VerifyHcPin", "SetHcPin", "RemoveHcPin", "SignWithHc", "SignWithHpcHc",
-        "VerifyVirtualHc", "ReadVirtualHcBasic", "ExportVirtualHc", "ImportVirtualHc", "UpdateRealHc",
-        "ListCorsHosts", "AllowCorsHost", "RemoveCorsHost",
-    }
+        "ListDevices",
+        "Initialize",
+        "Finalize",
+        "GetServerDateTime",
+        "GetSamBasic",
+        "VerifySam",
+        "LogoutSam",
+        "SignWithSam",
+        "ListCloudSams",
+        "ImportCloudSam",
+        "RemoveCloudSam",
+        "ReadHcBasic",
+        "VerifyHpcPin",
+        "ChangeHpcPin",
+        "ResetHpcPin",
+        "ReadHpcBasic",
+        "LogoutHpc",
+        "SignWithHpc",
+        "VerifyMobileHca",
+        "LogoutHc",
+        "GetHcPin",
+        "VerifyHcPin",
+        "SetHcPin",
+        "RemoveHcPin",
+        "SignWithHc",
+        "SignWithHpcHc",
+        "VerifyVirtualHc",
+        "ReadVirtualHcBasic",
+        "ExportVirtualHc",
+        "ImportVirtualHc",
+        "UpdateRealHc",
+        "ListCorsHosts",
+        "AllowCorsHost",
+        "RemoveCorsHost",
+    } == COMMAND_NAMES
     # The bench's commands are declared by the bench (sim.bench, imported above as `serve --sim` wires it in).
     assert command_names() == COMMAND_NAMES | BENCH_COMMANDS
 

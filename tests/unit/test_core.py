@@ -9,19 +9,28 @@ has exactly the state of the core that wrote it, and uncommitted work is gone.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from broker.core import ConsoleCore
+from broker.domain.events import (
+    CallRecordCleared,
+    CardInserted,
+    Event,
+    ReaderAttached,
+    ReaderDetached,
+    WorkerLost,
+    decode,
+)
+from broker.domain.state import CardInReader, ConsoleState, ReaderState, render_status
 from broker.runtime.clock import ManualClock
 from contract.commands import MAX_RECORD_TAKE
-from broker.core import ConsoleCore
-from broker.domain.events import CallRecordCleared, CardInserted, Event, ReaderAttached, ReaderDetached, WorkerLost, decode
 from contract.protocol import CallMeta, CardPresence, Reply, Request, WorkerStatus
-from broker.domain.state import CardInReader, ConsoleState, ReaderState, render_status
 from eventlog import EventStore, format_record_timestamp
 from eventlog.memory_store import MemoryEventStore
 from eventlog.sqlite_store import SqliteEventStore
@@ -386,7 +395,9 @@ def test_restart_equality_sqlite(tmp_path: Path) -> None:
 # A random walk over everything that changes the core, for the restart property.
 READERS = st.sampled_from(["R0", "R1", "R2"])
 CARDS = st.none() | st.builds(
-    CardPresence, atr=st.sampled_from(["3B 7F", "3B BE"]), kind=st.sampled_from(["hc", "hpc"]),
+    CardPresence,
+    atr=st.sampled_from(["3B 7F", "3B BE"]),
+    kind=st.sampled_from(["hc", "hpc"]),
     session=st.integers(0, 3),
 )
 Operation = Callable[[ConsoleCore], object]

@@ -6,8 +6,8 @@ import itertools
 from typing import Any
 
 from broker.dc.seam import DcError
-from broker.runtime.dispatch import PendingCommand, ReaderQueues
 from broker.flows.runner import Acquire, CardStep, DcCall, Flow, FlowRunner, Release
+from broker.runtime.dispatch import PendingCommand, ReaderQueues
 from contract.protocol import Reply
 from contract.status_codes import StatusCode
 
@@ -16,8 +16,9 @@ ids = itertools.count()
 
 def pending(reader: str, flow_id: int | None = None, command: str = "C") -> PendingCommand:
     """A flow's card step; without `flow_id`, a one-step flow of its own."""
-    return PendingCommand(flow_id=1000 + next(ids) if flow_id is None else flow_id, reader=reader, command=command,
-                          args={}, deadline=1e9)
+    return PendingCommand(
+        flow_id=1000 + next(ids) if flow_id is None else flow_id, reader=reader, command=command, args={}, deadline=1e9
+    )
 
 
 def test_a_reader_held_by_a_flow_takes_only_that_flows_commands() -> None:

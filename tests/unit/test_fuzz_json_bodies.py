@@ -53,8 +53,13 @@ class RecordingCore:
 
     sent: list[Request] = field(default_factory=list)
 
-    def call(self, command: str, args: dict[str, Any] | None = None, call: CallMeta | None = None,
-             timeout: float | None = None) -> Reply:
+    def call(
+        self,
+        command: str,
+        args: dict[str, Any] | None = None,
+        call: CallMeta | None = None,
+        timeout: float | None = None,
+    ) -> Reply:
         request = Request(id=f"r{len(self.sent)}", command=command, args=args or {}, call=call)
         self.sent.append(parse(build(request)))  # type: ignore[arg-type]  # the real client's encoding
         return Reply(id=request.id, code=ANSWER_CODE, body={"message": "the console is not initialized"})
@@ -76,8 +81,11 @@ def body_routes() -> list[tuple[str, str]]:
     routes = []
     for route in falcon.inspect.inspect_routes(client.app):
         path = route.path.replace("{sam_id}", "901000000047").replace("{host}", "www.nhi.gov.tw")
-        routes += [(method.method, path) for method in route.methods
-                   if not method.internal and method.method in ("POST", "PUT")]
+        routes += [
+            (method.method, path)
+            for method in route.methods
+            if not method.internal and method.method in ("POST", "PUT")
+        ]
     return sorted(routes)
 
 
@@ -94,9 +102,26 @@ def test_the_routes_taking_a_body_were_found() -> None:
 # --- bodies -----------------------------------------------------------------------------------------------
 
 FIELD_NAMES = (
-    "pin", "newPin", "puk", "serviceType", "token", "transferToken", "name", "readerName", "cloudSamContext", "samId",
-    "hospitalId", "allowHost", "idNo", "birthday", "cName", "eName", "medId", "loginDateTime",
-    "signatureCertificate", "signature",
+    "pin",
+    "newPin",
+    "puk",
+    "serviceType",
+    "token",
+    "transferToken",
+    "name",
+    "readerName",
+    "cloudSamContext",
+    "samId",
+    "hospitalId",
+    "allowHost",
+    "idNo",
+    "birthday",
+    "cName",
+    "eName",
+    "medId",
+    "loginDateTime",
+    "signatureCertificate",
+    "signature",
 )
 """The names the routes read: a random key would almost never be one, and a body of them reaches every check."""
 
@@ -110,7 +135,12 @@ API_WORDS = (*FIELD_NAMES, *own_words(*_api_modules()), "statusCode")
 holds them) and the field names it names."""
 
 JSON_SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.integers(min_value=2**64), st.floats(), st.text(max_size=40),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=2**64),
+    st.floats(),
+    st.text(max_size=40),
 )
 JSON_VALUES = st.recursive(
     JSON_SCALARS,
@@ -138,15 +168,28 @@ BODIES = st.one_of(
     st.builds(_encode, JSON_VALUES, st.booleans()),
     OBJECTS.map(lambda value: json.dumps(value).encode("utf-16")),  # json.loads reads UTF-16 and UTF-32 too
     st.binary(max_size=200),  # not JSON
-    st.builds(lambda value, pad: _encode(value, True) + b" " * pad, OBJECTS, st.integers(MAX_BODY_BYTES - 64,
-                                                                                         MAX_BODY_BYTES + 64)),
-    st.builds(lambda name, size: _encode({name: "1" * size}, True), st.sampled_from(FIELD_NAMES),
-              st.integers(MAX_BODY_BYTES - 64, MAX_BODY_BYTES + 64)),
+    st.builds(
+        lambda value, pad: _encode(value, True) + b" " * pad,
+        OBJECTS,
+        st.integers(MAX_BODY_BYTES - 64, MAX_BODY_BYTES + 64),
+    ),
+    st.builds(
+        lambda name, size: _encode({name: "1" * size}, True),
+        st.sampled_from(FIELD_NAMES),
+        st.integers(MAX_BODY_BYTES - 64, MAX_BODY_BYTES + 64),
+    ),
     st.just(b""),
 )
-CONTENT_TYPES = st.sampled_from(["application/json"] * 6 + [
-    "application/json; charset=utf-8", "APPLICATION/JSON", "text/plain", "application/x-www-form-urlencoded", None,
-])
+CONTENT_TYPES = st.sampled_from(
+    ["application/json"] * 6
+    + [
+        "application/json; charset=utf-8",
+        "APPLICATION/JSON",
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        None,
+    ]
+)
 
 
 def _text_values(value: Any) -> list[str]:
@@ -185,7 +228,9 @@ def assert_contract(result: falcon.testing.Result, core: RecordingCore, body: by
         assert isinstance(answer["message"], str) and answer["message"]
         assert leaked_pieces(answer["message"], *_text_values(_decoded(body)), vocabulary=API_WORDS) == []
         assert [(request.command, request.args) for request in core.sent] in (
-            [], [("RecordCall", {"statusCode": BAD_PARAMETER})]), "a refused body ran a command"
+            [],
+            [("RecordCall", {"statusCode": BAD_PARAMETER})],
+        ), "a refused body ran a command"
     elif result.status_code == 415:
         assert core.sent == [], "a body that is not JSON must not even be recorded"
     else:
@@ -200,8 +245,9 @@ def assert_contract(result: falcon.testing.Result, core: RecordingCore, body: by
 @example(("POST", "/api/hc/v1/Pin"), b'{"pin": "1234"}', "application/json")
 @example(("POST", "/api/hc/v1/Pin"), b'{"pin": "\\uff11234"}', "application/json")
 @example(("POST", "/api/settings/v1/Cors"), b"{" + b" " * MAX_BODY_BYTES + b"}", "application/json")
-def test_fuzz_any_body_to_any_route_is_a_400_a_415_or_an_answer(route: tuple[str, str], body: bytes,
-                                                                 content_type: str | None) -> None:
+def test_fuzz_any_body_to_any_route_is_a_400_a_415_or_an_answer(
+    route: tuple[str, str], body: bytes, content_type: str | None
+) -> None:
     method, path = route
     event(f"route: {method} {path}")
     result, core = post(method, path, body, content_type)
@@ -210,6 +256,7 @@ def test_fuzz_any_body_to_any_route_is_a_400_a_415_or_an_answer(route: tuple[str
 
 
 # --- what the API takes, the broker takes ------------------------------------------------------------------
+
 
 @fuzz(share=0.5)
 @given(st.sampled_from(ROUTES), BODIES)
@@ -226,10 +273,14 @@ def test_fuzz_a_body_the_api_takes_is_a_command_the_broker_takes(route: tuple[st
             parse_command(request.command, request.args)  # BadArguments here is the finding
 
 
-@pytest.mark.parametrize(("route", "body"), [
-    (("POST", "/api/settings/v1/Cors"), {"allowHost": "exa mple"}),
-    (("POST", "/api/settings/v1/CloudSam"), {"cloudSamContext": "TkhJQ1NBTTEK", "samId": "abc"}),
-], ids=["Cors allowHost not a host name", "CloudSam samId not 12 digits"])
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        (("POST", "/api/settings/v1/Cors"), {"allowHost": "exa mple"}),
+        (("POST", "/api/settings/v1/CloudSam"), {"cloudSamContext": "TkhJQ1NBTTEK", "samId": "abc"}),
+    ],
+    ids=["Cors allowHost not a host name", "CloudSam samId not 12 digits"],
+)
 def test_the_api_refuses_what_the_broker_refuses(route: tuple[str, str], body: dict[str, str]) -> None:
     method, path = route
     result, core = post(method, path, json.dumps(body).encode(), "application/json")
@@ -239,6 +290,7 @@ def test_the_api_refuses_what_the_broker_refuses(route: tuple[str, str], body: d
 
 
 # --- API bugs the fuzzing found (fixed in api/body.py and api/resources/settings.py; pinned here) ----------
+
 
 @fuzz(share=0.1)
 @given(st.sampled_from(ROUTES), st.integers(1_000, 30_000), st.sampled_from([b"[]", b'{"a":}']))
@@ -263,8 +315,11 @@ ROUTES_WITH_TEXT = {
 
 
 @fuzz(share=0.1)
-@given(st.sampled_from(sorted(ROUTES_WITH_TEXT)), st.text(string.ascii_letters, max_size=10),
-       st.sampled_from(["\ud800", "\udbff", "\udc00", "\udfff"]))
+@given(
+    st.sampled_from(sorted(ROUTES_WITH_TEXT)),
+    st.text(string.ascii_letters, max_size=10),
+    st.sampled_from(["\ud800", "\udbff", "\udc00", "\udfff"]),
+)
 @example(("POST", "/api/hc/v1/Verification/VirtualHc"), "", "\ud800")
 def test_fuzz_a_lone_surrogate_in_a_text_field_is_a_400(route: tuple[str, str], prefix: str, surrogate: str) -> None:
     body = json.dumps({ROUTES_WITH_TEXT[route]: prefix + surrogate}).encode("ascii")  # the \\udXXX escape

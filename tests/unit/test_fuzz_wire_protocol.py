@@ -25,9 +25,7 @@ import msgpack
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 
-from contract import commands
-
-from contract import protocol
+from contract import commands, protocol
 from contract.commands import COMMAND_NAMES, BadArguments, parse_command, spec_of
 from contract.protocol import (
     MAGIC,
@@ -42,8 +40,8 @@ from contract.protocol import (
     build,
     parse,
 )
-from contract.text import CONTROL_CHARACTERS
 from contract.status_codes import StatusCode
+from contract.text import CONTROL_CHARACTERS
 from tests.fuzzing import fuzz
 from tests.mutations import leaked_pieces, mutated, own_words
 from workers.nhi_reader import DEVICE_COMMANDS, NhiReader
@@ -67,28 +65,51 @@ MESSAGE_TYPES = (Request, Reply, WorkerStatus, Heartbeat, Disconnect)
 
 MSGPACK_INT = st.integers(-(2**63), 2**64 - 1)
 LEAVES = st.one_of(
-    st.none(), st.booleans(), MSGPACK_INT, st.floats(allow_nan=False), st.text(max_size=24), st.binary(max_size=24),
+    st.none(),
+    st.booleans(),
+    MSGPACK_INT,
+    st.floats(allow_nan=False),
+    st.text(max_size=24),
+    st.binary(max_size=24),
     st.builds(msgpack.ExtType, st.integers(0, 127), st.binary(max_size=8)),
 )
 VALUES = st.recursive(
     LEAVES,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=10) | st.binary(max_size=4), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(max_size=10) | st.binary(max_size=4), children, max_size=4)
+    ),
     max_leaves=16,
 )
 ARGS = st.dictionaries(st.text(max_size=12), VALUES, max_size=5)
 TEXT = st.text(max_size=64)
 
 MESSAGES = st.one_of(
-    st.builds(Request, id=TEXT, command=TEXT, args=ARGS,
-              call=st.none() | st.builds(CallMeta, url=st.text(max_size=120), uuid=TEXT),
-              reader=st.none() | st.text(max_size=256)),
+    st.builds(
+        Request,
+        id=TEXT,
+        command=TEXT,
+        args=ARGS,
+        call=st.none() | st.builds(CallMeta, url=st.text(max_size=120), uuid=TEXT),
+        reader=st.none() | st.text(max_size=256),
+    ),
     st.builds(Reply, id=TEXT, code=MSGPACK_INT, body=ARGS),
-    st.builds(WorkerStatus, reader=st.text(max_size=256), backend=st.text(max_size=40), pid=MSGPACK_INT,
-              card=st.none() | st.builds(CardPresence, atr=st.text(max_size=80), kind=st.text(max_size=16),
-                                         session=MSGPACK_INT, card_number=st.none() | st.text(max_size=20),
-                                         card_type=st.none() | MSGPACK_INT),
-              fault=st.none() | MSGPACK_INT),
+    st.builds(
+        WorkerStatus,
+        reader=st.text(max_size=256),
+        backend=st.text(max_size=40),
+        pid=MSGPACK_INT,
+        card=st.none()
+        | st.builds(
+            CardPresence,
+            atr=st.text(max_size=80),
+            kind=st.text(max_size=16),
+            session=MSGPACK_INT,
+            card_number=st.none() | st.text(max_size=20),
+            card_type=st.none() | MSGPACK_INT,
+        ),
+        fault=st.none() | MSGPACK_INT,
+    ),
     st.just(Heartbeat()),
     st.builds(Disconnect, reason=st.text(max_size=100)),
 )
@@ -153,10 +174,32 @@ def test_fuzz_mutated_messages_parse_or_raise_protocol_error(frames: list[bytes]
 
 
 @fuzz(share=0.5)
-@given(st.sampled_from([MAGIC + bytes([kind]) for kind in range(1, 7)]),
-       st.dictionaries(st.sampled_from(["id", "command", "args", "call", "code", "body", "reader", "backend",
-                                        "pid", "card", "fault", "reason", "type", "data"]), VALUES, max_size=7)
-       | VALUES)
+@given(
+    st.sampled_from([MAGIC + bytes([kind]) for kind in range(1, 7)]),
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "id",
+                "command",
+                "args",
+                "call",
+                "code",
+                "body",
+                "reader",
+                "backend",
+                "pid",
+                "card",
+                "fault",
+                "reason",
+                "type",
+                "data",
+            ]
+        ),
+        VALUES,
+        max_size=7,
+    )
+    | VALUES,
+)
 @example(MAGIC + b"\x01", b"\x91" * 100_000 + b"\xc0")  # nested far deeper than any message
 def test_fuzz_any_msgpack_body_under_a_valid_header(header: bytes, body: Any) -> None:
     frames = [header, body if isinstance(body, bytes) else msgpack.packb(body, use_bin_type=True)]
@@ -165,20 +208,36 @@ def test_fuzz_any_msgpack_body_under_a_valid_header(header: bytes, body: Any) ->
 
 def _valid_bodies() -> dict[type, dict[str, Any]]:
     return {
-        Request: {"id": "r-1", "command": "GetStatus", "args": {}, "call": {"url": "/api/x", "uuid": "u-1"},
-                  "reader": "Reader 0"},
+        Request: {
+            "id": "r-1",
+            "command": "GetStatus",
+            "args": {},
+            "call": {"url": "/api/x", "uuid": "u-1"},
+            "reader": "Reader 0",
+        },
         Reply: {"id": "r-1", "code": 0, "body": {}},
-        WorkerStatus: {"reader": "Reader 0", "backend": "pcsc", "pid": 42,
-                       "card": {"atr": "3B", "kind": "hc", "session": 1, "cardNumber": "900000000711"}},
+        WorkerStatus: {
+            "reader": "Reader 0",
+            "backend": "pcsc",
+            "pid": 42,
+            "card": {"atr": "3B", "kind": "hc", "session": 1, "cardNumber": "900000000711"},
+        },
         Disconnect: {"reason": "bye"},
     }
 
 
 TEXT_LIMITS: tuple[tuple[type, tuple[str, ...], int], ...] = (
-    (Request, ("id",), 64), (Request, ("command",), 64), (Request, ("reader",), 256),
-    (Request, ("call", "url"), 4096), (Request, ("call", "uuid"), 64), (Reply, ("id",), 64),
-    (WorkerStatus, ("reader",), 256), (WorkerStatus, ("backend",), 4096), (WorkerStatus, ("card", "atr"), 80),
-    (WorkerStatus, ("card", "kind"), 16), (WorkerStatus, ("card", "cardNumber"), 20),
+    (Request, ("id",), 64),
+    (Request, ("command",), 64),
+    (Request, ("reader",), 256),
+    (Request, ("call", "url"), 4096),
+    (Request, ("call", "uuid"), 64),
+    (Reply, ("id",), 64),
+    (WorkerStatus, ("reader",), 256),
+    (WorkerStatus, ("backend",), 4096),
+    (WorkerStatus, ("card", "atr"), 80),
+    (WorkerStatus, ("card", "kind"), 16),
+    (WorkerStatus, ("card", "cardNumber"), 20),
     (Disconnect, ("reason",), 4096),
 )
 """Each text field's longest value (broker/protocol.py): longer is a ProtocolError, never a truncated field."""
@@ -187,8 +246,9 @@ TYPE_BYTES = {Request: 1, Reply: 2, WorkerStatus: 3, Heartbeat: 4, Disconnect: 5
 
 @fuzz(share=0.5)
 @given(st.sampled_from(TEXT_LIMITS), st.integers(-3, 3), st.sampled_from("a\u00e9\u6e2c\U0001f600"))
-def test_fuzz_text_fields_are_held_to_their_limits(limit: tuple[type, tuple[str, ...], int], offset: int,
-                                                   character: str) -> None:
+def test_fuzz_text_fields_are_held_to_their_limits(
+    limit: tuple[type, tuple[str, ...], int], offset: int, character: str
+) -> None:
     """Around each limit, in characters of 1 to 4 UTF-8 bytes (a limit counts characters, not bytes)."""
     kind, path, longest = limit
     length = longest + offset
@@ -206,9 +266,33 @@ def test_fuzz_text_fields_are_held_to_their_limits(limit: tuple[type, tuple[str,
 
 
 COMMAND_ARGUMENT_NAMES = (
-    "skip", "take", "statusCode", "readerName", "reader", "profile", "name", "serviceType", "allowHost", "id",
-    "cloudSamContext", "samId", "hospitalId", "advanceSeconds", "pin", "newPin", "puk", "idNo", "birthday",
-    "cName", "eName", "medId", "loginDateTime", "signatureCertificate", "signature", "token", "transferToken",
+    "skip",
+    "take",
+    "statusCode",
+    "readerName",
+    "reader",
+    "profile",
+    "name",
+    "serviceType",
+    "allowHost",
+    "id",
+    "cloudSamContext",
+    "samId",
+    "hospitalId",
+    "advanceSeconds",
+    "pin",
+    "newPin",
+    "puk",
+    "idNo",
+    "birthday",
+    "cName",
+    "eName",
+    "medId",
+    "loginDateTime",
+    "signatureCertificate",
+    "signature",
+    "token",
+    "transferToken",
 )
 PLAUSIBLE_ARGUMENTS = st.one_of(
     VALUES,
@@ -220,9 +304,10 @@ PLAUSIBLE_ARGUMENTS = st.one_of(
 
 
 @fuzz()
-@given(st.sampled_from(sorted(COMMAND_NAMES)) | st.text(max_size=20),
-       st.dictionaries(st.sampled_from(COMMAND_ARGUMENT_NAMES) | st.text(max_size=8), PLAUSIBLE_ARGUMENTS,
-                       max_size=6))
+@given(
+    st.sampled_from(sorted(COMMAND_NAMES)) | st.text(max_size=20),
+    st.dictionaries(st.sampled_from(COMMAND_ARGUMENT_NAMES) | st.text(max_size=8), PLAUSIBLE_ARGUMENTS, max_size=6),
+)
 def test_fuzz_command_arguments_parse_or_raise_bad_arguments(name: str, args: dict[str, Any]) -> None:
     """The broker's own check of what a request asks: a command object, or BadArguments naming the field."""
     event(f"command: {name if name in COMMAND_NAMES else '(unknown)'}")
@@ -230,8 +315,11 @@ def test_fuzz_command_arguments_parse_or_raise_bad_arguments(name: str, args: di
         command = parse_command(name, args)
     except BadArguments as error:
         assert type(error) is BadArguments
-        secrets = [str(args.get(key)) for key in ("pin", "newPin", "puk", "token", "transferToken",
-                                                  "cloudSamContext") if key in args]
+        secrets = [
+            str(args.get(key))
+            for key in ("pin", "newPin", "puk", "token", "transferToken", "cloudSamContext")
+            if key in args
+        ]
         # The message may name the command (repr(name)): a name is not a secret, but it may share text with one.
         assert leaked_pieces(str(error), *secrets, vocabulary=(*own_words(commands), repr(name))) == []
         return
@@ -254,7 +342,7 @@ def test_fuzz_a_cors_host_argument_is_a_host_name_or_bad_arguments(command: tupl
     except BadArguments as error:
         assert type(error) is BadArguments
         return
-    host = getattr(parsed, "host")
+    host = parsed.host
     try:
         ipaddress.ip_address(host)
         return
@@ -268,14 +356,21 @@ def test_fuzz_a_cors_host_argument_is_a_host_name_or_bad_arguments(command: tupl
 
 def encode_slot_statuses(slots: list[SlotStatus]) -> bytes:
     """docs/serial-protocol.md's STATUS answer after the status byte (the bench's reader writes the same)."""
-    return b"".join(bytes([slot.slot, int(slot.present)]) + slot.insertions.to_bytes(4, "big")
-                    + bytes([len(slot.atr)]) + slot.atr for slot in slots)
+    return b"".join(
+        bytes([slot.slot, int(slot.present)]) + slot.insertions.to_bytes(4, "big") + bytes([len(slot.atr)]) + slot.atr
+        for slot in slots
+    )
 
 
 SLOT_TABLES = st.lists(
-    st.builds(lambda slot, atr, insertions: SlotStatus(slot, bool(atr), insertions, atr),
-              st.integers(0, 255), st.binary(max_size=33), st.integers(0, 2**32 - 1)),
-    max_size=4, unique_by=lambda slot: slot.slot,
+    st.builds(
+        lambda slot, atr, insertions: SlotStatus(slot, bool(atr), insertions, atr),
+        st.integers(0, 255),
+        st.binary(max_size=33),
+        st.integers(0, 2**32 - 1),
+    ),
+    max_size=4,
+    unique_by=lambda slot: slot.slot,
 )
 
 
@@ -313,11 +408,15 @@ def test_fuzz_every_cut_of_a_slot_table_is_refused(slots: list[SlotStatus]) -> N
             assert cut not in boundaries, f"a whole entry refused at {cut}"
             continue
         assert cut in boundaries, f"an entry cut at {cut} accepted"
-        assert list(parsed.values()) == slots[:boundaries[cut]]
+        assert list(parsed.values()) == slots[: boundaries[cut]]
 
 
-FRAMES = st.builds(Frame, st.integers(0, 255), st.integers(0, 255),
-                   st.binary(max_size=80) | st.binary(min_size=MAX_PAYLOAD - 8, max_size=MAX_PAYLOAD))
+FRAMES = st.builds(
+    Frame,
+    st.integers(0, 255),
+    st.integers(0, 255),
+    st.binary(max_size=80) | st.binary(min_size=MAX_PAYLOAD - 8, max_size=MAX_PAYLOAD),
+)
 
 
 @fuzz(share=0.25)
@@ -363,19 +462,38 @@ DEVICE_ANSWERS = st.tuples(
     st.one_of(
         st.binary(max_size=3),  # shorter than any status word or keypad answer
         st.binary(max_size=300),
-        st.sampled_from([b'{"samId": "901000000047", "hospitalId": "1", "hospitalName": "n", '
-                         b'"hospitalShortName": "s"}', b"[" * (MAX_PAYLOAD - 1), b'{"samId": 5}', b"20250301120000"]),
-        st.tuples(st.sampled_from(["hospitalId", "hospitalName", "hospitalShortName"]),
-                  st.text(max_size=6) | st.sampled_from(["\ud800", "x\n", "\x1b[2J", "\u0085"])).map(
-            lambda field: json.dumps({"samId": "901000000047", "hospitalId": "1", "hospitalName": "n",
-                                      "hospitalShortName": "s", field[0]: field[1]}).encode("ascii")),
+        st.sampled_from(
+            [
+                b'{"samId": "901000000047", "hospitalId": "1", "hospitalName": "n", "hospitalShortName": "s"}',
+                b"[" * (MAX_PAYLOAD - 1),
+                b'{"samId": 5}',
+                b"20250301120000",
+            ]
+        ),
+        st.tuples(
+            st.sampled_from(["hospitalId", "hospitalName", "hospitalShortName"]),
+            st.text(max_size=6) | st.sampled_from(["\ud800", "x\n", "\x1b[2J", "\u0085"]),
+        ).map(
+            lambda field: json.dumps(
+                {
+                    "samId": "901000000047",
+                    "hospitalId": "1",
+                    "hospitalName": "n",
+                    "hospitalShortName": "s",
+                    field[0]: field[1],
+                }
+            ).encode("ascii")
+        ),
         SLOT_TABLES.map(encode_slot_statuses),
     ),
 )
 LINKS = st.builds(ScriptedLink, st.lists(DEVICE_ANSWERS, max_size=5), DEVICE_ANSWERS)
 PORT = "/dev/ttyNHI0"
-DEVICE_ARGS = {"SignWithReaderSam": {"data": b"to be signed"}, "VerifyHcPinOnKeypad": {"seconds": 30},
-               "SetHcPinOnKeypad": {"seconds": 30}}
+DEVICE_ARGS = {
+    "SignWithReaderSam": {"data": b"to be signed"},
+    "VerifyHcPinOnKeypad": {"seconds": 30},
+    "SetHcPinOnKeypad": {"seconds": 30},
+}
 
 
 @fuzz()
@@ -395,10 +513,26 @@ def test_fuzz_nhi_reader_transmit_answers_a_response_apdu_or_a_reader_error(link
 @fuzz()
 @given(st.sampled_from(sorted(DEVICE_COMMANDS)), LINKS)
 @example("ReadSamInfo", ScriptedLink([], (STATUS_OK, b"[" * (MAX_PAYLOAD - 1))))  # nested deeper than json takes
-@example("ReadSamInfo", ScriptedLink([], (STATUS_OK, b'{"samId": "901000000047", "hospitalId": "1", '
-                                                     b'"hospitalName": "\\ud800", "hospitalShortName": "s"}')))
-@example("ReadSamInfo", ScriptedLink([], (STATUS_OK, b'{"samId": "901000000047", "hospitalId": "1", '
-                                                     b'"hospitalName": "a\\u001b[2J", "hospitalShortName": "s"}')))
+@example(
+    "ReadSamInfo",
+    ScriptedLink(
+        [],
+        (
+            STATUS_OK,
+            b'{"samId": "901000000047", "hospitalId": "1", "hospitalName": "\\ud800", "hospitalShortName": "s"}',
+        ),
+    ),
+)
+@example(
+    "ReadSamInfo",
+    ScriptedLink(
+        [],
+        (
+            STATUS_OK,
+            b'{"samId": "901000000047", "hospitalId": "1", "hospitalName": "a\\u001b[2J", "hospitalShortName": "s"}',
+        ),
+    ),
+)
 def test_fuzz_nhi_reader_device_command_answers_a_code_or_a_reader_error(command: str, link: ScriptedLink) -> None:
     """What the worker runs on the device: (code, body), or a ReaderError the worker answers with its code."""
     event(f"command: {command}")

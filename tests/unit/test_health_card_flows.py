@@ -62,8 +62,9 @@ def test_hc_signature_and_the_three_card_signature() -> None:
     code, body = harness.command("SignWithHc", {"serviceType": "01"})
     assert code == 0 and body["hcId"] == "900000000711" and body["hcIdNo"] == "R88855084A"
     certificate = harness.core.sam.file.certificate  # type: ignore[union-attr]
-    signed = signature_input(body["clientRandom"], body["samId"], body["hospitalId"], "01", "900000000711",
-                             "R88855084A")
+    signed = signature_input(
+        body["clientRandom"], body["samId"], body["hospitalId"], "01", "900000000711", "R88855084A"
+    )
     certificate.public_key().verify(body["signature"], signed, padding.PKCS1v15(), hashes.SHA256())
 
     assert harness.command("SignWithHpcHc", {"serviceType": "01"})[0] == StatusCode.HC_LEVEL3_FAILED
@@ -72,8 +73,16 @@ def test_hc_signature_and_the_three_card_signature() -> None:
     code, body = harness.command("SignWithHpcHc", {"serviceType": "02"})
     assert code == 0 and (body["hpcId"], body["hpcIdNo"]) == ("100000291508", "E123456789")
     assert harness.core.state.hc.status == 3
-    signed = signature_input(body["clientRandom"], body["samId"], body["hospitalId"], "02", "100000291508",
-                             "E123456789", "900000000711", "R88855084A")
+    signed = signature_input(
+        body["clientRandom"],
+        body["samId"],
+        body["hospitalId"],
+        "02",
+        "100000291508",
+        "E123456789",
+        "900000000711",
+        "R88855084A",
+    )
     certificate.public_key().verify(body["signature"], signed, padding.PKCS1v15(), hashes.SHA256())
     harness.command("LogoutHpc")
     assert harness.core.state.hc.status == 2  # level 3 cannot outlast the staff card's
@@ -124,8 +133,10 @@ def test_export_import_and_import_again() -> None:
     assert harness.core.state.hc.status == 0
     assert harness.command("ImportVirtualHc", {"transferToken": body["transferToken"]}) == (0, {})
     assert harness.core.state.hc.type == 2 and harness.command("ReadHcBasic")[1]["idNo"] == "A223456781"
-    assert harness.command("ImportVirtualHc", {"transferToken": body["transferToken"]})[0] == \
-        StatusCode.TRANSFER_USED_ELSEWHERE
+    assert (
+        harness.command("ImportVirtualHc", {"transferToken": body["transferToken"]})[0]
+        == StatusCode.TRANSFER_USED_ELSEWHERE
+    )
     assert harness.command("ImportVirtualHc", {"transferToken": "x.y"})[0] == StatusCode.TRANSFER_NOT_FOUND
 
 

@@ -31,8 +31,11 @@ HOST = {"Host": "localhost:5066"}
 
 
 def _app(core: FakeCore | None = None, *, sim: bool = True) -> falcon.App:
-    return create_app(core or FakeCore(), VersionInfo("1.2.3", "/opt/nhi-console/bin/nhi-console"),
-                      extra_routes=mount if sim else None)
+    return create_app(
+        core or FakeCore(),
+        VersionInfo("1.2.3", "/opt/nhi-console/bin/nhi-console"),
+        extra_routes=mount if sim else None,
+    )
 
 
 def _document(app: falcon.App) -> dict[str, Any]:
@@ -41,8 +44,12 @@ def _document(app: falcon.App) -> dict[str, Any]:
 
 def _routed(app: falcon.App) -> set[tuple[str, str]]:
     """Every routed method but the pages' (Swagger UI, /console/: files, not API operations)."""
-    return {(route.path, method.method) for route in falcon.inspect.inspect_routes(app)
-            for method in route.methods if not method.internal and not _is_page(route.path)}
+    return {
+        (route.path, method.method)
+        for route in falcon.inspect.inspect_routes(app)
+        for method in route.methods
+        if not method.internal and not _is_page(route.path)
+    }
 
 
 def _is_page(path: str) -> bool:
@@ -60,8 +67,12 @@ def test_every_route_is_documented_and_every_documented_path_is_routed(sim: bool
 
 def test_the_spec_endpoints_are_all_there() -> None:
     paths = _document(_app(sim=False))["paths"]
-    spec_operations = [(path, method) for path, methods in paths.items() for method in methods
-                       if not path.startswith(("/api/swagger/", "/api/events/"))]
+    spec_operations = [
+        (path, method)
+        for path, methods in paths.items()
+        for method in methods
+        if not path.startswith(("/api/swagger/", "/api/events/"))
+    ]
     assert len(spec_operations) == 43  # the spec's 43 (issue 10 counts them so)
 
 
@@ -89,13 +100,15 @@ def test_an_answer_field_without_a_format_fails_the_build() -> None:
 
 
 def test_every_operation_renders_exactly_its_declared_fields() -> None:
-    everything = {name: "x" for name in ANSWER_FIELDS} | {"message": "m", "internal": "never shown"}
+    everything = dict.fromkeys(ANSWER_FIELDS, "x") | {"message": "m", "internal": "never shown"}
     for (path, method), operation in routed_operations(_app()).items():
         if operation.answer_schema is not None:
             continue
         assert set(operation.render(0, everything)) == {"statusCode", *operation.answers}, (method, path)
         assert operation.render(int(StatusCode.NOT_INITIALIZED), everything) == {
-            "statusCode": int(StatusCode.NOT_INITIALIZED), "message": "m"}
+            "statusCode": int(StatusCode.NOT_INITIALIZED),
+            "message": "m",
+        }
 
 
 def test_every_schema_in_the_document_is_valid_json_schema() -> None:
@@ -127,8 +140,16 @@ def _answer_schema(document: dict[str, Any], path: str, method: str = "get") -> 
 def test_the_spec_samples_fit_the_documented_answers() -> None:
     document = _document(_app())
     assert _answer_schema(document, "/api/common/v1/Status").is_valid({"statusCode": 0, "status": EMPTY_STATUS})
-    hc_basic = {"statusCode": 0, "cardId": "900000000711", "name": "測試資料", "idNo": "R88855084A",
-                "birthday": "0741201", "sex": "F", "dateIssue": "1070101", "identityStatus": "3"}
+    hc_basic = {
+        "statusCode": 0,
+        "cardId": "900000000711",
+        "name": "測試資料",
+        "idNo": "R88855084A",
+        "birthday": "0741201",
+        "sex": "F",
+        "dateIssue": "1070101",
+        "identityStatus": "3",
+    }
     validator = _answer_schema(document, "/api/hc/v1/Basic")
     assert validator.is_valid(hc_basic)
     assert validator.is_valid({"statusCode": 1000, "message": "not initialized"})
@@ -143,8 +164,9 @@ def test_request_schemas_agree_with_the_validation_on_samples() -> None:
     document = _document(_app())
 
     def body(path: str, method: str = "post") -> Any:
-        return jsonschema_rs.validator_for(document["paths"][path][method]["requestBody"]["content"][
-            "application/json"]["schema"])
+        return jsonschema_rs.validator_for(
+            document["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+        )
 
     pin = body("/api/hc/v1/Pin")
     assert pin.is_valid({"pin": "1234"}) and pin.is_valid({"pin": "123456"})
@@ -159,8 +181,9 @@ def test_request_schemas_agree_with_the_validation_on_samples() -> None:
 
 def test_the_bench_profiles_in_the_document_are_the_bench_s() -> None:
     document = _document(_app())
-    schema = document["paths"]["/api/sim/v1/Readers/{name}/Card"]["put"]["requestBody"]["content"][
-        "application/json"]["schema"]
+    schema = document["paths"]["/api/sim/v1/Readers/{name}/Card"]["put"]["requestBody"]["content"]["application/json"][
+        "schema"
+    ]
     assert schema["properties"]["profile"]["enum"] == sorted(PROFILES)
 
 

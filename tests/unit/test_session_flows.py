@@ -6,13 +6,12 @@ import datetime
 
 import pytest
 
-from broker.flows import health_card as health_card_flows
-
-from broker.flows import session as session_flows
 from broker.credentials.cloud_sam_file import verify_signature
 from broker.dc.seam import DcError
 from broker.domain.events import decode
 from broker.domain.state import project
+from broker.flows import health_card as health_card_flows
+from broker.flows import session as session_flows
 from contract.status_codes import StatusCode
 from tests.unit.session_harness import Harness
 
@@ -53,15 +52,18 @@ def test_a_dc_refusal_at_initial_leaves_the_sam_at_1_and_is_logged(bench: Harnes
     assert bench.core.state.sam.status == 2
 
 
-@pytest.mark.parametrize(("error", "expected"), [
-    (DcError(StatusCode.CONTRACT_EXPIRED, "contractExpired"), 1302),
-    (DcError(StatusCode.HOSPITAL_SUSPENDED, "hospitalSuspended"), 1303),
-    (DcError(StatusCode.SAM_REVOKED, "samRevoked"), 1304),
-    (DcError(StatusCode.DC_UNDEFINED_ERROR, "authenticationFailed"), 1301),
-    (DcError(StatusCode.SAM_LEVEL2_FAILED, "unknownSam"), 1301),
-    (DcError(StatusCode.DC_CONNECTION_FAILED, "connectionFailed"), 1700),
-    (DcError(StatusCode.DC_HTTP_ERROR, "httpStatus"), 1702),
-])
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (DcError(StatusCode.CONTRACT_EXPIRED, "contractExpired"), 1302),
+        (DcError(StatusCode.HOSPITAL_SUSPENDED, "hospitalSuspended"), 1303),
+        (DcError(StatusCode.SAM_REVOKED, "samRevoked"), 1304),
+        (DcError(StatusCode.DC_UNDEFINED_ERROR, "authenticationFailed"), 1301),
+        (DcError(StatusCode.SAM_LEVEL2_FAILED, "unknownSam"), 1301),
+        (DcError(StatusCode.DC_CONNECTION_FAILED, "connectionFailed"), 1700),
+        (DcError(StatusCode.DC_HTTP_ERROR, "httpStatus"), 1702),
+    ],
+)
 def test_verification_failures_keep_the_dcs_code(bench: Harness, error: DcError, expected: int) -> None:
     bench.command("Initialize")
     bench.dc.fail["Sam/Login"] = [error]
@@ -74,11 +76,21 @@ def test_hc_basic_elevates_the_card_and_reads_it(bench: Harness) -> None:
     bench.command("Initialize")
     code, body = bench.command("ReadHcBasic")
     assert code == 0
-    assert body == {"cardId": "900000000711", "name": "測試資料", "idNo": "R88855084A", "birthday": "0741201",
-                    "sex": "F", "dateIssue": "1070101", "identityStatus": "3"}
+    assert body == {
+        "cardId": "900000000711",
+        "name": "測試資料",
+        "idNo": "R88855084A",
+        "birthday": "0741201",
+        "sex": "F",
+        "dateIssue": "1070101",
+        "identityStatus": "3",
+    }
     assert bench.core.state.hc.status == 2
-    assert bench.card_commands == [(READER_0, "BeginCardAuthentication"), (READER_0, "FinishCardAuthentication"),
-                                   (READER_0, "ReadHcBasic")]
+    assert bench.card_commands == [
+        (READER_0, "BeginCardAuthentication"),
+        (READER_0, "FinishCardAuthentication"),
+        (READER_0, "ReadHcBasic"),
+    ]
     bench.card_commands.clear()
     assert bench.command("ReadHcBasic")[0] == 0
     assert bench.card_commands == [(READER_0, "ReadHcBasic")]  # already at level 2: no new authentication
@@ -92,7 +104,7 @@ def test_sam_logout_drops_the_cards_and_the_next_call_elevates_again(bench: Harn
     assert (state.sam.status, state.hc.status, state.hpc.status) == (1, 0, 0)
     calls_before = len(bench.dc.calls)
     assert bench.command("ReadHcBasic")[0] == 0
-    assert bench.dc.calls[calls_before:calls_before + 2] == ["Sam/Challenge", "Sam/Login"]
+    assert bench.dc.calls[calls_before : calls_before + 2] == ["Sam/Challenge", "Sam/Login"]
     assert (bench.core.state.sam.status, bench.core.state.hc.status) == (2, 2)
 
 

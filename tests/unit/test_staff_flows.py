@@ -52,8 +52,13 @@ def test_pin_verification_elevates_checks_the_certificate_and_reaches_level_3() 
     assert ("Reader 1", "ReadCertificate") in harness.card_commands
     assert "Crl" in harness.dc.calls
     code, body = harness.command("ReadHpcBasic")
-    assert code == 0 and body == {"cardId": "100000291508", "idNo": "E123456789", "cName": "測試人員4",
-                                  "eName": "", "birthday": "1979-01-01"}
+    assert code == 0 and body == {
+        "cardId": "100000291508",
+        "idNo": "E123456789",
+        "cName": "測試人員4",
+        "eName": "",
+        "birthday": "1979-01-01",
+    }
 
 
 def test_a_wrong_pin_costs_one_try_and_is_never_retried() -> None:
@@ -106,13 +111,15 @@ def test_the_signature_verifies_with_the_cards_certificate() -> None:
     harness.command("VerifyHpcPin", {"pin": RIGHT})
     code, body = harness.command("SignWithHpc", {"serviceType": "01"})
     assert code == 0 and body["hpcId"] == "100000291508" and body["hpcIdNo"] == "E123456789"
-    signed = signature_input(body["clientRandom"], body["samId"], body["hospitalId"], "01", body["hpcId"],
-                                   body["hpcIdNo"])
+    signed = signature_input(
+        body["clientRandom"], body["samId"], body["hospitalId"], "01", body["hpcId"], body["hpcIdNo"]
+    )
     certificate = bench_pki().staff["hpc-doctor"].certificate
     certificate.public_key().verify(body["signature"], signed, padding.PKCS1v15(), hashes.SHA256())
     assert len(body["clientRandom"]) == 8 and len(body["signature"]) == 256
-    assert hashlib.sha256(signed).digest() in [apdu[5:37] for apdu in staff_card(harness).transcript.commands()
-                                                if apdu[1] == 0x2A]
+    assert hashlib.sha256(signed).digest() in [
+        apdu[5:37] for apdu in staff_card(harness).transcript.commands() if apdu[1] == 0x2A
+    ]
 
 
 def test_removing_the_card_keeps_level_3_until_expiry_and_basic_still_answers() -> None:
@@ -149,14 +156,18 @@ def test_mobile_hca_login_and_its_refusals() -> None:
     harness = bench()
     now = datetime.datetime.fromtimestamp(harness.clock.wall_ns() / 1e9, datetime.UTC)
 
-    def login(profile: str = "hpc-nurse", hospital: str = "777777777", at: datetime.datetime = now,
-              tamper: bool = False) -> tuple[int, dict[str, Any]]:
+    def login(
+        profile: str = "hpc-nurse", hospital: str = "777777777", at: datetime.datetime = now, tamper: bool = False
+    ) -> tuple[int, dict[str, Any]]:
         body = login_body(profile, hospital, format_login_time(at))
         signature = bytearray(base64.b64decode(body["signature"]))
         if tamper:
             signature[10] ^= 0x01
-        args = {**body, "signatureCertificate": base64.b64decode(body["signatureCertificate"]),
-                "signature": bytes(signature)}
+        args = {
+            **body,
+            "signatureCertificate": base64.b64decode(body["signatureCertificate"]),
+            "signature": bytes(signature),
+        }
         return harness.command("VerifyMobileHca", args)
 
     assert login(tamper=True)[0] == StatusCode.MOBILE_HCA_SIGNATURE_FAILED

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.runtime.clock import ManualClock
 from broker.core import ConsoleCore, Park
-from contract.protocol import CallMeta, CardPresence, Reply, Request, WorkerStatus
 from broker.domain.state import CardInReader, ConsoleState, HcState, ReaderState, SamState
 from broker.domain.stream import StreamFeed, public_view, stream_changes
+from broker.runtime.clock import ManualClock
+from contract.protocol import CallMeta, CardPresence, Reply, Request, WorkerStatus
 from contract.stream_positions import Position, parse_position
 from eventlog.memory_store import MemoryEventStore
 from sim.profiles import PROFILES
@@ -25,10 +25,16 @@ READER_0, READER_1 = "Reader 0", "Reader 1"
 
 
 def state_with(readers: dict[str, tuple[str, int] | None], **changes: object) -> ConsoleState:
-    return replace(ConsoleState(), readers=MappingProxyType({
-        name: ReaderState(name, "sim", None if card is None else CardInReader("3B", card[0], card[1]))
-        for name, card in readers.items()
-    }), **changes)
+    return replace(
+        ConsoleState(),
+        readers=MappingProxyType(
+            {
+                name: ReaderState(name, "sim", None if card is None else CardInReader("3B", card[0], card[1]))
+                for name, card in readers.items()
+            }
+        ),
+        **changes,
+    )
 
 
 def changes(before: ConsoleState, after: ConsoleState) -> list[tuple[str, dict[str, object]]]:
@@ -63,13 +69,22 @@ def test_readers_plugged_and_unplugged_with_their_cards() -> None:
 
 def test_levels_the_session_the_default_reader_and_a_cleared_record() -> None:
     before = state_with({})
-    after = state_with({}, sam=SamState(status=2, type=1), hc=HcState(status=1, type=1), initialized=True,
-                       device_name="901000000047", default_reader=READER_0, record_cleared_through=7)
+    after = state_with(
+        {},
+        sam=SamState(status=2, type=1),
+        hc=HcState(status=1, type=1),
+        initialized=True,
+        device_name="901000000047",
+        default_reader=READER_0,
+        record_cleared_through=7,
+    )
     assert changes(before, after) == [
         ("session-changed", {"initialized": True, "name": "901000000047", "readerName": None}),
         ("level-changed", {"card": "sam", "status": 2, "type": 1, "expireTime": None}),
-        ("level-changed", {"card": "hc", "status": 1, "type": 1, "expireTime": None, "hasPin": None,
-                           "verifiedPin": None}),
+        (
+            "level-changed",
+            {"card": "hc", "status": 1, "type": 1, "expireTime": None, "hasPin": None, "verifiedPin": None},
+        ),
         ("default-reader-changed", {"reader": READER_0}),
         ("record-cleared", {}),
     ]
@@ -78,10 +93,20 @@ def test_levels_the_session_the_default_reader_and_a_cleared_record() -> None:
 # --- positions and resuming ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "position"), [
-    ("12-3", Position(12, 3)), ("12", Position(12, 999_999)), (" 7-0 ", Position(7, 0)),
-    (None, None), ("", None), ("x", None), ("1-2-3", None), ("-1", None), ("1" * 19, None),
-])
+@pytest.mark.parametrize(
+    ("text", "position"),
+    [
+        ("12-3", Position(12, 3)),
+        ("12", Position(12, 999_999)),
+        (" 7-0 ", Position(7, 0)),
+        (None, None),
+        ("", None),
+        ("x", None),
+        ("1-2-3", None),
+        ("-1", None),
+        ("1" * 19, None),
+    ],
+)
 def test_last_event_id(text: str | None, position: Position | None) -> None:
     assert parse_position(text) == position
 
@@ -136,9 +161,12 @@ def test_resuming_anywhere_gives_the_rest_of_the_stream_or_a_fresh_start(kinds: 
 # --- the core: WaitForEvents -------------------------------------------------------------------------
 
 
-def wait(core: ConsoleCore, after: list[int] | None, after_call: int | None = None, seconds: float = 1.0) -> Reply | Park:
-    outcome = core.handle(Request(id="w", command="WaitForEvents",
-                                  args={"after": after, "afterCall": after_call, "waitSeconds": seconds}))
+def wait(
+    core: ConsoleCore, after: list[int] | None, after_call: int | None = None, seconds: float = 1.0
+) -> Reply | Park:
+    outcome = core.handle(
+        Request(id="w", command="WaitForEvents", args={"after": after, "afterCall": after_call, "waitSeconds": seconds})
+    )
     assert isinstance(outcome, (Reply, Park))
     return outcome
 
@@ -161,7 +189,8 @@ def test_a_first_wait_is_a_snapshot_then_news_or_a_park() -> None:
     news = wait(core, position, last_call)
     assert isinstance(news, Reply)
     assert [(event["type"], event["data"]) for event in news.body["events"]] == [
-        ("card-removed", {"reader": READER_0, "kind": "hc"})]
+        ("card-removed", {"reader": READER_0, "kind": "hc"})
+    ]
     assert [call["url"] for call in news.body["calls"]] == ["/api/common/v1/Status"]
     assert "snapshot" not in news.body
     assert not core.ledger.store.calls_newest_first(0, 10)[0].url.endswith("WaitForEvents")
@@ -206,20 +235,30 @@ def test_a_whole_session_streams_nothing_personal() -> None:
     assert isinstance(outcome, Reply)
     events = outcome.body["events"]
     assert {"card-inserted", "card-removed", "level-changed", "session-changed"} <= {event["type"] for event in events}
-    assert any(event["data"] == {"card": "hc", "status": 3, "type": 1, "expireTime": None, "hasPin": True,
-                                 "verifiedPin": True} for event in events)
+    assert any(
+        event["data"] == {"card": "hc", "status": 3, "type": 1, "expireTime": None, "hasPin": True, "verifiedPin": True}
+        for event in events
+    )
     text = json.dumps(events, ensure_ascii=False)
-    personal = {ref for reader in harness.core.state.readers.values() if reader.card and reader.card.card_ref
-                for ref in [reader.card.card_ref]}
+    personal = {
+        ref
+        for reader in harness.core.state.readers.values()
+        if reader.card and reader.card.card_ref
+        for ref in [reader.card.card_ref]
+    }
     for profile in ("hc-pin", "hpc-doctor", "hc-veteran"):
         data = PROFILES[profile].data
-        personal |= {str(value) for name, value in vars(data).items()
-                     if name in ("card_id", "id_no", "name", "c_name", "birthday") and value}
+        personal |= {
+            str(value)
+            for name, value in vars(data).items()
+            if name in ("card_id", "id_no", "name", "c_name", "birthday") and value
+        }
     assert personal and not [value for value in personal if value in text]
 
 
 def test_a_broker_restarted_over_a_long_log_streams_its_tail_and_refreshes_clients_from_before_it(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr("broker.ledger.REPLAYED_EVENTS", 3)
     store = MemoryEventStore()
     core = ConsoleCore(store, ManualClock())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import itertools
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -65,11 +65,15 @@ def test_another_insertion_or_none_is_not_the_card_meant() -> None:
 def test_requests_the_worker_cannot_take() -> None:
     _, slots = bench_reader_with("hc-basic", session=1)
     elsewhere = execute(Request(id="r", command="ReadPublicData", reader="Another Reader"), slots)
-    assert (elsewhere.code, elsewhere.body) == (StatusCode.BAD_PARAMETER,
-                                                {"message": "this worker does not serve that reader"})
+    assert (elsewhere.code, elsewhere.body) == (
+        StatusCode.BAD_PARAMETER,
+        {"message": "this worker does not serve that reader"},
+    )
     unknown = execute(Request(id="r", command="ReadSamInfo"), slots)
-    assert (unknown.code, unknown.body) == (StatusCode.BAD_PARAMETER,
-                                            {"message": "unknown worker command 'ReadSamInfo'"})
+    assert (unknown.code, unknown.body) == (
+        StatusCode.BAD_PARAMETER,
+        {"message": "unknown worker command 'ReadSamInfo'"},
+    )
 
 
 def test_a_bench_control_is_run_and_its_change_awaited() -> None:
@@ -122,8 +126,10 @@ def test_while_the_keypad_holds_the_device_everything_else_is_answered_at_once(n
 
     reply = execute(Request(id="r", command="ReadReaderClock", reader=PORT), slots, device_held=True)
 
-    assert (reply.code, reply.body) == (StatusCode.NHI_READER_FAILED,
-                                        {"message": "the reader is waiting for its keypad"})
+    assert (reply.code, reply.body) == (
+        StatusCode.NHI_READER_FAILED,
+        {"message": "the reader is waiting for its keypad"},
+    )
 
 
 class FailingReader:
@@ -146,13 +152,19 @@ class FailingReader:
         pass
 
 
-@pytest.mark.parametrize(("error", "code", "message"), [
-    (CardAbsent("pulled"), StatusCode.NO_CARD, "no card in the reader"),
-    (ReaderGone("unplugged"), StatusCode.READER_IN_USE_GONE, "the reader is gone"),
-    (ReaderFault(int(StatusCode.KEYPAD_CANCELLED), "cancelled on the keypad"), StatusCode.KEYPAD_CANCELLED,
-     "cancelled on the keypad"),
-    (ReaderError("SCARD_E_PROTO_MISMATCH 0000"), StatusCode.PCSC_OTHER_ERROR, "PC/SC error: ReaderError"),
-])
+@pytest.mark.parametrize(
+    ("error", "code", "message"),
+    [
+        (CardAbsent("pulled"), StatusCode.NO_CARD, "no card in the reader"),
+        (ReaderGone("unplugged"), StatusCode.READER_IN_USE_GONE, "the reader is gone"),
+        (
+            ReaderFault(int(StatusCode.KEYPAD_CANCELLED), "cancelled on the keypad"),
+            StatusCode.KEYPAD_CANCELLED,
+            "cancelled on the keypad",
+        ),
+        (ReaderError("SCARD_E_PROTO_MISMATCH 0000"), StatusCode.PCSC_OTHER_ERROR, "PC/SC error: ReaderError"),
+    ],
+)
 def test_a_reader_failure_becomes_its_status_code(error: ReaderError, code: int, message: str) -> None:
     slots = Slots.of(BENCH, FailingReader(error))
     slots.cards[BENCH] = identify_card(FailingReader(error), b"\x3b\x00", 5, worker=BENCH)
@@ -162,5 +174,6 @@ def test_a_reader_failure_becomes_its_status_code(error: ReaderError, code: int,
 
     assert (reply.id, reply.code, reply.body) == ("r9", code, {"message": message})
     assert (in_session.code, in_session.body) == (code, {"message": message})
-    assert slots.cards[BENCH] is not None and slots.cards[BENCH].kind == "unknown", \
+    assert slots.cards[BENCH] is not None and slots.cards[BENCH].kind == "unknown", (
         "a card that cannot be read is still reported, as unknown"
+    )
