@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import falcon
 
@@ -51,7 +52,8 @@ def create_app(
     def allowed_hosts() -> list[str]:
         return list(core.call("ListCorsHosts").body.get("cors", []))
 
-    app = falcon.App(media_type=JSON_UTF8, middleware=[CallerGate(allowed_hosts, local_hosts), CallIdentity()])
+    middleware: list[Any] = [CallerGate(allowed_hosts, local_hosts), CallIdentity()]  # Falcon's stubs take Protocols
+    app = falcon.App(media_type=JSON_UTF8, middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.keep_blank_qs_values = True  # `take=` is a malformed take (400), not a missing one
     install_error_handling(app, core)
@@ -118,7 +120,8 @@ API_DESCRIPTION = (
     "An open implementation of the NHI card-reader control software 6.0 console's REST API "
     "(健保卡讀卡機控制軟體 6.0 主控台). Business outcomes are HTTP 200 with the spec's statusCode; "
     "HTTP errors are for requests the console refused before running anything. "
-    "The BENCH routes exist only under `nhi-console serve --sim`: the cards, SAMs and data center behind them are simulated."
+    "The BENCH routes exist only under `nhi-console serve --sim`: "
+    "the cards, SAMs and data center behind them are simulated."
 )
 
 

@@ -79,7 +79,7 @@ class CoreClient:
     ) -> Reply:
         socket, monitor = self._socket()
         request = Request(id=uuid.uuid4().hex, command=command, args=args or {}, call=call)
-        if not socket.poll(self._connect_timeout * 1000, zmq.POLLOUT):
+        if not socket.poll(int(self._connect_timeout * 1000), zmq.POLLOUT):  # pyzmq takes whole milliseconds
             self._discard()
             raise CoreUnavailable("no broker connected")
         _drain(monitor)  # a connection lost before this request says nothing about it
@@ -95,7 +95,7 @@ class CoreClient:
         poller.register(monitor, zmq.POLLIN)
         while True:
             remaining = deadline - _now_ms()
-            ready = dict(poller.poll(remaining)) if remaining > 0 else {}
+            ready = dict(poller.poll(int(remaining))) if remaining > 0 else {}
             if not ready:
                 self._discard()
                 raise CoreUnavailable(f"no answer to {command} within {budget_ms / 1000:.1f}s", delivered=True)

@@ -22,7 +22,8 @@ def level(description: str, levels: tuple[int, ...]) -> Schema:
 STATUS_CODE: Final[Schema] = {
     "type": "integer",
     "enum": [int(code) for code in StatusCode],
-    "description": "The spec's status code (section 六); 0 is success. 1099 is nhi-console's own: its core is restarting.",
+    "description": "The spec's status code (section 六); 0 is success. "
+    "1099 is nhi-console's own: its core is restarting.",
 }
 
 MESSAGE: Final[Schema] = text(description="What went wrong, for a person; never holds a PIN, PUK, token or SAM file.")

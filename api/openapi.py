@@ -53,6 +53,8 @@ def routed_operations(app: falcon.App) -> dict[tuple[str, str], Operation]:
         nodes.extend(node.children)
         if node.resource is None or not getattr(node.resource, "in_document", True):
             continue  # no resource, or a page (api/resources/pages.py): not an API operation
+        if node.method_map is None or node.uri_template is None:
+            continue  # a node with a resource has both; the router's own nodes between them have neither
         for method, responder in node.method_map.items():
             if getattr(responder, "__self__", None) is not node.resource:
                 continue  # Falcon's own OPTIONS and 405 responders
@@ -139,7 +141,8 @@ def _responses(operation: Operation) -> dict[str, Any]:
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorAnswer"}}},
         }
     responses["414"] = {
-        "description": "A request line over gunicorn's limit (4094 bytes), refused by the HTTP server itself. Nothing ran.",
+        "description": "A request line over gunicorn's limit (4094 bytes), refused by the HTTP server itself. "
+        "Nothing ran.",
         "content": {"text/html": {"schema": {"type": "string"}}},
     }
     return responses

@@ -108,7 +108,7 @@ def command(
             raise ValueError(f"command {made.__name__} is declared twice")
         _COMMANDS[made.__name__] = made
         _SPECS[made] = CommandSpec(made.__name__, arguments, recorded, needs_session, api_seconds)
-        return made  # type: ignore[no-any-return]  # dataclass() returns the class it was given
+        return made
 
     return declare
 

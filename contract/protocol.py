@@ -26,8 +26,9 @@ Paranoid Pirate), so a busy peer need not send heartbeats on top of its traffic.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, Union
+from typing import Any, Final
 
 import msgpack
 
@@ -106,7 +107,7 @@ class Disconnect:
     reason: str
 
 
-Message = Union[Request, Reply, WorkerStatus, Heartbeat, Disconnect]
+Message = Request | Reply | WorkerStatus | Heartbeat | Disconnect
 
 _TYPE_BYTES: Final[dict[type, bytes]] = {
     Request: b"\x01",
@@ -266,7 +267,7 @@ def _parse_worker_status(fields: _Fields) -> WorkerStatus:
     )
 
 
-_PARSERS: Final = {
+_PARSERS: Final[dict[type, Callable[[_Fields], Message]]] = {
     Request: _parse_request,
     Reply: _parse_reply,
     WorkerStatus: _parse_worker_status,

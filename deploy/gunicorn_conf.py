@@ -48,7 +48,7 @@ def post_worker_init(worker: object) -> None:
 
     from api.resources.events import STOPPING
 
-    stop = worker.handle_exit  # type: ignore[attr-defined]
+    stop = worker.handle_exit  # type: ignore[attr-defined]  # gunicorn passes its Worker, typed `object` here to keep gunicorn's import out of the config
 
     def handle_exit(signum: int, frame: object) -> None:
         STOPPING.set()

@@ -8,6 +8,7 @@ the sealed archives as well as the live database.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -155,12 +156,13 @@ def export_log(args: argparse.Namespace) -> int:
             total = stats.event_count
         progress = _Progress(total)
         writer = write_csv if args.format == "csv" else write_jsonl
-        out: TextIO = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
-        try:
+        with contextlib.ExitStack() as closing:
+            out: TextIO = (
+                closing.enter_context(open(args.output, "w", encoding="utf-8", newline=""))
+                if args.output
+                else sys.stdout
+            )
             count = writer(rows, out, progress=progress)
-        finally:
-            if args.output:
-                out.close()
         progress.finish(count)
         print(f"exported {count} {'calls' if args.calls else 'events'}", file=sys.stderr)
         return 0
@@ -176,6 +178,7 @@ def verify_log(args: argparse.Namespace) -> int:
         print(f"ok: {report.events_checked} events and {report.calls_checked} calls, hash chains intact")
         return 0
     first = report.first
+    assert first is not None, "a report that is not ok names its first problem"
     print(f"TAMPERED: first problem in {first.table} at seq {first.seq}: {first.reason}")
     for problem in report.problems[1:20]:
         print(f"  also {problem.table} seq {problem.seq}: {problem.reason}")

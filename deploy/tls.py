@@ -54,7 +54,7 @@ from eventlog.durable_files import fsync_directory
 try:  # POSIX only; on other platforms concurrent first starts are not serialised.
     import fcntl as _fcntl
 except ImportError:  # pragma: no cover - Windows
-    _fcntl = None  # type: ignore[assignment]
+    _fcntl = None  # type: ignore[assignment]  # the module is missing there; every use checks for None
 
 __all__ = [
     "CA_COMMON_NAME",

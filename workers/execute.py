@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from contract.protocol import CardPresence, Reply, Request
 from contract.status_codes import StatusCode
@@ -53,9 +53,9 @@ class Slots:
         cls, name: str, backend: CardReader | SlotDevice, cards: dict[str, CardPresence | None] | None = None
     ) -> Slots:
         """The slots of what `load_backend` opened for reader `name`; every slot empty unless `cards` says."""
-        device: SlotDevice | None = backend if _is_slot_device(backend) else None  # type: ignore[assignment]
+        device: SlotDevice | None = backend if _is_slot_device(backend) else None
         readers: dict[str, CardReader] = (
-            device.slot_readers() if device is not None else {name: backend}  # type: ignore[dict-item]
+            device.slot_readers() if device is not None else {name: backend}  # type: ignore[dict-item]  # not a SlotDevice: a CardReader
         )
         return cls(
             name=name,
@@ -78,7 +78,7 @@ class Slots:
             self.cards[slot] = identify_card(self.readers[slot], change.atr, new_session(), worker=self.name)
 
 
-def _is_slot_device(backend: object) -> bool:
+def _is_slot_device(backend: object) -> TypeGuard[SlotDevice]:
     return callable(getattr(backend, "slot_readers", None))
 
 

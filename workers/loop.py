@@ -96,7 +96,7 @@ class Worker:
         next_status = 0.0
         try:
             while self._running:
-                ready = dict(poller.poll(timeout=max(0.0, next_status - time.monotonic()) * 1000))
+                ready = dict(poller.poll(timeout=int(max(0.0, next_status - time.monotonic()) * 1000)))
                 if self._presence_in in ready:
                     self._take_presence_changes()
                     next_status = 0.0
@@ -216,7 +216,7 @@ class Worker:
             if self._long_command is not None:
                 self._long_command.join(timeout=1)
                 self._long_command = None
-            self._send(parse(frames))  # type: ignore[arg-type]
+            self._send(parse(frames))  # type: ignore[arg-type]  # the keypad thread's own Reply, over inproc
             deferred, self._deferred_changes = self._deferred_changes, []
             for change in deferred:
                 self._apply(change)

@@ -74,7 +74,7 @@ _REMOVAL_NOTICE = 1.5
 """How long a failed command waits for pcscd to notice a pulled card (it polls presence every 400 ms)."""
 
 _BUSY_RETRY = 0.005
-"""How often a command retries while another application holds the card exclusively (pcsc-lite itself polls at 100 ms)."""
+"""How often a command retries while another application holds the card exclusively (pcsc-lite polls at 100 ms)."""
 
 
 def _error_names() -> dict[int, str]:

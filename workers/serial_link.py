@@ -159,7 +159,7 @@ class SerialLink:
             if now >= deadline or now - started >= self._overall_cap:
                 return None
             try:
-                chunk = port.read(max(1, port.in_waiting))
+                chunk = port.read(max(1, port.in_waiting))  # type: ignore[attr-defined]  # every concrete port class has it; the stubs' SerialBase does not
             except (serial.SerialException, OSError) as error:
                 # A pseudo-terminal whose master closed (the reader unplugged) reads EIO: it will not answer.
                 raise SerialLinkError(

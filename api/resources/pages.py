@@ -56,7 +56,9 @@ class PageFiles:
         try:
             content = path.read_bytes()
         except OSError:
-            raise falcon.HTTPServiceUnavailable(description=f"{name} is not installed. {self._missing_hint}".strip())
+            raise falcon.HTTPServiceUnavailable(
+                description=f"{name} is not installed. {self._missing_hint}".strip()
+            ) from None
         resp.content_type = CONTENT_TYPES.get(path.suffix, "application/octet-stream")
         resp.data = content
         resp.set_header("Cache-Control", "no-cache")

@@ -126,7 +126,10 @@ def parse_cloud_sam_file(raw: bytes) -> CloudSamFile:
         names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     except (ValueError, x509.InvalidVersion, UnsupportedAlgorithm):  # InvalidVersion is not a ValueError
         raise CloudSamFileInvalid("the file's certificate is not a PEM X.509 certificate") from None
-    if certificate_key.public_numbers() != key.public_key().public_numbers():
+    if (
+        not isinstance(certificate_key, rsa.RSAPublicKey)
+        or certificate_key.public_numbers() != key.public_key().public_numbers()
+    ):
         raise CloudSamFileInvalid("the file's certificate is not for its key")
     if len(names) != 1 or names[0].value != sam_id:
         raise CloudSamFileInvalid("the file's certificate is not issued to its samId")

@@ -205,7 +205,7 @@ def _crl_usable(crl: x509.CertificateRevocationList, issuer: x509.Certificate, n
     if next_update is None or next_update < now:
         return False
     try:
-        return crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+        return crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]  # any key type: the ones a CRL cannot be signed with raise TypeError, caught below
     except (ValueError, TypeError, UnsupportedAlgorithm):
         return False
 

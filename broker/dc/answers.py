@@ -17,7 +17,7 @@ import datetime
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from cryptography import x509
 
@@ -127,7 +127,7 @@ def interpret_answer(endpoint: str, status: int, body: bytes, max_bytes: int = M
     if status in _ERROR_STATUSES:
         error = _json_object(endpoint, status, body, max_bytes).get("error")
         code = DC_ERRORS.get((status, error)) if isinstance(error, str) else None
-        if code is None:
+        if code is None or not isinstance(error, str):
             raise bad_answer(endpoint, status)
         raise DcError(code, error, f"DC {endpoint}: HTTP {status}")
     raise DcError(StatusCode.DC_HTTP_ERROR, "httpStatus", f"DC {endpoint}: HTTP {status}")
@@ -217,11 +217,11 @@ def parse_crls(endpoint: str, answer: Answer) -> list[bytes]:
 
 
 def parse_verification_count(endpoint: str, answer: Answer, max_uses: int) -> int:
-    """`VirtualHc/Verify`: `{"uses": int}`, 1 to the `max_uses` asked about (more would be a DC contradicting itself)."""
+    """`VirtualHc/Verify`: `{"uses": int}`, 1 to the `max_uses` asked about (more: a DC contradicting itself)."""
     uses = answer.get("uses")
     if not _is_int(uses, 1, min(max_uses, MAX_VIRTUAL_HC_USES)):
         raise bad_answer(endpoint, 200)
-    return uses  # type: ignore[return-value]
+    return uses
 
 
 def parse_transfer_token(endpoint: str, answer: Answer) -> str:
@@ -246,7 +246,7 @@ def parse_imported_virtual_hc(endpoint: str, answer: Answer) -> ImportedVirtualH
         or not _is_int(max_uses, 1, MAX_VIRTUAL_HC_USES)
     ):
         raise bad_answer(endpoint, 200)
-    return ImportedVirtualHc(token_id=token_id, card=card, expires_at=expires_at, max_uses=max_uses)  # type: ignore[arg-type]
+    return ImportedVirtualHc(token_id=token_id, card=card, expires_at=expires_at, max_uses=max_uses)
 
 
 def parse_card_notes(endpoint: str, answer: Answer) -> bytes:
@@ -257,7 +257,7 @@ def parse_card_notes(endpoint: str, answer: Answer) -> bytes:
     return notes
 
 
-def _is_int(value: object, lowest: int, highest: int) -> bool:
+def _is_int(value: object, lowest: int, highest: int) -> TypeGuard[int]:
     """A JSON integer in range: not a bool (`true` is not a count), not a float (`3.0`)."""
     return isinstance(value, int) and not isinstance(value, bool) and lowest <= value <= highest
 

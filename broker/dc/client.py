@@ -63,7 +63,7 @@ class HttpsDataCenter:
         connect_timeout: float = 3.0,
         read_timeout: float = 10.0,
     ) -> None:
-        """`base_url` is `https://host[:port]` (the client appends `/dc/v1/...`); `ca_file` None trusts the system store.
+        """`base_url` is `https://host[:port]` (the client appends `/dc/v1/...`); `ca_file` None: the system store.
 
         A bad URL or CA file fails here, at start-up, rather than as a 1700 on
         every call later. The URL is never echoed: it could carry credentials.
@@ -106,7 +106,7 @@ class HttpsDataCenter:
         return self._call("POST", "Cards/Challenge", parse_card_cryptogram, payload=payload, session=session)
 
     def card_verify(self, session: str, auth_id: str, card_response: bytes) -> None:
-        """Second half; a wrong card answer raises DcError(1799, "authenticationFailed"), which the caller translates."""
+        """Second half; a wrong card answer raises DcError(1799, "authenticationFailed") for the caller to read."""
         payload = {"authId": auth_id, "cardResponse": _b64(card_response)}
         self._call("POST", "Cards/Verify", parse_verified, payload=payload, session=session)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from typing import Any, ClassVar, Union, get_args
+from typing import Any, ClassVar, get_args
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,58 +424,58 @@ class HcNotesUpdated:
     session: int
 
 
-Event = Union[
-    ReaderAttached,
-    ReaderDetached,
-    WorkerLost,
-    CardInserted,
-    CardRemoved,
-    CallRecordCleared,
-    DefaultReaderSet,
-    DefaultReaderCleared,
-    SimReaderPlugged,
-    SimReaderUnplugged,
-    SimCardPut,
-    SimCardTaken,
-    CloudSamImported,
-    CloudSamRemoved,
-    SessionInitialized,
-    SessionFinalized,
-    SamVerified,
-    SamVerificationFailed,
-    SamSessionExpired,
-    SamLoggedOut,
-    CardDetected,
-    CardAuthenticated,
-    CardAuthenticationFailed,
-    CardLoggedOut,
-    SimClockAdvanced,
-    HpcPinVerified,
-    HpcPinRejected,
-    HpcPinChanged,
-    HpcPinReset,
-    HpcPukRejected,
-    HpcAuthenticationExpired,
-    HpcAuthenticationEnded,
-    MobileHcaLoggedIn,
-    MobileHcaRejected,
-    HcPinStateRead,
-    HcPinVerified,
-    HcPinRejected,
-    HcPinSet,
-    HcPinRemoved,
-    HcHpcAuthenticated,
-    VirtualHcVerified,
-    VirtualHcRejected,
-    VirtualHcExported,
-    VirtualHcExpired,
-    HcNotesUpdated,
-    PhysicalSamIdentified,
-    CorsHostAllowed,
-    CorsHostRemoved,
-]
+Event = (
+    ReaderAttached
+    | ReaderDetached
+    | WorkerLost
+    | CardInserted
+    | CardRemoved
+    | CallRecordCleared
+    | DefaultReaderSet
+    | DefaultReaderCleared
+    | SimReaderPlugged
+    | SimReaderUnplugged
+    | SimCardPut
+    | SimCardTaken
+    | CloudSamImported
+    | CloudSamRemoved
+    | SessionInitialized
+    | SessionFinalized
+    | SamVerified
+    | SamVerificationFailed
+    | SamSessionExpired
+    | SamLoggedOut
+    | CardDetected
+    | CardAuthenticated
+    | CardAuthenticationFailed
+    | CardLoggedOut
+    | SimClockAdvanced
+    | HpcPinVerified
+    | HpcPinRejected
+    | HpcPinChanged
+    | HpcPinReset
+    | HpcPukRejected
+    | HpcAuthenticationExpired
+    | HpcAuthenticationEnded
+    | MobileHcaLoggedIn
+    | MobileHcaRejected
+    | HcPinStateRead
+    | HcPinVerified
+    | HcPinRejected
+    | HcPinSet
+    | HcPinRemoved
+    | HcHpcAuthenticated
+    | VirtualHcVerified
+    | VirtualHcRejected
+    | VirtualHcExported
+    | VirtualHcExpired
+    | HcNotesUpdated
+    | PhysicalSamIdentified
+    | CorsHostAllowed
+    | CorsHostRemoved
+)
 
-EVENT_TYPES: dict[str, type] = {cls.__name__: cls for cls in get_args(Event)}
+EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in get_args(Event)}
 """Every event by its stored type name: the classes of `Event`, written once there."""
 
 

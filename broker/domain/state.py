@@ -137,7 +137,8 @@ class HcState:
     """A virtual card's pseudonym (it has no reader); None for a physical card."""
 
 
-def _no_readers() -> Mapping[str, ReaderState]:
+def _no_readers() -> Mapping[str, Any]:
+    """An empty read-only mapping: the state's maps are replaced by `apply`, never changed in place."""
     return MappingProxyType({})
 
 

@@ -109,7 +109,8 @@ def _health_card_data(ctx: HealthCardContext) -> Generator[Step, Any, tuple[dict
 
 
 def read_hc_basic(ctx: HealthCardContext) -> Flow:
-    """`GET /api/hc/v1/Basic`: SAM 2, HC 2 on demand, then the data block and identity status (or the virtual card's)."""
+    """`GET /api/hc/v1/Basic`: SAM 2, HC 2 on demand, then the data block and identity status (or the virtual
+    card's)."""
 
     def body() -> Generator[Step, Any, Outcome]:
         data, _ = yield from _health_card_data(ctx)

@@ -16,12 +16,13 @@ other command's APDUs land between two of its steps.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from broker.dc.seam import DataCenter, DcError
 from contract.protocol import Reply
@@ -55,7 +56,7 @@ class Release:
     resource: str
 
 
-Step = Union[CardStep, DcCall, Acquire, Release]
+Step = CardStep | DcCall | Acquire | Release
 Outcome = tuple[int, dict[str, Any]]
 Flow = Generator[Step, Any, Outcome]
 
@@ -165,7 +166,7 @@ class FlowRunner:
                 continue
             self._owners[resource] = next_id
             waiter.held.add(resource)
-            self._advance(waiter, lambda: waiter.flow.send(None))
+            self._advance(waiter, functools.partial(waiter.flow.send, None))
             return
 
     def _end(self, run: FlowRun, outcome: Outcome) -> None:

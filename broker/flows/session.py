@@ -12,6 +12,7 @@ raise `FlowFailed` with the code to answer.
 from __future__ import annotations
 
 import datetime
+import functools
 import secrets
 from collections.abc import Callable, Generator
 from typing import Any, Protocol
@@ -201,6 +202,11 @@ def ensure_sam_verified(ctx: SessionContext) -> Generator[Step, Any, None]:
     yield Release(SAM_RESOURCE)
 
 
+def _with_token(call: Callable[[DataCenter, str], Any], token: str, dc: DataCenter) -> Any:
+    """`call` with this attempt's DC session token (bound when the call is made, not when it runs)."""
+    return call(dc, token)
+
+
 def with_dc_session(
     ctx: SessionContext, call: Callable[[DataCenter, str], Any], name: str
 ) -> Generator[Step, Any, Any]:
@@ -213,7 +219,7 @@ def with_dc_session(
         token = ctx.secrets.sam.token
         assert token is not None
         try:
-            return (yield DcCall(lambda dc: call(dc, token), name))
+            return (yield DcCall(functools.partial(_with_token, call, token), name))
         except DcError as error:
             if error.code != StatusCode.DC_SESSION_EXPIRED or attempt == 2:
                 raise
@@ -478,10 +484,10 @@ def server_date_time(ctx: SessionContext) -> Flow:
             if reply.code != 0:
                 return reply.code, {"message": f"the reader's clock: {reply.body.get('message', 'no answer')}"}
             try:
-                moment = datetime.datetime.strptime(str(reply.body.get("readerTime")), "%Y%m%d%H%M%S")
+                read = datetime.datetime.strptime(str(reply.body.get("readerTime")), "%Y%m%d%H%M%S")
             except ValueError:
                 return int(StatusCode.NHI_READER_FAILED), {"message": "the reader's clock answer is malformed"}
-            return int(StatusCode.OK), {"serverDateTime": roc_date_time(moment.replace(tzinfo=TAIPEI))}
+            return int(StatusCode.OK), {"serverDateTime": roc_date_time(read.replace(tzinfo=TAIPEI))}
         moment: datetime.datetime = yield from with_dc_session(ctx, lambda dc, token: dc.server_time(token), "Time")
         return int(StatusCode.OK), {"serverDateTime": roc_date_time(moment)}
 

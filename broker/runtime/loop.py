@@ -216,7 +216,7 @@ class Broker:
             while self._running:
                 now = self._clock.monotonic()
                 wait = max(0.0, min(next_heartbeat, next_reconcile) - now)
-                ready = dict(poller.poll(timeout=wait * 1000))
+                ready = dict(poller.poll(timeout=int(wait * 1000)))  # whole milliseconds, as pyzmq takes them
                 if self._frontend in ready:
                     self._take_requests()
                 if self._backend in ready:

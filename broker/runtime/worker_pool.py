@@ -150,10 +150,10 @@ class WorkerPool:
             self._signal(connection.pid, signal.SIGKILL)
             if connection.reader not in [reader for reader, _ in lost]:
                 lost.append((connection.reader, "worker stopped answering"))
-            child = self._children.pop(connection.reader, None)
-            if child is not None:
-                child.process.wait()  # ours: reap it now, or it lingers as a zombie
-            started = child.started if child else now
+            silent_child = self._children.pop(connection.reader, None)
+            if silent_child is not None:
+                silent_child.process.wait()  # ours: reap it now, or it lingers as a zombie
+            started = silent_child.started if silent_child else now
             self._schedule_restart(connection.reader, now - started, now)
         wanted = wanted_names(desired)
         unwanted = [
