@@ -26,14 +26,15 @@ from api.resources.common import STATUS, RecordResource, VersionInfo, VersionRes
 from api.resources.events import EventStreamResource
 from api.resources.pages import mount_pages, swagger_ui_directory
 from api.resources.swagger import OpenApiDocumentResource
+from contract.settings import ApiSettings
 
 Mount = Callable[[falcon.App, CoreClient], None]
 
 
 @dataclass(frozen=True)
 class StreamSettings:
-    heartbeat_seconds: float = 15.0
-    max_streams: int = 8
+    heartbeat_seconds: float = ApiSettings.stream_heartbeat_seconds
+    max_streams: int = ApiSettings.max_streams
     """Live streams per API process: each holds one of its threads (gunicorn_conf.threads)."""
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from contract.deadlines import REQUEST_SECONDS
 from contract.protocol import CallMeta, ProtocolError, Reply, Request, build, parse
 
 
@@ -35,7 +36,7 @@ class CoreUnavailable(Exception):
 
 
 class CoreClient:
-    def __init__(self, endpoint: str, timeout: float = 5.0, connect_timeout: float = 1.0) -> None:
+    def __init__(self, endpoint: str, timeout: float = REQUEST_SECONDS, connect_timeout: float = 1.0) -> None:
         self._endpoint = endpoint
         self._timeout = timeout
         self._connect_timeout = connect_timeout

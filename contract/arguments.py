@@ -64,8 +64,6 @@ class Text(Rule):
     max_length: int = 128
     nullable: bool = False
     """Documented as string-or-null: an optional argument the spec's callers send as null."""
-    schema_max_length: int | None = None
-    """What the document says where it differs from the check (a host name may come with brackets)."""
 
     def from_wire(self, name: str, value: Any) -> str:
         if not isinstance(value, str) or not value or len(value) > self.max_length:

@@ -23,6 +23,8 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from contract.deadlines import REQUEST_SECONDS
+
 SETTINGS_ENV = "NHI_CONSOLE_SETTINGS"
 """The API's one environment variable: the settings file's path (gunicorn loads the app by name, with no
 argument of ours)."""
@@ -49,7 +51,7 @@ class ApiSettings:
     gunicorn_timeout: int = 30
     """Seconds without a heartbeat of a gunicorn worker's main loop before its arbiter kills it; a request waiting
     on a keypad waits in a thread and does not stop that heartbeat (tests/integration/test_long_keypad_wait.py)."""
-    request_timeout: float = 5.0
+    request_timeout: float = REQUEST_SECONDS
     """How long the API waits for the broker's answer to a command that is not a flow."""
     stream_heartbeat_seconds: float = 15.0
     """An idle event stream's comment line, so that proxies and browsers keep it open."""

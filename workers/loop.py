@@ -36,6 +36,7 @@ from contract.protocol import (
     build,
     parse,
 )
+from contract.settings import ReaderSettings
 from workers.execute import Slots, bench_card_expected, execute
 from workers.seam import CardReader, PresenceChanged, ReaderError, SlotDevice, load_backend
 
@@ -50,7 +51,7 @@ class WorkerConfig:
     endpoint: str
     reader: str
     backend: str
-    heartbeat_interval: float = 1.0
+    heartbeat_interval: float = ReaderSettings.heartbeat_seconds
     orphan_after: float = 30.0
 
 

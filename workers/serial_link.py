@@ -64,11 +64,6 @@ class SerialLink:
     def is_open(self) -> bool:
         return self._port is not None
 
-    @property
-    def dropped_bytes(self) -> int:
-        """Bytes the parser threw away (garbage, bad CRCs) since the link was made."""
-        return self._reader.dropped
-
     def open(self, path: str) -> None:
         """Open the port (a device path or a pyserial URL); 1201 if it cannot be opened."""
         with self._lock:

@@ -37,20 +37,6 @@ CMD_KEYPAD_VERIFY = 0x30
 CMD_KEYPAD_CHANGE = 0x31
 CMD_CLOCK = 0x40
 
-COMMANDS: frozenset[int] = frozenset(
-    {
-        CMD_INFO,
-        CMD_STATUS,
-        CMD_TRANSMIT,
-        CMD_SAM_INFO,
-        CMD_SAM_SIGN,
-        CMD_SAM_AUTH_CARD,
-        CMD_KEYPAD_VERIFY,
-        CMD_KEYPAD_CHANGE,
-        CMD_CLOCK,
-    }
-)
-
 # Statuses: the first byte of every answer's payload.
 STATUS_OK = 0x00
 STATUS_NO_CARD = 0x01

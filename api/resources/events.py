@@ -29,6 +29,7 @@ from api import sse
 from api.core_client import CoreClient, CoreUnavailable
 from api.operations import Operation, documented
 from contract import commands
+from contract.settings import ApiSettings
 from contract.status_codes import StatusCode
 from contract.stream_positions import parse_position
 
@@ -68,7 +69,13 @@ class EventStreamResource:
     """A watch, not a call: its command is declared unrecorded, or the Record would fill with one entry per
     reconnect."""
 
-    def __init__(self, core: CoreClient, *, heartbeat_seconds: float = 15.0, max_streams: int = 8) -> None:
+    def __init__(
+        self,
+        core: CoreClient,
+        *,
+        heartbeat_seconds: float = ApiSettings.stream_heartbeat_seconds,
+        max_streams: int = ApiSettings.max_streams,
+    ) -> None:
         self._core = core
         self._heartbeat = heartbeat_seconds
         self._slots = threading.BoundedSemaphore(max_streams)
