@@ -38,6 +38,7 @@ from broker.flows.runner import Flow
 from broker.handlers import HANDLERS, Answer, Handler, StartFlow
 from broker.handlers.records import record_rows
 from broker.ledger import Ledger
+from broker.runtime.clock import Clock
 from contract.commands import BadArguments, WaitForEvents, is_recorded, parse_command, spec_of
 from contract.protocol import Reply, Request, WorkerStatus
 from contract.settings import StaffSettings
@@ -79,7 +80,7 @@ class ConsoleCore:
     def __init__(
         self,
         store: EventStore,
-        clock: Any,
+        clock: Clock,
         *,
         pseudonyms: Pseudonyms | None = None,
         cloud_sams: CloudSamStore | None = None,
