@@ -28,7 +28,7 @@ from contract.status_codes import StatusCode
 from contract.text import CONTROL_CHARACTERS
 from workers.apdu import HC_PIN_P2
 from workers.health_card_pin import HealthCardError, set_pin_with, verify_pin_with
-from workers.seam import CardAbsent, PresenceChanged, ReaderFault
+from workers.seam import CardAbsent, CardReader, PresenceChanged, ReaderFault
 from workers.serial_link import SerialLink, SerialLinkError
 from workers.serial_protocol import (
     CMD_CLOCK,
@@ -131,7 +131,7 @@ class NhiReader:
 
     # The worker's view (SlotDevice) ---------------------------------------------------------------------
 
-    def slot_readers(self) -> dict[str, _SlotReader]:
+    def slot_readers(self) -> dict[str, CardReader]:
         return dict(self._slots)
 
     def fault(self) -> int | None:

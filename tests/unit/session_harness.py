@@ -289,7 +289,7 @@ class Harness:
     def attach_nhi_reader(self, device: VirtualNhiReader, port: str = NHI_PORT) -> LinkToVirtualReader:
         """An NHI dedicated reader on `port`, its worker's back-end the real one over an in-memory line."""
         link = LinkToVirtualReader(device)
-        self.nhi = NhiReader(port, link=link, monotonic=itertools.count().__next__)  # type: ignore[arg-type]
+        self.nhi = NhiReader(port, link=link, monotonic=itertools.count().__next__)  # type: ignore[arg-type]  # an in-memory stand-in SerialLink
         self.nhi_cards = dict.fromkeys(self.nhi.slot_readers())
         return link
 

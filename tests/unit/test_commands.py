@@ -14,6 +14,7 @@ from contract.commands import (
     ClearRecords,
     GetStatus,
     ListRecords,
+    ReadPublicData,
     RecordCall,
     command_names,
     parse_command,
@@ -94,8 +95,10 @@ def test_reader_and_profile_arguments_are_checked(name: str, args: dict[str, obj
 
 
 def test_read_public_data_reader_is_optional() -> None:
-    assert parse_command("ReadPublicData", {}).reader is None  # type: ignore[union-attr]
-    assert parse_command("ReadPublicData", {"reader": "R"}).reader == "R"  # type: ignore[union-attr]
+    without = parse_command("ReadPublicData", {})
+    assert isinstance(without, ReadPublicData) and without.reader is None
+    named = parse_command("ReadPublicData", {"reader": "R"})
+    assert isinstance(named, ReadPublicData) and named.reader == "R"
 
 
 def test_get_status() -> None:

@@ -48,12 +48,19 @@ def recorded(url: str = STATUS_URL, uuid: str = "u-1") -> CallMeta:
     return CallMeta(url=url, uuid=uuid)
 
 
+def answered(core: ConsoleCore, sent: Request) -> Reply:
+    """`core.handle` for a command the core answers at once (no flow, no long poll)."""
+    reply = core.handle(sent)
+    assert isinstance(reply, Reply)
+    return reply
+
+
 def stored_events(store: EventStore) -> list[Event]:
     return [decode(stored.type, stored.version, stored.payload) for stored in store.events()]
 
 
 def list_records(core: ConsoleCore, **args: Any) -> list[dict[str, Any]]:
-    reply = core.handle(request("ListRecords", args))
+    reply = answered(core, request("ListRecords", args))
     assert reply.code == 0
     records: list[dict[str, Any]] = reply.body["records"]
     return records
@@ -90,7 +97,7 @@ def record_calls(core: ConsoleCore, clock: ManualClock, count: int, prefix: str 
 def test_get_status_with_call_meta_answers_and_records_one_call(
     core: ConsoleCore, store: MemoryEventStore, clock: ManualClock
 ) -> None:
-    reply = core.handle(request("GetStatus", call=recorded(STATUS_URL, "uuid-42"), id="req-7"))
+    reply = answered(core, request("GetStatus", call=recorded(STATUS_URL, "uuid-42"), id="req-7"))
     assert reply == Reply(id="req-7", code=0, body={"status": render_status(ConsoleState())})
     calls = store.calls_newest_first(0, 10)
     assert len(calls) == 1
@@ -103,13 +110,13 @@ def test_get_status_with_call_meta_answers_and_records_one_call(
 
 def test_get_status_reflects_current_state(core: ConsoleCore) -> None:
     core.worker_reported(WorkerStatus(reader="R", backend="pcsc", pid=1, card=CARD))
-    reply = core.handle(request("GetStatus"))
+    reply = answered(core, request("GetStatus"))
     assert reply.body == {"status": render_status(core.state)}
     assert set(reply.body["status"]) == {"hc", "hpc", "initialized", "name", "readerName", "sam"}
 
 
 def test_request_without_call_meta_records_nothing(core: ConsoleCore, store: MemoryEventStore) -> None:
-    reply = core.handle(request("GetStatus"))
+    reply = answered(core, request("GetStatus"))
     assert reply.code == 0
     assert store.last_call_seq() == 0
     assert list(store.events()) == []
@@ -182,7 +189,7 @@ def test_clear_records_hides_everything_so_far_but_later_calls_show(
     core: ConsoleCore, store: MemoryEventStore, clock: ManualClock
 ) -> None:
     record_calls(core, clock, 3, prefix="before")
-    reply = core.handle(request("ClearRecords"))
+    reply = answered(core, request("ClearRecords"))
     assert (reply.code, reply.body) == (0, {})
     assert list_records(core) == []
     assert stored_events(store) == [CallRecordCleared(through_seq=3)]
@@ -206,7 +213,7 @@ def test_clear_records_twice_keeps_later_calls(core: ConsoleCore, clock: ManualC
 
 @pytest.mark.parametrize("code", [0, 1704, 9999])
 def test_record_call_records_its_own_status_code(core: ConsoleCore, store: MemoryEventStore, code: int) -> None:
-    reply = core.handle(request("RecordCall", {"statusCode": code}, call=recorded("/api/common/v1/Version", "v-1")))
+    reply = answered(core, request("RecordCall", {"statusCode": code}, call=recorded("/api/common/v1/Version", "v-1")))
     assert (reply.code, reply.body) == (code, {})
     [call] = store.calls_newest_first(0, 10)
     assert (call.url, call.uuid, call.status_code) == ("/api/common/v1/Version", "v-1", code)
@@ -231,7 +238,7 @@ def test_bad_command_with_call_meta_answers_1704_and_records_it(
     core: ConsoleCore, store: MemoryEventStore, command: str, args: dict[str, Any], field: str
 ) -> None:
     state_before = core.state
-    reply = core.handle(request(command, args, call=recorded("/api/bad", "bad-1"), id="b-1"))
+    reply = answered(core, request(command, args, call=recorded("/api/bad", "bad-1"), id="b-1"))
     assert reply.id == "b-1"
     assert reply.code == 1704
     assert field in reply.body["message"]
@@ -245,7 +252,7 @@ def test_bad_command_with_call_meta_answers_1704_and_records_it(
 def test_bad_command_without_call_meta_records_nothing(
     core: ConsoleCore, store: MemoryEventStore, command: str, args: dict[str, Any], field: str
 ) -> None:
-    reply = core.handle(request(command, args))
+    reply = answered(core, request(command, args))
     assert reply.code == 1704
     assert field in reply.body["message"]
     assert store.last_call_seq() == 0

@@ -70,7 +70,7 @@ class RecordingCore:
 
 def new_client() -> tuple[falcon.testing.TestClient, RecordingCore]:
     core = RecordingCore()
-    app = create_app(core, VersionInfo("1.2.3", "/opt/nhi-console/bin/nhi-console"))  # type: ignore[arg-type]
+    app = create_app(core, VersionInfo("1.2.3", "/opt/nhi-console/bin/nhi-console"))  # type: ignore[arg-type]  # a stand-in core
     return falcon.testing.TestClient(app, headers=LOCAL), core
 
 

@@ -33,6 +33,7 @@ from contract.protocol import (
     CardPresence,
     Disconnect,
     Heartbeat,
+    Message,
     ProtocolError,
     Reply,
     Request,
@@ -146,9 +147,9 @@ def parse_outcome(frames: list[bytes]) -> object:
 
 @fuzz(share=0.5)
 @given(MESSAGES)
-def test_fuzz_every_message_round_trips(message: object) -> None:
+def test_fuzz_every_message_round_trips(message: Message) -> None:
     event(f"type: {type(message).__name__}")
-    assert parse(build(message)) == message  # type: ignore[arg-type]
+    assert parse(build(message)) == message
 
 
 @st.composite
@@ -489,7 +490,7 @@ DEVICE_ANSWERS = st.tuples(
 )
 LINKS = st.builds(ScriptedLink, st.lists(DEVICE_ANSWERS, max_size=5), DEVICE_ANSWERS)
 PORT = "/dev/ttyNHI0"
-DEVICE_ARGS = {
+DEVICE_ARGS: dict[str, dict[str, Any]] = {
     "SignWithReaderSam": {"data": b"to be signed"},
     "VerifyHcPinOnKeypad": {"seconds": 30},
     "SetHcPinOnKeypad": {"seconds": 30},
@@ -501,7 +502,7 @@ DEVICE_ARGS = {
 @example(ScriptedLink([], (STATUS_OK, b"\x90")), b"\x00\xa4\x04\x00")  # one byte: no status word
 def test_fuzz_nhi_reader_transmit_answers_a_response_apdu_or_a_reader_error(link: ScriptedLink, apdu: bytes) -> None:
     """The `CardReader` seam: data + SW1 SW2, or a ReaderError; the card modules parse nothing shorter."""
-    reader = NhiReader(PORT, link=link)  # type: ignore[arg-type]
+    reader = NhiReader(PORT, link=link)  # type: ignore[arg-type]  # a scripted stand-in SerialLink
     try:
         answer = reader.slot_readers()[PORT].transmit(apdu)
     except ReaderError:
@@ -536,7 +537,7 @@ def test_fuzz_nhi_reader_transmit_answers_a_response_apdu_or_a_reader_error(link
 def test_fuzz_nhi_reader_device_command_answers_a_code_or_a_reader_error(command: str, link: ScriptedLink) -> None:
     """What the worker runs on the device: (code, body), or a ReaderError the worker answers with its code."""
     event(f"command: {command}")
-    reader = NhiReader(PORT, link=link)  # type: ignore[arg-type]
+    reader = NhiReader(PORT, link=link)  # type: ignore[arg-type]  # a scripted stand-in SerialLink
     try:
         code, body = reader.run_device_command(PORT, command, DEVICE_ARGS.get(command, {}))
     except ReaderError:
@@ -552,7 +553,7 @@ def test_fuzz_nhi_reader_device_command_answers_a_code_or_a_reader_error(command
 @given(LINKS)
 def test_fuzz_nhi_reader_presence_poll_never_raises(link: ScriptedLink) -> None:
     """The watcher thread polls STATUS; whatever the reader answers, a change, nothing, or a fault, no exception."""
-    reader = NhiReader(PORT, link=link, monotonic=itertools.count().__next__)  # type: ignore[arg-type]
+    reader = NhiReader(PORT, link=link, monotonic=itertools.count().__next__)  # type: ignore[arg-type]  # a scripted stand-in SerialLink
     for _ in range(3):
         change = reader.wait_for_change(0)
         assert change is None or isinstance(change, PresenceChanged)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from broker.credentials.cloud_sam_file import CloudSamFile
 from broker.flows.session import signature_input
 from contract.status_codes import StatusCode
 from sim.cards.health_card import HealthCard
@@ -61,11 +62,14 @@ def test_hc_signature_and_the_three_card_signature() -> None:
     harness = bench()
     code, body = harness.command("SignWithHc", {"serviceType": "01"})
     assert code == 0 and body["hcId"] == "900000000711" and body["hcIdNo"] == "R88855084A"
-    certificate = harness.core.sam.file.certificate  # type: ignore[union-attr]
+    sam_file = harness.core.sam.file
+    assert isinstance(sam_file, CloudSamFile)
+    public_key = sam_file.certificate.public_key()
+    assert isinstance(public_key, rsa.RSAPublicKey)
     signed = signature_input(
         body["clientRandom"], body["samId"], body["hospitalId"], "01", "900000000711", "R88855084A"
     )
-    certificate.public_key().verify(body["signature"], signed, padding.PKCS1v15(), hashes.SHA256())
+    public_key.verify(body["signature"], signed, padding.PKCS1v15(), hashes.SHA256())
 
     assert harness.command("SignWithHpcHc", {"serviceType": "01"})[0] == StatusCode.HC_LEVEL3_FAILED
     assert harness.core.state.hc.status == 2
@@ -83,7 +87,7 @@ def test_hc_signature_and_the_three_card_signature() -> None:
         "900000000711",
         "R88855084A",
     )
-    certificate.public_key().verify(body["signature"], signed, padding.PKCS1v15(), hashes.SHA256())
+    public_key.verify(body["signature"], signed, padding.PKCS1v15(), hashes.SHA256())
     harness.command("LogoutHpc")
     assert harness.core.state.hc.status == 2  # level 3 cannot outlast the staff card's
 

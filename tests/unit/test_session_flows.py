@@ -6,7 +6,7 @@ import datetime
 
 import pytest
 
-from broker.credentials.cloud_sam_file import verify_signature
+from broker.credentials.cloud_sam_file import CloudSamFile, verify_signature
 from broker.dc.seam import DcError
 from broker.domain.events import decode
 from broker.domain.state import project
@@ -188,9 +188,11 @@ def test_signature_covers_the_random_and_the_request(bench: Harness) -> None:
     code, body = bench.command("SignWithSam", {"serviceType": "01"})
     assert code == 0 and len(body["clientRandom"]) == 8 and len(body["signature"]) == 256
     signed = session_flows.signature_input(body["clientRandom"], "901000000047", "777777777", "01")
-    assert bench.core.sam.file is not None
-    assert verify_signature(bench.core.sam.file.certificate, body["signature"], signed)
-    assert not verify_signature(bench.core.sam.file.certificate, body["signature"], signed + b"x")
+    sam_file = bench.core.sam.file
+    assert sam_file is not None
+    assert isinstance(sam_file, CloudSamFile)
+    assert verify_signature(sam_file.certificate, body["signature"], signed)
+    assert not verify_signature(sam_file.certificate, body["signature"], signed + b"x")
 
 
 def test_the_log_replays_to_the_same_state(bench: Harness) -> None:

@@ -334,9 +334,10 @@ def test_the_app_takes_its_settings_from_the_file(tmp_path: Path, monkeypatch: p
     client = falcon.testing.TestClient(get_app())
     document = client.simulate_get("/api/swagger/v1/swagger.json", headers=HOST).json
     assert "/api/sim/v1/Profiles" in document["paths"]  # the bench's control API, mounted by name
-    assert os.environ["NHI_CONSOLE_SIM_NHI_CONTROL"] == settings.bench.nhi_control  # type: ignore[union-attr]
+    assert settings.bench is not None
+    assert os.environ["NHI_CONSOLE_SIM_NHI_CONTROL"] == settings.bench.nhi_control
     assert os.environ["NHI_CONSOLE_SIM_DC_URL"] == "https://127.0.0.1:40123"
-    assert settings.bench.control_api == SIM_CONTROL_API  # type: ignore[union-attr]
+    assert settings.bench.control_api == SIM_CONTROL_API
 
 
 def test_the_restart_backoff_is_the_production_pace_unless_a_test_shortens_it() -> None:

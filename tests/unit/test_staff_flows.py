@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -115,7 +115,9 @@ def test_the_signature_verifies_with_the_cards_certificate() -> None:
         body["clientRandom"], body["samId"], body["hospitalId"], "01", body["hpcId"], body["hpcIdNo"]
     )
     certificate = bench_pki().staff["hpc-doctor"].certificate
-    certificate.public_key().verify(body["signature"], signed, padding.PKCS1v15(), hashes.SHA256())
+    public_key = certificate.public_key()
+    assert isinstance(public_key, rsa.RSAPublicKey)
+    public_key.verify(body["signature"], signed, padding.PKCS1v15(), hashes.SHA256())
     assert len(body["clientRandom"]) == 8 and len(body["signature"]) == 256
     assert hashlib.sha256(signed).digest() in [
         apdu[5:37] for apdu in staff_card(harness).transcript.commands() if apdu[1] == 0x2A
@@ -199,7 +201,9 @@ class StaffCardMachine(RuleBasedStateMachine):
         super().__init__()
         self.harness = bench()
         self.sessions = itertools.count(100)
-        self.cards = {"hpc-doctor": self.harness.cards[READER_1], "hpc-nurse": make_card("hpc-nurse")}
+        nurse = make_card("hpc-nurse")
+        assert isinstance(nurse, StaffCard)
+        self.cards: dict[str, StaffCard] = {"hpc-doctor": staff_card(self.harness), "hpc-nurse": nurse}
         self.in_reader: str | None = "hpc-doctor"
         self.level3_holder: str | None = None
         self.level3_until: float | None = None
@@ -231,10 +235,10 @@ class StaffCardMachine(RuleBasedStateMachine):
     @rule(right=st.booleans())
     def verify(self, right: bool) -> None:
         card = self.cards[self.in_reader] if self.in_reader else None
-        before = card.pin_tries_left if card is not None else None  # type: ignore[attr-defined]
+        before = card.pin_tries_left if card is not None else None
         code, _ = self.harness.command("VerifyHpcPin", {"pin": RIGHT if right else WRONG})
         if card is not None:
-            after = card.pin_tries_left  # type: ignore[attr-defined]
+            after = card.pin_tries_left
             assert before is not None and before - after <= 1, "a request cost more than one try"
         if code == 0:
             assert right and self.in_reader is not None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from types import MappingProxyType
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -24,7 +25,7 @@ from tests.unit.session_harness import Harness
 READER_0, READER_1 = "Reader 0", "Reader 1"
 
 
-def state_with(readers: dict[str, tuple[str, int] | None], **changes: object) -> ConsoleState:
+def state_with(readers: dict[str, tuple[str, int] | None], **changes: Any) -> ConsoleState:
     return replace(
         ConsoleState(),
         readers=MappingProxyType(

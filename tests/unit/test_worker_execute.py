@@ -101,7 +101,7 @@ def nhi() -> Iterator[NhiReader]:
     try:
         # A clock that jumps a second per look, so every wait_for_change polls at once.
         clock = itertools.count().__next__
-        yield NhiReader(PORT, link=LinkToVirtualReader(device), monotonic=clock)  # type: ignore[arg-type]
+        yield NhiReader(PORT, link=LinkToVirtualReader(device), monotonic=clock)  # type: ignore[arg-type]  # an in-memory stand-in SerialLink
     finally:
         device.shutdown()
 
@@ -174,6 +174,5 @@ def test_a_reader_failure_becomes_its_status_code(error: ReaderError, code: int,
 
     assert (reply.id, reply.code, reply.body) == ("r9", code, {"message": message})
     assert (in_session.code, in_session.body) == (code, {"message": message})
-    assert slots.cards[BENCH] is not None and slots.cards[BENCH].kind == "unknown", (
-        "a card that cannot be read is still reported, as unknown"
-    )
+    card = slots.cards[BENCH]
+    assert card is not None and card.kind == "unknown", "a card that cannot be read is still reported, as unknown"
