@@ -17,8 +17,10 @@ import falcon
 
 from api.body import json_object, optional_json_object
 from api.core_client import CoreClient
+from api.errors import NotRecorded
 from api.operations import OPERATION_ATTRIBUTE, Operation
 from contract.commands import read_json, spec_of
+from contract.status_codes import StatusCode
 
 Responder = Callable[..., None]
 
@@ -53,6 +55,9 @@ def _responder(core: CoreClient, operation: Operation) -> Responder:
     def respond(self: object, req: falcon.Request, resp: falcon.Response, **params: Any) -> None:
         args = command_arguments(req, operation, params)
         reply = core.call(spec.name, args, call=req.context.call, timeout=spec.api_seconds)
+        if reply.code == StatusCode.NOT_RECORDED:  # the broker's disk refused the record: 503, as for 1099
+            message = str(reply.body.get("message", "the console could not record the call"))
+            raise NotRecorded(message, may_have_run=bool(reply.body.get("mayHaveRun", True)))
         body = with_base64(reply.body, *operation.base64_answers) if reply.code == 0 else reply.body
         resp.media = operation.render(reply.code, body)
 

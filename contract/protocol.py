@@ -13,7 +13,7 @@ an `AssertionError` and never a half-built message.
 Who sends what:
 
     API    -> broker : Request          broker -> API    : Reply
-    worker -> broker : WorkerStatus, Reply
+    worker -> broker : WorkerStatus, Reply; Heartbeat (from the worker's heartbeat socket)
     broker -> worker : Request, Heartbeat, Disconnect
 
 A worker's heartbeat is a `WorkerStatus`: who it is and what is in its reader,
@@ -39,6 +39,12 @@ MAX_BODY_BYTES: Final = 256 * 1024
 
 class ProtocolError(ValueError):
     """A frame that is not a well-formed message of this protocol."""
+
+
+HEARTBEAT_SUFFIX: Final = b"/heartbeat"
+"""A worker's heartbeat socket's identity is its main socket's identity and this: a thread of the worker sends
+`Heartbeat`s on it while the main loop runs a slow command, and the broker counts them for the worker whose
+identity it extends (broker/runtime/liveness.py, workers/heartbeat.py)."""
 
 
 @dataclass(frozen=True, slots=True)

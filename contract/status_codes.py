@@ -1,4 +1,4 @@
-"""The spec's status codes (section 六), plus the one extension this console needs.
+"""The spec's status codes (section 六), plus the two extensions this console needs (1098, 1099).
 
 Codes are the HIS's only way to tell outcomes apart, so every code used
 anywhere in the console comes from here, by name.
@@ -15,6 +15,10 @@ class StatusCode(IntEnum):
     ALREADY_INITIALIZED = 1001
     NO_DEVICE = 1002
     TEST_AND_REAL_CARDS_MIXED = 1003
+    NOT_RECORDED = 1098
+    """nhi-console's own: the console could not write its log (disk full, read-only, I/O error), so the call
+    was not recorded and its answer is withheld; the message says whether it may have run (a card or DC step)
+    or nothing ran. The console retries writing by itself and recovers when the disk can be written again."""
     CONSOLE_UNAVAILABLE = 1099
     """nhi-console's own: the console's core process is restarting; nothing ran, retry shortly."""
     NO_DEFAULT_READER = 1100

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from broker.runtime.backoff import RestartBackoff
+from contract.exit_codes import DATA_DIR_UNWRITABLE
 from contract.settings import (
     DURABILITIES,
     SETTINGS_ENV,
@@ -34,11 +35,13 @@ from deploy.doctor import gather, report
 from deploy.log_cli import add_log_commands
 from deploy.paths import ConsolePaths, console_paths, default_data_dir, prepare
 from deploy.ports import free_loopback_port
+from deploy.single_instance import ALREADY_SERVING, AlreadyServing, InstanceLocks, acquire, lock_path
 from deploy.status_table import render_status_table
 from deploy.status_watch import watch
 from deploy.supervisor import ChildSpec, Supervisor
 from deploy.tls import TlsFiles, ensure_certificates, export_ca, renew_certificates, ssl_context_for_clients
 from deploy.trust import TrustError, install, invoking_user, uninstall
+from eventlog.writable import is_permanent, write_probe
 
 SIM_READERS = (("NHI Sim Reader 0", "hc-basic"), ("NHI Sim Reader 1", "hpc-doctor"))
 """The bench at start (sim-control.md): the default reader with hc-basic, the other with hpc-doctor."""
@@ -204,7 +207,50 @@ def _bench_children(bench: BenchSettings, paths: ConsolePaths) -> list[ChildSpec
     ]
 
 
+def _instance_locks(args: argparse.Namespace) -> InstanceLocks | int:
+    """The data dir's and the port's locks, or the exit status after printing the one line that says why not."""
+    data_dir = args.data_dir.resolve()
+    try:
+        return acquire(data_dir, args.port)
+    except AlreadyServing as refused:
+        print(refused, file=sys.stderr)
+        return ALREADY_SERVING
+    except OSError as error:
+        print(f"nhi-console: not starting: cannot lock {lock_path(data_dir)}: {error.strerror}", file=sys.stderr)
+        return 1
+
+
+def _data_dir_unwritable(data_dir: Path) -> int | None:
+    """None if the data dir can be written; otherwise print the one line that says why and return the status.
+
+    Tried (a file written, fsynced, removed), not judged from modes: a read-only mount defeats them. A
+    read-only or forbidden dir exits with DATA_DIR_UNWRITABLE, which neither our supervisor nor the unit
+    (RestartPreventExitStatus) restarts: waiting does not cure it. A full disk exits 1, so that systemd's slow
+    restarts start the console by themselves once space is back.
+    """
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        error = write_probe(data_dir)
+    except OSError as failed:
+        error = failed
+    if error is None:
+        return None
+    print(
+        f"nhi-console: not starting: cannot write the data dir {data_dir}: {error.strerror or error}", file=sys.stderr
+    )
+    return DATA_DIR_UNWRITABLE if is_permanent(error) else 1
+
+
 def serve(args: argparse.Namespace) -> int:
+    # Whether the data dir can be written at all, first: one line and an exit, not a traceback or a crash loop.
+    # (The probe is a file of its own, named by our pid: it touches nothing of a console already serving.)
+    unwritable = _data_dir_unwritable(args.data_dir.resolve())
+    if unwritable is not None:
+        return unwritable
+    # Before anything else (deploy/single_instance.py): a second console must touch no file or socket of the first.
+    locks = _instance_locks(args)
+    if isinstance(locks, int):
+        return locks
     paths = console_paths(args.data_dir, sim=args.sim)
     prepare(paths)
     tls = ensure_certificates(paths.data_dir)
@@ -256,6 +302,7 @@ def serve(args: argparse.Namespace) -> int:
     finally:
         served.unlink(missing_ok=True)
         paths.settings_file.unlink(missing_ok=True)
+        locks.release()
 
 
 def status(args: argparse.Namespace) -> int:

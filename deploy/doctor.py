@@ -29,10 +29,16 @@ from pathlib import Path
 from cryptography import x509
 
 from deploy.paths import console_paths
+from deploy.single_instance import lock_holder, lock_path
 from deploy.tls import RENEW_BEFORE, TlsFiles
 from deploy.trust import Owner, installed_where, invoking_user
+from eventlog.writable import free_bytes, write_probe
 
 PCSCD_SOCKET = Path("/run/pcscd/pcscd.comm")
+LOW_SPACE = 500 * 1024 * 1024
+"""Below this, a warning: the log grows about 1 KB a call; sealing needs room for an archive of half the log."""
+NO_SPACE = 50 * 1024 * 1024
+"""Below this, a failure: the console answers 1098 (not recorded) once the log cannot grow."""
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
 
@@ -166,6 +172,18 @@ class DirState:
     """Files of secrets (keys) that others than their owner can read."""
 
 
+def check_disk_space(path: Path, free: int | None) -> Finding:
+    """Free space where the log lives: a full disk stops the console recording (it answers 1098 meanwhile)."""
+    if free is None:
+        return Finding(WARN, "disk space", f"{path} does not exist yet: free space not checked")
+    text = f"{free / 1024**2:,.0f} MB free for {path}"
+    if free < NO_SPACE:
+        return Finding(FAIL, "disk space", text + ": calls cannot be recorded soon", "free space on that disk")
+    if free < LOW_SPACE:
+        return Finding(WARN, "disk space", text, "free space on that disk before it fills")
+    return Finding(OK, "disk space", text)
+
+
 def check_data_dir(user: ServiceUser, state: DirState) -> Finding:
     if not state.exists:
         return Finding(WARN, "data dir", f"{state.path} does not exist yet (made at the first start)")
@@ -277,6 +295,24 @@ def check_port(port: int, served_by_console: int | None, holder: str | None) -> 
     return Finding(FAIL, "port", f"{port} is taken by {holder}", "stop it, or serve --port another one")
 
 
+def check_lock(data_dir: Path, holder: int | None, served_by: int | None) -> Finding:
+    """Whether a console holds the data dir's lock (deploy/single_instance.py), and whether it is the one serving.
+
+    The lock is read from /proc/locks, never tried: trying it could make a console starting at that moment
+    refuse to start.
+    """
+    if holder is None:
+        return Finding(OK, "lock", f"no console is running on {data_dir} (its lock is free)")
+    if served_by is None or served_by == holder:
+        return Finding(OK, "lock", f"a console is running on {data_dir}: pid {holder} holds its lock")
+    return Finding(
+        WARN,
+        "lock",
+        f"pid {holder} holds {data_dir}'s lock, but serve.json names pid {served_by}",
+        "a console is starting or stopping; run the doctor again",
+    )
+
+
 # --- reading the machine ----------------------------------------------------------------------------
 
 
@@ -332,12 +368,8 @@ def _dir_state(user: ServiceUser, data_dir: Path) -> DirState:
         return DirState(data_dir, False)
     writable = _may_path(user, data_dir, os.W_OK | os.X_OK)
     if writable and user.uid == os.geteuid():
-        try:  # for ourselves, try it: a read-only mount or an immutable flag defeats the mode bits
-            probe = data_dir / f".doctor-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError:
-            writable = False
+        # For ourselves, try it: a read-only mount, a full disk or an immutable flag defeats the mode bits.
+        writable = write_probe(data_dir) is None
     try:
         owner_name = pwd.getpwuid(data_dir.stat().st_uid).pw_name
     except KeyError:
@@ -457,6 +489,7 @@ def gather(
     findings = [check_pcscd(answers, _pcscd_installed()), check_readers(answers, _readers() if answers else None)]
     findings += check_serial(user, _serial_ports(served.serial_ports if served else []))
     findings.append(check_data_dir(user, _dir_state(user, data_dir)))
+    findings.append(check_disk_space(data_dir, free_bytes(data_dir) if data_dir.exists() else None))
     findings += check_certificate(_certificate_state(data_dir, invoking_user()), now(), data_dir)
     dc_url = served.dc_url if served else None
     findings.append(
@@ -464,6 +497,7 @@ def gather(
     )
     port = served.port if served else port
     findings.append(check_port(port, served.pid if served else None, None if served else _port_holder(port)))
+    findings.append(check_lock(data_dir, lock_holder(lock_path(data_dir)), served.pid if served else None))
     return findings
 
 

@@ -171,49 +171,116 @@ def export_log(args: argparse.Namespace) -> int:
 
 
 def verify_log(args: argparse.Namespace) -> int:
+    """The hash chains, every sealed archive's presence (a gap is named: segment, range, expected path), and the
+    newest snapshot against the fold of the events it covers."""
+    from eventlog.reader import LogReader
+    from eventlog.segment_files import describe_range
     from eventlog.verify import verify
 
-    report = verify(_database(args))
-    if report.ok:
+    database = _database(args)
+    report = verify(database)
+    with LogReader(database) as reader:
+        missing = [found for found in reader.segment_files() if not found.present]
+    gap = "archive of segment "
+    problems = [problem for problem in report.problems if not (missing and problem.reason.startswith(gap))]
+    if missing:
+        print(f"MISSING: {len(missing)} sealed archive(s) are not where the log says (the console runs without")
+        print("them, but the history they hold cannot be checked or replayed):")
+        for found in missing:
+            print(f"  segment {found.segment.id}: {describe_range(found.segment)}, expected at {found.path}")
+    if problems:
+        first = min(problems, key=lambda p: (p.seq, p.table != "events"))  # as VerifyReport.first orders them
+        print(f"TAMPERED: first problem in {first.table} at seq {first.seq}: {first.reason}")
+        for problem in problems[:20]:
+            if problem is not first:
+                print(f"  also {problem.table} seq {problem.seq}: {problem.reason}")
+    elif report.truncated:
+        print("TAMPERED: more problems than could be listed")
+    snapshot_ok, snapshot_lines = _check_snapshot(database)
+    if report.ok and snapshot_ok:
         print(f"ok: {report.events_checked} events and {report.calls_checked} calls, hash chains intact")
-        return 0
-    first = report.first
-    assert first is not None, "a report that is not ok names its first problem"
-    print(f"TAMPERED: first problem in {first.table} at seq {first.seq}: {first.reason}")
-    for problem in report.problems[1:20]:
-        print(f"  also {problem.table} seq {problem.seq}: {problem.reason}")
-    return 1
+    print("\n".join(snapshot_lines))
+    return 0 if report.ok and snapshot_ok else 1
+
+
+def _check_snapshot(database: Path) -> tuple[bool, list[str]]:
+    """Whether the newest snapshot equals the fold of events 1..its seq (False only if it differs or cannot be
+    compared), and the lines that say so. A snapshot the console would ignore is reported but is no failure: it
+    is not used."""
+    from broker.domain.snapshots import SnapshotRejected
+    from broker.domain.state import snapshot
+    from broker.snapshot_files import SnapshotMissing, load_snapshot, snapshot_path
+    from eventlog.sqlite_store import ArchiveMissingError
+
+    path = snapshot_path(database)
+    try:
+        taken = load_snapshot(database)
+    except SnapshotMissing:
+        return True, ["snapshot: none (the console folds the whole log when it starts)"]
+    except SnapshotRejected as rejected:
+        return True, [f"snapshot: {path} is ignored by the console ({rejected}); it folds the whole log instead"]
+    try:
+        from broker.domain.replay import replayed_snapshot
+
+        replayed = replayed_snapshot(database, taken.seq)
+    except ArchiveMissingError as error:
+        return False, [f"SNAPSHOT NOT CHECKED: the events it covers cannot all be read ({error})"]
+    stored = snapshot(taken.state)
+    if replayed == stored:
+        return True, [f"snapshot: ok, the state at event {taken.seq} equals the fold of events 1..{taken.seq} ({path})"]
+    heading = f"SNAPSHOT DIFFERS: {path} does not equal the fold of events 1..{taken.seq} (delete it: the next start"
+    return False, [heading + " refolds the log)", *_differences(replayed, stored, "snapshot")]
+
+
+def _differences(replayed: dict[str, Any], other: dict[str, Any], label: str) -> list[str]:
+    lines = []
+    for key in sorted(set(replayed) | set(other)):
+        if replayed.get(key) != other.get(key):
+            lines.append(f"  {key}: replayed {json.dumps(replayed.get(key), ensure_ascii=False)}")
+            lines.append(f"  {' ' * len(key)}  {label:<8} {json.dumps(other.get(key), ensure_ascii=False)}")
+    return lines
 
 
 def replay_log(args: argparse.Namespace) -> int:
+    """The running console's state against the fold of the log up to the event it includes, then the newest
+    snapshot against the fold of the events it covers."""
     from api.core_client import CoreClient, CoreUnavailable
     from broker.domain.replay import replayed_snapshot
 
+    database = _database(args)
     paths = console_paths(args.data_dir, sim=args.sim)
     try:
         running = CoreClient(paths.api_endpoint, timeout=5).call("GetStateSnapshot")
     except CoreUnavailable:
+        running = None
+    status = 0
+    if running is None:
         print("the console is not running: nothing to compare with", file=sys.stderr)
-        return 2
-    through = int(running.body["throughSeq"])
-    replayed = replayed_snapshot(_database(args), through)
-    if replayed == running.body["state"]:
-        print(f"ok: replaying events 1..{through} gives the running console's state")
-        return 0
-    print(f"DIFFERENT: replaying events 1..{through} does not give the running console's state")
-    for key in sorted(set(replayed) | set(running.body["state"])):
-        if replayed.get(key) != running.body["state"].get(key):
-            print(f"  {key}: replayed {json.dumps(replayed.get(key), ensure_ascii=False)}")
-            print(f"  {' ' * len(key)}  running  {json.dumps(running.body['state'].get(key), ensure_ascii=False)}")
-    return 1
+        status = 2
+    else:
+        through = int(running.body["throughSeq"])
+        replayed = replayed_snapshot(database, through)
+        if replayed == running.body["state"]:
+            print(f"ok: replaying events 1..{through} gives the running console's state")
+        else:
+            print(f"DIFFERENT: replaying events 1..{through} does not give the running console's state")
+            print("\n".join(_differences(replayed, running.body["state"], "running")))
+            status = 1
+    snapshot_ok, snapshot_lines = _check_snapshot(database)
+    print("\n".join(snapshot_lines))
+    return status if snapshot_ok else 1
 
 
 def stats_log(args: argparse.Namespace) -> int:
+    from broker.domain.snapshots import SnapshotRejected
+    from broker.snapshot_files import load_snapshot, snapshot_path
     from eventlog.reader import LogReader
+    from eventlog.segment_files import describe_range
 
     reader = LogReader(_database(args))
     try:
         stats = reader.stats()
+        files = reader.segment_files()
     finally:
         reader.close()
     print(f"events        {stats.event_count:,}")
@@ -222,7 +289,16 @@ def stats_log(args: argparse.Namespace) -> int:
     print(f"calls         {stats.call_count:,}")
     print(f"first event   {stats.first_event_at or '-'}")
     print(f"last event    {stats.last_event_at or '-'}")
-    print(f"segments      {len(stats.segments)}")
-    for segment in stats.segments:
-        print(f"  {segment}")
+    print(f"segments      {len(files)}")
+    for found in files:
+        segment = found.segment
+        where = "present" if found.present else "MISSING (its rows are not counted above)"
+        print(f"  segment {segment.id}: {describe_range(segment)}, sealed {segment.sealed_at}")
+        print(f"    expected at {found.path}: {where}")
+    taken = snapshot_path(_database(args))
+    try:
+        seq = load_snapshot(_database(args)).seq
+        print(f"snapshot      events 1..{seq:,} at {taken}")
+    except SnapshotRejected as why:
+        print(f"snapshot      none usable ({why})")
     return 0

@@ -5,6 +5,10 @@ dies, its reader workers are re-parented here rather than to init, keep their
 card sessions, and re-register with the restarted broker; and at shutdown
 every descendant is ours to stop, so nothing is left behind.  Children get
 PR_SET_PDEATHSIG, so even a `kill -9` of the supervisor leaves no orphans.
+
+A child that exits with DATA_DIR_UNWRITABLE (contract/exit_codes.py: the broker
+found its data dir read-only) is not restarted: it would fail the same way at
+every start. The supervisor stops everything and exits with that status.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from broker.runtime.backoff import RestartBackoff
+from contract.exit_codes import DATA_DIR_UNWRITABLE
+
+NOT_RESTARTED: frozenset[int] = frozenset({DATA_DIR_UNWRITABLE})
+"""Exit statuses that a restart cannot cure: the supervisor stops the console and exits with them."""
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +84,7 @@ class Supervisor:
         self._children = [_Running(spec, backoff=restart_backoff()) for spec in specs]
         self._stop_grace = stop_grace
         self._stopping = False
+        self._exit_status = 0
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_write, False)
         os.set_blocking(self._wake_read, False)
@@ -97,7 +106,7 @@ class Supervisor:
                 self._sleep(READY_POLL if self._awaiting_readiness() else 0.2)
         finally:
             self._shutdown()
-        return 0
+        return self._exit_status
 
     def _start_due(self) -> None:
         now = time.monotonic()
@@ -145,6 +154,18 @@ class Supervisor:
             for child in self._children:
                 if child.process is not None and child.process.pid == pid:
                     child.process.returncode = os.waitstatus_to_exitcode(status)
+                    if child.process.returncode in NOT_RESTARTED:
+                        log.error(
+                            "%s (pid %d) exited with %d: a restart would fail the same way; stopping the console",
+                            child.spec.name,
+                            pid,
+                            child.process.returncode,
+                        )
+                        child.process = None
+                        child.restart_at = None
+                        self._exit_status = self._exit_status or DATA_DIR_UNWRITABLE
+                        self._stopping = True
+                        continue
                     uptime = time.monotonic() - child.started
                     delay = child.backoff.delay_after_exit(uptime)
                     log.warning(

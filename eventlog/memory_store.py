@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from eventlog.store import CallRecord, StoredEvent
+from eventlog.store import CallRecord, StoredEvent, StoreMark, StoreWriteError
 
 
 class MemoryEventStore:
@@ -29,11 +29,15 @@ class MemoryEventStore:
         self._committed_events = 0
         self._committed_calls = 0
         self._closed = False
+        self._failed = False
+        self.fail_writes: str | None = None
+        """Set by a test to make every append and commit fail with this message, as a full disk would."""
 
     def append_event(self, type: str, version: int, payload: bytes, recorded_at: str) -> int:
         """Same validation as SQLite's store, so a test can't pass here and fail there."""
         self._check_open()
         _check_payload(payload)
+        self._check_writable()
         seq = len(self._events) + 1
         # bytes(): a caller mutating its bytearray afterwards must not change history.
         self._events.append(StoredEvent(seq, recorded_at, type, version, bytes(payload)))
@@ -41,12 +45,17 @@ class MemoryEventStore:
 
     def append_call(self, url: str, uuid: str, timestamp: str, status_code: int) -> int:
         self._check_open()
+        self._check_writable()
         seq = len(self._calls) + 1
         self._calls.append(CallRecord(seq, url, uuid, timestamp, status_code))
         return seq
 
     def commit(self) -> None:
         self._check_open()
+        if self._events[self._committed_events :] or self._calls[self._committed_calls :]:
+            self._check_writable()
+        elif self._failed:
+            raise StoreWriteError("an earlier write failed; roll back first")
         self._committed_events = len(self._events)
         self._committed_calls = len(self._calls)
 
@@ -103,6 +112,31 @@ class MemoryEventStore:
         self._events = []
         self._calls = []
         return survivor
+
+    def mark(self) -> StoreMark:
+        return StoreMark(len(self._events), len(self._calls))
+
+    def rollback_to(self, mark: StoreMark) -> None:
+        if self._failed:
+            raise StoreWriteError("an earlier write failed: the whole transaction is gone")
+        del self._events[mark.last_event_seq :]
+        del self._calls[mark.last_call_seq :]
+
+    def release(self, mark: StoreMark) -> None:
+        """Nothing to free: a mark here is two lengths."""
+
+    def rollback(self) -> None:
+        self._rollback()
+        self._failed = False
+
+    def _check_writable(self) -> None:
+        """Like SQLite's store: a failed write drops the whole transaction and refuses appends until rollback."""
+        if self._failed:
+            raise StoreWriteError("an earlier write failed; roll back first")
+        if self.fail_writes is not None:
+            self._rollback()
+            self._failed = True
+            raise StoreWriteError(self.fail_writes)
 
     def _rollback(self) -> None:
         del self._events[self._committed_events :]

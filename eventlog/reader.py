@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+from eventlog.segment_files import SegmentFile, event_hash_at, segment_files
 from eventlog.sqlite_store import (
     SCHEMA_VERSION,
     TIME_COLUMN,
@@ -131,7 +132,11 @@ class LogReader:
             last_at: str | None = None
             sealed_events = sealed_calls = 0
             for segment in segments:
+                sealed_events = max(sealed_events, segment.last_event_seq or 0)
+                sealed_calls = max(sealed_calls, segment.last_call_seq or 0)
                 path = archive_path(self.database.parent, segment)
+                if not path.is_file():
+                    continue  # a moved archive: its rows are not counted (`segment_files` says which)
                 archive = open_read_only(path)
                 try:
                     by_type.update(_count_types(archive, 0))
@@ -141,8 +146,6 @@ class LogReader:
                     last_at = _edge_time(archive, "DESC") or last_at
                 finally:
                     archive.close()
-                sealed_events = max(sealed_events, segment.last_event_seq or 0)
-                sealed_calls = max(sealed_calls, segment.last_call_seq or 0)
             by_type.update(_count_types(conn, sealed_events))
             (n,) = conn.execute("SELECT count(*) FROM calls WHERE seq > ?", (sealed_calls,)).fetchone()
             calls += n
@@ -167,6 +170,14 @@ class LogReader:
             segments=segments,
             file_sizes=sizes,
         )
+
+    def segment_files(self) -> list[SegmentFile]:
+        """Each sealed segment with where its archive is expected and whether it is there."""
+        return segment_files(self._conn, self.database.parent)
+
+    def event_hash_at(self, seq: int) -> bytes | None:
+        """The events chain's hash at `seq`, None if the log cannot show it (see eventlog.segment_files)."""
+        return event_hash_at(self._conn, self.database.parent, seq)
 
     def close(self) -> None:
         self._conn.close()

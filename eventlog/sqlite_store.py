@@ -30,10 +30,11 @@ live part. docs/sqlite-schema.md describes all of it for outside tools.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -41,7 +42,7 @@ from typing import Any, Final, Literal
 
 from eventlog import chain
 from eventlog.durable_files import fsync_directory, fsync_file
-from eventlog.store import CallRecord, SegmentInfo, StoredEvent
+from eventlog.store import CallRecord, SegmentInfo, StoredEvent, StoreMark, StoreWriteError
 from eventlog.timestamps import format_record_timestamp
 
 SCHEMA_VERSION: Final = 2
@@ -57,6 +58,10 @@ assert _SET_SCHEMA_VERSION.endswith(f"={SCHEMA_VERSION}"), "keep in step with SC
 
 PAGE_SIZE: Final = 1_000
 """Rows fetched per query when streaming events: bounds memory during replay."""
+
+DELETE_CHUNK: Final = 2_000
+"""Live rows a seal deletes per transaction: each holds the write lock for a few milliseconds only, so the
+broker's own commits (which wait for that lock) are never held up long while a large seal runs."""
 
 _SYNCHRONOUS: Final[dict[str, str]] = {
     # FULL: the WAL is fsynced at every commit, so a commit survives power loss.
@@ -107,13 +112,28 @@ _INSERT: Final[dict[str, str]] = {
 }
 _UPDATE_HEAD: Final = "UPDATE chain_heads SET seq = ?, hash = ? WHERE name = ?"
 _SELECT_CALLS_NEWEST: Final = (
+    "SELECT seq, url, uuid, timestamp, status_code FROM calls"
+    " WHERE seq > ? AND seq <= (SELECT max(seq) FROM calls) - ? ORDER BY seq DESC LIMIT ?"
+)
+"""The Record's page by sequence number: the `skip` newest live calls are the seqs above max(seq) - skip, so
+skipping costs one primary-key seek, not a walk of `skip` rows (issue 19: skip=999999999 walked them all).
+Exact because the live calls' seqs have no gaps (see `calls_newest_first`)."""
+_SELECT_CALLS_NEWEST_BY_OFFSET: Final = (
     "SELECT seq, url, uuid, timestamp, status_code FROM calls WHERE seq > ? ORDER BY seq DESC LIMIT ? OFFSET ?"
 )
+"""The walk, for a file whose live calls do have a gap (none this code writes): slow, but the same answer."""
+_CALLS_GAPLESS: Final = "SELECT count(*) = coalesce(max(seq) - min(seq) + 1, 0) FROM calls"
+_SQLITE_MAX_INTEGER: Final = 2**63 - 1
+"""A larger Python int cannot be bound (OverflowError): a skip or take past it is clamped."""
 _SELECT_SEGMENTS: Final = (
     "SELECT id, file, first_event_seq, last_event_seq, last_event_hash,"
     " first_call_seq, last_call_seq, last_call_hash, sealed_at FROM segments ORDER BY id"
 )
 _COUNT_SEGMENTS: Final = "SELECT count(*) FROM segments"
+
+
+MissingArchive = Callable[[SegmentInfo, Path], None]
+"""Told of a sealed segment whose archive file is not where `segments` says (the segment, the path expected)."""
 
 
 class ArchiveMissingError(FileNotFoundError):
@@ -174,6 +194,9 @@ class SqliteEventStore:
         # is what chain_heads holds on disk.
         self._heads: dict[str, tuple[int, bytes]] = dict(heads)
         self._committed: dict[str, tuple[int, bytes]] = dict(heads)
+        self._failed: str | None = None
+        """Why the last write failed; appends are refused until `rollback()` (see StoreWriteError)."""
+        self._savepoints = itertools.count(1)
 
     # -- appends (the hot path: one hash and one prepared-statement execute each)
 
@@ -184,8 +207,7 @@ class SqliteEventStore:
         seq, prev = self._heads["events"]
         seq += 1
         digest = chain.link(prev, chain.event_bytes(seq, recorded_at, type, version, payload))
-        self._begin()
-        self._conn.execute(_INSERT["events"], (seq, recorded_at, type, version, payload, prev, digest))
+        self._write(_INSERT["events"], (seq, recorded_at, type, version, payload, prev, digest))
         self._heads["events"] = (seq, digest)
         return seq
 
@@ -194,10 +216,19 @@ class SqliteEventStore:
         seq, prev = self._heads["calls"]
         seq += 1
         digest = chain.link(prev, chain.call_bytes(seq, url, uuid, timestamp, status_code))
-        self._begin()
-        self._conn.execute(_INSERT["calls"], (seq, url, uuid, timestamp, status_code, prev, digest))
+        self._write(_INSERT["calls"], (seq, url, uuid, timestamp, status_code, prev, digest))
         self._heads["calls"] = (seq, digest)
         return seq
+
+    def _write(self, sql: str, params: tuple[object, ...]) -> None:
+        """One insert into the open transaction; a storage failure drops the whole transaction (see `_failure`)."""
+        if self._failed is not None:
+            raise StoreWriteError(f"an earlier write failed ({self._failed}); roll back first")
+        try:
+            self._begin()
+            self._conn.execute(sql, params)
+        except sqlite3.Error as error:
+            raise self._failure(error) from error
 
     def commit(self) -> None:
         """One COMMIT (one WAL fsync under durability "full") for the whole batch; no-op if idle.
@@ -206,14 +237,101 @@ class SqliteEventStore:
         per append: same transaction, so they can never disagree with the rows.
         """
         conn = self._conn
+        if self._failed is not None:
+            raise StoreWriteError(f"an earlier write failed ({self._failed}); nothing was committed")
         if not conn.in_transaction:
             return
-        for name in TABLES:
-            if self._heads[name] != self._committed[name]:
-                seq, digest = self._heads[name]
-                conn.execute(_UPDATE_HEAD, (seq, digest, name))
-        conn.execute("COMMIT")
+        try:
+            for name in TABLES:
+                if self._heads[name] != self._committed[name]:
+                    seq, digest = self._heads[name]
+                    conn.execute(_UPDATE_HEAD, (seq, digest, name))
+            conn.execute("COMMIT")
+        except sqlite3.Error as error:
+            raise self._failure(error) from error
         self._committed = dict(self._heads)
+
+    def _failure(self, error: sqlite3.Error) -> StoreWriteError:
+        """A write failed (SQLITE_FULL, IOERR, READONLY...): drop the transaction, refuse appends until rollback.
+
+        Why all of it: after such an error SQLite may have rolled the transaction back already, or not; rows
+        appended after it would chain onto hashes that are gone. The caller rolls back its own memory of the
+        transaction (the broker's ledger) and answers that nothing was recorded.
+        """
+        self._failed = str(error) or type(error).__name__
+        self._abandon()
+        return StoreWriteError(self._failed)
+
+    def _abandon(self) -> None:
+        """ROLLBACK whatever is open (nothing needs disk space for that in WAL mode); heads back to disk's."""
+        try:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # SQLite rolls back a transaction it cannot finish by itself; the heads below are disk's
+        self._heads = dict(self._committed)
+
+    def mark(self) -> StoreMark:
+        """A savepoint in the open transaction (none if nothing is pending: undoing then is a ROLLBACK)."""
+        events, calls = self._heads["events"][0], self._heads["calls"][0]
+        if self._failed is not None or not self._conn.in_transaction:
+            return StoreMark(events, calls, (None, dict(self._heads)))
+        name = f"mark{next(self._savepoints)}"
+        try:
+            self._conn.execute(f"SAVEPOINT {name}")
+        except sqlite3.Error as error:
+            raise self._failure(error) from error
+        return StoreMark(events, calls, (name, dict(self._heads)))
+
+    def rollback_to(self, mark: StoreMark) -> None:
+        """Undo the appends after `mark`; StoreWriteError if a failure already dropped the transaction."""
+        if self._failed is not None:
+            raise StoreWriteError(f"an earlier write failed ({self._failed}): the whole transaction is gone")
+        name, heads = _mark_token(mark)
+        if name is None:  # nothing was pending at the mark: all that is pending came after it
+            self.rollback()
+            return
+        try:
+            self._conn.execute(f"ROLLBACK TO {name}")
+            self._conn.execute(f"RELEASE {name}")
+        except sqlite3.Error as error:
+            raise self._failure(error) from error
+        self._heads = dict(heads)
+
+    @property
+    def write_failed(self) -> bool:
+        """Whether a write failed and the store waits for `rollback()` (it refuses appends meanwhile)."""
+        return self._failed is not None
+
+    def probe_write(self) -> None:
+        """One small write transaction (a chain head rewritten as it is): StoreWriteError if the disk refuses.
+
+        What the broker tries while its log could not be written and no call is trying it, so that it notices
+        by itself that space came back. Only with nothing pending (it commits)."""
+        if self._conn.in_transaction or self._failed is not None:
+            raise StoreWriteError("probe_write needs a store with nothing pending")
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("UPDATE chain_heads SET seq = seq WHERE name = 'events'")
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as error:
+            self._abandon()
+            raise StoreWriteError(str(error) or type(error).__name__) from error
+
+    def release(self, mark: StoreMark) -> None:
+        """Keep what was appended after `mark` (its savepoint merges into the transaction): savepoints stay flat."""
+        name, _ = _mark_token(mark)
+        if name is None or self._failed is not None:
+            return
+        try:
+            self._conn.execute(f"RELEASE {name}")
+        except sqlite3.Error as error:
+            raise self._failure(error) from error
+
+    def rollback(self) -> None:
+        """Drop everything not committed and take appends again (the loop's answer to a failed turn)."""
+        self._abandon()
+        self._failed = None
 
     def _begin(self) -> None:
         if not self._conn.in_transaction:
@@ -223,8 +341,11 @@ class SqliteEventStore:
 
     # -- queries (see pending appends: same connection, same transaction) ----
 
-    def events(self, after: int = 0) -> Iterator[StoredEvent]:
+    def events(self, after: int = 0, on_missing: MissingArchive | None = None) -> Iterator[StoredEvent]:
         """The whole history, archives first then live: replay must see every event.
+
+        A missing archive raises ArchiveMissingError, unless `on_missing` is given: then it is told, and the
+        segment's rows are skipped (a start that must not depend on archives; see broker/snapshot_files.py).
 
         Streams by keyset pagination so replaying millions of events uses
         constant memory. No cursor stays open on the live database between
@@ -233,15 +354,35 @@ class SqliteEventStore:
         (including during iteration) are yielded, which makes this a "catch up"
         read rather than a snapshot.
         """
-        for seq, recorded_at, type_, version, payload in iter_rows(self._conn, self.path.parent, "events", after):
+        rows = iter_rows(self._conn, self.path.parent, "events", after, on_missing=on_missing)
+        for seq, recorded_at, type_, version, payload in rows:
             yield StoredEvent(seq, recorded_at, type_, version, payload)
 
+    def committed_event_head(self) -> tuple[int, bytes]:
+        """The last committed event's seq and chain hash: what a snapshot of the state after it names."""
+        return self._committed["events"]
+
+    _calls_gapless: bool | None = None
+    """Whether the live calls' seqs run without a gap: checked once per store (one count), then kept."""
+
     def calls_newest_first(self, skip: int, take: int, after_seq: int = 0) -> list[CallRecord]:
-        """Live calls only (sealed ones are archived); walks the primary key backwards."""
+        """Live calls only (sealed ones are archived), newest first, in O(take) whatever `skip` is.
+
+        Why seq arithmetic is exact: a call's seq is the chain head plus one, and the only delete is `seal`'s,
+        of the oldest live rows; so the live seqs are one run, min..max, and the `skip` newest of those above
+        `after_seq` are the ones above max - skip. That is checked once (a file edited by hand, or written by
+        some other tool, could have a gap); with a gap the old walk answers, row for row the same.
+        """
         _check_window(skip, take)
         if take == 0:
             return []
-        rows = self._conn.execute(_SELECT_CALLS_NEWEST, (after_seq, take, skip)).fetchall()
+        skip, take = min(skip, _SQLITE_MAX_INTEGER), min(take, _SQLITE_MAX_INTEGER)  # past any seq: none
+        if self._calls_gapless is None:
+            self._calls_gapless = bool(self._conn.execute(_CALLS_GAPLESS).fetchone()[0])
+        if self._calls_gapless:
+            rows = self._conn.execute(_SELECT_CALLS_NEWEST, (after_seq, skip, take)).fetchall()
+        else:
+            rows = self._conn.execute(_SELECT_CALLS_NEWEST_BY_OFFSET, (after_seq, take, skip)).fetchall()
         return [CallRecord(*row) for row in rows]
 
     def last_call_seq(self) -> int:
@@ -258,21 +399,62 @@ class SqliteEventStore:
 
     # -- growth: sealing old rows into archives -----------------------------
 
-    def seal(self, through_event_seq: int, through_call_seq: int, archive_dir: Path) -> SegmentInfo | None:
+    def seal(
+        self,
+        through_event_seq: int,
+        through_call_seq: int,
+        archive_dir: Path,
+        between_chunks: Callable[[], bool] | None = None,
+    ) -> SegmentInfo | None:
         """Move live events with seq <= through_event_seq and calls with seq <=
         through_call_seq into a new archive file; None if there is nothing to move.
 
-        Two steps, ordered so a crash loses nothing: (1) write and fsync the
+        Three steps, ordered so a crash loses nothing: (1) write and fsync the
         archive under its final name; (2) in one live transaction record the
-        segment and delete the moved rows. A crash after (1) leaves an unlisted
-        archive (rewritten by the next seal) and the rows still live.
+        segment (and delete the first `DELETE_CHUNK` moved rows); (3) delete the
+        rest, `DELETE_CHUNK` at a time, each in a transaction of its own. A crash after (1) leaves an unlisted archive
+        (rewritten by the next seal) and the rows still live; a crash or a stop
+        during (3) leaves archived rows still live, which every reader skips
+        (they are read from the archive) and the next seal deletes first.
+
+        Why chunks: the broker seals in a thread on a connection of its own
+        (eventlog/sealing.py), and its loop's commits wait for the write lock;
+        one DELETE of 500,000 rows held it for seconds, a chunk holds it for
+        milliseconds. `between_chunks()` runs after each chunk (to let the
+        loop's commits in); when it returns False the seal stops there.
         """
         self.commit()
+        if not self._delete_sealed_rows(between_chunks):
+            return None
         plan = self._plan_segment(through_event_seq, through_call_seq)
         if plan is None:
             return None
         archive = self._write_archive(plan, Path(archive_dir))
-        return self._register_segment(plan, archive)
+        info = self._register_segment(plan, archive)
+        self._delete_sealed_rows(between_chunks)
+        return info
+
+    def _delete_sealed_rows(self, between_chunks: Callable[[], bool] | None) -> bool:
+        """Step 3 of `seal()`: delete live rows already archived, a chunk per transaction; False if stopped."""
+        sealed = _sealed_through(self._conn)
+        conn = self._conn
+        for name in TABLES:
+            while True:
+                (low,) = conn.execute(f"SELECT min(seq) FROM {name}").fetchone()
+                if low is None or low > sealed[name]:
+                    break
+                high = min(sealed[name], low + DELETE_CHUNK - 1)
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.execute(f"DELETE FROM {name} WHERE seq BETWEEN ? AND ?", (low, high))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                if between_chunks is not None and not between_chunks():
+                    return False
+        return True
 
     def seal_due(
         self,
@@ -411,7 +593,8 @@ class SqliteEventStore:
         return final
 
     def _register_segment(self, plan: _SegmentPlan, archive: Path) -> SegmentInfo:
-        """Step 2 of `seal()`: record the segment and drop the moved rows, atomically."""
+        """Step 2 of `seal()`: record the segment (from here on readers take its rows from the archive), and
+        delete the first chunk of its live rows in the same transaction."""
         try:
             file = Path(os.path.relpath(archive.resolve(), self.path.resolve().parent)).as_posix()
         except ValueError:  # another drive on Windows: no relative path exists
@@ -447,8 +630,9 @@ class SqliteEventStore:
                 ),
             )
             for name, rng in (("events", plan.events), ("calls", plan.calls)):
-                if rng is not None:
-                    conn.execute(f"DELETE FROM {name} WHERE seq BETWEEN ? AND ?", (rng.first, rng.last))
+                if rng is not None:  # the first chunk with it: a small seal is one transaction, as it always was
+                    last = min(rng.last, rng.first + DELETE_CHUNK - 1)
+                    conn.execute(f"DELETE FROM {name} WHERE seq BETWEEN ? AND ?", (rng.first, last))
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -531,6 +715,7 @@ def iter_rows(
     where: str = "",
     params: tuple[object, ...] = (),
     raw_text: bool = False,
+    on_missing: MissingArchive | None = None,
 ) -> Iterator[tuple[Any, ...]]:
     """Content columns (see COLUMNS) of every row with seq > after: archives, then live.
 
@@ -554,7 +739,11 @@ def iter_rows(
                 continue
             path = archive_path(base_dir, segment)
             if not path.is_file():
-                raise ArchiveMissingError(f"archive of segment {segment.id} is missing: {path}")
+                if on_missing is None:
+                    raise ArchiveMissingError(f"archive of segment {segment.id} is missing: {path}")
+                on_missing(segment, path)
+                last = max(last, high)
+                continue
             archive = open_read_only(path, raw_text=raw_text)
             try:
                 while True:
@@ -598,6 +787,15 @@ def parse_timestamp(value: str) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo is not None else None
+
+
+def _mark_token(mark: StoreMark) -> tuple[str | None, dict[str, tuple[int, bytes]]]:
+    """A mark's savepoint name and chain heads, as `SqliteEventStore.mark` made them."""
+    token = mark.token
+    if not (isinstance(token, tuple) and len(token) == 2 and isinstance(token[1], dict)):
+        raise ValueError("not a mark of this store")
+    name, heads = token
+    return (name if isinstance(name, str) else None), heads
 
 
 def _sealed_through(conn: sqlite3.Connection) -> dict[str, int]:

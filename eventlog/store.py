@@ -53,6 +53,26 @@ class SegmentInfo:
     sealed_at: str
 
 
+class StoreWriteError(Exception):
+    """The store could not write (disk full, read-only, I/O error): nothing pending was committed.
+
+    Raised by an append or `commit()`; the store has rolled its transaction back already and refuses appends
+    (and `rollback_to`) until `rollback()`, so that rows written after the failure can never be committed on
+    top of ones that were lost. Its message is the storage's, never a value.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class StoreMark:
+    """Where the pending transaction stood when `mark()` was called: `rollback_to` undoes every append after.
+
+    `token` is the store's own (SQLite: a savepoint's name, or None when nothing was pending)."""
+
+    last_event_seq: int
+    last_call_seq: int
+    token: object = None
+
+
 class EventStore(Protocol):
     """Append-only storage: nothing is ever updated or deleted through this interface.
 
@@ -87,6 +107,23 @@ class EventStore(Protocol):
 
     def last_event_seq(self) -> int:
         """The highest event sequence number so far (committed or pending), 0 if none."""
+        ...
+
+    def mark(self) -> StoreMark:
+        """Remember the pending transaction's current end, to undo what follows (a command that failed)."""
+        ...
+
+    def rollback_to(self, mark: StoreMark) -> None:
+        """Undo the appends after `mark`; raises StoreWriteError if a write failed meanwhile (all is gone:
+        only `rollback()` then)."""
+        ...
+
+    def release(self, mark: StoreMark) -> None:
+        """Keep what was appended after `mark`: forget the mark (a savepoint), so marks do not pile up."""
+        ...
+
+    def rollback(self) -> None:
+        """Undo everything not committed, and clear a failure so appends are taken again."""
         ...
 
     def close(self) -> None: ...

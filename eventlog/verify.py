@@ -215,7 +215,10 @@ class _ChainWalk:
         try:
             archive = open_read_only(path, raw_text=True)
         except (FileNotFoundError, sqlite3.Error):
-            self.problem(first, f"archive file of segment {segment.id} is missing or unreadable")
+            what = "missing" if not path.is_file() else "unreadable"
+            self.problem(
+                first, f"archive of segment {segment.id} ({self.table} {first}..{last}) is {what}: expected at {path}"
+            )
             self.resync(last, recorded)
             return
         try:

@@ -166,7 +166,9 @@ class CardOffer:
         profile = ctx.state.sim_readers.get(report.reader)
         if profile is None or report.card is not None:
             return None
-        return one_card_step(report.reader, CONTROL_BACKEND, {"action": "insert", "profile": profile})
+        # Ahead of anything already asked of this reader (a card taken out by a caller who did not wait for the
+        # worker to start, say): the card the bench put in goes in first, as it would have been there all along.
+        return one_card_step(report.reader, CONTROL_BACKEND, {"action": "insert", "profile": profile}, ahead=True)
 
 
 def bench_extension(backend: str) -> Extension:

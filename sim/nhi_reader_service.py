@@ -12,6 +12,7 @@ The control protocol: one msgpack map per request, one per answer.
 | request | answer after `{"ok": true}` |
 |---|---|
 | `{"op": "describe"}` | `"port"`: the link, `"plugged"`: bool, `"slots"`: `{"hc": {"profile"} or nil, "hpc": ...}`, `"cardCommands"`: how many commands reached its cards or its SAM so far |
+| `{"op": "frames"}` | `"repeated"`: frames it answered without running them (retransmissions, answered from its cache) |
 | `{"op": "insert", "slot": "hc"\\|"hpc", "profile": name}` | — (a fresh card; any kind in any slot: a clerk can put the wrong card in) |
 | `{"op": "remove", "slot": "hc"\\|"hpc"}` | — |
 | `{"op": "keypad", "keys": "1-16 digits"}` or `{"op": "keypad", "cancel": true}` | — (queued for the next PIN prompt) |
@@ -41,6 +42,7 @@ import msgpack
 import zmq
 
 from broker.credentials.cloud_sam_file import CloudSamFileInvalid
+from sim.card_lab import LabCard, lab_dir
 from sim.cards.base import VirtualCard
 from sim.nhi_control import SLOT_NAMES, valid_keys
 from sim.nhi_reader import KEYPAD_MAX_DIGITS, PtyNhiReader, VirtualNhiReader
@@ -85,7 +87,10 @@ class BenchNhiReader:
         number = _slot(slot)
         if not isinstance(profile, str) or profile not in PROFILES:
             raise ControlRefused(400, "unknown profile; GET /api/sim/v1/Profiles lists them")
-        card = make_card(profile)
+        card: VirtualCard = make_card(profile)
+        lab = lab_dir()
+        if lab is not None:  # the liveness tests' slow cards (sim/card_lab.py)
+            card = LabCard(card, lab)
         self._reader.insert(number, card)
         self._inserted[number] = (profile, card)
         log.info("card %s put in the %s slot", profile, slot)
@@ -112,6 +117,10 @@ class BenchNhiReader:
             "slots": slots,
             "cardCommands": card_commands,
         }
+
+    def repeated_frames(self) -> int:
+        """Frames the device got but did not run: the host's retransmissions (or frames refused busy)."""
+        return max(0, len(self._reader.received) - sum(self._reader.device.runs.values()))
 
     def keypad(self, keys: object, cancel: object) -> None:
         """One keypad entry (digits, then Enter) or Cancel; exactly one of the two. Logs neither the keys nor
@@ -148,6 +157,8 @@ class BenchNhiReader:
             op = request["op"]
             if op == "describe":
                 return {"ok": True, **self.describe()}
+            if op == "frames":
+                return {"ok": True, "repeated": self.repeated_frames()}
             if op == "insert":
                 self.insert(request.get("slot"), request.get("profile"))
             elif op == "remove":

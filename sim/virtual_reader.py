@@ -11,21 +11,27 @@ import queue
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+from sim.card_lab import LabCard, lab_dir
 from sim.cards.base import VirtualCard
 from sim.profiles import make_card
 from workers.seam import CardAbsent, PresenceChanged
 
 
 class VirtualReader:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, lab: Path | None = None) -> None:
         self.name = name
+        self._lab = lab
+        """The card lab (sim/card_lab.py) every card put in goes through: slow cards for the liveness tests."""
         self._card: VirtualCard | None = None
         self._lock = threading.RLock()
         self._changes: queue.Queue[PresenceChanged] = queue.Queue()
 
     def insert(self, card: VirtualCard) -> None:
+        if self._lab is not None:
+            card = LabCard(card, self._lab)
         with self._lock:
             if self._card is not None:
                 self._changes.put(PresenceChanged(None))
@@ -73,4 +79,4 @@ class VirtualReader:
 
 
 def open_reader(name: str) -> VirtualReader:
-    return VirtualReader(name)
+    return VirtualReader(name, lab_dir())

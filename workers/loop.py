@@ -8,6 +8,10 @@ keeps its reader (and the card session in it) and re-registers with the next
 broker, unless the whole console is gone (it was re-parented to init) or no
 broker has been heard from for `orphan_after` seconds.
 
+Liveness is not the main loop's to prove: a heartbeat thread with a socket of
+its own (workers/heartbeat.py) tells the broker the worker lives while a slow
+card command holds this loop, so only a worker that died or hung is replaced.
+
 What a request is answered and which card an insertion is are decided by the
 pure core, `workers/execute.py`; this module is the shell of sockets and threads
 around it.
@@ -38,6 +42,7 @@ from contract.protocol import (
 )
 from contract.settings import ReaderSettings
 from workers.execute import Slots, bench_card_expected, execute
+from workers.heartbeat import HUNG_AFTER, HeartbeatThread, new_identity
 from workers.seam import CardReader, PresenceChanged, ReaderError, SlotDevice, load_backend
 
 PRESENCE_SETTLE = 1.0
@@ -53,6 +58,7 @@ class WorkerConfig:
     backend: str
     heartbeat_interval: float = ReaderSettings.heartbeat_seconds
     orphan_after: float = 30.0
+    hung_after: float = HUNG_AFTER
 
 
 class Worker:
@@ -66,6 +72,11 @@ class Worker:
         self._context = zmq.Context()
         self._dealer = self._context.socket(zmq.DEALER)
         self._dealer.setsockopt(zmq.LINGER, 0)
+        identity = new_identity(os.getpid())
+        self._dealer.setsockopt(zmq.ROUTING_ID, identity)  # named, so that the heartbeat socket can say whose
+        self._heartbeat = HeartbeatThread(
+            self._context, config.endpoint, identity, config.heartbeat_interval, hung_after=config.hung_after
+        )
         self._presence_in = self._context.socket(zmq.PAIR)
         self._presence_address = f"inproc://presence-{id(self)}"
         self._presence_in.bind(self._presence_address)
@@ -88,6 +99,7 @@ class Worker:
         self._dealer.connect(self._config.endpoint)
         watcher = threading.Thread(target=self._watch, name="presence-watcher", daemon=True)
         watcher.start()
+        self._heartbeat.start()
         poller = zmq.Poller()
         poller.register(self._dealer, zmq.POLLIN)
         poller.register(self._presence_in, zmq.POLLIN)
@@ -97,6 +109,7 @@ class Worker:
         next_status = 0.0
         try:
             while self._running:
+                self._heartbeat.loop_turned()
                 ready = dict(poller.poll(timeout=int(max(0.0, next_status - time.monotonic()) * 1000)))
                 if self._presence_in in ready:
                     self._take_presence_changes()
@@ -114,6 +127,7 @@ class Worker:
                     log.warning("reader %r: the console is gone; worker exiting", self._config.reader)
                     break
         finally:
+            self._heartbeat.stop()
             self._watcher_stop.set()
             watcher.join(timeout=2)
             self._reader.close()
@@ -176,6 +190,7 @@ class Worker:
                 log.info("reader %r: broker says %s", self._config.reader, message.reason)
                 self._running = False
             elif isinstance(message, Request):
+                self._heartbeat.loop_turned()  # each command gets its own allowance before it counts as hung
                 if self._slots.is_long_command(message) and self._long_command is None:
                     self._start_long_command(message)
                 else:

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
+from broker.credentials.rsa_key_shape import MAX_RSA_BITS, KeyShapeRefused, KeyTooLarge, rsa_key_shape
 from contract.text import CONTROL_CHARACTERS
 
 MAGIC = b"NHICSAM1\n"
@@ -27,6 +28,8 @@ FORMAT = "nhi-console-sim-sam/1"
 LOGIN_SIGNATURE_PREFIX = b"nhi-console-dc-login\x00"
 MAX_FILE_BYTES = 48 * 1024
 """A file is a key and a certificate, a few KiB; anything much larger is not one."""
+KEY_BITS = 2048
+"""The SAM's key; anything else is refused from its DER structure, before the library checks its numbers."""
 
 _SAM_ID = re.compile(r"^[0-9]{12}$")  # [0-9], not \d: that takes other scripts' digits too
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -113,11 +116,16 @@ def parse_cloud_sam_file(raw: bytes) -> CloudSamFile:
     short_name = _text(document, "hospitalShortName")
     key_pem = _pem(document, "privateKey")
     certificate_pem = _pem(document, "certificate")
+    # Sizes first, costly checks last (issue 19): the key's size is read from its DER structure, and the
+    # certificate's key compared with it, before the library checks the key's primes (seconds for a
+    # 16k-bit key); a key that reaches them has a 2048-bit modulus, its certificate's.
     try:
-        key = serialization.load_pem_private_key(key_pem, password=None)
-    except (ValueError, TypeError, UnsupportedAlgorithm):  # UnsupportedAlgorithm: an unknown key type's OID
-        raise CloudSamFileInvalid("the file's privateKey is not an unencrypted PEM key") from None
-    if not isinstance(key, rsa.RSAPrivateKey) or key.key_size != 2048:
+        shape = rsa_key_shape(key_pem, MAX_RSA_BITS)
+    except KeyTooLarge:
+        raise CloudSamFileInvalid(f"the file's privateKey is larger than {MAX_RSA_BITS} bits") from None
+    except KeyShapeRefused:
+        raise CloudSamFileInvalid("the file's privateKey is not an unencrypted PEM RSA key") from None
+    if shape.bits != KEY_BITS:
         raise CloudSamFileInvalid("the file's privateKey is not an RSA-2048 key")
     try:
         # The library parses the key and the subject only when asked: they fail here or not at all.
@@ -126,10 +134,15 @@ def parse_cloud_sam_file(raw: bytes) -> CloudSamFile:
         names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     except (ValueError, x509.InvalidVersion, UnsupportedAlgorithm):  # InvalidVersion is not a ValueError
         raise CloudSamFileInvalid("the file's certificate is not a PEM X.509 certificate") from None
-    if (
-        not isinstance(certificate_key, rsa.RSAPublicKey)
-        or certificate_key.public_numbers() != key.public_key().public_numbers()
-    ):
+    if not isinstance(certificate_key, rsa.RSAPublicKey) or certificate_key.public_numbers().n != shape.modulus:
+        raise CloudSamFileInvalid("the file's certificate is not for its key")
+    try:
+        key = serialization.load_der_private_key(shape.der, password=None)  # the very bytes measured above
+    except (ValueError, TypeError, UnsupportedAlgorithm):  # UnsupportedAlgorithm: an unknown key type's OID
+        raise CloudSamFileInvalid("the file's privateKey is not an unencrypted PEM key") from None
+    if not isinstance(key, rsa.RSAPrivateKey) or key.key_size != KEY_BITS:
+        raise CloudSamFileInvalid("the file's privateKey is not an RSA-2048 key")
+    if certificate_key.public_numbers() != key.public_key().public_numbers():
         raise CloudSamFileInvalid("the file's certificate is not for its key")
     if len(names) != 1 or names[0].value != sam_id:
         raise CloudSamFileInvalid("the file's certificate is not issued to its samId")

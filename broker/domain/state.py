@@ -513,3 +513,129 @@ def snapshot(state: ConsoleState) -> dict[str, Any]:
         },
         "status": render_status(state),
     }
+
+
+def restore(data: Mapping[str, Any]) -> ConsoleState:
+    """The inverse of `snapshot`: a broker starts from a stored snapshot instead of folding the whole log.
+
+    Strict on purpose: a field missing or of the wrong type raises `ValueError` (or `KeyError`), so that a
+    snapshot written by another shape of the state is refused and the log is replayed instead of trusted.
+    The rendered `status` block is where the levels live; `cards` adds what the status does not show.
+    """
+    status, cards = _mapping(data["status"]), _mapping(data["cards"])
+    sam_status, hpc_status, hc_status = _mapping(status["sam"]), _mapping(status["hpc"]), _mapping(status["hc"])
+    hpc_card, hc_card = _mapping(cards["hpc"]), _mapping(cards["hc"])
+    physical = data["physicalSam"]
+    readers = {_str(name): _reader(_str(name), _mapping(reader)) for name, reader in _mapping(data["readers"]).items()}
+    return ConsoleState(
+        readers=MappingProxyType(readers),
+        default_reader=_opt_str(data["defaultReader"]),
+        initialized=_bool(status["initialized"]),
+        device_name=_opt_str(status["name"]),
+        reader_in_use=_opt_str(status["readerName"]),
+        sam=SamState(
+            status=_int(sam_status["status"]),
+            type=_int(sam_status["type"]),
+            expire_time=_opt_str(sam_status["expireTime"]),
+            physical=None if physical is None else _physical_sam(_mapping(physical)),
+        ),
+        hpc=HpcState(
+            status=_int(hpc_status["status"]),
+            type=_int(hpc_status["type"]),
+            expire_time=_opt_str(hpc_status["expireTime"]),
+            reader=_opt_str(hpc_card["reader"]),
+            session=_opt_int(hpc_card["session"]),
+            card_ref=_opt_str(hpc_card["cardRef"]),
+            pin_session=_opt_int(hpc_card["pinSession"]),
+        ),
+        hc=HcState(
+            status=_int(hc_status["status"]),
+            type=_int(hc_status["type"]),
+            expire_time=_opt_str(hc_status["expireTime"]),
+            has_pin=_opt_bool(hc_status["hasPin"]),
+            verified_pin=_opt_bool(hc_status["verifiedPin"]),
+            reader=_opt_str(hc_card["reader"]),
+            session=_opt_int(hc_card["session"]),
+            card_ref=_opt_str(hc_card["cardRef"]),
+        ),
+        record_cleared_through=_int(data["recordClearedThrough"]),
+        sim_readers=MappingProxyType(
+            {_str(name): _opt_str(profile) for name, profile in _mapping(data["simReaders"]).items()}
+        ),
+        cloud_sams=MappingProxyType(
+            {_str(sam): _str(hospital) for sam, hospital in _mapping(data["cloudSams"]).items()}
+        ),
+        last_device=_opt_str(data["lastDevice"]),
+        clock_offset_seconds=_int(data["clockOffsetSeconds"]),
+        cors_hosts=tuple(_str(host) for host in _list(data["corsHosts"])),
+    )
+
+
+def _reader(name: str, data: Mapping[str, Any]) -> ReaderState:
+    card = data["card"]
+    if card is None:
+        return ReaderState(name, _str(data["backend"]))
+    card = _mapping(card)
+    return ReaderState(
+        name,
+        _str(data["backend"]),
+        CardInReader(
+            atr=_str(card["atr"]),
+            kind=_str(card["kind"]),
+            session=_int(card["session"]),
+            card_ref=_opt_str(card["cardRef"]),
+            card_type=_opt_int(card["cardType"]),
+        ),
+    )
+
+
+def _physical_sam(data: Mapping[str, Any]) -> PhysicalSamIdentity:
+    return PhysicalSamIdentity(
+        port=_str(data["port"]),
+        sam_id=_str(data["samId"]),
+        hospital_id=_str(data["hospitalId"]),
+        hospital_name=_str(data["hospitalName"]),
+        hospital_short_name=_str(data["hospitalShortName"]),
+    )
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected an object, got {type(value).__name__}")
+    return value
+
+
+def _list(value: object) -> list[Any]:
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list, got {type(value).__name__}")
+    return value
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else _str(value)
+
+
+def _int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
+def _opt_int(value: object) -> int | None:
+    return None if value is None else _int(value)
+
+
+def _bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected a boolean, got {type(value).__name__}")
+    return value
+
+
+def _opt_bool(value: object) -> bool | None:
+    return None if value is None else _bool(value)

@@ -37,6 +37,9 @@ class CardStep:
     args: dict[str, Any] = field(default_factory=dict)
     timeout: float | None = None
     """Seconds the step may take at the reader; None: the broker's default (a keypad entry takes longer)."""
+    ahead: bool = False
+    """Goes ahead of the commands already waiting for the reader: the bench's card for a worker that has just
+    started, which must be in the reader before anything asked of that reader runs."""
 
 
 @dataclass(frozen=True)

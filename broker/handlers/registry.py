@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from broker.flows.runner import Flow
+from broker.flows.runner import CardStep, Flow
 
 if TYPE_CHECKING:
     from broker.context import ConsoleContext
@@ -55,12 +55,13 @@ def one_card_step(
     command: str,
     args: dict[str, Any] | None = None,
     then: Callable[[int, dict[str, Any]], None] | None = None,
+    *,
+    ahead: bool = False,
 ) -> Flow:
     """A card command of one step, as a flow like any other (the loop knows one kind of card work). `then` sees
-    the worker's answer before it is returned (the bench records a card change it asked for)."""
-    from broker.flows.runner import CardStep
-
-    reply = yield CardStep(reader, command, args or {})
+    the worker's answer before it is returned (the bench records a card change it asked for); `ahead`: see
+    `CardStep.ahead`."""
+    reply = yield CardStep(reader, command, args or {}, ahead=ahead)
     if then is not None:
         then(reply.code, reply.body)
     return reply.code, reply.body

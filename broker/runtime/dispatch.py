@@ -40,12 +40,16 @@ class ReaderQueues:
     _held: dict[str, int] = field(default_factory=dict)
     """reader -> the flow holding it between its steps: only that flow's commands go to it."""
 
-    def submit(self, command: PendingCommand) -> bool:
-        """Queue a command; False when its reader's queue is full (answer busy, run nothing)."""
+    def submit(self, command: PendingCommand, *, ahead: bool = False) -> bool:
+        """Queue a command (`ahead`: before those waiting); False when its reader's queue is full (answer busy,
+        run nothing)."""
         waiting = self._waiting.setdefault(command.reader, deque())
         if len(waiting) >= self.limit:
             return False
-        waiting.append(command)
+        if ahead:
+            waiting.appendleft(command)
+        else:
+            waiting.append(command)
         return True
 
     def next_to_send(self, reader: str, new_id: Callable[[], str]) -> PendingCommand | None:

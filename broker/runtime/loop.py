@@ -4,10 +4,19 @@ Each turn of the loop takes every message already waiting (up to a batch
 limit), runs them through the core, commits the store once, and only then sends
 the replies.  One fsync thus covers a whole batch, and no reply acknowledges a
 call record that a crash could still lose.
+
+The loop is guarded (docs/decisions.md, "Faults: a full disk"): a command whose
+handling raises is undone and answered 1799, and the loop goes on; a turn whose
+commit fails (disk full, read-only, I/O error) is rolled back, state included,
+and its callers are answered 1098 ("not recorded") instead of what they would
+have got. Until a write succeeds again no new card or DC work starts; each later
+turn, and a probe every second, tries again, so the console recovers by itself.
+Sealing runs in a thread of its own (eventlog/sealing.py).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -17,7 +26,9 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import zmq
 
@@ -29,12 +40,14 @@ from broker.dc.seam import DataCenter, DcError, NoDataCenter
 from broker.domain.pseudonyms import Pseudonyms, load_or_create_key
 from broker.flows.runner import CardStep, DcCall, Flow, FlowRunner, Outcome
 from broker.handlers import StartFlow
+from broker.ledger import LedgerMark
 from broker.runtime.clock import Clock, SystemClock
 from broker.runtime.config import BrokerConfig, load_by_name
 from broker.runtime.dispatch import PendingCommand, ReaderQueues
-from broker.runtime.liveness import WorkerRegistry
+from broker.runtime.liveness import WorkerRegistry, heartbeat_owner
 from broker.runtime.worker_pool import ReaderSpec, WorkerPool, wanted_names
 from contract.deadlines import CARD_STEP_SECONDS
+from contract.exit_codes import DATA_DIR_UNWRITABLE
 from contract.nhi_reader_slots import staff_slot_reader
 from contract.protocol import (
     Disconnect,
@@ -47,7 +60,10 @@ from contract.protocol import (
     parse,
 )
 from contract.status_codes import StatusCode
+from eventlog import StoreWriteError
+from eventlog.sealing import BackgroundSeal, SealRange
 from eventlog.sqlite_store import SqliteEventStore
+from eventlog.writable import is_permanent, write_probe
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +83,61 @@ class _Parked:
     request: Request
     park: Park
     deadline: float
+
+
+PROBE_INTERVAL = 1.0
+"""Seconds between two write probes while the log cannot be written and no call tries it."""
+
+SEAL_STOP_WAIT = 5.0
+"""Seconds the broker's stop waits for a seal to finish its chunk (what it did not delete, the next seal does)."""
+
+NOT_RECORDED_MESSAGE = (
+    "the console could not write its log (is its disk full or read-only?): nothing was recorded"
+    " and the console's state is unchanged; retry when the disk can be written"
+)
+MAY_HAVE_RUN_MESSAGE = (
+    "the console could not write its log (is its disk full or read-only?): the call may have run at the card"
+    " or the data center, but its outcome was not recorded; check Status before retrying"
+)
+NOT_RUN_MESSAGE = (
+    "the console cannot write its log (is its disk full or read-only?): the command was not run and nothing"
+    " was recorded; retry when the disk can be written"
+)
+
+
+@dataclass
+class PendingAnswer:
+    """A reply waiting for the turn's commit; `ran`: card or DC steps ran for it (a flow's answer)."""
+
+    identity: bytes
+    reply: Reply
+    ran: bool = False
+
+
+class _FlowCall:
+    """A caller waiting for a flow's end; `tainted` once a turn it lived through failed to commit."""
+
+    __slots__ = ("tainted",)
+
+    def __init__(self) -> None:
+        self.tainted = False
+
+
+def not_recorded(request_id: str, *, ran: bool, message: str | None = None) -> Reply:
+    """The 1098 answer: `mayHaveRun` tells the API whether to invite a retry (contract/status_codes.py)."""
+    text = message or (MAY_HAVE_RUN_MESSAGE if ran else NOT_RECORDED_MESSAGE)
+    return Reply(id=request_id, code=int(StatusCode.NOT_RECORDED), body={"message": text, "mayHaveRun": ran})
+
+
+class DataDirUnwritable(SystemExit):
+    """The data dir cannot be written for good (read-only, no permission): the broker exits, not restarted.
+
+    A SystemExit, so that `python -m broker` ends with DATA_DIR_UNWRITABLE, which the supervisor reads as
+    "do not restart" (deploy/supervisor.py), instead of a traceback and a crash loop."""
+
+    def __init__(self, data_dir: Path, reason: str) -> None:
+        super().__init__(DATA_DIR_UNWRITABLE)
+        self.reason = f"the data dir {data_dir} cannot be written: {reason}"
 
 
 DC_THREADS = 4
@@ -139,6 +210,7 @@ class Broker:
     def __init__(self, config: BrokerConfig, clock: Clock | None = None) -> None:
         self._config = config
         self._clock = clock or SystemClock()
+        _refuse_unwritable(Path(config.database).parent)
         self._store = SqliteEventStore(config.database, durability=config.durability)
         pseudonyms = Pseudonyms(load_or_create_key(config.pseudonym_key)) if config.pseudonym_key else None
         self.core = ConsoleCore(
@@ -152,11 +224,22 @@ class Broker:
             mobile_hca_window_seconds=config.mobile_hca_window_seconds,
             vhc_issuers=load_issuers(config.vhc_issuer.read_bytes()) if config.vhc_issuer else None,
         )
+        self._degraded = False
+        """The last write failed: no new card or DC work starts until a commit or a probe succeeds."""
+        self._next_probe = 0.0
+        self._failed_turns = 0
+        self._live_calls: set[_FlowCall] = set()
+        self._seal: BackgroundSeal | None = None
+        start = self.core.ledger.mark()
         if config.adopt_grace == 0:
             self.core.end_stale_session()
         if config.sim_backend is not None:
             load_by_name(config.bench)(self.core, config)  # the bench, wired by name: the broker imports no sim/
-        self.core.commit()
+        try:
+            self.core.commit()
+        except StoreWriteError as error:  # a full disk at start: serve what can be, recover when it clears
+            self.core.ledger.rollback_turn(start)
+            self._enter_degraded(error)
         self._queues = ReaderQueues()
         self._dc = _data_center(config)
         self._dc_pool = ThreadPoolExecutor(max_workers=DC_THREADS, thread_name_prefix="dc")
@@ -165,7 +248,7 @@ class Broker:
         os.set_blocking(self._wake_read, False)
         os.set_blocking(self._wake_write, False)
         self._runner = FlowRunner(self._send_flow_card_step, self._submit_dc_call, self._queues.release)
-        self._replies: list[tuple[bytes, Reply]] = []
+        self._replies: list[PendingAnswer] = []
         self._parked: list[_Parked] = []
         self._discovery: PcscDiscovery | None = None
         if config.pcsc_backend is not None:
@@ -217,31 +300,31 @@ class Broker:
                 now = self._clock.monotonic()
                 wait = max(0.0, min(next_heartbeat, next_reconcile) - now)
                 ready = dict(poller.poll(timeout=int(wait * 1000)))  # whole milliseconds, as pyzmq takes them
+                turn = self.core.ledger.mark()  # nothing is pending here: undoing the turn is a ROLLBACK
                 if self._frontend in ready:
                     self._take_requests()
                 if self._backend in ready:
-                    self._take_worker_messages()
+                    self._guarded("a worker's message", self._take_worker_messages)
                 if self._wake_read in ready:
-                    self._take_dc_results()
+                    self._guarded("a DC result", self._take_dc_results)
                 now = self._clock.monotonic()
                 if now >= next_reconcile:
-                    self._reconcile(now)
-                    self._expire(now)
-                    for flow in self.core.due_flows():
-                        self._runner.start(flow, self.core.automatic_verification_done)
+                    self._guarded("reconciling workers", functools.partial(self._reconcile, now))
+                    self._guarded("expiring card steps", functools.partial(self._expire, now))
+                    if not self._degraded:  # what the clock brings waits until it can be recorded
+                        self._guarded("flows due by the clock", self._start_due_flows)
                     next_reconcile = now + min(0.1, interval / 4)
                 if now >= next_heartbeat:
                     self._send_heartbeats()
                     next_heartbeat = now + interval
                 self._pump()
-                self.core.commit()
+                self.commit_turn(turn, now)
                 self._answer_parked(now)  # after the commit: a stream shows only what is on disk
                 if now >= next_seal_check:
                     self._seal_if_due()
                     next_seal_check = now + self._config.seal_check_interval
-                replies, self._replies = self._replies, []
-                for identity, reply in replies:
-                    self._send(self._frontend, identity, build(reply))
+                for answer in self.take_answers():
+                    self._send(self._frontend, answer.identity, build(answer.reply))
         finally:
             self._shutdown()
 
@@ -259,18 +342,142 @@ class Broker:
             if not isinstance(message, Request):
                 log.warning("dropped a %s from an API client", type(message).__name__)
                 continue
-            outcome = self.core.handle(message)
+            self.handle_request(identity, message)
+
+    def handle_request(self, identity: bytes, request: Request) -> None:
+        """One command, guarded: whatever it raises is undone and answered, and the loop goes on.
+
+        A storage failure (StoreWriteError) loses the whole turn, which `commit_turn` answers; any other
+        exception is a bug in one command: its appends are undone (a savepoint) and it is answered 1799,
+        "internal error", as the flow runner answers a flow that raises. While the log cannot be written, a
+        command that would start card or DC work is not started: it would spend a PIN try, say, whose outcome
+        could not be recorded.
+        """
+        ledger = self.core.ledger
+        try:
+            mark = ledger.mark()
+        except StoreWriteError:
+            self._replies.append(PendingAnswer(identity, not_recorded(request.id, ran=False)))
+            return
+        try:
+            outcome = self.core.handle(request)
+            if isinstance(outcome, StartFlow) and (self._degraded or self._store.write_failed):
+                outcome.flow.close()
+                self._undo(mark)
+                self._replies.append(
+                    PendingAnswer(identity, not_recorded(request.id, ran=False, message=NOT_RUN_MESSAGE))
+                )
+                return
+            ledger.release(mark)
+        except StoreWriteError:
+            self._replies.append(PendingAnswer(identity, not_recorded(request.id, ran=False)))
+            return
+        except Exception:
+            # The command's name only: its arguments may hold a PIN.
+            log.exception("command %s failed; undone and answered 1799", request.command)
+            self._undo(mark)
+            self._replies.append(PendingAnswer(identity, self._internal_error(request)))
+            return
+        try:
             if isinstance(outcome, StartFlow):
-                self._start_flow(identity, message, outcome.flow)
+                self._start_flow(identity, request, outcome.flow)
             elif isinstance(outcome, Park):
-                self._park(identity, message, outcome)
+                self._park(identity, request, outcome)
             else:
-                self._replies.append((identity, outcome))
+                self._replies.append(PendingAnswer(identity, outcome))
+        except StoreWriteError:
+            self._replies.append(PendingAnswer(identity, not_recorded(request.id, ran=True), ran=True))
+        except Exception:  # a bug once work has started: answered, never undone (a card step may be out)
+            log.exception("command %s failed after it started", request.command)
+            self._replies.append(PendingAnswer(identity, self._internal_error(request), ran=True))
+
+    def take_answers(self) -> list[PendingAnswer]:
+        """The answers of this turn, to send now that it is committed (or answered 1098)."""
+        answers, self._replies = self._replies, []
+        return answers
+
+    @property
+    def degraded(self) -> bool:
+        """Whether the last write failed (no card or DC work starts until one succeeds)."""
+        return self._degraded
+
+    @property
+    def store(self) -> SqliteEventStore:
+        return self._store
+
+    def _undo(self, mark: LedgerMark) -> None:
+        try:
+            self.core.ledger.rollback_to(mark)
+        except StoreWriteError:
+            pass  # the store lost the whole transaction: the turn's commit fails and rolls back the turn
+
+    def _internal_error(self, request: Request) -> Reply:
+        body: dict[str, Any] = {"message": "internal error in the console"}
+        try:
+            return self.core.answer(request, int(StatusCode.DC_UNDEFINED_ERROR), body)
+        except StoreWriteError:
+            return Reply(id=request.id, code=int(StatusCode.DC_UNDEFINED_ERROR), body=body)
+
+    def _guarded(self, what: str, step: Callable[[], None]) -> None:
+        """Run one of the turn's steps; a bug in it is logged and the loop goes on (no crash loop).
+
+        A storage failure needs nothing here: the store refuses appends until the turn's commit, which fails
+        and rolls the turn back.
+        """
+        try:
+            step()
+        except StoreWriteError:
+            pass
+        except Exception:
+            log.exception("%s failed; the broker goes on", what)
+
+    def _start_due_flows(self) -> None:
+        for flow in self.core.due_flows():
+            self._runner.start(flow, self.core.automatic_verification_done)
+
+    def commit_turn(self, turn: LedgerMark, now: float) -> None:
+        """Commit the turn; if that fails, undo it and answer its callers 1098 instead.
+
+        Nothing is acknowledged without its record: the answers built this turn are withheld, replaced by
+        1098 (which is not recorded either). The state goes back to the fold of what is committed. A flow
+        still running has lost what it appended this turn, so its caller gets 1098 too when it ends.
+        """
+        ledger = self.core.ledger
+        wrote = (ledger.last_event_seq, self._store.last_call_seq()) != (
+            turn.store.last_event_seq,
+            turn.store.last_call_seq,
+        )
+        try:
+            self.core.commit()
+            if self._degraded and not wrote and now >= self._next_probe:
+                self._next_probe = now + PROBE_INTERVAL
+                self._store.probe_write()
+                wrote = True
+        except StoreWriteError as error:
+            self._failed_turns += 1
+            ledger.rollback_turn(turn)
+            self._replies = [
+                PendingAnswer(answer.identity, not_recorded(answer.reply.id, ran=answer.ran), answer.ran)
+                for answer in self._replies
+            ]
+            for call in self._live_calls:
+                call.tainted = True
+            self._enter_degraded(error)
+            return
+        if self._degraded and wrote:
+            self._degraded = False
+            log.warning("the event log can be written again (after %d failed turns)", self._failed_turns)
+            self._failed_turns = 0
+
+    def _enter_degraded(self, error: Exception) -> None:
+        if not self._degraded:
+            log.error("cannot write the event log (%s): calls are answered 1098 until it can", error)
+        self._degraded = True
 
     def _park(self, identity: bytes, request: Request, park: Park) -> None:
         if len(self._parked) >= MAX_PARKED:
             news = self.core.stream_news(park.command, waited_out=True) or {}
-            self._replies.append((identity, Reply(id=request.id, code=int(StatusCode.OK), body=news)))
+            self._replies.append(PendingAnswer(identity, Reply(id=request.id, code=int(StatusCode.OK), body=news)))
             return
         deadline = self._clock.monotonic() + park.command.wait_seconds
         self._parked.append(_Parked(identity, request, park, deadline))
@@ -282,13 +489,26 @@ class Broker:
             if news is None:
                 waiting.append(parked)
             else:
-                self._replies.append((parked.identity, Reply(id=parked.request.id, code=int(StatusCode.OK), body=news)))
+                reply = Reply(id=parked.request.id, code=int(StatusCode.OK), body=news)
+                self._replies.append(PendingAnswer(parked.identity, reply))
         self._parked = waiting
 
     def _start_flow(self, identity: bytes, request: Request, flow: Flow) -> None:
+        call = _FlowCall()
+        self._live_calls.add(call)
+
         def done(outcome: Outcome) -> None:
+            """Never raises: the runner releases the flow's readers and resources only after this returns."""
+            self._live_calls.discard(call)
+            if call.tainted:  # a turn it lived through was rolled back: its outcome is not wholly recorded
+                self._replies.append(PendingAnswer(identity, not_recorded(request.id, ran=True), ran=True))
+                return
             code, body = outcome
-            self._replies.append((identity, self.core.answer(request, code, body)))
+            try:
+                reply = self.core.answer(request, code, body)
+            except StoreWriteError:  # this turn's commit fails too, and answers it 1098
+                reply = Reply(id=request.id, code=code, body=body)
+            self._replies.append(PendingAnswer(identity, reply, ran=True))
 
         self._runner.start(flow, done)
 
@@ -300,7 +520,7 @@ class Broker:
             args=step.args,
             deadline=self._clock.monotonic() + (step.timeout or CARD_STEP_SECONDS),
         )
-        if not self._queues.submit(pending):
+        if not self._queues.submit(pending, ahead=step.ahead):
             self._fail(pending, StatusCode.PCSC_OTHER_ERROR, "the reader is busy: too many commands waiting")
 
     def _submit_dc_call(self, flow_id: int, call: DcCall) -> None:
@@ -337,13 +557,16 @@ class Broker:
         """Send each idle reader its next command, if its worker is there to take it."""
         for reader in self._queues.readers_with_work():
             connection = self._registry.get(reader)
-            if connection is None:
-                continue  # its worker is (re)starting; the command waits until its deadline
+            if connection is None or self._registry.busy(reader, self._clock.monotonic()):
+                # Its worker is (re)starting, or still runs a command answered at its deadline: the command
+                # waits here until its own deadline, never in the worker's queue after its caller was answered.
+                continue
             pending = self._queues.next_to_send(reader, lambda: uuid.uuid4().hex)
             if pending is not None:
                 request = Request(
                     id=pending.worker_request_id, command=pending.command, args=pending.args, reader=pending.reader
                 )
+                self._registry.sent(reader, request.id, self._clock.monotonic())
                 self._send(self._backend, connection.identity, build(request))
 
     def _fail(self, pending: PendingCommand, code: StatusCode, message: str) -> None:
@@ -356,8 +579,11 @@ class Broker:
         for pending in self._queues.expired(now):
             self._fail(pending, StatusCode.PCSC_OTHER_ERROR, "the reader did not answer in time")
 
-    def _take_worker_messages(self) -> None:
-        for _ in range(BATCH_LIMIT):
+    def _take_worker_messages(self, limit: int | None = BATCH_LIMIT) -> None:
+        """Take the workers' messages waiting (all of them with `limit` None: before liveness is judged)."""
+        taken = 0
+        while limit is None or taken < limit:
+            taken += 1
             try:
                 identity, *frames = self._backend.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
@@ -368,6 +594,11 @@ class Broker:
                 log.warning("dropped a bad frame from a worker: %s", error)
                 continue
             now = self._clock.monotonic()
+            owner = heartbeat_owner(identity)
+            if owner is not None:  # a worker's heartbeat thread: a sign of life, and nothing else
+                if isinstance(message, Heartbeat):
+                    self._registry.touch(owner, now)  # an unregistered owner (not reported yet, replaced): none
+                continue
             if isinstance(message, WorkerStatus):
                 if message.reader not in wanted_names(self._desired()):
                     self._send(self._backend, identity, build(Disconnect(reason="reader not wanted")))
@@ -385,6 +616,7 @@ class Broker:
             if not readers:
                 log.warning("dropped a %s from an unregistered worker", type(message).__name__)
             elif isinstance(message, Reply):
+                self._registry.answered(identity, message.id)  # in time or too late: its reader is free again
                 for reader in readers:
                     pending = self._queues.complete(reader, message.id)
                     if pending is not None:
@@ -392,6 +624,13 @@ class Broker:
                         break
 
     def _reconcile(self, now: float) -> None:
+        """Judge the workers on what they sent: every message waiting is taken first, and a stall of the
+        broker's own loop is forgiven them (liveness.py), so that a broker that stood still kills no one."""
+        self._take_worker_messages(limit=None)
+        forgiven = self._registry.turned(now)
+        if forgiven:
+            log.warning("the broker's loop stood still for %.1f s: not held against the workers", forgiven)
+            self._pool.forgive(forgiven, now)
         lost, unwanted = self._pool.reconcile(self._desired(), now)
         for reader, reason in lost:
             log.warning("reader %r: %s", reader, reason)
@@ -406,15 +645,21 @@ class Broker:
             self.core.reader_detached(reader, "reader no longer present")
 
     def _seal_if_due(self) -> None:
-        """Move old rows to an archive segment past the size or age limit; nothing is ever dropped."""
+        """Move old rows to an archive segment past the size or age limit; nothing is ever dropped.
+
+        The seal itself runs in a thread on its own connection (eventlog/sealing.py): 500,000 rows take
+        seconds, and calls got 503 meanwhile when the loop ran it. One at a time; a degraded log waits.
+        """
         config = self._config
-        if config.archive_dir is None:
+        if config.archive_dir is None or self._degraded or (self._seal is not None and self._seal.running()):
             return
         due = self._store.seal_due(config.seal_max_live_rows, config.seal_max_age_seconds, self._clock.wall_ns())
         if due is not None:
-            segment = self._store.seal(due[0], due[1], config.archive_dir)
-            if segment is not None:
-                log.info("sealed segment %s (events through %s, calls through %s)", segment.id, due[0], due[1])
+            if not self.core.ledger.snapshot_before_seal():  # sealed rows stay covered: no archive needed to start
+                return
+            what = SealRange(due[0], due[1], Path(config.archive_dir))
+            self._seal = BackgroundSeal(Path(config.database), config.durability, what)
+            self._seal.start()
 
     def _send_heartbeats(self) -> None:
         frames = build(Heartbeat())
@@ -437,11 +682,28 @@ class Broker:
             self._send(self._backend, connection.identity, build(Disconnect(reason="console stopping")))
         self._pool.stop_all()
         self._dc_pool.shutdown(wait=False, cancel_futures=True)
-        self.core.commit()
+        if self._seal is not None:
+            self._seal.stop(SEAL_STOP_WAIT)
+        try:
+            self.core.commit()
+        except StoreWriteError as error:  # nothing pending was answered: losing it is what a crash would do
+            log.error("could not commit at stop: %s", error)
         self._store.close()
         self._frontend.close(linger=0)
         self._backend.close(linger=0)
         self._context.term()
+
+
+def _refuse_unwritable(data_dir: Path) -> None:
+    """Exit (not crash) if the data dir is read-only or not ours: a restart would fail the same way.
+
+    A full disk is not refused: the broker starts, answers 1098 while it cannot write, and recovers by itself
+    when space returns."""
+    error = write_probe(data_dir)
+    if error is not None and is_permanent(error):
+        refused = DataDirUnwritable(data_dir, error.strerror or str(error))
+        log.error("%s; not restarting", refused.reason)
+        raise refused
 
 
 def _nobody_waits(outcome: Outcome) -> None:

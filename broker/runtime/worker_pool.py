@@ -7,6 +7,10 @@ started it and it re-registered with us after that broker died): both are
 watched through their heartbeats; children also through `poll()`, adopted ones
 through their pid (the supervisor is their parent now), so that a worker's exit
 fails its command in flight at once, whoever started it.
+
+A worker is killed for silence only: its heartbeats come from a thread of
+their own, so a slow card command does not make it look dead, and a stall of
+the broker's own (`forgive`) is not held against it.
 """
 
 from __future__ import annotations
@@ -85,6 +89,8 @@ REGISTRATION_TIMEOUT = 10.0
 class _Child:
     process: WorkerProcess
     started: float
+    report_by: float = 0.0
+    """It is hung if it has not reported by then (moved on by the broker's own stalls)."""
 
 
 @dataclass
@@ -139,7 +145,7 @@ class WorkerPool:
         for reader, child in list(self._children.items()):
             connection = self._registry.get(reader)
             registered = connection is not None and connection.pid == child.process.pid
-            if not registered and now - child.started > self._registration_timeout:
+            if not registered and now > child.report_by:
                 self._signal(child.process.pid, signal.SIGKILL)
                 child.process.wait()
                 del self._children[reader]
@@ -169,6 +175,15 @@ class WorkerPool:
                     self._spawn(spec, now)
         return lost, unwanted
 
+    def forgive(self, seconds: float, now: float) -> None:
+        """The broker's loop stood still for `seconds` (`WorkerRegistry.turned`): the waits it times for
+        workers (a new one's first report, the survivors' re-registration) are moved on by as much, as the
+        workers' heartbeats are, since whatever they sent meanwhile is still unread."""
+        for child in self._children.values():
+            child.report_by += seconds
+        if self._adopt_until > now - seconds:
+            self._adopt_until += seconds
+
     def _slot(self, reader: str) -> _ReaderSlot:
         return self._slots.setdefault(reader, _ReaderSlot())
 
@@ -191,7 +206,7 @@ class WorkerPool:
             str(self._registry.heartbeat_interval),
         ]
         process = self._spawn_process(command)
-        self._children[spec.name] = _Child(process, now)
+        self._children[spec.name] = _Child(process, now, now + self._registration_timeout)
         log.info("started worker pid %d for reader %r", process.pid, spec.name)
 
     def _stop_reader(self, reader: str) -> None:

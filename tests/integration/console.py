@@ -93,14 +93,23 @@ class RunningConsole:
         return ssl.create_default_context(cafile=str(self.ca_file))
 
     def request(self, method: str, path: str, body: Any = None, timeout: float = 10) -> Answer:
-        """One HTTPS call on a kept-alive connection, reconnecting if the server dropped it."""
+        """One HTTPS call on a kept-alive connection, with this call's own timeout.
+
+        Sent again (once, on a fresh connection) only when the kept-alive connection turned out to be closed by
+        the server: a timeout is never retried, since the call may be running (a PIN verification sent twice
+        would spend two of the card's tries).
+        """
         payload = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if payload is not None else {}
         for attempt in range(2):
+            reused = self._connection is not None
             if self._connection is None:
                 self._connection = http.client.HTTPSConnection(
                     "localhost", self.port, context=self.ssl_context(), timeout=timeout
                 )
+            self._connection.timeout = timeout
+            if self._connection.sock is not None:
+                self._connection.sock.settimeout(timeout)
             try:
                 self._connection.request(method, path, body=payload, headers=headers)
                 response = self._connection.getresponse()
@@ -108,10 +117,13 @@ class RunningConsole:
                 return Answer(
                     response.status, {k.lower(): v for k, v in response.getheaders()}, json.loads(raw) if raw else None
                 )
-            except (http.client.HTTPException, ConnectionError, ssl.SSLError, OSError):
+            except (http.client.HTTPException, ConnectionError, ssl.SSLError, OSError) as error:
                 self._connection.close()
                 self._connection = None
-                if attempt == 1:
+                stale = reused and isinstance(
+                    error, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+                )
+                if attempt == 1 or not stale:
                     raise
         raise AssertionError("unreachable")
 

@@ -239,3 +239,24 @@ def test_pcsc_discovery_survives_a_failing_listing() -> None:
         assert discovery.readers() == frozenset()
     finally:
         discovery.stop()
+
+
+def test_a_command_submitted_ahead_goes_before_those_waiting() -> None:
+    queues = ReaderQueues()
+    waiting = pending("A")
+    queues.submit(waiting)
+    offer = pending("A")
+    queues.submit(offer, ahead=True)
+    assert queues.next_to_send("A", lambda: "1") is offer
+
+
+def test_a_restarted_bench_worker_gets_its_card_ahead_of_what_waits(core: ConsoleCore) -> None:
+    """The bench's card for an empty, just-started bench reader goes in before anything already asked of it, as
+    the card was there all along (a removal asked before the worker started must find it, not be undone by it)."""
+    assert answer(core, "SimPlugReader", {"reader": "Bench A"}).code == 0
+    put, _ = first_step(core.handle(request("SimPutCard", {"reader": "Bench A", "profile": "hc-basic"})))
+    finish(put, Reply(id="w", code=0, body={}))
+    [offer] = core.worker_reported(report("Bench A", None))
+    step = next(offer)
+    assert isinstance(step, CardStep) and step.ahead and step.args == {"action": "insert", "profile": "hc-basic"}
+    assert core.worker_reported(report("Bench A", None)) == [], "only on a worker's first report"

@@ -1,0 +1,13 @@
+"""Process exit statuses the console's processes agree on (the supervisor reads what the broker exits with).
+
+Why a shared constant: a broker that cannot write its data dir would fail the same way at every restart, so
+the supervisor must tell that exit from a crash and stop instead of restarting it forever (a crash loop that
+fills the journal and hides the one line that says what is wrong).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+DATA_DIR_UNWRITABLE: Final = 73
+"""sysexits.h's EX_CANTCREAT: the data dir (or the event log in it) cannot be written; not worth a restart."""
