@@ -14,6 +14,7 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeAlias
 
 from broker.runtime.backoff import RestartBackoff
 from contract.exit_codes import DATA_DIR_UNWRITABLE
@@ -387,13 +388,12 @@ def doctor(args: argparse.Namespace) -> int:
     return code
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nhi-console", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # noqa: SLF001 - argparse names no public type for it
+"""What `add_subparsers` returns (its class is private to argparse)."""
 
-    def common(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--data-dir", type=Path, default=default_data_dir())
 
+def _add_serve(commands: Subcommands, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    """`nhi-console serve`: every setting of contract/settings.py that a person may set, defaulting there."""
     serve_parser = commands.add_parser("serve", help="run the console (broker, API, reader workers)")
     common(serve_parser)
     serve_parser.add_argument("--sim", action="store_true", help="with the simulation bench instead of real hardware")
@@ -501,6 +501,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve_parser.set_defaults(handler=serve)
 
+
+def _add_status(commands: Subcommands, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    """`nhi-console status [--watch]`."""
     status_parser = commands.add_parser("status", help="show the running console's state")
     common(status_parser)
     status_parser.add_argument("--host", default=None)
@@ -510,6 +513,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status_parser.set_defaults(handler=status)
 
+
+def _add_cert(commands: Subcommands, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    """`nhi-console cert`: export, install, uninstall, renew the local CA."""
     cert_parser = commands.add_parser("cert", help="the console's local CA certificate")
     common(cert_parser)
     cert_parser.add_argument("--export", type=Path, metavar="PATH", help="write the CA certificate to PATH")
@@ -533,6 +539,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cert_parser.set_defaults(handler=cert)
 
+
+def _add_doctor(commands: Subcommands, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    """`nhi-console doctor`."""
     doctor_parser = commands.add_parser("doctor", help="check what the console needs on this machine, with fixes")
     common(doctor_parser)
     doctor_parser.add_argument("--port", type=int, default=DEFAULT_PORT)
@@ -541,6 +550,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor_parser.set_defaults(handler=doctor)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nhi-console", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def common(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--data-dir", type=Path, default=default_data_dir())
+
+    for add in (_add_serve, _add_status, _add_cert, _add_doctor):
+        add(commands, common)
     add_log_commands(commands, common)
     return parser
 

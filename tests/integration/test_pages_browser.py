@@ -40,10 +40,17 @@ def browser() -> Iterator[Any]:
 
 
 def lamp(page: Any, card: str) -> tuple[str, str]:
-    """The light's level attribute and the colour the browser actually paints it."""
-    level, colour = page.eval_on_selector(
-        f"#light-{card} .lamp", "lamp => [lamp.dataset.level, getComputedStyle(lamp).backgroundColor]"
-    )
+    """The light's level attribute and the colour the browser paints it once its colour transition (0.15 s in
+    console.css) has ended: read until two reads 0.2 s apart agree, or a mid-transition shade fails the test."""
+    read = None
+    for _ in range(10):
+        level, colour = page.eval_on_selector(
+            f"#light-{card} .lamp", "lamp => [lamp.dataset.level, getComputedStyle(lamp).backgroundColor]"
+        )
+        if (level, colour) == read:
+            break
+        read = (level, colour)
+        page.wait_for_timeout(200)
     return level, colour
 
 
