@@ -11,7 +11,6 @@ new one, never half of one. The format is `broker.domain.snapshots`'.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Final
 
 from broker.domain.snapshots import Snapshot, SnapshotRejected, decode_snapshot, encode_snapshot
 from broker.domain.state import ConsoleState
-from eventlog.durable_files import fsync_directory
+from eventlog.durable_files import write_atomically
 from eventlog.segment_files import event_hash_at
 from eventlog.sqlite_store import open_read_only
 
@@ -153,23 +152,11 @@ class SnapshotWriter:
         with self._file_lock:
             if job.seq <= self._written_seq and self.path.exists():
                 return True  # the same or a newer one is on disk already
-            temp = self.path.with_name(self.path.name + ".tmp")
             try:
-                data = encode_snapshot(job.state, job.seq, job.chain_hash, job.written_at)
-                descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(descriptor, view) :]
-                    os.fsync(descriptor)
-                finally:
-                    os.close(descriptor)
-                os.replace(temp, self.path)
-                fsync_directory(self.path.parent)
+                write_atomically(self.path, encode_snapshot(job.state, job.seq, job.chain_hash, job.written_at))
             except OSError as error:
                 # The log is intact; the next start just folds more of it. Worth a warning, not a crash.
                 log.warning("could not write the snapshot at event %d to %s: %s", job.seq, self.path, error)
-                temp.unlink(missing_ok=True)
                 return False
             self._written_seq = job.seq
             log.info("snapshot of the state after event %d written to %s", job.seq, self.path)

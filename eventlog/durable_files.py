@@ -9,6 +9,7 @@ both steps.
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 
@@ -32,3 +33,24 @@ def fsync_directory(path: Path) -> None:
         pass
     finally:
         os.close(descriptor)
+
+
+def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write-then-rename, created with its final mode and made durable with its name: a reader (or a power cut)
+    sees the old file or the new one, never half of one, and never a private file readable by others."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        try:
+            os.fchmod(descriptor, mode)  # the umask must not change the mode either way
+            view = memoryview(data)
+            while view:
+                view = view[os.write(descriptor, view) :]
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)

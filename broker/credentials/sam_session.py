@@ -11,14 +11,12 @@ anyway.
 from __future__ import annotations
 
 import datetime
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from broker.credentials.cloud_sam_file import CloudSamFile, CloudSamFileInvalid, parse_cloud_sam_file
 from broker.domain.state import PhysicalSamIdentity
-from eventlog.durable_files import fsync_directory
+from eventlog.durable_files import write_atomically
 
 
 @dataclass
@@ -66,21 +64,7 @@ class CloudSamStore:
             self._memory[sam_id] = raw
             return
         self._directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        descriptor, temporary = tempfile.mkstemp(dir=self._directory, prefix=".import-")
-        try:
-            os.fchmod(descriptor, 0o600)
-            with os.fdopen(descriptor, "wb") as out:
-                out.write(raw)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, self._path(sam_id))
-            fsync_directory(self._directory)  # the new name, too, must survive a power cut
-        except BaseException:
-            try:
-                os.unlink(temporary)
-            except FileNotFoundError:
-                pass
-            raise
+        write_atomically(self._path(sam_id), raw)  # 0600: it holds the SAM's private key
 
     def load(self, sam_id: str) -> CloudSamFile | None:
         """The parsed file, or None if it is gone or no longer parses (the device cannot be opened)."""

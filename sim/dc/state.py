@@ -20,13 +20,14 @@ import enum
 import hmac
 import json
 import os
-import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from eventlog.durable_files import write_atomically
 
 UTC = datetime.UTC
 TAIPEI = datetime.timezone(datetime.timedelta(hours=8), "Asia/Taipei")
@@ -120,21 +121,7 @@ class StateDir:
 
 def write_file(path: Path, data: bytes, mode: int = _PRIVATE_MODE) -> None:
     """Write-then-rename, created with its final mode: never half a file, never a key readable by others."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        try:
-            os.fchmod(descriptor, mode)  # the umask must not change the mode either way
-            view = memoryview(data)
-            while view:
-                view = view[os.write(descriptor, view) :]
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    write_atomically(path, data, mode)
 
 
 def utc_now() -> datetime.datetime:
