@@ -476,6 +476,3 @@ class RemoveCorsHost:
 
 COMMAND_NAMES: Final = command_names()
 """The commands declared in this module (the bench's own are added by `sim.bench`)."""
-
-Command = Any
-"""Any declared command (a union of dozens of classes says nothing a reader of the code needs)."""
