@@ -16,7 +16,7 @@ from api.callers import LOCAL_HOSTS, CallerGate
 from api.command_route import command_resource
 from api.core_client import CoreClient
 from api.errors import install_error_handling
-from api.middleware import JSON_UTF8, CallIdentity
+from api.middleware import JSON_UTF8, CallIdentity, PrivateAnswers
 from api.openapi import build_document
 from api.operations import Operation
 from api.resources import health_card as hc
@@ -53,7 +53,11 @@ def create_app(
     def allowed_hosts() -> list[str]:
         return list(core.call("ListCorsHosts").body.get("cors", []))
 
-    middleware: list[Any] = [CallerGate(allowed_hosts, local_hosts), CallIdentity()]  # Falcon's stubs take Protocols
+    middleware: list[Any] = [
+        CallerGate(allowed_hosts, local_hosts),
+        CallIdentity(),
+        PrivateAnswers(),
+    ]  # Falcon's stubs take Protocols
     app = falcon.App(media_type=JSON_UTF8, middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.keep_blank_qs_values = True  # `take=` is a malformed take (400), not a missing one

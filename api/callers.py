@@ -6,8 +6,18 @@ whose `Origin` is present and not on the list (`null` included) is answered 403 
 no broker command, no record. The list lives in the broker's state, asked for on each request that carries an
 `Origin` (HIS programs send none and pay nothing), so a change is in effect for the very next request.
 
+A browser sends no `Origin` on a no-cors GET (`<img src>`, `<script src>`, `<link>`, `fetch(…, {mode: "no-cors"})`),
+but it does send fetch metadata: `Sec-Fetch-Site` says whether the page that made the request is this site. A request
+whose `Sec-Fetch-Site` is anything but `same-origin` or `none` (the user typing the address) must carry an allowed
+`Origin`, or it is refused the same way. A request with neither fetch metadata nor `Origin` comes from a program
+(a HIS, curl), which no web page can make: it passes, as it always has.
+
+An allowed host that is not loopback is allowed over `https` only: an `http://` origin of a real site is what anyone
+on the clinic's network can forge. Loopback hosts (`localhost`, `127.0.0.1`, `[::1]`) are allowed on any scheme and
+port, as the spec's own example (a local page) needs.
+
 `Host` must name this machine: a page on another site whose name was rebound to 127.0.0.1 (DNS rebinding) sends
-its own name, and is refused before anything else.
+its own name, and is refused before anything else; a request with no `Host` at all (HTTP/1.0) is malformed (400).
 """
 
 from __future__ import annotations
@@ -25,7 +35,16 @@ from api.core_client import CoreUnavailable
 log = logging.getLogger(__name__)
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+"""The names `Host` may carry; `serve --host` adds its address. Also the hosts whose origins may use any scheme."""
+LOOPBACK_ORIGIN_HOSTS = LOCAL_HOSTS
+"""Hosts whose pages may call over plain `http` too: nobody off this machine can serve them."""
+SAFE_FETCH_SITES = frozenset({"same-origin", "none"})
+"""`Sec-Fetch-Site` values that need no allowed `Origin`: the console's own pages, and the user typing the address.
+`cross-site`, `same-site` and any value we do not know need one (a new value is refused until it is understood)."""
 ALLOWED_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
+ALLOWED_REQUEST_HEADERS = "Content-Type, Last-Event-ID"
+"""What a page may send besides the CORS-safelisted headers: JSON bodies, and a fetch-based event-stream client
+resuming where it stopped."""
 PREFLIGHT_MAX_AGE = "600"
 
 
@@ -62,8 +81,16 @@ def host_of_origin(origin: str) -> str | None:
 
 
 def origin_allowed(origin: str, allowed: Iterable[str]) -> bool:
+    """On the list, and over `https` unless the host is loopback (see the module's docstring)."""
     host = host_of_origin(origin)
-    return host is not None and host in set(allowed)
+    if host is None or host not in set(allowed):
+        return False
+    return host in LOOPBACK_ORIGIN_HOSTS or urllib.parse.urlsplit(origin.strip()).scheme.lower() == "https"
+
+
+def needs_allowed_origin(fetch_site: str | None) -> bool:
+    """Whether a browser said this request came from a page of another site (`Sec-Fetch-Site`); None: a program."""
+    return fetch_site is not None and fetch_site.strip().lower() not in SAFE_FETCH_SITES
 
 
 def is_own_origin(origin: str, host_header: str | None) -> bool:
@@ -86,15 +113,26 @@ class CallerGate:
         self._local_hosts = local_hosts
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        host = host_of_header(req.get_header("Host"))
+        host_header = req.get_header("Host")
+        if host_header is None:
+            _refuse(resp, falcon.HTTP_400, "a request must carry a Host header naming this machine")
+            return
+        host = host_of_header(host_header)
         if host is None or host not in self._local_hosts:
             _refuse(resp, falcon.HTTP_421, "the Host header must name this machine (localhost, 127.0.0.1 or [::1])")
             return
         origin = req.get_header("Origin")
         if origin is None:
+            if needs_allowed_origin(req.get_header("Sec-Fetch-Site")):
+                _refuse(
+                    resp,
+                    falcon.HTTP_403,
+                    "a request from another site's page must carry an Origin on the console's CORS allow-list "
+                    "(GET /api/settings/v1/Cors); nothing was done",
+                )
             return
         try:
-            allowed = is_own_origin(origin, req.get_header("Host")) or origin_allowed(origin, self._allowed_hosts())
+            allowed = is_own_origin(origin, host_header) or origin_allowed(origin, self._allowed_hosts())
         except CoreUnavailable:
             log.warning("could not check an Origin: the broker is not answering")
             resp.set_header("Retry-After", "1")
@@ -112,7 +150,7 @@ class CallerGate:
         if req.method == "OPTIONS" and req.get_header("Access-Control-Request-Method") is not None:
             resp.status = falcon.HTTP_204
             resp.set_header("Access-Control-Allow-Methods", ALLOWED_METHODS)
-            resp.set_header("Access-Control-Allow-Headers", "Content-Type")
+            resp.set_header("Access-Control-Allow-Headers", ALLOWED_REQUEST_HEADERS)
             resp.set_header("Access-Control-Allow-Private-Network", "true")
             resp.set_header("Access-Control-Max-Age", PREFLIGHT_MAX_AGE)
             resp.complete = True

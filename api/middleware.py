@@ -39,9 +39,24 @@ class CallIdentity:
         if (req.content_length or 0) > MAX_BODY_BYTES:
             raise BadRequest(f"body larger than {MAX_BODY_BYTES} bytes")
 
+
+class PrivateAnswers:
+    """Every answer is `nosniff`, and every JSON answer and event stream `no-store`.
+
+    A JSON answer can carry a patient's name and ID number: a browser must not keep it in its disk cache (where the
+    next user of the clinic's PC, or a forensic copy, finds it), and must never run it as a script or style sheet
+    whatever a page's `<script src>` says. Runs for every answer, refused ones (403, 421) included.
+    """
+
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
-        if resp.content_type and resp.content_type.startswith("application/json"):
+        resp.set_header("X-Content-Type-Options", "nosniff")
+        if resp.status_code in (204, 304):
+            return  # no body, no content type
+        content_type = resp.content_type or JSON_UTF8  # unset: the app's media type (api/app.py), JSON
+        if content_type.startswith("application/json"):
             resp.content_type = JSON_UTF8
+        if content_type.startswith(("application/json", "text/event-stream")):
+            resp.set_header("Cache-Control", "no-store")
 
 
 def _is_recorded(resource: Any, method: str) -> bool:

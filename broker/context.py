@@ -110,8 +110,8 @@ class ConsoleContext:
     def device_candidates(self) -> list[str]:
         return self.devices.candidates(self.state)
 
-    def is_serial_port(self, device: str) -> bool:
-        return self.devices.is_serial_port(self.state, device)
+    def serial_port(self, device: str) -> str | None:
+        return self.devices.serial_port(self.state, device)
 
     def want_serial_device(self, port: str) -> None:
         self.devices.want_serial(port)

@@ -85,13 +85,14 @@ class ConsoleCore:
         pseudonyms: Pseudonyms | None = None,
         cloud_sams: CloudSamStore | None = None,
         serial_ports: Callable[[], list[str]] = list,
+        port_names: Mapping[str, str] | None = None,
         hca_trust: TrustStore | None = None,
         hpc_authentication_seconds: float = HPC_AUTHENTICATION_SECONDS,
         mobile_hca_window_seconds: float = MOBILE_HCA_WINDOW_SECONDS,
         vhc_issuers: list[rsa.RSAPublicKey] | None = None,
     ) -> None:
         self.ledger = Ledger(store, clock)
-        self.devices = Devices(cloud_sams or CloudSamStore(None), serial_ports)
+        self.devices = Devices(cloud_sams or CloudSamStore(None), serial_ports, port_names)
         self.context = ConsoleContext(
             self.ledger,
             self.devices,
@@ -270,9 +271,17 @@ class ConsoleCore:
         if reader in self.state.readers:
             self.context.emit(domain.ReaderDetached(reader=reader, reason=reason))
 
+    def readers_not_in(self, wanted: set[str]) -> list[str]:
+        """The state's readers that no worker is wanted for any more (they leave it: `reader_detached`)."""
+        return sorted(reader for reader in self.state.readers if reader not in wanted)
+
     def serial_devices(self) -> set[str]:
         """The ports whose NHI reader workers should run: the session's, and those an `Initial` is trying."""
         return self.devices.serial_devices(self.state)
+
+    def serial_device_path(self, port: str) -> str | None:
+        """What the worker of the port keyed `port` opens, if not `port` itself (a Windows name's device)."""
+        return self.devices.device_path(port)
 
     def wired_readers(self) -> dict[str, str]:
         """Readers that wiring wants workers for (the bench's), by name, with their back-ends."""

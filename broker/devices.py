@@ -9,27 +9,38 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+import stat
+from collections import Counter
+from collections.abc import Callable, Mapping
 
 from broker.credentials.sam_session import CloudSamStore
 from broker.domain.state import SAM_PHYSICAL, ConsoleState
 from contract.protocol import WorkerStatus
+from contract.serial_port_names import listed_port_names, serial_port_key
 
 log = logging.getLogger(__name__)
 
 
 class Devices:
-    def __init__(self, cloud_sams: CloudSamStore, serial_ports: Callable[[], list[str]]) -> None:
+    def __init__(
+        self,
+        cloud_sams: CloudSamStore,
+        serial_ports: Callable[[], list[str]],
+        port_names: Mapping[str, str] | None = None,
+    ) -> None:
         self.cloud_sams = cloud_sams
         self._serial_ports = serial_ports
-        self._probing: set[str] = set()
-        """Ports an `Initial` is trying right now: their workers run before any session uses them."""
+        self._port_names = dict(port_names or {})
+        """Windows names given to ports (`COM3` → `/dev/ttyUSB0`; the bench's `COM1`): each is its port's key."""
+        self._probing: Counter[str] = Counter()
+        """Ports `Initial`s are trying right now, with how many: their workers run before any session uses them,
+        and until the last of the `Initial`s trying one is done with it (concurrent calls share the worker)."""
         self._faults: dict[str, int] = {}
         """What each reader's worker last reported as its fault (the NHI reader's port)."""
 
     def names(self, state: ConsoleState) -> list[str]:
-        """`GET /api/common/v1/Name`: the imported cloud SAMs, then the machine's serial ports."""
-        return list(dict.fromkeys([*sorted(state.cloud_sams), *self._serial_ports()]))
+        """`GET /api/common/v1/Name`: the imported cloud SAMs, then the serial ports, each by its one name."""
+        return list(dict.fromkeys([*sorted(state.cloud_sams), *listed_port_names(self._listed())]))
 
     def candidates(self, state: ConsoleState) -> list[str]:
         """`Initial` without a name: the last device, then the listing (contract.md's order)."""
@@ -37,18 +48,37 @@ class Devices:
         ordered += self.names(state)
         return list(dict.fromkeys(name for name in ordered if name))
 
-    def is_serial_port(self, state: ConsoleState, device: str) -> bool:
-        # A device file under /dev/ counts even if the listing missed it (a udev symlink, an adapter just
-        # plugged in); a name that is neither listed nor there is no device at all (1002), not a port (1201).
+    def serial_port(self, state: ConsoleState, device: str) -> str | None:
+        """The key of the serial port `device` names (contract/serial_port_names.py), or None: not a port.
+
+        A character device under /dev counts even if the listing missed it (a udev symlink, an adapter just
+        plugged in); anything else that is not listed is no device at all (1002), whatever is there.
+        """
         if device in state.cloud_sams:
-            return False
-        return device in self._serial_ports() or (device.startswith("/dev/") and os.path.exists(device))
+            return None
+        # Only an absolute name is looked up: the rule refuses a relative one, and a Windows name is no path.
+        looked_up = _look_up(device) if device.startswith("/") else (None, None, None)
+        return serial_port_key(device, self._listed(), *looked_up)
+
+    def device_path(self, port: str) -> str | None:
+        """What the worker of the port keyed `port` opens, if not `port` itself: a Windows name's device path."""
+        return self._port_names.get(port)
+
+    def _listed(self) -> dict[str, str | None]:
+        """Every port the console lists, with its resolved path: the Windows names first, so that each is the
+        key of its device (contract/serial_port_names.py), then the machine's listing and `--serial-port` paths."""
+        listed = {name: _look_up(path)[0] for name, path in self._port_names.items()}
+        for port in self._serial_ports():
+            listed.setdefault(port, _look_up(port)[0])
+        return listed
 
     def want_serial(self, port: str) -> None:
-        self._probing.add(port)
+        self._probing[port] += 1
 
     def drop_serial(self, port: str) -> None:
-        self._probing.discard(port)
+        self._probing[port] -= 1
+        if self._probing[port] <= 0:
+            del self._probing[port]
 
     def serial_devices(self, state: ConsoleState) -> set[str]:
         """The ports whose NHI reader workers should run: the session's, and those an `Initial` is trying."""
@@ -69,3 +99,27 @@ class Devices:
         elif self._faults.get(report.reader) != report.fault:
             log.warning("reader %r cannot be used: %d", report.reader, report.fault)
             self._faults[report.reader] = report.fault
+
+
+def _look_up(path: str) -> tuple[str | None, os.stat_result | None, str | None]:
+    """The file system's edge of the port rule: `path`'s real path, `os.stat` of it and, for a character device,
+    the sysfs class of its number (None where any cannot be had: a NUL byte, a symlink loop, no such file, no
+    permission, no sysfs). Nothing of why reaches the caller."""
+    try:
+        resolved = os.path.realpath(path)
+    except (OSError, ValueError):
+        return None, None, None
+    try:
+        status = os.stat(resolved)
+    except (OSError, ValueError):
+        return resolved, None, None
+    return resolved, status, _device_class(status) if stat.S_ISCHR(status.st_mode) else None
+
+
+def _device_class(status: os.stat_result) -> str | None:
+    """`tty`, `mem`, `misc`...: the class sysfs files a character device's number under, None if it has none."""
+    number = f"/sys/dev/char/{os.major(status.st_rdev)}:{os.minor(status.st_rdev)}/subsystem"
+    try:
+        return os.path.basename(os.path.realpath(number, strict=True))
+    except OSError:
+        return None

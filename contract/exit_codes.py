@@ -11,3 +11,7 @@ from typing import Final
 
 DATA_DIR_UNWRITABLE: Final = 73
 """sysexits.h's EX_CANTCREAT: the data dir (or the event log in it) cannot be written; not worth a restart."""
+
+EXPOSURE_NOT_CONFIRMED: Final = 78
+"""sysexits.h's EX_CONFIG: `serve --host` names an address other machines can reach, without the flag that says so
+(deploy/exposure.py); a restart would refuse the same way."""

@@ -60,6 +60,17 @@ class ApiSettings:
 
 
 @dataclass(frozen=True)
+class PortName:
+    """A Windows name given to a serial port (`serve --serial-port COM3=/dev/ttyUSB0`): `Initial`, `Name` and the
+    status call the port by it (contract/serial_port_names.py)."""
+
+    name: str
+    """`COM1` to `COM256`, as Windows spells it."""
+    device: str
+    """The path the port's worker opens (a udev link such as `/dev/serial/by-id/...` is best: it survives replugs)."""
+
+
+@dataclass(frozen=True)
 class ReaderSettings:
     """The readers: how the broker watches their workers and which readers it serves."""
 
@@ -69,6 +80,8 @@ class ReaderSettings:
     """Serve the readers pcscd lists; None: yes, unless the bench is on (`Settings.serves_pcsc`)."""
     serial_ports: tuple[str, ...] = ()
     """NHI dedicated readers' ports to offer besides the ones the machine lists (a udev symlink)."""
+    port_names: tuple[PortName, ...] = ()
+    """Windows names given to ports, for HIS code written against the console on Windows (`COM3`)."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +167,8 @@ class BenchSettings:
     """The bench NHI reader's control socket, for the control API's NhiReader and Keypad routes."""
     dc_port: int = 0
     """The DC simulator's port; 0 on the command line: any free one (the file holds the one chosen)."""
+    nhi_port_name: str = "COM1"
+    """The Windows name the bench's NHI reader answers to, unless `--serial-port` gives that name to another port."""
 
 
 @dataclass(frozen=True)
@@ -204,6 +219,19 @@ class Settings:
         """The ports the console offers besides the machine's listing: the bench NHI reader's first, if any."""
         bench = (str(self.bench.nhi_link),) if self.bench is not None else ()
         return bench + self.readers.serial_ports
+
+    def offered_port_names(self) -> tuple[PortName, ...]:
+        """The Windows names of ports: `--serial-port COMn=PATH`'s, then the bench NHI reader's (`COM1`), if free."""
+        given = self.readers.port_names
+        if self.bench is None or any(port.name == self.bench.nhi_port_name for port in given):
+            return given
+        return (*given, PortName(self.bench.nhi_port_name, str(self.bench.nhi_link)))
+
+    def offered_device_paths(self) -> tuple[str, ...]:
+        """The paths of every port offered besides the listing, a Windows-named one's device included: what
+        `nhi-console doctor` checks the service user may open."""
+        devices = (*self.offered_serial_ports(), *(port.device for port in self.offered_port_names()))
+        return tuple(dict.fromkeys(devices))
 
     def to_json(self) -> str:
         return json.dumps(_encode(self), indent=2, ensure_ascii=False) + "\n"

@@ -12,12 +12,13 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from broker.runtime.backoff import RestartBackoff
-from contract.exit_codes import DATA_DIR_UNWRITABLE
+from contract.exit_codes import DATA_DIR_UNWRITABLE, EXPOSURE_NOT_CONFIRMED
+from contract.serial_port_names import port_option
 from contract.settings import (
     DURABILITIES,
     SETTINGS_ENV,
@@ -27,12 +28,14 @@ from contract.settings import (
     DataCenterSettings,
     Locations,
     LogSettings,
+    PortName,
     ReaderSettings,
     Settings,
     StaffSettings,
     SupervisorSettings,
 )
 from deploy.doctor import gather, report
+from deploy.exposure import EXPOSE_FLAG, exposes_beyond_loopback, exposure_refusal
 from deploy.log_cli import add_log_commands
 from deploy.paths import ConsolePaths, console_paths, default_data_dir, prepare
 from deploy.ports import free_loopback_port
@@ -152,7 +155,12 @@ def serve_settings(args: argparse.Namespace, paths: ConsolePaths, tls: TlsFiles,
             stream_heartbeat_seconds=args.stream_heartbeat,
             max_streams=args.max_streams,
         ),
-        readers=ReaderSettings(heartbeat_seconds=args.heartbeat, pcsc=args.pcsc, serial_ports=tuple(args.serial_port)),
+        readers=ReaderSettings(
+            heartbeat_seconds=args.heartbeat,
+            pcsc=args.pcsc,
+            serial_ports=tuple(path for name, path in args.serial_port if name is None),
+            port_names=tuple(PortName(name, path) for name, path in args.serial_port if name is not None),
+        ),
         log=LogSettings(
             durability=args.durability,
             seal_max_rows=args.seal_max_rows,
@@ -173,6 +181,15 @@ def _restart_backoff(settings: SupervisorSettings) -> Callable[[], RestartBackof
     return lambda: RestartBackoff(maximum=maximum)
 
 
+def _web_api_port(dc_port: int) -> int:
+    """The web-API twin's port: the DC simulator's band, never the DC's own port (not bound yet, so free too).
+    Chosen once: a restarted DC simulator serves the twin where a HIS was told it is."""
+    port = free_loopback_port(band=SIM_DC_PORT_BAND)
+    while port == dc_port:
+        port = free_loopback_port(band=SIM_DC_PORT_BAND)
+    return port
+
+
 def _bench_children(bench: BenchSettings, paths: ConsolePaths) -> list[ChildSpec]:
     """The bench's twin processes, started before the broker (which reads the files they prepare)."""
     # `sim.dc serve` prepares its state (TLS, the bench's SAM file, the trust files) before it listens, and
@@ -186,6 +203,8 @@ def _bench_children(bench: BenchSettings, paths: ConsolePaths) -> list[ChildSpec
         str(paths.sim_dc_dir),
         "--port",
         str(bench.dc_port),
+        "--web-api-port",  # the NHI web-API twin, in the same process (docs/web-api-twin.md)
+        str(_web_api_port(bench.dc_port)),
     ]
     # After the DC simulator's readiness gate, so its prepare has issued the reader's SAM file; before the
     # broker, which opens the reader's port once the link points at a live pseudo-terminal.
@@ -243,6 +262,10 @@ def _data_dir_unwritable(data_dir: Path) -> int | None:
 
 
 def serve(args: argparse.Namespace) -> int:
+    # A listening address other machines can reach, first: refused unless meant, before any file is touched.
+    if exposes_beyond_loopback(args.host) and not args.expose_cards_to_network:
+        print(exposure_refusal(args.host), file=sys.stderr)
+        return EXPOSURE_NOT_CONFIRMED
     # Whether the data dir can be written at all, first: one line and an exit, not a traceback or a crash loop.
     # (The probe is a file of its own, named by our pid: it touches nothing of a console already serving.)
     unwritable = _data_dir_unwritable(args.data_dir.resolve())
@@ -252,8 +275,7 @@ def serve(args: argparse.Namespace) -> int:
     locks = _instance_locks(args)
     if isinstance(locks, int):
         return locks
-    paths = console_paths(args.data_dir, sim=args.sim)
-    prepare(paths)
+    paths = prepare(console_paths(args.data_dir, sim=args.sim))
     tls = ensure_certificates(paths.data_dir)
     dc_port = (args.sim_dc_port or free_loopback_port(band=SIM_DC_PORT_BAND)) if args.sim else 0
     settings = serve_settings(args, paths, tls, dc_port)
@@ -294,7 +316,8 @@ def serve(args: argparse.Namespace) -> int:
                 "sim": settings.sim,
                 "dcUrl": settings.data_center.url,
                 "dcCa": str(settings.data_center.ca) if settings.data_center.ca else None,
-                "serialPorts": list(settings.offered_serial_ports()),
+                "serialPorts": list(settings.offered_device_paths()),
+                "host": settings.api.host,
             }
         )
     )  # what `nhi-console doctor` checks: the port, the data center and the ports this console really uses
@@ -392,6 +415,30 @@ Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  
 """What `add_subparsers` returns (its class is private to argparse)."""
 
 
+class _SerialPortOption(argparse.Action):
+    """`--serial-port [COMn=]PATH`, repeatable, as `(COMn or None, PATH)` pairs (contract/serial_port_names.py's
+    `port_option`). A Windows name is given once and to one path: a second would be a second name for a port, or
+    a port with two devices."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        try:
+            name, path = port_option(str(values))
+        except ValueError as error:
+            parser.error(f"{option_string}: {error}")
+        given: list[tuple[str | None, str]] = list(getattr(namespace, self.dest, None) or [])
+        if name is not None:
+            for other_name, other_path in given:
+                if other_name == name or (other_name is not None and other_path == path):
+                    parser.error(f"{option_string}: {other_name}={other_path} is given already")
+        setattr(namespace, self.dest, [*given, (name, path)])
+
+
 def _add_serve(commands: Subcommands, common: Callable[[argparse.ArgumentParser], None]) -> None:
     """`nhi-console serve`: every setting of contract/settings.py that a person may set, defaulting there."""
     serve_parser = commands.add_parser("serve", help="run the console (broker, API, reader workers)")
@@ -404,6 +451,11 @@ def _add_serve(commands: Subcommands, common: Callable[[argparse.ArgumentParser]
         help="serve the readers pcscd lists (default: on, off with --sim)",
     )
     serve_parser.add_argument("--host", default=ApiSettings.host, help="address to bind (default: 127.0.0.1 and ::1)")
+    serve_parser.add_argument(
+        EXPOSE_FLAG,
+        action="store_true",
+        help="let --host be an address other machines can reach (they could then read the cards; see docs/security.md)",
+    )
     serve_parser.add_argument("--port", type=int, default=ApiSettings.port)
     serve_parser.add_argument(
         "--durability",
@@ -490,11 +542,12 @@ def _add_serve(commands: Subcommands, common: Callable[[argparse.ArgumentParser]
     )
     serve_parser.add_argument(
         "--serial-port",
-        action="append",
+        action=_SerialPortOption,
         default=[],
-        metavar="PATH",
-        help="an NHI dedicated reader's port to offer besides the ones the machine lists "
-        "(repeatable; e.g. a udev symlink)",
+        metavar="[COMn=]PATH",
+        help="an NHI dedicated reader's port to offer besides the ones the machine lists (repeatable; e.g. a udev "
+        "symlink); COMn=PATH gives it the Windows name a HIS calls it by (COM3=/dev/serial/by-id/...; with --sim "
+        "the bench's reader is COM1 unless given here)",
     )
     serve_parser.add_argument(
         "--sim-dc-port", type=int, default=BenchSettings.dc_port, help="the DC simulator's port (default: any free)"

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from deploy.exposure import exposes_beyond_loopback
 from deploy.paths import console_paths
 from deploy.single_instance import lock_holder, lock_path
 from deploy.tls import RENEW_BEFORE, TlsFiles
@@ -295,6 +296,19 @@ def check_port(port: int, served_by_console: int | None, holder: str | None) -> 
     return Finding(FAIL, "port", f"{port} is taken by {holder}", "stop it, or serve --port another one")
 
 
+def check_exposure(host: str | None) -> Finding:
+    """A console serving on an address other machines can reach (`serve --host … --expose-cards-to-network`)."""
+    if not exposes_beyond_loopback(host):
+        return Finding(OK, "listening", "on loopback only: other machines cannot reach the cards")
+    return Finding(
+        WARN,
+        "listening",
+        f"on {host}: other machines on the network can reach the console, and with it the cards in this "
+        f"machine's readers; the Host check is the only wall (docs/security.md). Serve on loopback unless a "
+        f"remote HIS really needs it",
+    )
+
+
 def check_lock(data_dir: Path, holder: int | None, served_by: int | None) -> Finding:
     """Whether a console holds the data dir's lock (deploy/single_instance.py), and whether it is the one serving.
 
@@ -463,6 +477,8 @@ class Served:
     dc_url: str | None
     dc_ca: str | None
     serial_ports: list[str]
+    host: str | None = None
+    """`serve --host`; None: loopback only."""
 
 
 def read_served(data_dir: Path) -> Served | None:
@@ -470,7 +486,12 @@ def read_served(data_dir: Path) -> Served | None:
     try:
         data = json.loads(path.read_text())
         served = Served(
-            int(data["pid"]), int(data["port"]), data.get("dcUrl"), data.get("dcCa"), list(data.get("serialPorts", []))
+            int(data["pid"]),
+            int(data["port"]),
+            data.get("dcUrl"),
+            data.get("dcCa"),
+            list(data.get("serialPorts", [])),
+            data.get("host") if isinstance(data.get("host"), str) else None,
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -498,6 +519,8 @@ def gather(
     port = served.port if served else port
     findings.append(check_port(port, served.pid if served else None, None if served else _port_holder(port)))
     findings.append(check_lock(data_dir, lock_holder(lock_path(data_dir)), served.pid if served else None))
+    if served is not None:
+        findings.append(check_exposure(served.host))
     return findings
 
 

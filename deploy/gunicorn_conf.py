@@ -3,6 +3,8 @@
 gthread workers: keep-alive connections (a HIS keeps one open), and a request
 waiting on a card or a keypad PIN occupies a thread, not the whole process, so
 gunicorn's worker timeout (a heartbeat of the worker's main loop) never kills it.
+Guarded (deploy/guarded_worker.py): a connection holds no thread until its request
+head is complete, so slow or silent clients cannot take the threads (issue 20).
 """
 
 import os
@@ -16,7 +18,10 @@ _settings = Settings.read(Path(os.environ[SETTINGS_ENV]))
 bind = list(_settings.locations.binds)
 certfile = str(_settings.locations.tls_certificate)
 keyfile = str(_settings.locations.tls_key)
-worker_class = "gthread"
+worker_class = "deploy.guarded_worker.GuardedThreadWorker"
+"""gthread, with the TLS handshake and the request head read on the worker's poller, each with a deadline."""
+http_protocols = "h1"
+"""HTTP/1.1 only, so ALPN offers no h2: the guarded worker reads HTTP/1 heads (it refuses to start with h2)."""
 workers = _settings.api.processes
 threads = _settings.api.threads
 """Up to `max_streams` of them may hold live event streams; the rest serve calls."""

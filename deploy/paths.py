@@ -1,20 +1,26 @@
 """Where the console keeps things: one data dir, with the IPC sockets under it.
 
 Unix socket paths are limited to about 107 bytes; when the data dir is deep,
-the sockets move to a short private directory in /tmp instead of failing.
+the sockets move to a short private directory in /tmp instead of failing. That directory is made as mkdtemp makes
+one (a name no other user can guess, 0700, ours) and the data dir remembers it (`run-dir`); a remembered one is used
+again only while it is still a directory of ours that no one else may enter. A name derived from the data dir alone
+could be made first by another local user, who would then own the sockets that carry card commands.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
+import stat
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from contract.settings import SETTINGS_FILE_NAME
+from eventlog.durable_files import write_atomically
 
 UNIX_PATH_LIMIT = 100
+RUN_DIR_POINTER = "run-dir"
+"""In the data dir: the path of the private directory in /tmp that holds the sockets of a deep data dir."""
 
 
 def default_data_dir() -> Path:
@@ -89,17 +95,51 @@ class ConsolePaths:
         return f"ipc://{self.run_dir / 'workers.sock'}"
 
 
+def _run_dir_fits(data_dir: Path) -> bool:
+    return len(str(data_dir / "run" / "workers.sock")) <= UNIX_PATH_LIMIT
+
+
 def console_paths(data_dir: Path, sim: bool = False) -> ConsolePaths:
+    """Where a console on `data_dir` keeps things. For a deep data dir, the run dir is the one `prepare` made and
+    remembered; before there is one (nothing has served from it), `data_dir/run`, where nothing will be found."""
     data_dir = data_dir.resolve()
     run_dir = data_dir / "run"
-    if len(str(run_dir / "workers.sock")) > UNIX_PATH_LIMIT:
-        digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]
-        run_dir = Path(tempfile.gettempdir()) / f"nhi-console-{os.getuid()}-{digest}"
+    if not _run_dir_fits(data_dir):
+        run_dir = remembered_run_dir(data_dir) or run_dir
     return ConsolePaths(data_dir=data_dir, run_dir=run_dir, sim=sim)
 
 
-def prepare(paths: ConsolePaths) -> None:
-    """Create the directories, private to this user: the sockets carry card commands."""
+def is_private_dir(path: Path, uid: int | None = None) -> bool:
+    """A directory itself (not a link to one), owned by `uid` (this process's), that no one else may enter."""
+    try:
+        status = os.lstat(path)
+    except OSError:
+        return False
+    owner = os.geteuid() if uid is None else uid
+    return stat.S_ISDIR(status.st_mode) and status.st_uid == owner and status.st_mode & 0o077 == 0
+
+
+def remembered_run_dir(data_dir: Path) -> Path | None:
+    """The run dir the data dir remembers, if it still is a private directory of ours."""
+    try:
+        remembered = Path((data_dir / RUN_DIR_POINTER).read_text(encoding="utf-8").strip())
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not remembered.is_absolute() or not is_private_dir(remembered):
+        return None
+    return remembered
+
+
+def prepare(paths: ConsolePaths) -> ConsolePaths:
+    """Create the directories, private to this user: the sockets carry card commands. Returns the paths to use:
+    for a deep data dir, with the run dir made (or found) in /tmp."""
     paths.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    paths.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(paths.run_dir, 0o700)
+    if _run_dir_fits(paths.data_dir):
+        paths.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(paths.run_dir, 0o700)
+        return paths
+    run_dir = remembered_run_dir(paths.data_dir)
+    if run_dir is None:
+        run_dir = Path(tempfile.mkdtemp(prefix=f"nhi-console-{os.geteuid()}-"))
+        write_atomically(paths.data_dir / RUN_DIR_POINTER, str(run_dir).encode("utf-8"))
+    return replace(paths, run_dir=run_dir)

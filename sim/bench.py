@@ -11,6 +11,7 @@ where it was, and the log shows what the bench did.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Final
 
 from broker.context import ConsoleContext
@@ -24,6 +25,7 @@ from contract.arguments import Integer, Text, argument
 from contract.commands import READER_NAME, command
 from contract.protocol import WorkerStatus
 from contract.status_codes import StatusCode
+from sim.card_commands import COUNTS_ENV, clear, counts_dir
 
 MAX_CLOCK_ADVANCE: Final = 10 * 366 * 24 * 3600
 CONTROL_BACKEND = "ControlBackend"
@@ -185,6 +187,12 @@ def install(core: ConsoleCore, config: BrokerConfig) -> None:
     after a crash) bring it to its start state."""
     if config.sim_backend is None:
         return
+    # The bench readers' workers, started by this process after this, count the APDUs their cards get into this
+    # directory (sim/card_commands.py); a fresh start counts from 0, a restarted broker's adopted workers go on.
+    counts = counts_dir(config.database.parent)
+    os.environ[COUNTS_ENV] = str(counts)
+    if config.adopt_grace == 0:
+        clear(counts)
     core.install(bench_extension(config.sim_backend))
     start = config.sim_start
     if start is not None and config.adopt_grace == 0:

@@ -19,10 +19,13 @@ from api.body import json_object, text_field
 from api.core_client import CoreClient
 from api.errors import BadRequest
 from api.operations import Operation, documented
+from api.resources.pages import mount_example_pages
 from contract.commands import MAX_READER_NAME
 from contract.protocol import Reply
 from contract.schemas import Schema, digits, name_text, text
+from contract.settings import SETTINGS_ENV, Settings
 from contract.text import CONTROL_CHARACTERS
+from sim.card_commands import counts_dir, read_count
 from sim.dc_control import DcControl, DcControlError
 from sim.mobile_hca import format_login_time, login_body
 from sim.nhi_control import KEYPAD_MAX_DIGITS, SLOT_NAMES, NhiControlError, NhiReaderControl, valid_keys
@@ -72,8 +75,17 @@ SIM_READERS = bench_operation(
                 "type": "array",
                 "items": {
                     "type": "object",
-                    "required": ["name", "card"],
-                    "properties": {"name": text(), "card": CARD_OF},
+                    "required": ["name", "card", "cardCommands"],
+                    "properties": {
+                        "name": text(),
+                        "card": CARD_OF,
+                        "cardCommands": {
+                            "type": ["integer", "null"],
+                            "minimum": 0,
+                            "description": "APDUs that reached this reader's cards since the bench started "
+                            "(all its cards, cumulative per reader name); null where the bench keeps no count",
+                        },
+                    },
                 },
             }
         },
@@ -97,15 +109,23 @@ def _reader_name(name: str) -> str:
 
 
 class BenchReaders:
+    """The bench's readers from the broker, each with the count its worker keeps at the card (sim/card_commands.py):
+    read here, beside the broker's answer, since the count is the worker's, not the event log's."""
+
     recorded = False
 
-    def __init__(self, core: CoreClient) -> None:
+    def __init__(self, core: CoreClient, counts: Path | None = None) -> None:
         self._core = core
+        self._counts = counts
 
     @documented(SIM_READERS)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         reply = self._core.call("SimListReaders")
-        _answer(resp, reply, readers=reply.body.get("readers", []))
+        readers = [
+            {**reader, "cardCommands": None if self._counts is None else read_count(self._counts, reader["name"])}
+            for reader in reply.body.get("readers", [])
+        ]
+        _answer(resp, reply, readers=readers)
 
     @documented(SIM_PLUG_READER)
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -184,7 +204,11 @@ class BenchProfiles:
 
 
 def _pass_on(
-    resp: falcon.Response, control: DcControl | None, path: str, body: dict[str, Any]
+    resp: falcon.Response,
+    control: DcControl | None,
+    path: str,
+    body: dict[str, Any] | None,
+    method: str = "POST",
 ) -> dict[str, Any] | None:
     """Send a bench control to the DC simulator; on failure answer its status and message, and return None."""
     if control is None:
@@ -192,7 +216,7 @@ def _pass_on(
         resp.media = {"message": "no DC simulator is running"}
         return None
     try:
-        return control.call("POST", path, body)
+        return control.call(method, path, body)
     except DcControlError as error:
         resp.status = falcon.code_to_http_status(error.status if error.status in (400, 404) else 502)
         resp.media = {"message": error.message}
@@ -247,6 +271,39 @@ class BenchDcFaults:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         if _pass_on(resp, self._control, "Faults", json_object(req)) is not None:
             resp.media = {}
+
+
+SIM_DC_CALLS = bench_operation(
+    "How many DC calls the DC simulator has served",
+    answer={
+        "type": "object",
+        "required": ["statusCode", "calls"],
+        "properties": {
+            "statusCode": {"const": 0},
+            "calls": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "requests to the DC protocol (anything but the simulator's own /sim/v1/ controls), "
+                "answered, refused or dropped by a fault, since the simulator started",
+            },
+        },
+    },
+)
+
+
+class BenchDcCalls:
+    """The DC simulator's count of the DC calls it served: a test counts what reached the DC, not assumes."""
+
+    recorded = False
+
+    def __init__(self, control: DcControl | None) -> None:
+        self._control = control
+
+    @documented(SIM_DC_CALLS)
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        answer = _pass_on(resp, self._control, "Calls", None, method="GET")
+        if answer is not None:
+            resp.media = {"statusCode": 0, "calls": answer.get("calls")}
 
 
 SIM_CLOCK = bench_operation(
@@ -307,6 +364,85 @@ class BenchVirtualHcToken:
         answer = _pass_on(resp, self._control, "VirtualHc/Token", json_object(req))
         if answer is not None:
             resp.media = {"token": answer["token"]}
+
+
+SIM_WEB_API = bench_operation(
+    "Where the NHI web-API twin listens, and the CA that signed its certificate (web-api.md; SIMULATION)",
+    answer={
+        "type": "object",
+        "required": ["statusCode", "baseUrl", "caPem"],
+        "properties": {"statusCode": {"const": 0}, "baseUrl": text(), "caPem": text()},
+    },
+)
+
+
+class BenchWebApi:
+    """Where a HIS points its web-API base URL on the bench, and the CA to trust (docs/web-api-twin.md)."""
+
+    recorded = False
+
+    def __init__(self, control: DcControl | None) -> None:
+        self._control = control
+
+    @documented(SIM_WEB_API)
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        answer = _pass_on(resp, self._control, "WebApi", None, method="GET")
+        if answer is not None:
+            resp.media = {"statusCode": 0, "baseUrl": answer.get("baseUrl"), "caPem": answer.get("caPem")}
+
+
+SIM_WEB_API_FAULTS = bench_operation(
+    "The next count web-API calls fail that way (timeout: held unanswered for seconds, default 30)",
+    body={
+        "fault": {"type": "string", "enum": ["timeout", "http500", "unreadable"]},
+        "count": {"type": "integer", "minimum": 1, "maximum": 1000},
+        "seconds": {"type": ["number", "null"], "minimum": 0.1, "maximum": 300},
+    },
+    required=("fault", "count"),
+)
+SIM_WEB_API_RESET = bench_operation("The NHI web-API twin's state back to the bench's start state")
+SIM_WEB_API_STATE = bench_operation(
+    "Everything the NHI web-API twin holds: each card's record, the visits, the signer's certificate",
+    answer={
+        "type": "object",
+        "required": ["statusCode", "cards", "visits", "signaturesSeen", "accessTokens", "signerCertificate"],
+        "properties": {
+            "statusCode": {"const": 0},
+            "cards": {"type": "array", "items": {"type": "object"}},
+            "visits": {"type": "array", "items": {"type": "object"}},
+            "signaturesSeen": {"type": "integer", "minimum": 0},
+            "accessTokens": {"type": "integer", "minimum": 0},
+            "pendingFault": {"type": ["object", "null"]},
+            "signerCertificate": text(),
+        },
+    },
+)
+
+
+class BenchWebApiControl:
+    """One of the twin's controls, passed on to the DC simulator's process where the twin runs."""
+
+    recorded = False
+
+    def __init__(self, control: DcControl | None, path: str) -> None:
+        self._control = control
+        self._path = path
+
+    @documented(SIM_WEB_API_FAULTS)
+    def on_post_faults(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if _pass_on(resp, self._control, self._path, json_object(req)) is not None:
+            resp.media = {}
+
+    @documented(SIM_WEB_API_RESET)
+    def on_post_reset(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if _pass_on(resp, self._control, self._path, {}) is not None:
+            resp.media = {}
+
+    @documented(SIM_WEB_API_STATE)
+    def on_get_state(self, req: falcon.Request, resp: falcon.Response) -> None:
+        answer = _pass_on(resp, self._control, self._path, None, method="GET")
+        if answer is not None:
+            resp.media = {"statusCode": 0, **answer}
 
 
 SIM_MOBILE_HCA_LOGIN = bench_operation(
@@ -531,15 +667,26 @@ def _dc_control() -> DcControl | None:
     return DcControl(url, Path(ca)) if url and ca else None
 
 
+def _card_counts() -> Path | None:
+    """Where the bench readers' workers count their cards' APDUs: in the data dir of the settings `serve` wrote."""
+    settings_file = os.environ.get(SETTINGS_ENV)
+    return counts_dir(Settings.read(Path(settings_file)).data_dir) if settings_file else None
+
+
 def mount(app: falcon.App, core: CoreClient) -> None:
-    app.add_route("/api/sim/v1/Readers", BenchReaders(core))
+    app.add_route("/api/sim/v1/Readers", BenchReaders(core, _card_counts()))
     app.add_route("/api/sim/v1/Readers/{name}", BenchReader(core))
     app.add_route("/api/sim/v1/Readers/{name}/Card", BenchCard(core))
     app.add_route("/api/sim/v1/Profiles", BenchProfiles())
     control = _dc_control()
     app.add_route("/api/sim/v1/CloudSam", BenchCloudSam(control))
     app.add_route("/api/sim/v1/Dc/Faults", BenchDcFaults(control))
+    app.add_route("/api/sim/v1/Dc/Calls", BenchDcCalls(control))
     app.add_route("/api/sim/v1/Clock", BenchClock(core, control))
     app.add_route("/api/sim/v1/MobileHca/Login", BenchMobileHcaLogin(core))
     app.add_route("/api/sim/v1/VirtualHc/Token", BenchVirtualHcToken(control))
+    app.add_route("/api/sim/v1/WebApi", BenchWebApi(control))
+    for name in ("Faults", "Reset", "State"):
+        app.add_route(f"/api/sim/v1/WebApi/{name}", BenchWebApiControl(control, f"WebApi/{name}"), suffix=name.lower())
     mount_nhi_reader(app, _nhi_control())
+    mount_example_pages(app)  # /console/examples/: the bench's example page for HIS developers

@@ -4,6 +4,9 @@ The names and the data of the profiles listed in shared/design/sim-control.md
 are a contract (HIS developers' tests rely on them): change them only with that
 document. More profiles are welcome; each is checked when this module loads, so
 a profile that could not be written onto a card fails at once, not mid-test.
+A health card profile also holds what the NHI knows of its holder beyond the
+card (`InsuranceData`), which the bench's web-API twin answers
+(docs/web-api-twin.md lists it).
 """
 
 from __future__ import annotations
@@ -107,19 +110,74 @@ class StaffCardData:
 
 
 @dataclass(frozen=True)
+class CriticalIllness:
+    """A critical illness certificate (重大傷病) the NHI holds for a person: ICD-10 code and ROC validity dates."""
+
+    ci_code: str
+    validity_start: str
+    validity_end: str
+
+
+@dataclass(frozen=True)
+class InsuranceData:
+    """What the NHI (on the bench: its web-API twin, docs/web-api-twin.md) answers about a health card holder
+    beyond the card's public data: the insurance fields of `BasicData/Register`, the emergency phone and the
+    critical illnesses. `card_validity` and `treatment_counter` are the start values the twin renews.
+
+    Apart from `HealthCardData`, whose fields are the card's own (and a contract: sim-control.md).
+    """
+
+    card_validity: str
+    treatment_counter: int
+    emergency_tel: str = ""
+    insurer_code: str = "01"
+    critical_illnesses: tuple[CriticalIllness, ...] = ()
+    newborn_birthday: str = ""
+    newborn_baby: str = ""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not _ROC_DATE.match(self.card_validity):
+            problems.append("card_validity is not ROC yyyMMdd")
+        if not 0 <= self.treatment_counter <= 6:
+            problems.append("treatment_counter is not 0 to 6")
+        if not (len(self.emergency_tel) <= 14 and self.emergency_tel.isascii() and self.emergency_tel.isprintable()):
+            problems.append("emergency_tel is not at most 14 printable ASCII characters")
+        if not (len(self.insurer_code) == 2 and self.insurer_code.isdigit()):
+            problems.append("insurer_code is not 2 digits")
+        for illness in self.critical_illnesses:
+            if not (1 <= len(illness.ci_code) <= 9 and illness.ci_code.isascii() and illness.ci_code.isalnum()):
+                problems.append("a critical illness code is not 1 to 9 ASCII letters or digits")
+            if not _ROC_DATE.match(illness.validity_start) or not _ROC_DATE.match(illness.validity_end):
+                problems.append("a critical illness date is not ROC yyyMMdd")
+        if self.newborn_birthday and not _ROC_DATE.match(self.newborn_birthday):
+            problems.append("newborn_birthday is neither empty nor ROC yyyMMdd")
+        if self.newborn_baby not in ("", "1", "2", "3", "4", "5", "6", "7", "8", "9"):
+            problems.append("newborn_baby is neither empty nor one digit")
+        if problems:
+            raise ValueError("insurance data: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     kind: Literal["hc", "hpc"]
     description: str
     data: HealthCardData | StaffCardData
+    insurance: InsuranceData | None = None
+    """A health card holder's insurance data (required for `hc`, absent for `hpc`)."""
 
     def __post_init__(self) -> None:
         expected = HealthCardData if self.kind == "hc" else StaffCardData
         if self.kind not in ("hc", "hpc") or not isinstance(self.data, expected):
             raise ValueError(f"profile {self.name!r}: kind and data do not match")
+        if (self.kind == "hc") != (self.insurance is not None):
+            raise ValueError(f"profile {self.name!r}: a health card has insurance data, a staff card none")
 
 
 _STAFF_PUK = "12345678"
+_FAR_VALIDITY = "1391231"
+"""2050-12-31: a card valid for as long as any bench will run."""
 
 _ALL = [
     Profile(
@@ -135,6 +193,7 @@ _ALL = [
             date_issue="1070101",
             identity_status="3",
         ),
+        InsuranceData(card_validity=_FAR_VALIDITY, treatment_counter=6, emergency_tel="0912345678"),
     ),
     Profile(
         "hc-pin",
@@ -150,6 +209,13 @@ _ALL = [
             identity_status="3",
             pin="1234",
         ),
+        InsuranceData(
+            card_validity=_FAR_VALIDITY,
+            treatment_counter=6,
+            emergency_tel="0223456789",
+            newborn_birthday="1140301",
+            newborn_baby="1",
+        ),
     ),
     Profile(
         "hc-veteran",
@@ -164,6 +230,44 @@ _ALL = [
             date_issue="1080301",
             identity_status="2",
         ),
+        InsuranceData(
+            card_validity=_FAR_VALIDITY,
+            treatment_counter=5,
+            emergency_tel="0229876543",
+            critical_illnesses=(CriticalIllness("N185", "1100101", "1191231"),),
+        ),
+    ),
+    Profile(
+        "hc-expired",
+        "hc",
+        "Health card whose validity (cardValidity 1121231) has passed: the web-API twin refuses a sequence "
+        "number (3201) until HcContent/Update renews it.",
+        HealthCardData(
+            card_id="900000000742",
+            name="王測試",
+            id_no="D120394856",
+            birthday="0650720",
+            sex="M",
+            date_issue="1050501",
+            identity_status="3",
+        ),
+        InsuranceData(card_validity="1121231", treatment_counter=6, emergency_tel="0287654321"),
+    ),
+    Profile(
+        "hc-counter-zero",
+        "hc",
+        "Health card with no visits left (treatmentCounter 0): the web-API twin refuses a sequence number (3213) "
+        "until HcContent/Update renews it.",
+        HealthCardData(
+            card_id="900000000759",
+            name="張測試",
+            id_no="G228173649",
+            birthday="0920101",
+            sex="F",
+            date_issue="1100601",
+            identity_status="3",
+        ),
+        InsuranceData(card_validity=_FAR_VALIDITY, treatment_counter=0, emergency_tel="0276543210"),
     ),
     Profile(
         "hpc-doctor",

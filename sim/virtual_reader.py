@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from sim.card_commands import CommandCounter, counter_from_environment
 from sim.card_lab import LabCard, lab_dir
 from sim.cards.base import VirtualCard
 from sim.profiles import make_card
@@ -21,10 +22,12 @@ from workers.seam import CardAbsent, PresenceChanged
 
 
 class VirtualReader:
-    def __init__(self, name: str, lab: Path | None = None) -> None:
+    def __init__(self, name: str, lab: Path | None = None, counter: CommandCounter | None = None) -> None:
         self.name = name
         self._lab = lab
         """The card lab (sim/card_lab.py) every card put in goes through: slow cards for the liveness tests."""
+        self._counter = counter
+        """Counts every APDU handed to a card here (sim/card_commands.py): `cardCommands` of the bench's readers."""
         self._card: VirtualCard | None = None
         self._lock = threading.RLock()
         self._changes: queue.Queue[PresenceChanged] = queue.Queue()
@@ -54,7 +57,14 @@ class VirtualReader:
         with self._lock:
             if self._card is None:
                 raise CardAbsent(f"no card in {self.name}")
+            if self._counter is not None:  # counted as it reaches the card, before a slow card answers
+                self._counter.add()
             return self._card.respond(apdu)
+
+    @property
+    def card_commands(self) -> int:
+        """The APDUs that reached this reader's cards (0 if it keeps no count)."""
+        return self._counter.count if self._counter is not None else 0
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -79,4 +89,5 @@ class VirtualReader:
 
 
 def open_reader(name: str) -> VirtualReader:
-    return VirtualReader(name, lab_dir())
+    """The worker's back-end factory (`sim.virtual_reader:open_reader`): the lab and the count, as the bench set."""
+    return VirtualReader(name, lab_dir(), counter_from_environment(name))

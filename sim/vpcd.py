@@ -28,7 +28,10 @@ arrives every few hundred milliseconds while a card is connected.  Any other
 payload is a command APDU, answered with the card's response APDU.
 
 The card records its own transcript in `respond`; the bridge never touches it,
-so tests see exactly the APDUs pcscd delivered, in order.
+so tests see exactly the APDUs pcscd delivered, in order.  The bridge counts them
+too (`card_commands`), across every card it has carried, as the bench's in-process
+readers do (`cardCommands` of GET /api/sim/v1/Readers, sim/card_commands.py): a
+test can read one number per reader slot however often its card was swapped.
 """
 
 from __future__ import annotations
@@ -89,6 +92,12 @@ class VpcdCardBridge:
         self._socket: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._pull: threading.Event | None = None
+        self._card_commands = 0
+
+    @property
+    def card_commands(self) -> int:
+        """The command APDUs pcscd delivered through this bridge to its cards so far (control messages not)."""
+        return self._card_commands
 
     @property
     def connected(self) -> bool:
@@ -206,6 +215,7 @@ class VpcdCardBridge:
                 return None
             log.warning("vpcd bridge: unknown control byte 0x%02X ignored", control)
             return None
+        self._card_commands += 1  # only the serving thread writes it
         return bytes(self.card.respond(message))
 
     def _receive(self, sock: socket.socket) -> bytes | None:

@@ -3,7 +3,7 @@
 # (checked, never applied here) and mypy, configured in pyproject.toml. Every check runs; any finding fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-paths=(api broker contract workers eventlog sim deploy bench tests)
+paths=(api broker contract workers eventlog sim deploy bench tests examples)
 status=0
 .venv/bin/ruff check "${paths[@]}" || status=1
 .venv/bin/ruff format --check "${paths[@]}" || status=1

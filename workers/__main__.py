@@ -18,12 +18,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--endpoint", required=True)
     parser.add_argument("--reader", required=True)
     parser.add_argument("--backend", required=True, help="module:factory that opens the reader")
+    parser.add_argument("--device", default=None, help="what the back-end opens, if not the reader's name")
     parser.add_argument("--heartbeat", type=float, default=ReaderSettings.heartbeat_seconds)
     parser.add_argument("--orphan-after", type=float, default=WorkerConfig.orphan_after)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(name)s: %(message)s")
     gc.freeze()  # the imported modules: out of the collector's full passes, which would walk them mid-command
-    run(WorkerConfig(args.endpoint, args.reader, args.backend, args.heartbeat, args.orphan_after))
+    run(WorkerConfig(args.endpoint, args.reader, args.backend, args.heartbeat, args.orphan_after, device=args.device))
 
 
 if __name__ == "__main__":

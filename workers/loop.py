@@ -59,6 +59,9 @@ class WorkerConfig:
     heartbeat_interval: float = ReaderSettings.heartbeat_seconds
     orphan_after: float = 30.0
     hung_after: float = HUNG_AFTER
+    device: str | None = None
+    """What the back-end opens, when it is not the reader's name: the device of a port named `COM3` (the reader
+    and its messages keep the name); given to the back-end's factory as `device=` only then."""
 
 
 class Worker:
@@ -266,7 +269,8 @@ class Worker:
 
 
 def run(config: WorkerConfig) -> None:
-    reader = load_backend(config.backend)(config.reader)
+    factory = load_backend(config.backend)
+    reader = factory(config.reader) if config.device is None else factory(config.reader, device=config.device)
     worker = Worker(config, reader)
 
     def _stop(signum: int, frame: FrameType | None) -> None:

@@ -112,9 +112,16 @@ class NhiReader:
     long_commands = LONG_COMMANDS
 
     def __init__(
-        self, port: str, *, link: SerialLink | None = None, monotonic: Callable[[], float] = time.monotonic
+        self,
+        port: str,
+        *,
+        device: str | None = None,
+        link: SerialLink | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._port = port
+        self._device = device or port
+        """What is opened: the port's path, or the device a Windows name (`COM3`) is given to; the slots are
+        named by `port` either way."""
         self._link = link or SerialLink()
         self._monotonic = monotonic
         self._names = {_SLOT_BY_KIND[kind]: name for kind, name in slot_readers(port).items()}
@@ -203,7 +210,7 @@ class NhiReader:
             if self._link.is_open:
                 return
             try:
-                self._link.open(self._port)
+                self._link.open(self._device)
             except SerialLinkError as error:
                 self._fault = error.code
                 raise ReaderFault(error.code, error.message) from None
@@ -324,6 +331,7 @@ _STATUS_MESSAGES = {
 }
 
 
-def open_reader(port: str) -> NhiReader:
-    """The worker's back-end factory (`workers.nhi_reader:open_reader`): never fails, the poll opens the port."""
-    return NhiReader(port)
+def open_reader(port: str, device: str | None = None) -> NhiReader:
+    """The worker's back-end factory (`workers.nhi_reader:open_reader`): never fails, the poll opens the port.
+    `device`: the path to open when `port` is a Windows name (`COM3`)."""
+    return NhiReader(port, device=device)

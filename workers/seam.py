@@ -83,7 +83,9 @@ class SlotDevice(Protocol):
     def close(self) -> None: ...
 
 
-ReaderFactory = Callable[[str], "CardReader | SlotDevice"]
+ReaderFactory = Callable[..., "CardReader | SlotDevice"]
+"""A back-end's factory: called with the reader's name, and with `device=` too when the worker was given what to
+open besides it (a Windows-named serial port's path; only the NHI reader's back-end is ever given one)."""
 
 
 def load_backend(path: str) -> ReaderFactory:

@@ -106,8 +106,7 @@ class EventStreamResource:
             self._slots.release()
             raise
         resp.content_type = "text/event-stream; charset=utf-8"
-        resp.set_header("Cache-Control", "no-store")
-        resp.set_header("X-Accel-Buffering", "no")
+        resp.set_header("X-Accel-Buffering", "no")  # no-store and nosniff: api/middleware.py PrivateAnswers
         resp.stream = _Stream(self._stream(first), self._slots.release)
 
     def _wait(self, args: dict[str, Any]) -> dict[str, Any]:

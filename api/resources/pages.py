@@ -1,4 +1,5 @@
-"""The console's web pages: Swagger UI (`/api/swagger/index.html`) and the status lights (`/console/`).
+"""The console's web pages: Swagger UI (`/api/swagger/index.html`), the status lights (`/console/`) and, on the
+bench only, an example page for HIS developers (`/console/examples/`).
 
 Plain files served from this machine (clinics and CI have no internet): our own
 HTML, CSS and JavaScript under `api/pages/`, and Swagger UI's built files,
@@ -61,8 +62,7 @@ class PageFiles:
             ) from None
         resp.content_type = CONTENT_TYPES.get(path.suffix, "application/octet-stream")
         resp.data = content
-        resp.set_header("Cache-Control", "no-cache")
-        resp.set_header("X-Content-Type-Options", "nosniff")
+        resp.set_header("Cache-Control", "no-cache")  # nosniff: api/middleware.py PrivateAnswers
         resp.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
 
 
@@ -93,3 +93,16 @@ def mount_pages(app: falcon.App, swagger_ui: Path) -> None:
     console = PageFiles({name: PAGES / "console" / name for name in ("index.html", "console.css", "console.js")})
     app.add_route("/console", console)  # and `/console/`: the app strips a trailing slash; the page links absolutely
     app.add_route("/console/{name}", console)
+
+
+EXAMPLE_FILES = ("index.html", "register.js", "register.css")
+
+
+def mount_example_pages(app: falcon.App) -> None:
+    """The bench's example page for HIS developers (`api/pages/examples/`): the console's half of a registration
+    from a browser. Mounted by the bench's control API (sim/control_api.py), so only under `serve --sim`: it opens a
+    session and reads the card, which a real installation should not offer as a page. Its links are relative (it
+    is also served by any web server on localhost), so `/console/examples` and `/console/examples/` (one path once
+    the trailing slash is stripped) redirect to the page's full address, from which they resolve."""
+    app.add_route("/console/examples", RedirectTo("/console/examples/index.html"))
+    app.add_route("/console/examples/{name}", PageFiles({name: PAGES / "examples" / name for name in EXAMPLE_FILES}))

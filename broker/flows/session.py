@@ -35,6 +35,7 @@ from broker.domain.routing import reader_for
 from broker.domain.state import SAM_CLOUD, SAM_PHYSICAL, ConsoleState, PhysicalSamIdentity
 from broker.flows.runner import Acquire, CardStep, DcCall, Flow, Outcome, Release, Step
 from contract.protocol import Reply
+from contract.serial_port_names import no_device_message
 from contract.status_codes import StatusCode
 
 SAM_RESOURCE = "sam"
@@ -91,8 +92,9 @@ class SessionContext(Protocol):
         """`Initial` without a name: the devices to try, in contract.md's order."""
         ...
 
-    def is_serial_port(self, device: str) -> bool:
-        """Whether `device` names a serial port (an NHI dedicated reader's), rather than a cloud SAM."""
+    def serial_port(self, device: str) -> str | None:
+        """The serial port (an NHI dedicated reader's) `device` names, by its one name whatever alias was used
+        (contract/serial_port_names.py); None if it names none (a cloud SAM, or nothing that is a port)."""
         ...
 
     def want_serial_device(self, port: str) -> None:
@@ -348,18 +350,27 @@ def initial(ctx: SessionContext, name: str | None) -> Flow:
 
     A serial port is an NHI dedicated reader: its worker is started and reads the reader's SAM. Its failure
     (1201 the port cannot be opened, 1202 the reader does not answer, 1300 no SAM) is the answer when the
-    port was named; without a name the next device is tried, and none working is 1002.
+    port was named; without a name the next device is tried, and none working is 1002. A name that is neither
+    a cloud SAM nor a serial port is 1002 with the same message whatever the file system holds there (a Windows
+    port name no port was given gets how to give it one instead). The session's `name` is the port's one name
+    (its key: a Windows name such as `COM3` if it has one), not the alias the caller used.
     """
 
     def body() -> Generator[Step, Any, Outcome]:
         if ctx.state.initialized:
             return int(StatusCode.ALREADY_INITIALIZED), {"message": "already initialized"}
         candidates = [name] if name is not None else ctx.device_candidates()
-        failure: Outcome = (int(StatusCode.NO_DEVICE), {"message": "no such device, or none that works"})
+        failure: Outcome = (int(StatusCode.NO_DEVICE), {"message": no_device_message(name)})
         physical: PhysicalSamIdentity | None = None
-        for device in candidates:
-            if ctx.is_serial_port(device):
-                opened = yield from _open_nhi_reader(ctx, device)
+        tried: set[str] = set()
+        for candidate in candidates:
+            port = ctx.serial_port(candidate)
+            device = port if port is not None else candidate
+            if device in tried:  # the last device (an alias in an older log) and the listing: one port, once
+                continue
+            tried.add(device)
+            if port is not None:
+                opened = yield from _open_nhi_reader(ctx, port)
                 if isinstance(opened, PhysicalSamIdentity):
                     physical, sam_type = opened, SAM_PHYSICAL
                     break

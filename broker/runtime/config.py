@@ -63,6 +63,8 @@ class BrokerConfig:
     """Lists the machine's serial ports (tests replace it); None: pyserial's listing."""
     extra_serial_ports: list[str] = field(default_factory=list)
     """Ports to offer even if the listing misses them: a udev symlink, the bench's NHI reader on a pty."""
+    port_names: dict[str, str] = field(default_factory=dict)
+    """Windows names given to ports (`COM3` → `/dev/ttyUSB0`; the bench's `COM1`): each is its port's one name."""
     serial_backend: str = "workers.nhi_reader:open_reader"
     """`module:factory` of the NHI dedicated reader's back-end: one worker per port the session opens."""
     hca_trust: Path | None = None
@@ -118,4 +120,5 @@ def broker_config(settings: Settings, *, restarted: bool) -> BrokerConfig:
         mobile_hca_window_seconds=settings.staff.mobile_hca_window_seconds,
         vhc_issuer=settings.data_center.vhc_issuer,
         extra_serial_ports=list(settings.offered_serial_ports()),
+        port_names={port.name: port.device for port in settings.offered_port_names()},
     )

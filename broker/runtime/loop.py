@@ -219,6 +219,7 @@ class Broker:
             pseudonyms=pseudonyms,
             cloud_sams=CloudSamStore(config.cloud_sam_dir),
             serial_ports=_with_extra_ports(config.serial_ports or _serial_ports, config.extra_serial_ports),
+            port_names=config.port_names,
             hca_trust=TrustStore.from_pem_bundle(config.hca_trust.read_bytes()) if config.hca_trust else None,
             hpc_authentication_seconds=config.hpc_authentication_seconds,
             mobile_hca_window_seconds=config.mobile_hca_window_seconds,
@@ -278,7 +279,12 @@ class Broker:
             for name in self._discovery.readers():
                 desired.setdefault(name, ReaderSpec(name, self._config.pcsc_backend))
         for port in self.core.serial_devices():
-            desired[port] = ReaderSpec(port, self._config.serial_backend, companions=(staff_slot_reader(port),))
+            desired[port] = ReaderSpec(
+                port,
+                self._config.serial_backend,
+                companions=(staff_slot_reader(port),),
+                device=self.core.serial_device_path(port),
+            )
         return desired
 
     def run(self) -> None:
@@ -631,18 +637,28 @@ class Broker:
         if forgiven:
             log.warning("the broker's loop stood still for %.1f s: not held against the workers", forgiven)
             self._pool.forgive(forgiven, now)
-        lost, unwanted = self._pool.reconcile(self._desired(), now)
+        desired = self._desired()
+        lost, unwanted = self._pool.reconcile(desired, now)
         for reader, reason in lost:
             log.warning("reader %r: %s", reader, reason)
             in_flight = self._queues.fail_in_flight(reader)
             if in_flight is not None:
                 # Its outcome is unknown (the card may have run it): answer an error, never resend.
                 self._fail(in_flight, StatusCode.PCSC_OTHER_ERROR, "the reader's worker stopped during the command")
-            self.core.worker_lost(reader, reason)
-        for reader in unwanted:
+        # The flows those failures ended may have let a port go (a failed `Initial`): what is wanted is read again.
+        wanted = wanted_names(self._desired()) if lost else wanted_names(desired)
+        for reader, reason in lost:
+            if reader in wanted:  # it is restarted; a reader no one wants any more leaves below instead
+                self.core.worker_lost(reader, reason)
+        # A reader leaves the state when no one wants it, however its worker went: stopped by the pool just now,
+        # or gone by itself before (told "not wanted" on a report, or dead), when the pool no longer knows it.
+        leaving = dict.fromkeys(unwanted, "reader no longer present")
+        for reader in self.core.readers_not_in(wanted):
+            leaving.setdefault(reader, "reader no longer wanted")
+        for reader, reason in leaving.items():
             for pending in self._queues.drop_reader(reader):
                 self._fail(pending, StatusCode.READER_IN_USE_GONE, "the reader was unplugged")
-            self.core.reader_detached(reader, "reader no longer present")
+            self.core.reader_detached(reader, reason)
 
     def _seal_if_due(self) -> None:
         """Move old rows to an archive segment past the size or age limit; nothing is ever dropped.

@@ -39,6 +39,8 @@ class ReaderSpec:
     backend: str
     companions: tuple[str, ...] = ()
     """Other readers the same worker reports (the NHI reader's staff-card slot): never a process of their own."""
+    device: str | None = None
+    """What the back-end opens, when it is not `name`: the device path of a port named `COM3` (issue 21)."""
 
 
 def wanted_names(desired: dict[str, ReaderSpec]) -> set[str]:
@@ -204,6 +206,7 @@ class WorkerPool:
             spec.backend,
             "--heartbeat",
             str(self._registry.heartbeat_interval),
+            *(["--device", spec.device] if spec.device is not None else []),
         ]
         process = self._spawn_process(command)
         self._children[spec.name] = _Child(process, now, now + self._registration_timeout)

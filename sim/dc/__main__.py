@@ -4,6 +4,9 @@
 forgets `prepare` still starts; it prints one line, `listening on
 https://HOST:PORT`, once it accepts connections (what a parent process can
 wait for, with `--port 0` to learn the port), and stops cleanly on SIGTERM.
+With `--web-api-port N` the NHI web-API twin (sim/web_api) listens there too,
+bound before the DC's port (so a DC that accepts means a twin that does), its
+controls under the DC's `/sim/v1/WebApi`; a second line says where.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from types import FrameType
 from sim.dc import prepare
 from sim.dc.server import make_server
 from sim.dc.service import DEFAULT_SESSION_TTL_SECONDS
+from sim.web_api.controls import CONTROL_NAME as WEB_API_CONTROLS
+from sim.web_api.server import make_twin
 
 
 def _port(text: str) -> int:
@@ -48,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--port", type=_port, required=True, help="0 picks a free port")
     serve_parser.add_argument("--host", default="127.0.0.1")
     serve_parser.add_argument("--session-ttl", type=_positive, default=DEFAULT_SESSION_TTL_SECONDS, metavar="SECONDS")
+    serve_parser.add_argument(
+        "--web-api-port", type=_port, default=None, help="also serve the NHI web-API twin there (0: any free port)"
+    )
     return parser
 
 
@@ -65,16 +73,29 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
-    server = make_server(args.state_dir, args.host, args.port, args.session_ttl)
+    twin = None if args.web_api_port is None else make_twin(args.state_dir, args.host, args.web_api_port)
+    try:
+        server = make_server(args.state_dir, args.host, args.port, args.session_ttl)
+    except BaseException:
+        if twin is not None:
+            twin.close()
+        raise
+    if twin is not None:
+        server.service.mount_bench_controls(WEB_API_CONTROLS, twin.controls.handle)
+        twin.serve_in_thread()
     signal.signal(signal.SIGTERM, _stop)
     try:
         host = f"[{args.host}]" if ":" in args.host else args.host
         print(f"listening on https://{host}:{server.port}", flush=True)
+        if twin is not None:
+            print(f"web-API twin listening on {twin.base_url}", flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+        if twin is not None:
+            twin.close()
     return 0
 
 

@@ -33,13 +33,14 @@ CONNECTION_TIMEOUT_SECONDS = 30.0
 logger = logging.getLogger("sim.dc")
 
 
-class DcRequestHandler(BaseHTTPRequestHandler):
-    """One connection (HTTP/1.1 keep-alive): each request goes to the server's `DcService`."""
+class JsonRequestHandler(BaseHTTPRequestHandler):
+    """One connection (HTTP/1.1 keep-alive) of a bench HTTPS server: bounded bodies in, JSON out, a log line of
+    method, path and status only. Subclasses answer in `_serve`; the DC simulator's and the web-API twin's
+    (sim/web_api) share the rest, so both keep secrets out of their logs the same way."""
 
     protocol_version = "HTTP/1.1"
-    server_version = "nhi-console-dc-sim/1"
     timeout = CONNECTION_TIMEOUT_SECONDS
-    server: DcHttpServer
+    logger = logger
     _status: str = "-"
 
     def version_string(self) -> str:
@@ -81,32 +82,32 @@ class DcRequestHandler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _serve(self) -> None:
+        raise NotImplementedError
+
+    def _request(self) -> Request | None:
+        """The request as the services take it, or None when the client went away mid-body (nobody to answer)."""
         body = self._read_body()
         if body is not None and len(body) < int(self.headers.get("Content-Length") or "0"):
-            self.close_connection = True  # the client went away mid-body: nobody to answer
-            return
-        request = Request(self.command, self.path, dict(self.headers.items()), body)
-        try:
-            result = self.server.service.handle(request)
-        except Exception as error:  # a simulator bug: answer 500, log its type and place, never its message
-            traceback = error.__traceback__
-            while traceback is not None and traceback.tb_next is not None:
-                traceback = traceback.tb_next
-            where = f"{traceback.tb_frame.f_code.co_filename}:{traceback.tb_lineno}" if traceback else "?"
-            logger.error("internal error %s at %s", type(error).__name__, where)
-            result = Reply(500, {"error": "internalError", "message": "the DC simulator failed"})
-        if result is DROP:
             self.close_connection = True
-            self._status = "dropped (fault 1700)"
-            self.log_message("")
-            return
-        assert isinstance(result, Reply)
-        self._write(result)
+            return None
+        return Request(self.command, self.path, dict(self.headers.items()), body)
+
+    def _internal_error(self, error: Exception, body: dict[str, object]) -> Reply:
+        """A bench server's bug: 500 with `body`, its type and place logged, never its message (it may quote a
+        value)."""
+        traceback = error.__traceback__
+        while traceback is not None and traceback.tb_next is not None:
+            traceback = traceback.tb_next
+        where = f"{traceback.tb_frame.f_code.co_filename}:{traceback.tb_lineno}" if traceback else "?"
+        self.logger.error("internal error %s at %s", type(error).__name__, where)
+        return Reply(500, body)
 
     def _write(self, reply: Reply) -> None:
-        payload = json.dumps(reply.body, ensure_ascii=False).encode("utf-8")
-        self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self._write_bytes(reply.status, json.dumps(reply.body, ensure_ascii=False).encode("utf-8"))
+
+    def _write_bytes(self, status: int, payload: bytes, content_type: str = "application/json; charset=utf-8") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("Cache-Control", "no-store")
         if self.close_connection:
@@ -137,19 +138,43 @@ class DcRequestHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         """Method, path (without a query string) and status: nothing a client sent in a header or body."""
         path = urlsplit(getattr(self, "path", "") or "").path or "-"
-        logger.info("%s %s %s", getattr(self, "command", None) or "-", path[:200], self._status)
+        self.logger.info("%s %s %s", getattr(self, "command", None) or "-", path[:200], self._status)
 
 
-class DcHttpServer(ThreadingHTTPServer):
-    """A threaded HTTPS server: the listening socket wrapped in the simulator's TLS context."""
+class DcRequestHandler(JsonRequestHandler):
+    """Each request goes to the server's `DcService`."""
+
+    server_version = "nhi-console-dc-sim/1"
+    server: DcHttpServer
+
+    def _serve(self) -> None:
+        request = self._request()
+        if request is None:
+            return
+        try:
+            result = self.server.service.handle(request)
+        except Exception as error:  # a simulator bug: answer 500, log its type and place, never its message
+            result = self._internal_error(error, {"error": "internalError", "message": "the DC simulator failed"})
+        if result is DROP:
+            self.close_connection = True
+            self._status = "dropped (fault 1700)"
+            self.log_message("")
+            return
+        assert isinstance(result, Reply)
+        self._write(result)
+
+
+class LoopbackHttpsServer(ThreadingHTTPServer):
+    """A threaded HTTPS server: the listening socket wrapped in a bench TLS context (the DC simulator's or the
+    web-API twin's), TLS handshakes in the connections' threads, no reverse DNS lookup at start."""
 
     daemon_threads = True
+    logger = logger
 
-    def __init__(self, address: tuple[str, int], service: DcService, context: ssl.SSLContext) -> None:
-        self.service = service
+    def __init__(self, address: tuple[str, int], handler: type[JsonRequestHandler], context: ssl.SSLContext) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
-        super().__init__(address, DcRequestHandler)
+        super().__init__(address, handler)
         self.socket = context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
 
     def server_bind(self) -> None:
@@ -166,7 +191,15 @@ class DcHttpServer(ThreadingHTTPServer):
     def handle_error(self, request: object, client_address: object) -> None:
         """A failed handshake or a vanished client: one line with the error's type, no traceback, no data."""
         error = sys.exc_info()[1]
-        logger.warning("connection failed: %s", type(error).__name__ if error else "?")
+        self.logger.warning("connection failed: %s", type(error).__name__ if error else "?")
+
+
+class DcHttpServer(LoopbackHttpsServer):
+    """The DC simulator's server: its `DcService` answers every request."""
+
+    def __init__(self, address: tuple[str, int], service: DcService, context: ssl.SSLContext) -> None:
+        self.service = service
+        super().__init__(address, DcRequestHandler, context)
 
     def server_close(self) -> None:
         super().server_close()

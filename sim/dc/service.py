@@ -19,6 +19,7 @@ import hmac
 import json
 import re
 import secrets
+import threading
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -237,6 +238,9 @@ class DcService:
         self.sam_ca = sam_ca
         self.session_ttl = session_ttl
         self.vhc_issuer = vhc_issuer
+        self._calls = 0
+        """DC calls served since this service was made (`GET /sim/v1/Calls`): the server runs a thread a connection."""
+        self._calls_lock = threading.Lock()
         self._dc_routes: dict[tuple[str, str], Callable[[Request], Json]] = {
             ("POST", "Sam/Challenge"): self._sam_challenge,
             ("POST", "Sam/Login"): self._sam_login,
@@ -254,11 +258,29 @@ class DcService:
             ("POST", "Faults"): self._sim_faults,
             ("POST", "Clock"): self._sim_clock,
             ("POST", "VirtualHc/Token"): self._sim_virtual_hc_token,
+            ("GET", "Calls"): self._sim_calls,
         }
+        self._mounted: dict[str, Callable[[Request], Reply]] = {}
+
+    def mount_bench_controls(self, name: str, handler: Callable[[Request], Reply]) -> None:
+        """Another part of the bench in this process (the web-API twin, sim/web_api) answers `/sim/v1/<name>` and
+        everything under it: the console's control API reaches every bench control through this one port."""
+        self._mounted[name] = handler
+
+    @property
+    def calls(self) -> int:
+        """Every request that was not a bench control (`/sim/v1/`): the DC protocol's, answered, refused (an
+        unknown command or path, a bad body) or dropped by a fault alike, so that a test that reads no change
+        knows nothing of the console's reached the DC at all."""
+        with self._calls_lock:
+            return self._calls
 
     def handle(self, request: Request) -> Reply | Drop:
         path = urllib.parse.urlsplit(request.path).path
         method = request.method.upper()
+        if not path.startswith(SIM_PREFIX):
+            with self._calls_lock:
+                self._calls += 1
         try:
             if path.startswith(DC_PREFIX):
                 return self._dc(method, path.removeprefix(DC_PREFIX), request)
@@ -440,6 +462,9 @@ class DcService:
     # -- the bench's controls -----------------------------------------------
 
     def _sim(self, method: str, path: str, request: Request) -> Reply:
+        name = path.removeprefix(SIM_PREFIX).split("/", 1)[0]
+        if name in self._mounted:
+            return self._mounted[name](request)
         sam_path = _SAM_PATH.match(path)
         if sam_path is not None and method == "GET":
             return Reply(200, self._sim_sam(urllib.parse.unquote(sam_path.group(1))))
@@ -523,6 +548,9 @@ class DcService:
             max_uses=max_uses,
         )
         return {"token": token}
+
+    def _sim_calls(self, request: Request) -> Json:
+        return {"calls": self.calls}
 
     def _sim_clock(self, request: Request) -> Json:
         document = _json_object(request, lambda message: _bench_fail(400, message))

@@ -109,6 +109,11 @@ class StateDir:
         return self.root / "vhc-issuer.pem"
 
     @property
+    def web_api_dir(self) -> Path:
+        """The NHI web-API twin's own directory (sim/web_api: its TLS CA, signing key and SQLite state)."""
+        return self.root / "web-api"
+
+    @property
     def lock(self) -> Path:
         return self.root / ".prepare.lock"
 

@@ -47,7 +47,16 @@ def _key_usage(*allowed: str) -> x509.KeyUsage:
 
 def ensure_tls(state: StateDir) -> None:
     """Create `ca.pem`, `server.pem` and `server.key` (0600) unless all three are already there."""
-    if state.ca_cert.is_file() and state.server_cert.is_file() and state.server_key.is_file():
+    ensure_tls_files(state.ca_cert, state.server_cert, state.server_key, "DC simulator TLS CA")
+
+
+def ensure_tls_files(ca_cert: Path, server_cert: Path, server_key: Path, ca_common_name: str) -> None:
+    """A loopback CA (named `ca_common_name`) and its one server certificate, unless all three files are there.
+
+    Apart from `ensure_tls` so another bench server (the web-API twin, sim/web_api) gets a CA of its own by the
+    same rules.
+    """
+    if ca_cert.is_file() and server_cert.is_file() and server_key.is_file():
         return
     now = datetime.datetime.now(datetime.UTC)
     not_before, not_after = now - _BACKDATE, now + VALIDITY
@@ -55,7 +64,7 @@ def ensure_tls(state: StateDir) -> None:
     ca_name = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "nhi-console bench"),
-            x509.NameAttribute(NameOID.COMMON_NAME, "DC simulator TLS CA"),
+            x509.NameAttribute(NameOID.COMMON_NAME, ca_common_name),
         ]
     )
     ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
@@ -80,12 +89,12 @@ def ensure_tls(state: StateDir) -> None:
         )
         .sign(ca_key, hashes.SHA256())
     )
-    server_key = ec.generate_private_key(ec.SECP256R1())
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
     server = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
         .issuer_name(ca_name)
-        .public_key(server_key.public_key())
+        .public_key(leaf_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before)
         .not_valid_after(not_after)
@@ -98,25 +107,30 @@ def ensure_tls(state: StateDir) -> None:
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage("digital_signature"), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(server_key.public_key()), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     ca_pem = ca.public_bytes(serialization.Encoding.PEM)
-    key_pem = server_key.private_bytes(
+    key_pem = leaf_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     # The CA last: its presence is what says "the set is complete" to the next run.
-    write_file(state.server_key, key_pem, 0o600)
-    write_file(state.server_cert, server.public_bytes(serialization.Encoding.PEM) + ca_pem, 0o644)
-    write_file(state.ca_cert, ca_pem, 0o644)
+    write_file(server_key, key_pem, 0o600)
+    write_file(server_cert, server.public_bytes(serialization.Encoding.PEM) + ca_pem, 0o644)
+    write_file(ca_cert, ca_pem, 0o644)
 
 
 def server_context(state: StateDir) -> ssl.SSLContext:
     """The server's TLS context: TLS 1.2 or later, this state dir's certificate."""
+    return server_context_of(state.server_cert, state.server_key)
+
+
+def server_context_of(server_cert: Path, server_key: Path) -> ssl.SSLContext:
+    """A server TLS context: TLS 1.2 or later, that certificate chain and key."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(state.server_cert, state.server_key)
+    context.load_cert_chain(server_cert, server_key)
     return context
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 from typing import Any
 
 import pytest
@@ -121,4 +122,18 @@ def test_a_host_that_is_not_this_machine_is_refused(session: RunningConsole) -> 
     before = _counts(session)
     status, _, _ = _send(session, "GET", "/api/hc/v1/Basic", None, {"Host": "rebound.example:5066"})
     assert status == 421
+    assert _counts(session) == before
+
+
+def test_http_1_0_without_host_is_400_through_gunicorn(session: RunningConsole) -> None:
+    """Falcon's test client always sends `Host`; this is the real server and a raw HTTP/1.0 request."""
+    before = _counts(session)
+    raw = socket.create_connection(("127.0.0.1", session.port), timeout=10)
+    with session.ssl_context().wrap_socket(raw, server_hostname="localhost") as tls:
+        tls.sendall(b"GET /api/hc/v1/Basic HTTP/1.0\r\n\r\n")
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+    assert answer.startswith((b"HTTP/1.1 400", b"HTTP/1.0 400")), answer[:100]
+    assert b"no-store" in answer.lower() and b"nosniff" in answer.lower()
     assert _counts(session) == before

@@ -89,7 +89,8 @@ def import_sam(console: RunningConsole, context: str, sam_id: str, hospital_id: 
 def test_initial_without_a_name_opens_the_bench_sam_and_verifies_it(console: RunningConsole) -> None:
     names = console.request("GET", NAME).body
     assert names["statusCode"] == 0 and names["names"][0] == BENCH_SAM_ID
-    assert all(name.startswith("/") for name in names["names"][1:])  # then the serial ports (the bench reader's pty)
+    # then the serial ports: the bench reader's by its Windows name, COM1, then any the machine lists
+    assert names["names"][1] == "COM1" and all(name.startswith("/") for name in names["names"][2:])
 
     assert status(console)["initialized"] is False
     assert code(console, "POST", INITIAL) == 0

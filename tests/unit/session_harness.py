@@ -210,7 +210,12 @@ NHI_SAM_ID = "000100000047"
 
 
 class Harness:
-    def __init__(self, *cards: tuple[str, str], serial_ports: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        *cards: tuple[str, str],
+        serial_ports: tuple[str, ...] = (),
+        port_names: dict[str, str] | None = None,
+    ) -> None:
         self.clock = ManualClock(wall_ns=BENCH_TIME_NS)
         self.store = MemoryEventStore()
         self.sams = CloudSamStore(None)
@@ -222,6 +227,7 @@ class Harness:
             hca_trust=trust,
             vhc_issuers=[ISSUER[0].public_key()],
             serial_ports=lambda: list(serial_ports),
+            port_names=port_names,
         )
         self.nhi: NhiReader | None = None
         self.nhi_cards: dict[str, CardPresence | None] = {}

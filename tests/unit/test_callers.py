@@ -8,7 +8,7 @@ import falcon.testing
 import pytest
 
 from api.app import create_app
-from api.callers import host_of_header, host_of_origin
+from api.callers import host_of_header, host_of_origin, origin_allowed
 from api.resources.common import VersionInfo
 from broker.core import ConsoleCore
 from broker.runtime.clock import ManualClock
@@ -150,9 +150,115 @@ def test_preflight_from_an_allowed_origin(client: falcon.testing.TestClient, cor
     assert response.status_code == 204
     assert response.headers["access-control-allow-origin"] == "http://localhost:3000"
     assert "POST" in response.headers["access-control-allow-methods"]
-    assert response.headers["access-control-allow-headers"] == "Content-Type"
+    assert response.headers["access-control-allow-headers"] == "Content-Type, Last-Event-ID"
     assert response.headers["access-control-allow-private-network"] == "true"
     assert commands(core) == []
+
+
+@pytest.mark.parametrize("site", ["cross-site", "same-site", "Cross-Site", "some-future-value"])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/hc/v1/Basic"),
+        ("GET", "/api/common/v1/ServerDateTime"),
+        ("GET", "/api/common/v1/Status"),
+        ("GET", "/console/"),
+        ("GET", "/api/swagger"),
+        ("POST", "/api/hc/v1/Pin"),
+        ("DELETE", "/api/settings/v1/CloudSam/901000000047"),
+        ("GET", "/no/such/path"),
+    ],
+)
+def test_a_page_of_another_site_without_an_origin_runs_nothing(
+    client: falcon.testing.TestClient, core: FakeCore, site: str, method: str, path: str
+) -> None:
+    """`<img src>`, `<script src>`, `fetch(…, {mode: "no-cors"})`: no Origin, but fetch metadata."""
+    headers = {"Sec-Fetch-Site": site, "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image"}
+    response = client.simulate_request(method, path, headers=headers)
+    assert response.status_code == 403
+    assert "message" in response.json
+    assert core.sent == [], "nothing reached the broker, not even the allow-list lookup"
+
+
+@pytest.mark.parametrize("site", ["same-origin", "none", None])
+def test_the_user_typing_the_address_and_the_consoles_own_pages_pass(
+    client: falcon.testing.TestClient, core: FakeCore, site: str | None
+) -> None:
+    headers = {"Sec-Fetch-Site": site} if site else {}
+    response = client.simulate_get("/api/common/v1/Name", headers=headers)
+    assert response.status_code == 200
+    assert commands(core) == ["ListDevices"]
+
+
+def test_a_page_of_an_allowed_site_passes_with_its_origin(client: falcon.testing.TestClient, core: FakeCore) -> None:
+    headers = {"Sec-Fetch-Site": "cross-site", "Origin": "https://www.nhi.gov.tw"}
+    response = client.simulate_get("/api/common/v1/Name", headers=headers)
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "https://www.nhi.gov.tw"
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [
+        ("https://www.nhi.gov.tw", True),
+        ("https://www.nhi.gov.tw:8443", True),
+        ("http://www.nhi.gov.tw", False),
+        ("HTTP://WWW.NHI.GOV.TW", False),
+        ("http://localhost:8080", True),
+        ("https://localhost", True),
+        ("http://127.0.0.1:3000", False),  # loopback, but not on this list
+        ("http://[::1]:3000", False),
+        ("https://evil.example", False),
+        ("null", False),
+    ],
+)
+def test_origin_allowed_is_scheme_aware(origin: str, allowed: bool) -> None:
+    assert origin_allowed(origin, ["localhost", "www.nhi.gov.tw"]) is allowed
+
+
+@pytest.mark.parametrize("origin", ["http://127.0.0.1:3000", "http://[::1]:3000", "http://localhost"])
+def test_loopback_hosts_on_the_list_pass_on_any_scheme(origin: str) -> None:
+    assert origin_allowed(origin, ["localhost", "127.0.0.1", "::1"])
+
+
+def test_a_plain_http_origin_of_a_listed_site_runs_nothing(client: falcon.testing.TestClient, core: FakeCore) -> None:
+    for method, path in [
+        ("GET", "/api/hc/v1/Basic"),
+        ("POST", "/api/settings/v1/Cors"),
+        ("DELETE", "/api/settings/v1/CloudSam/1"),
+    ]:
+        response = client.simulate_request(method, path, headers={"Origin": "http://www.nhi.gov.tw"})
+        assert response.status_code == 403
+    assert commands(core) == []
+
+
+def test_a_request_without_host_is_400(client: falcon.testing.TestClient, core: FakeCore) -> None:
+    """HTTP/1.0 may leave `Host` out; Falcon's test client always fills it in, so the environ is made by hand."""
+    environ = falcon.testing.create_environ(path="/api/common/v1/Status", http_version="1.0")
+    environ.pop("HTTP_HOST", None)
+    result = falcon.testing.StartResponseMock()
+    body = b"".join(client.app(environ, result))
+    assert str(result.status).startswith("400"), (result.status, body)
+    assert core.sent == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers"),
+    [
+        ("GET", "/api/common/v1/Name", {}),
+        ("GET", "/api/hc/v1/Basic", {"Origin": "https://evil.example"}),
+        ("GET", "/api/hc/v1/Basic", {"Sec-Fetch-Site": "cross-site"}),
+        ("GET", "/api/common/v1/Status", {"Host": "evil.example"}),
+        ("GET", "/no/such/path", {}),
+    ],
+)
+def test_json_answers_are_not_stored_or_sniffed(
+    client: falcon.testing.TestClient, method: str, path: str, headers: dict[str, str]
+) -> None:
+    response = client.simulate_request(method, path, headers=headers)
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["x-content-type-options"] == "nosniff"
 
 
 def test_preflight_from_a_disallowed_origin_has_no_allow_headers(client: falcon.testing.TestClient) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from api.app import create_app
 from api.resources.common import VersionInfo
+from api.resources.pages import EXAMPLE_FILES, mount_example_pages
 from deploy import swagger_ui_assets
 from tests.unit.test_api import FakeCore
 
@@ -38,6 +39,33 @@ def test_the_console_page_and_its_files(tmp_path: Path) -> None:
     assert "script-src 'self'" in script.headers["content-security-policy"]
     for outside in ("/console/../app.py", "/console/%2e%2e%2fapp.py", "/console/nothing.js", "/console/pages.py"):
         assert pages.simulate_get(outside).status_code == 404
+
+
+def test_the_example_page_is_the_benchs_alone(tmp_path: Path) -> None:
+    """`/console/examples/` opens a session and reads the card from a browser: a bench page, mounted by the bench's
+    control API (sim/control_api.py) and by nothing in a real installation."""
+    plain = client(tmp_path)
+    for path in ("/console/examples", "/console/examples/", "/console/examples/index.html"):
+        assert plain.simulate_get(path).status_code == 404
+    bench = falcon.testing.TestClient(
+        create_app(
+            FakeCore(),  # type: ignore[arg-type]  # a stand-in core
+            VersionInfo("1", "/x"),
+            extra_routes=lambda app, core: mount_example_pages(app),
+            swagger_ui=tmp_path,
+        ),
+        headers=HOST,
+    )
+    for path in ("/console/examples", "/console/examples/"):  # to the page's own address: its links are relative
+        assert bench.simulate_get(path).headers["location"] == "/console/examples/index.html"
+    page = bench.simulate_get("/console/examples/index.html")
+    assert page.status_code == 200 and '<script src="register.js" defer>' in page.text and "SIMULATION" in page.text
+    for name in EXAMPLE_FILES:
+        answer = bench.simulate_get(f"/console/examples/{name}")
+        assert answer.status_code == 200 and "script-src 'self'" in answer.headers["content-security-policy"]
+    for outside in ("/console/examples/../../app.py", "/console/examples/%2e%2e%2fapp.py", "/console/examples/x.js"):
+        assert bench.simulate_get(outside).status_code == 404
+    assert "/console/console.js" in bench.simulate_get("/console/").text  # the status lights are still there
 
 
 def test_swagger_ui_is_served_from_the_installed_files_or_says_how_to_install_them(tmp_path: Path) -> None:

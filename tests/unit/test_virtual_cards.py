@@ -302,10 +302,13 @@ def test_concurrent_callers_all_land_in_the_transcript() -> None:
 
 
 def test_profiles_are_exactly_the_contract_ones() -> None:
+    """sim-control.md's profiles, plus the web-API twin's (docs/web-api-twin.md): more are welcome, but listed."""
     assert set(PROFILES) == {
         "hc-basic",
         "hc-pin",
         "hc-veteran",
+        "hc-expired",
+        "hc-counter-zero",
         "hpc-doctor",
         "hpc-nurse",
         "hpc-blocked",
