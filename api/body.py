@@ -26,11 +26,12 @@ def text_field(body: dict[str, Any], name: str, *, max_length: int = 128) -> str
 
 
 def optional_json_object(req: falcon.Request) -> dict[str, Any]:
-    """A body that may be left out (`Initial` without a name): empty means `{}`, anything else must be an object."""
+    """A body that may be left out (`Initial` without a name): none at all means `{}`, anything else must be an
+    object. Whitespace alone is not "none": it is a body that is not JSON (400), as a fuzzer rightly expects."""
     raw = req.bounded_stream.read(MAX_BODY_BYTES + 1)
     if len(raw) > MAX_BODY_BYTES:
         raise BadRequest(f"body larger than {MAX_BODY_BYTES} bytes")
-    if not raw.strip():
+    if not raw:
         return {}
     try:
         body = json.loads(raw)

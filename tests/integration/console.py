@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.ports import free_loopback_port
+from deploy.single_instance import ALREADY_SERVING
 from tests.waiting import wait_for
 
 TEST_CONSOLE_PORT_BAND = 1
@@ -206,6 +207,28 @@ def start_console(
     readers: set[str] | None = None,
 ) -> RunningConsole:
     """Start `serve` (`--sim` by default); return once Status answers and the expected readers' workers registered."""
+    for _ in range(PORT_ATTEMPTS - 1):
+        try:
+            return _start_console_once(data_dir, *extra, startup_timeout=startup_timeout, sim=sim, readers=readers)
+        except PortTaken:
+            continue  # another test's console took the port `free_port` found free: try another
+    return _start_console_once(data_dir, *extra, startup_timeout=startup_timeout, sim=sim, readers=readers)
+
+
+PORT_ATTEMPTS = 3
+
+
+class PortTaken(RuntimeError):
+    """The console refused to start (75) because another console serves the port it was given."""
+
+
+def _start_console_once(
+    data_dir: Path,
+    *extra: str,
+    startup_timeout: float,
+    sim: bool,
+    readers: set[str] | None,
+) -> RunningConsole:
     expected_readers = readers if readers is not None else (SIM_READERS if sim else set())
     port = free_port()
     log_path = data_dir.parent / f"console-{port}.log"
@@ -227,7 +250,10 @@ def start_console(
             "the console's first Status answer",
         )
         if process.poll() is not None:
-            raise RuntimeError(f"console exited with {process.returncode}:\n{log_path.read_text()}")
+            output = log_path.read_text()
+            if process.returncode == ALREADY_SERVING and f"serving port {port}" in output:
+                raise PortTaken(output)
+            raise RuntimeError(f"console exited with {process.returncode}:\n{output}")
         if expected_readers:  # reading the readers' events walks the whole log: not for nothing (a 1M-event log)
             wait_for(lambda: expected_readers <= console.attached_readers(), startup_timeout, "the readers' workers")
         if sim and readers is None:
