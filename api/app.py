@@ -19,6 +19,7 @@ from api.errors import install_error_handling
 from api.middleware import JSON_UTF8, CallIdentity, PrivateAnswers
 from api.openapi import build_document
 from api.operations import Operation
+from api.refusals import RefusalLog
 from api.resources import health_card as hc
 from api.resources import session, settings
 from api.resources import staff_card as hpc
@@ -53,9 +54,10 @@ def create_app(
     def allowed_hosts() -> list[str]:
         return list(core.call("ListCorsHosts").body.get("cors", []))
 
+    refusals = RefusalLog(core)
     middleware: list[Any] = [
-        CallerGate(allowed_hosts, local_hosts),
-        CallIdentity(),
+        CallerGate(allowed_hosts, local_hosts, refusals),
+        CallIdentity(refusals),
         PrivateAnswers(),
     ]  # Falcon's stubs take Protocols
     app = falcon.App(media_type=JSON_UTF8, middleware=middleware)

@@ -31,6 +31,7 @@ from typing import Any
 import falcon
 
 from api.core_client import CoreUnavailable
+from api.refusals import RefusalLog
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +109,15 @@ def _refuse(resp: falcon.Response, status: str, message: str) -> None:
 class CallerGate:
     """The request-phase gate; `allowed_hosts` asks the broker for the CORS list."""
 
-    def __init__(self, allowed_hosts: Callable[[], list[str]], local_hosts: frozenset[str] = LOCAL_HOSTS) -> None:
+    def __init__(
+        self,
+        allowed_hosts: Callable[[], list[str]],
+        local_hosts: frozenset[str] = LOCAL_HOSTS,
+        refusals: RefusalLog | None = None,
+    ) -> None:
         self._allowed_hosts = allowed_hosts
         self._local_hosts = local_hosts
+        self._refusals = refusals or RefusalLog(None)
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         host_header = req.get_header("Host")
@@ -120,6 +127,7 @@ class CallerGate:
         host = host_of_header(host_header)
         if host is None or host not in self._local_hosts:
             _refuse(resp, falcon.HTTP_421, "the Host header must name this machine (localhost, 127.0.0.1 or [::1])")
+            self._refusals(req, resp, 421, "Host is not this machine")
             return
         origin = req.get_header("Origin")
         if origin is None:
@@ -130,6 +138,7 @@ class CallerGate:
                     "a request from another site's page must carry an Origin on the console's CORS allow-list "
                     "(GET /api/settings/v1/Cors); nothing was done",
                 )
+                self._refusals(req, resp, 403, "another site's request without an Origin")
             return
         try:
             allowed = is_own_origin(origin, host_header) or origin_allowed(origin, self._allowed_hosts())
@@ -145,6 +154,7 @@ class CallerGate:
                 "this page's origin is not on the console's CORS allow-list "
                 "(GET /api/settings/v1/Cors); nothing was done",
             )
+            self._refusals(req, resp, 403, "origin not on the allow-list")
             return
         req.context.cors_origin = origin
         if req.method == "OPTIONS" and req.get_header("Access-Control-Request-Method") is not None:

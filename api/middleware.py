@@ -9,6 +9,7 @@ import falcon
 
 from api.errors import BadRequest
 from api.operations import operation_of
+from api.refusals import RefusalLog, caller_of
 from contract.protocol import CallMeta
 
 MAX_BODY_BYTES = 64 * 1024
@@ -20,8 +21,13 @@ class CallIdentity:
 
     `process_resource` runs only when a route matched, so unknown paths (404) are
     never recorded; commands declared `recorded=False` (the Record endpoints, the
-    live stream) are not either.
+    live stream) are not either. The call's caller is its `Origin` (the gate let only allowed ones through) or
+    `native`. A body that is not JSON is refused (415) before the call gets an identity, and the refusal is kept
+    in the log (api/refusals.py).
     """
+
+    def __init__(self, refusals: RefusalLog | None = None) -> None:
+        self._refusals = refusals or RefusalLog(None)
 
     def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
@@ -31,11 +37,12 @@ class CallIdentity:
         answers = hasattr(resource, f"on_{req.method.lower()}")  # otherwise 405 comes first
         if answers and _has_body(req) and not _is_json(req.content_type):
             # Checked before the call gets its identity: a body we will not read runs nothing and is not recorded.
+            self._refusals(req, resp, 415, "body is not JSON")
             raise falcon.HTTPUnsupportedMediaType(description="a request body must be application/json")
         call_uuid = str(uuid.uuid4())
         resp.set_header("X-Request-Id", call_uuid)
         if _is_recorded(resource, req.method) and req.path.startswith("/api/"):
-            req.context.call = CallMeta(url=req.path, uuid=call_uuid)
+            req.context.call = CallMeta(url=req.path, uuid=call_uuid, caller=caller_of(req.get_header("Origin")))
         if (req.content_length or 0) > MAX_BODY_BYTES:
             raise BadRequest(f"body larger than {MAX_BODY_BYTES} bytes")
 

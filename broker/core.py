@@ -167,7 +167,7 @@ class ConsoleCore:
 
     def answer(self, request: Request, code: int, body: dict[str, Any], *, recorded: bool = True) -> Reply:
         if recorded and request.call is not None:
-            self.ledger.record_call(request.call.url, request.call.uuid, code)
+            self.ledger.record_call(request.call.url, request.call.uuid, code, request.call.caller)
         return Reply(id=request.id, code=code, body=body)
 
     def stream_news(self, command: WaitForEvents, *, waited_out: bool) -> dict[str, Any] | None:

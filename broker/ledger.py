@@ -8,8 +8,10 @@ feed is kept beside the fold: what each event changed in the public view.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from broker.domain import events as domain
@@ -42,6 +44,8 @@ class Ledger:
         stops the start (each is logged and left out)."""
         self.store = store
         self._clock = clock
+        self._cause: str | None = None
+        """The uuid of the call being handled (`caused_by`), stamped on every event emitted meanwhile."""
         self.feed = StreamFeed()
         self._start = StartLoad(store)
         start = self._start.snapshot()
@@ -61,8 +65,8 @@ class Ledger:
         self._start.loaded(self.last_event_seq, clock.monotonic())
 
     def emit(self, event: domain.Event) -> None:
-        """Append an event and fold it into the state (and the stream)."""
-        type_name, version, payload = domain.encode(event)
+        """Append an event and fold it into the state (and the stream), caused by the call being handled."""
+        type_name, version, payload = domain.encode(event, self._cause)
         self._advance(self.store.append_event(type_name, version, payload, self.timestamp()), event)
         log.info("event %s", type_name)
 
@@ -72,8 +76,18 @@ class Ledger:
         before, self.view = self.view, public_view(self.state)
         self.feed.observe(seq, before, self.view)
 
-    def record_call(self, url: str, uuid: str, status_code: int) -> None:
-        self.store.append_call(url, uuid, self.timestamp(), status_code)
+    @contextlib.contextmanager
+    def caused_by(self, call_uuid: str | None) -> Iterator[None]:
+        """Events emitted inside are caused by that call (None: by none). Set by the loop around a call's command
+        and around each step of its flow, so a flow's later events name the call that started it."""
+        previous, self._cause = self._cause, call_uuid
+        try:
+            yield
+        finally:
+            self._cause = previous
+
+    def record_call(self, url: str, uuid: str, status_code: int, caller: str | None = None) -> None:
+        self.store.append_call(url, uuid, self.timestamp(), status_code, caller)
 
     def commit(self) -> None:
         self.store.commit()

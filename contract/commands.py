@@ -42,6 +42,7 @@ from contract.arguments import (
 )
 from contract.deadlines import FLOW_SECONDS, KEYPAD_FLOW_SECONDS
 from contract.schemas import Schema
+from contract.text import MAX_KEPT_TEXT
 
 __all__ = ["BadArguments", "COMMAND_NAMES", "CommandSpec", "parse_command", "read_json", "spec_of"]
 
@@ -183,6 +184,24 @@ class RecordCall:
     """Record a call the API answered itself (Version, a rejected request) with its statusCode."""
 
     status_code: int = argument(Integer(maximum=9999), "statusCode")
+
+
+REFUSAL_STATUSES: Final = (403, 415, 421)
+"""The refusals the log keeps (`CallRefused`): an origin or fetch metadata (403), a body that is not JSON (415),
+a `Host` that is not this machine (421)."""
+MAX_REFUSED_TEXT: Final = MAX_KEPT_TEXT
+"""A refused request's path and `Origin` are cut to this many characters before they travel (api/refusals.py)."""
+
+
+@command(recorded=False)
+class RecordRefusal:
+    """A request the API refused before it ran: kept as `CallRefused` (the log's, not the call record's: the Record
+    API lists calls that ran). The request's uuid travels as the call's, which makes the event's `caused_by`."""
+
+    url: str = argument(Text(max_length=MAX_REFUSED_TEXT), "url")
+    caller: str = argument(Text(max_length=MAX_REFUSED_TEXT), "caller")
+    status: int = argument(Integer(minimum=400, maximum=499), "status")
+    reason: str = argument(Text(max_length=MAX_REFUSED_TEXT), "reason")
 
 
 @command(recorded=False)

@@ -32,6 +32,8 @@ from typing import Any, Final
 
 import msgpack
 
+from contract.text import MAX_KEPT_TEXT
+
 MAGIC: Final = b"NHI1"
 MAX_BODY_BYTES: Final = 256 * 1024
 """Larger than any legal message (API bodies are capped at 64 KiB), small enough to refuse floods."""
@@ -49,10 +51,14 @@ identity it extends (broker/runtime/liveness.py, workers/heartbeat.py)."""
 
 @dataclass(frozen=True, slots=True)
 class CallMeta:
-    """What the broker needs to add a call to the call record; absent for unrecorded calls."""
+    """What the broker needs to add a call to the call record; absent for unrecorded calls.
+
+    `caller`: the page's allowed `Origin`, or `native` (see eventlog.store.CallRecord); None from an API that
+    does not send it."""
 
     url: str
     uuid: str
+    caller: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +160,11 @@ def parse(frames: list[bytes]) -> Message:
 
 def _body_of(message: Message) -> dict[str, Any]:
     if isinstance(message, Request):
-        call = None if message.call is None else {"url": message.call.url, "uuid": message.call.uuid}
+        call: dict[str, str] | None = None
+        if message.call is not None:
+            call = {"url": message.call.url, "uuid": message.call.uuid}
+            if message.call.caller is not None:
+                call["caller"] = message.call.caller
         body = {"id": message.id, "command": message.command, "args": message.args, "call": call}
         if message.reader is not None:
             body["reader"] = message.reader
@@ -238,7 +248,11 @@ def _parse_request(fields: _Fields) -> Request:
     meta = None
     if call is not None:
         call_fields = _Fields(call)
-        meta = CallMeta(url=call_fields.text("url"), uuid=call_fields.text("uuid", max_length=64))
+        meta = CallMeta(
+            url=call_fields.text("url"),
+            uuid=call_fields.text("uuid", max_length=64),
+            caller=call_fields.optional_text("caller", max_length=MAX_KEPT_TEXT),
+        )
     return Request(
         id=fields.text("id", max_length=64),
         command=fields.text("command", max_length=64),

@@ -182,6 +182,8 @@ class Locations:
     database: Path
     pseudonym_key: Path
     """The key file's location; the key itself never leaves it."""
+    checkpoint_key: Path
+    """The checkpoint signing key's location (eventlog/checkpoint_key.py); the key itself never leaves it."""
     archive_dir: Path
     cloud_sam_dir: Path
     tls_certificate: Path

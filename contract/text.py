@@ -13,3 +13,7 @@ import re
 from typing import Final
 
 CONTROL_CHARACTERS: Final = re.compile(r"[\u0000-\u001f\u007f-\u009f]")
+
+MAX_KEPT_TEXT: Final = 256
+"""Text a request chose that the log keeps (a path, an `Origin` as a caller) is cut to this many characters
+first (api/refusals.py `clean`): a hostile page cannot grow a row past it."""

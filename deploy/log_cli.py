@@ -17,13 +17,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from deploy.audit_cli import add_audit_commands
+from deploy.checkpoint_cli import add_checkpoint_arguments, add_since_arguments, checkpoint_command
 from deploy.paths import console_paths
 
 PROGRESS_EVERY = 10_000
 
 
 def add_log_commands(commands: Any, common: Any) -> None:
-    """Register `log tail|export|verify|replay|stats` on the CLI's subparsers."""
+    """Register `log tail|export|verify|replay|stats|checkpoint|query|card|report|copy` on the CLI's subparsers."""
     log_parser = commands.add_parser("log", help="read, export, verify and replay the event log (read-only)")
     log_commands = log_parser.add_subparsers(dest="log_command", required=True)
 
@@ -48,11 +50,17 @@ def add_log_commands(commands: Any, common: Any) -> None:
     export.add_argument("--output", type=Path, help="a file (default: standard output)")
     export.set_defaults(handler=export_log)
 
-    base("verify", "check the hash chains across archives and the live log").set_defaults(handler=verify_log)
+    verify = base("verify", "check the hash chains across archives and the live log")
+    add_since_arguments(verify)
+    verify.set_defaults(handler=verify_log)
     base("replay", "rebuild the state from the log and compare it with the running console's").set_defaults(
         handler=replay_log
     )
     base("stats", "counts, time span, segments, sizes").set_defaults(handler=stats_log)
+    checkpoint = base("checkpoint", "a signed statement of both chains' heads, to keep off this machine")
+    add_checkpoint_arguments(checkpoint)
+    checkpoint.set_defaults(handler=checkpoint_command)
+    add_audit_commands(base)
 
 
 def _timestamp(text: str) -> datetime:
@@ -86,6 +94,7 @@ def _call_row(call: Any) -> dict[str, Any]:
         "uuid": call.uuid,
         "timestamp": call.timestamp,
         "statusCode": call.status_code,
+        "caller": call.caller,
     }
 
 
@@ -172,11 +181,18 @@ def export_log(args: argparse.Namespace) -> int:
 
 def verify_log(args: argparse.Namespace) -> int:
     """The hash chains, every sealed archive's presence (a gap is named: segment, range, expected path), and the
-    newest snapshot against the fold of the events it covers."""
+    newest snapshot against the fold of the events it covers. With `--since`, also that the log extends each
+    checkpoint given (deploy/checkpoint_cli.py; exit 2 when a checkpoint cannot be checked)."""
+    from deploy.checkpoint_cli import CANNOT_VERIFY, check_since, read_since
     from eventlog.reader import LogReader
     from eventlog.segment_files import describe_range
     from eventlog.verify import verify
 
+    since = None
+    if args.since is not None:
+        since = read_since(args)  # signatures first: a checkpoint that cannot be trusted is no reason to walk
+        if since is None:
+            return CANNOT_VERIFY
     database = _database(args)
     report = verify(database)
     with LogReader(database) as reader:
@@ -200,7 +216,8 @@ def verify_log(args: argparse.Namespace) -> int:
     if report.ok and snapshot_ok:
         print(f"ok: {report.events_checked} events and {report.calls_checked} calls, hash chains intact")
     print("\n".join(snapshot_lines))
-    return 0 if report.ok and snapshot_ok else 1
+    status = 0 if report.ok and snapshot_ok else 1
+    return status if since is None else check_since(database, since, status)
 
 
 def _check_snapshot(database: Path) -> tuple[bool, list[str]]:

@@ -48,6 +48,12 @@ class ConsolePaths:
         return self.data_dir / "secrets" / "pseudonym.key"
 
     @property
+    def checkpoint_key(self) -> Path:
+        """The Ed25519 key that signs checkpoints (eventlog/checkpoint_key.py): one per installation, like the
+        pseudonym key; a checkpoint of the bench's log never verifies against a clinic's log (other hashes)."""
+        return self.data_dir / "secrets" / "checkpoint.key"
+
+    @property
     def archive_dir(self) -> Path:
         return self.data_dir / ("sim-archive" if self.sim else "archive")
 

@@ -26,6 +26,9 @@ GENESIS: Final = bytes(32)
 
 EVENT_DOMAIN: Final = b"nhi-console/event/v1\0"
 CALL_DOMAIN: Final = b"nhi-console/call/v1\0"
+CALLER_CALL_DOMAIN: Final = b"nhi-console/call/v2\0"
+"""A call recorded with its caller (schema v3): the caller is one more field, under its own tag, so a row
+with a caller can never hash like one without, and rows recorded before keep the bytes they were chained with."""
 
 _INT: Final = struct.Struct(">q")
 _LEN: Final = struct.Struct(">I")
@@ -64,9 +67,22 @@ def event_bytes(
     return b"".join((EVENT_DOMAIN, _int(seq), _field(recorded_at), _field(type), _int(version), _field(payload)))
 
 
-def call_bytes(seq: int, url: str | bytes, uuid: str | bytes, timestamp: str | bytes, status_code: int) -> bytes:
-    """Canonical bytes of a `calls` row. Text may be given as its UTF-8 bytes (raw reads)."""
-    return b"".join((CALL_DOMAIN, _int(seq), _field(url), _field(uuid), _field(timestamp), _int(status_code)))
+def call_bytes(
+    seq: int,
+    url: str | bytes,
+    uuid: str | bytes,
+    timestamp: str | bytes,
+    status_code: int,
+    caller: str | bytes | None = None,
+) -> bytes:
+    """Canonical bytes of a `calls` row. Text may be given as its UTF-8 bytes (raw reads).
+
+    `caller` NULL (a row recorded before schema v3 kept callers): the v1 bytes, unchanged; otherwise the v2
+    tag and the caller as a sixth field."""
+    fields = (_int(seq), _field(url), _field(uuid), _field(timestamp), _int(status_code))
+    if caller is None:
+        return b"".join((CALL_DOMAIN, *fields))
+    return b"".join((CALLER_CALL_DOMAIN, *fields, _field(caller)))
 
 
 def link(prev_hash: bytes, canonical: bytes) -> bytes:

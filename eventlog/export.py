@@ -21,7 +21,7 @@ from typing import Any, Final, TextIO
 from eventlog.store import CallRecord, StoredEvent
 
 EVENT_FIELDS: Final = ("seq", "recorded_at", "type", "version", "payload", "payload_base64")
-CALL_FIELDS: Final = ("seq", "url", "uuid", "timestamp", "statusCode")
+CALL_FIELDS: Final = ("seq", "url", "uuid", "timestamp", "statusCode", "caller")
 PROGRESS_EVERY: Final = 1_000
 
 Progress = Callable[[int], None]
@@ -55,6 +55,7 @@ def _call_dict(call: CallRecord) -> dict[str, Any]:
         "uuid": call.uuid,
         "timestamp": call.timestamp,
         "statusCode": call.status_code,
+        "caller": call.caller,
     }
 
 

@@ -43,11 +43,11 @@ class MemoryEventStore:
         self._events.append(StoredEvent(seq, recorded_at, type, version, bytes(payload)))
         return seq
 
-    def append_call(self, url: str, uuid: str, timestamp: str, status_code: int) -> int:
+    def append_call(self, url: str, uuid: str, timestamp: str, status_code: int, caller: str | None = None) -> int:
         self._check_open()
         self._check_writable()
         seq = len(self._calls) + 1
-        self._calls.append(CallRecord(seq, url, uuid, timestamp, status_code))
+        self._calls.append(CallRecord(seq, url, uuid, timestamp, status_code, caller))
         return seq
 
     def commit(self) -> None:

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from eventlog.segment_files import SegmentFile, event_hash_at, segment_files
 from eventlog.sqlite_store import (
-    SCHEMA_VERSION,
+    READABLE_VERSIONS,
     TIME_COLUMN,
     Table,
     archive_path,
@@ -50,9 +50,9 @@ class LogReader:
         self._conn: Final = open_read_only(self.database)
         try:
             (version,) = self._conn.execute("PRAGMA user_version").fetchone()
-            if version != SCHEMA_VERSION:
+            if version not in READABLE_VERSIONS:
                 raise RuntimeError(
-                    f"{self.database}: event store schema version {version}, this reader needs {SCHEMA_VERSION}"
+                    f"{self.database}: event store schema version {version}, this reader reads {READABLE_VERSIONS}"
                 )
         except BaseException:
             self._conn.close()

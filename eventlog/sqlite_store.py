@@ -41,19 +41,27 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from eventlog import chain
+from eventlog.audit_views import ARCHIVE_STATEMENTS, LIVE_STATEMENTS
 from eventlog.durable_files import fsync_directory, fsync_file
 from eventlog.store import CallRecord, SegmentInfo, StoredEvent, StoreMark, StoreWriteError
 from eventlog.timestamps import format_record_timestamp
 
-SCHEMA_VERSION: Final = 2
-"""Stored in `PRAGMA user_version`, so a later migration knows what it is looking at."""
+SCHEMA_VERSION: Final = 3
+"""Stored in `PRAGMA user_version`, so a later migration knows what it is looking at.
+
+v1: the two tables; v2: their hash chains, chain heads and segments; v3: the caller of each call
+(`calls.caller`), and the audit views and indexes (eventlog/audit_views.py)."""
+
+READABLE_VERSIONS: Final = (2, 3)
+"""What a reader (`log`, verify, an archive) accepts: a v2 file has no `calls.caller` (read as NULL); a v1
+file has no chain and must be opened by the console once to be migrated."""
 
 # Pragmas take no bound parameters, so their values are spelled out here as
 # literals rather than interpolated.
 _SET_BUSY_TIMEOUT: Final = "PRAGMA busy_timeout=5000"
 """Wait up to 5 s for a lock held by another connection (a reader's checkpoint, a stray writer)."""
 
-_SET_SCHEMA_VERSION: Final = "PRAGMA user_version=2"
+_SET_SCHEMA_VERSION: Final = "PRAGMA user_version=3"
 assert _SET_SCHEMA_VERSION.endswith(f"={SCHEMA_VERSION}"), "keep in step with SCHEMA_VERSION"
 
 PAGE_SIZE: Final = 1_000
@@ -89,6 +97,10 @@ CALLS_DDL: Final = (
     " prev_hash BLOB NOT NULL, hash BLOB NOT NULL)"
 )
 CHAIN_HEADS_DDL: Final = "CREATE TABLE chain_heads (name TEXT PRIMARY KEY, seq INTEGER NOT NULL, hash BLOB NOT NULL)"
+ADD_CALLER_DDL: Final = "ALTER TABLE calls ADD COLUMN caller TEXT"
+"""Schema v3: who made each call (see CallRecord.caller); NULL in rows recorded before, which keep their
+chain bytes (eventlog/chain.py). Added to the v2 table rather than rebuilt into it, in live files and new
+archives alike, so every v3 file has the same layout: an ALTER that adds a nullable column rewrites no row."""
 SEGMENTS_DDL: Final = (
     "CREATE TABLE segments ("
     "id INTEGER PRIMARY KEY, file TEXT NOT NULL,"
@@ -99,27 +111,31 @@ SEGMENTS_DDL: Final = (
 
 COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "events": ("seq", "recorded_at", "type", "version", "payload"),
-    "calls": ("seq", "url", "uuid", "timestamp", "status_code"),
+    "calls": ("seq", "url", "uuid", "timestamp", "status_code", "caller"),
 }
 """Content columns in canonical order (chain.event_bytes / chain.call_bytes)."""
+
+_V2_COLUMNS: Final[dict[str, tuple[str, ...]]] = {"events": COLUMNS["events"], "calls": COLUMNS["calls"][:-1]}
+"""What v1 and v2 tables hold (the v1 migration copies these, then v3 adds the caller)."""
 
 TIME_COLUMN: Final[dict[str, str]] = {"events": "recorded_at", "calls": "timestamp"}
 
 _INSERT: Final[dict[str, str]] = {
     "events": "INSERT INTO events (seq, recorded_at, type, version, payload, prev_hash, hash)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)",
-    "calls": "INSERT INTO calls (seq, url, uuid, timestamp, status_code, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    "calls": "INSERT INTO calls (seq, url, uuid, timestamp, status_code, caller, prev_hash, hash)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
 }
 _UPDATE_HEAD: Final = "UPDATE chain_heads SET seq = ?, hash = ? WHERE name = ?"
 _SELECT_CALLS_NEWEST: Final = (
-    "SELECT seq, url, uuid, timestamp, status_code FROM calls"
+    "SELECT seq, url, uuid, timestamp, status_code, caller FROM calls"
     " WHERE seq > ? AND seq <= (SELECT max(seq) FROM calls) - ? ORDER BY seq DESC LIMIT ?"
 )
 """The Record's page by sequence number: the `skip` newest live calls are the seqs above max(seq) - skip, so
 skipping costs one primary-key seek, not a walk of `skip` rows (issue 19: skip=999999999 walked them all).
 Exact because the live calls' seqs have no gaps (see `calls_newest_first`)."""
 _SELECT_CALLS_NEWEST_BY_OFFSET: Final = (
-    "SELECT seq, url, uuid, timestamp, status_code FROM calls WHERE seq > ? ORDER BY seq DESC LIMIT ? OFFSET ?"
+    "SELECT seq, url, uuid, timestamp, status_code, caller FROM calls WHERE seq > ? ORDER BY seq DESC LIMIT ? OFFSET ?"
 )
 """The walk, for a file whose live calls do have a gap (none this code writes): slow, but the same answer."""
 _CALLS_GAPLESS: Final = "SELECT count(*) = coalesce(max(seq) - min(seq) + 1, 0) FROM calls"
@@ -127,7 +143,7 @@ _SQLITE_MAX_INTEGER: Final = 2**63 - 1
 """A larger Python int cannot be bound (OverflowError): a skip or take past it is clamped."""
 _SELECT_SEGMENTS: Final = (
     "SELECT id, file, first_event_seq, last_event_seq, last_event_hash,"
-    " first_call_seq, last_call_seq, last_call_hash, sealed_at FROM segments ORDER BY id"
+    " first_call_seq, last_call_seq, last_call_hash, sealed_at FROM {schema}.segments ORDER BY id"
 )
 _COUNT_SEGMENTS: Final = "SELECT count(*) FROM segments"
 
@@ -211,12 +227,12 @@ class SqliteEventStore:
         self._heads["events"] = (seq, digest)
         return seq
 
-    def append_call(self, url: str, uuid: str, timestamp: str, status_code: int) -> int:
+    def append_call(self, url: str, uuid: str, timestamp: str, status_code: int, caller: str | None = None) -> int:
         """Append to the open transaction; the seq is final once `commit()` returns."""
         seq, prev = self._heads["calls"]
         seq += 1
-        digest = chain.link(prev, chain.call_bytes(seq, url, uuid, timestamp, status_code))
-        self._write(_INSERT["calls"], (seq, url, uuid, timestamp, status_code, prev, digest))
+        digest = chain.link(prev, chain.call_bytes(seq, url, uuid, timestamp, status_code, caller))
+        self._write(_INSERT["calls"], (seq, url, uuid, timestamp, status_code, caller, prev, digest))
         self._heads["calls"] = (seq, digest)
         return seq
 
@@ -564,6 +580,9 @@ class SqliteEventStore:
             arc.execute("BEGIN IMMEDIATE")
             arc.execute(EVENTS_DDL)
             arc.execute(CALLS_DDL)
+            arc.execute(ADD_CALLER_DDL)
+            for statement in ARCHIVE_STATEMENTS:
+                arc.execute(statement)
             arc.execute(_SET_SCHEMA_VERSION)
             for name, rng in (("events", plan.events), ("calls", plan.calls)):
                 if rng is None:
@@ -677,10 +696,10 @@ def open_read_only(path: Path, raw_text: bool = False) -> sqlite3.Connection:
     return conn
 
 
-def load_segments(conn: sqlite3.Connection) -> list[SegmentInfo]:
-    """All sealed segments in id order (the order of their rows)."""
+def load_segments(conn: sqlite3.Connection, schema: str = "main") -> list[SegmentInfo]:
+    """All sealed segments in id order (the order of their rows); `schema` names an attached log."""
     out = []
-    for row in conn.execute(_SELECT_SEGMENTS):
+    for row in conn.execute(_SELECT_SEGMENTS.format(schema=schema)):
         row = list(row)
         if isinstance(row[1], bytes):  # raw-text connection
             row[1] = row[1].decode("utf-8", "replace")
@@ -727,9 +746,13 @@ def iter_rows(
     keyset order means each seq is yielded once, from the archive.
     `where` is an extra SQL condition (with `params`) applied to every page.
     """
-    columns = ", ".join(COLUMNS[table])
     condition = f" AND ({where})" if where else ""
-    query = f"SELECT {columns} FROM {table} WHERE seq > ?{condition} ORDER BY seq LIMIT ?"
+
+    def query_of(source: sqlite3.Connection) -> str:
+        columns = ", ".join(content_columns(source, table))
+        return f"SELECT {columns} FROM {table} WHERE seq > ?{condition} ORDER BY seq LIMIT ?"
+
+    query = query_of(conn)
     last = after
     while True:
         segments = load_segments(conn)
@@ -746,8 +769,9 @@ def iter_rows(
                 continue
             archive = open_read_only(path, raw_text=raw_text)
             try:
+                archive_query = query_of(archive)
                 while True:
-                    rows = archive.execute(query, (last, *params, PAGE_SIZE)).fetchall()
+                    rows = archive.execute(archive_query, (last, *params, PAGE_SIZE)).fetchall()
                     if not rows:
                         break
                     yield from rows
@@ -764,6 +788,15 @@ def iter_rows(
                 return
             yield from rows
             last = rows[-1][0]
+
+
+def content_columns(conn: sqlite3.Connection, table: Table) -> tuple[str, ...]:
+    """COLUMNS[table] as this file has them: a v2 file (an archive sealed before v3, a log not yet opened by
+    a v3 console) has no `calls.caller`, read as NULL, which is what a v3 file holds for those rows."""
+    if table != "calls":
+        return COLUMNS[table]
+    names = {row[1] if isinstance(row[1], str) else row[1].decode() for row in conn.execute("PRAGMA table_info(calls)")}
+    return tuple(column if column in names else f"NULL AS {column}" for column in COLUMNS["calls"])
 
 
 def parse_timestamp(value: str) -> datetime | None:
@@ -827,7 +860,7 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
     try:
         if version == 1:
             _migrate_v1(conn)
-        else:
+        elif version == 0:
             conn.execute(EVENTS_DDL)
             conn.execute(CALLS_DDL)
             conn.execute(CHAIN_HEADS_DDL)
@@ -836,12 +869,23 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
                 "INSERT INTO chain_heads (name, seq, hash) VALUES (?, 0, ?)",
                 [(name, chain.GENESIS) for name in TABLES],
             )
+        _migrate_v2(conn)
         conn.execute(_SET_SCHEMA_VERSION)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def _migrate_v2(conn: sqlite3.Connection) -> None:
+    """v2 -> v3: the calls' caller column, then the audit views and indexes (eventlog/audit_views.py).
+
+    Every new file goes through this step too (created as v2, then this), so a migrated file and a new one
+    have the same schema. In the caller's transaction: a crash leaves the file at v2."""
+    conn.execute(ADD_CALLER_DDL)
+    for statement in LIVE_STATEMENTS:
+        conn.execute(statement)
 
 
 def _migrate_v1(conn: sqlite3.Connection) -> None:
@@ -860,7 +904,7 @@ def _migrate_v1(conn: sqlite3.Connection) -> None:
         old = f"{name}_v1"
         conn.execute(f"ALTER TABLE {name} RENAME TO {old}")
         conn.execute(ddl)
-        columns = ", ".join(COLUMNS[name])
+        columns = ", ".join(_V2_COLUMNS[name])
         seq, prev = 0, chain.GENESIS
         while True:
             rows = conn.execute(
@@ -874,7 +918,8 @@ def _migrate_v1(conn: sqlite3.Connection) -> None:
                 digest = chain.link(prev, encode(*row))
                 batch.append((*row, prev, digest))
                 prev = digest
-            conn.executemany(_INSERT[name], batch)
+            marks = ", ".join("?" * (len(_V2_COLUMNS[name]) + 2))
+            conn.executemany(f"INSERT INTO {name} ({columns}, prev_hash, hash) VALUES ({marks})", batch)
             seq = rows[-1][0]
         conn.execute(f"DROP TABLE {old}")
         conn.execute("INSERT INTO chain_heads (name, seq, hash) VALUES (?, ?, ?)", (name, seq, prev))

@@ -25,13 +25,17 @@ class StoredEvent:
 
 @dataclass(frozen=True, slots=True)
 class CallRecord:
-    """One `/api/` call: exactly the four fields the spec's Record API shows, plus its order."""
+    """One `/api/` call: the four fields the spec's Record API shows, its order, and who called.
+
+    `caller` is the calling page's allowed `Origin`, or `native` for a request without one (a HIS, curl);
+    None for a call recorded before the log kept callers (schema v3). The Record API does not show it."""
 
     seq: int
     url: str
     uuid: str
     timestamp: str
     status_code: int
+    caller: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +89,7 @@ class EventStore(Protocol):
         """Append an event; return its sequence number (1, 2, 3, ...)."""
         ...
 
-    def append_call(self, url: str, uuid: str, timestamp: str, status_code: int) -> int:
+    def append_call(self, url: str, uuid: str, timestamp: str, status_code: int, caller: str | None = None) -> int:
         """Append a call record; return its sequence number (1, 2, 3, ...)."""
         ...
 

@@ -24,12 +24,12 @@ from typing import Final
 
 from eventlog import chain
 from eventlog.sqlite_store import (
-    COLUMNS,
     PAGE_SIZE,
-    SCHEMA_VERSION,
+    READABLE_VERSIONS,
     TABLES,
     Table,
     archive_path,
+    content_columns,
     load_segments,
     open_read_only,
     segment_last_hash,
@@ -37,9 +37,9 @@ from eventlog.sqlite_store import (
 )
 from eventlog.store import SegmentInfo
 
-_TYPES: Final[dict[str, bytes]] = {
-    "events": b"text,text,integer,blob,blob,blob",
-    "calls": b"text,text,text,integer,blob,blob",
+_TYPES: Final[dict[str, frozenset[bytes]]] = {
+    "events": frozenset({b"text,text,integer,blob,blob,blob"}),
+    "calls": frozenset({b"text,text,text,integer,null,blob,blob", b"text,text,text,integer,text,blob,blob"}),
 }
 """Expected storage classes of the non-seq columns: a changed type is an edit even if the bytes match."""
 
@@ -92,9 +92,9 @@ def verify(database: Path, max_problems: int = DEFAULT_MAX_PROBLEMS) -> VerifyRe
     try:
         conn.execute("BEGIN")  # one snapshot for the whole walk
         (version,) = conn.execute("PRAGMA user_version").fetchone()
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_VERSIONS:
             raise VerifyError(
-                f"{database}: schema version {version}, expected {SCHEMA_VERSION}"
+                f"{database}: schema version {version}, expected one of {READABLE_VERSIONS}"
                 " (a v1 log has no hash chain: open it once with the console to migrate it)"
             )
         segments = load_segments(conn)
@@ -151,7 +151,7 @@ class _ChainWalk:
             self.problem(self.expected, "row missing" if missing == 1 else f"{missing} rows missing")
             # Resynchronise on this row so its own checks (and later rows) still count.
             self.running = prev_hash if isinstance(prev_hash, bytes) else b""
-        if types != _TYPES[self.table]:
+        if types not in _TYPES[self.table]:
             self.problem(seq, "row edited (a column has the wrong storage type)")
         elif prev_hash != self.running:
             self.problem(seq, "prev_hash does not match the preceding row (inserted, deleted or reordered)")
@@ -300,8 +300,10 @@ class _ArchiveLookup:
 
 def _rows(conn: sqlite3.Connection, table: Table, after: int, limit: int | None = None) -> Iterator[tuple[object, ...]]:
     """(seq, content..., storage types, prev_hash, hash), keyset-paginated."""
-    columns = ", ".join(COLUMNS[table])
-    types = " || ',' || ".join(f"typeof({c})" for c in COLUMNS[table][1:] + ("prev_hash", "hash"))
+    content = content_columns(conn, table)
+    columns = ", ".join(content)
+    values = [column.split(" AS ")[0] for column in content[1:]]  # `NULL AS caller` -> typeof(NULL)
+    types = " || ',' || ".join(f"typeof({value})" for value in [*values, "prev_hash", "hash"])
     query = f"SELECT {columns}, {types}, prev_hash, hash FROM {table} WHERE seq > ? ORDER BY seq LIMIT ?"
     last = after
     page = PAGE_SIZE if limit is None else limit

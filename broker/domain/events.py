@@ -2,6 +2,12 @@
 
 Each event type has a version; its payload is canonical JSON (sorted keys, no
 spaces) so that the bytes stored are stable and readable with the sqlite3 CLI.
+
+Causation (issue 22): every payload also carries `caused_by`, the uuid (`X-Request-Id`) of the `/api/` call
+whose handling appended the event, or null when no call did (a worker's report, the clock, the bench's own
+card offer). It is the event's metadata, not its meaning: the dataclasses do not hold it, `encode` takes it
+beside the event and `decode_with_cause` gives it back. Every type's version went up by one for it; events
+stored before read as caused by nothing (the upcasters below), and their stored bytes never change.
 Personal data never goes into an event: cards are identified by their ATR and
 the worker's card session number, not by card or ID numbers.
 """
@@ -11,14 +17,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from typing import Any, ClassVar, get_args
+from typing import Any, ClassVar, Final, get_args
 
 
 @dataclass(frozen=True, slots=True)
 class ReaderAttached:
     """A reader's worker registered with the broker for the first time (or after a detach)."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     reader: str
     backend: str
 
@@ -27,7 +33,7 @@ class ReaderAttached:
 class ReaderDetached:
     """A reader is no longer wanted or no longer present: its worker was stopped."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     reader: str
     reason: str
 
@@ -36,7 +42,7 @@ class ReaderDetached:
 class WorkerLost:
     """A reader's worker died or went silent; what its card was doing is no longer known."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     reader: str
     reason: str
 
@@ -47,10 +53,11 @@ class CardInserted:
 
     Version 2 added `card_ref`, the installation's keyed hash of the card number (None when the
     card could not be read), so an auditor can follow one card through the log. Version 3 added
-    `card_type`, the card's own type where it has one (staff card: 1 doctor, 2 other staff).
+    `card_type`, the card's own type where it has one (staff card: 1 doctor, 2 other staff). Version 4: the
+    payload's `caused_by` (see the module's docstring).
     """
 
-    VERSION: ClassVar[int] = 3
+    VERSION: ClassVar[int] = 4
     reader: str
     atr: str
     kind: str
@@ -61,7 +68,7 @@ class CardInserted:
 
 @dataclass(frozen=True, slots=True)
 class CardRemoved:
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     reader: str
     session: int
     reason: str
@@ -71,7 +78,7 @@ class CardRemoved:
 class CallRecordCleared:
     """`DELETE /api/common/v1/Record`: the record is hidden up to `through_seq`, never deleted."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     through_seq: int
 
 
@@ -79,26 +86,26 @@ class CallRecordCleared:
 class DefaultReaderSet:
     """`POST .../PcscReader/Default` or `AutoDetected`: card operations go to this reader first."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     reader: str
 
 
 @dataclass(frozen=True, slots=True)
 class DefaultReaderCleared:
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
 
 
 @dataclass(frozen=True, slots=True)
 class SimReaderPlugged:
     """The bench plugged in one of its in-process virtual readers (only ever in a `--sim` log)."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     reader: str
 
 
 @dataclass(frozen=True, slots=True)
 class SimReaderUnplugged:
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     reader: str
 
 
@@ -106,14 +113,14 @@ class SimReaderUnplugged:
 class SimCardPut:
     """The bench put a fresh card of `profile` in a virtual reader (a profile name, not personal data)."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     reader: str
     profile: str
 
 
 @dataclass(frozen=True, slots=True)
 class SimCardTaken:
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     reader: str
 
 
@@ -121,14 +128,14 @@ class SimCardTaken:
 class CloudSamImported:
     """`POST /api/settings/v1/CloudSam`: a SAM file was stored (its content never enters the log)."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     sam_id: str
     hospital_id: str
 
 
 @dataclass(frozen=True, slots=True)
 class CloudSamRemoved:
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     sam_id: str
 
 
@@ -136,13 +143,13 @@ class CloudSamRemoved:
 class CorsHostAllowed:
     """`POST /api/settings/v1/Cors`: pages from this host may call the console (effective at once)."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     host: str
 
 
 @dataclass(frozen=True, slots=True)
 class CorsHostRemoved:
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     host: str
 
 
@@ -150,7 +157,7 @@ class CorsHostRemoved:
 class SessionInitialized:
     """`POST /api/common/v1/Initial` opened a device: `sam_type` 1 cloud, 2 physical; `reader` the reader in use."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     device: str
     sam_type: int
     reader: str | None
@@ -161,7 +168,7 @@ class PhysicalSamIdentified:
     """`Initial` opened an NHI dedicated reader and read its SAM's public identity (the SAM itself stays in the
     reader: signing goes through it). Kept in the log so a restarted broker still answers `sam/v1/Basic`."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     port: str
     sam_id: str
     hospital_id: str
@@ -173,7 +180,7 @@ class PhysicalSamIdentified:
 class SessionFinalized:
     """The session ended: `Finalize`, a fresh start of the console, or its SAM removed."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     reason: str
 
 
@@ -181,7 +188,7 @@ class SessionFinalized:
 class SamVerified:
     """The SAM was verified with the data center until `expires_at` (ISO 8601 with offset)."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     expires_at: str
 
 
@@ -189,7 +196,7 @@ class SamVerified:
 class SamVerificationFailed:
     """A verification the DC refused (1301 to 1304: the SAM drops to 1) or could not answer (17xx: unchanged)."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     code: int
     reason: str
 
@@ -198,21 +205,21 @@ class SamVerificationFailed:
 class SamSessionExpired:
     """The SAM's DC session ran out (by the clock, or the DC said so): SAM 2 -> 1."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
 
 
 @dataclass(frozen=True, slots=True)
 class SamLoggedOut:
     """`DELETE /api/sam/v1/Logout`: SAM 2 -> 1, both cards -> 0."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
 
 
 @dataclass(frozen=True, slots=True)
 class CardDetected:
     """A card of `kind` (hc, hpc) reached level 1 in `reader` (its insertion `session`)."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     kind: str
     reader: str
     session: int
@@ -222,7 +229,7 @@ class CardDetected:
 class CardAuthenticated:
     """Card and SAM authenticated each other: the card is at level 2."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     kind: str
     reader: str
     session: int
@@ -232,7 +239,7 @@ class CardAuthenticated:
 class CardAuthenticationFailed:
     """A step toward a card's level failed with `code` (the level's code or the DC's); the state is unchanged."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     kind: str
     reader: str
     session: int
@@ -243,7 +250,7 @@ class CardAuthenticationFailed:
 class CardLoggedOut:
     """`DELETE /api/hc/v1/Logout` (or hpc): that card -> 0, re-detected on demand while still in its reader."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     kind: str
 
 
@@ -251,7 +258,7 @@ class CardLoggedOut:
 class SimClockAdvanced:
     """The bench moved the console's clock forward (only ever in a `--sim` log)."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     seconds: int
 
 
@@ -259,7 +266,7 @@ class SimClockAdvanced:
 class HpcPinVerified:
     """The staff card in `reader` (that insertion) accepted its PIN: level 3 until `expires_at` (8 hours)."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     reader: str
     session: int
     expires_at: str
@@ -269,7 +276,7 @@ class HpcPinVerified:
 class HpcPinRejected:
     """The card refused the PIN (`tries_left` after it), or its PIN is blocked and no VERIFY was sent."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     reader: str
     session: int
     tries_left: int
@@ -278,7 +285,7 @@ class HpcPinRejected:
 
 @dataclass(frozen=True, slots=True)
 class HpcPinChanged:
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     reader: str
     session: int
 
@@ -287,14 +294,14 @@ class HpcPinChanged:
 class HpcPinReset:
     """The PUK unblocked the PIN and set a new one, which is not verified yet."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     reader: str
     session: int
 
 
 @dataclass(frozen=True, slots=True)
 class HpcPukRejected:
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     reader: str
     session: int
     tries_left: int
@@ -305,14 +312,14 @@ class HpcPukRejected:
 class HpcAuthenticationExpired:
     """The 8 hours after the PIN (or the mobile HCA login) passed: level 3 ends."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
 
 
 @dataclass(frozen=True, slots=True)
 class HpcAuthenticationEnded:
     """Another staff card (or mobile HCA) took over: the previous one's authentication ends."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     reason: str
 
 
@@ -320,14 +327,14 @@ class HpcAuthenticationEnded:
 class MobileHcaLoggedIn:
     """`POST /api/hpc/v1/Verification/MobiliHca` accepted a login: HPC level 3, type 3. `person_ref` is a pseudonym."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     person_ref: str
     expires_at: str
 
 
 @dataclass(frozen=True, slots=True)
 class MobileHcaRejected:
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     code: int
 
 
@@ -335,7 +342,7 @@ class MobileHcaRejected:
 class HcPinStateRead:
     """The health card's PIN state as the card told it: `verified` None when it has no PIN."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     reader: str
     session: int
     has_pin: bool
@@ -344,14 +351,14 @@ class HcPinStateRead:
 
 @dataclass(frozen=True, slots=True)
 class HcPinVerified:
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     reader: str
     session: int
 
 
 @dataclass(frozen=True, slots=True)
 class HcPinRejected:
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     reader: str
     session: int
     tries_left: int
@@ -362,14 +369,14 @@ class HcPinRejected:
 class HcPinSet:
     """A new PIN was set (the holder just typed it: it counts as verified)."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     reader: str
     session: int
 
 
 @dataclass(frozen=True, slots=True)
 class HcPinRemoved:
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     reader: str
     session: int
 
@@ -378,7 +385,7 @@ class HcPinRemoved:
 class HcHpcAuthenticated:
     """The health card in use reached level 3: authenticated with the staff card (HPC at level 3)."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,7 +396,7 @@ class VirtualHcVerified:
     pseudonym of its card number. The token itself never enters the log.
     """
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     card_ref: str
     expires_at: str
     via: str
@@ -397,7 +404,7 @@ class VirtualHcVerified:
 
 @dataclass(frozen=True, slots=True)
 class VirtualHcRejected:
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     code: int
 
 
@@ -405,21 +412,49 @@ class VirtualHcRejected:
 class VirtualHcExported:
     """`VirtualHc/Export`: the virtual card left for another device (its transfer token is at the DC): HC -> 0."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
 
 
 @dataclass(frozen=True, slots=True)
 class VirtualHcExpired:
     """The virtual card's token expired while in use: HC -> 0."""
 
+    VERSION: ClassVar[int] = 2
+
+
+@dataclass(frozen=True, slots=True)
+class CallRefused:
+    """A request refused before anything ran: 403 (an origin or fetch metadata the allow-list refuses), 421 (a
+    `Host` that is not this machine), 415 (a body that is not JSON). Its `caused_by` is the refused request's
+    uuid (its `X-Request-Id`). `url` is the path asked for (cut to 256 characters), `caller` the `Origin` it
+    carried (cut likewise) or `native`; `reason` is the console's own words, never the request's."""
+
     VERSION: ClassVar[int] = 1
+    url: str
+    caller: str
+    status: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CardDataRead:
+    """A call read a physical card's data block (`kind` "hc": the health card's basic data, for `hc/v1/Basic`,
+    a signature or an update; "hpc": the staff card's, for `hpc/v1/Basic` or a signature). Reads change no
+    level, but they are what an auditor asks about first ("which calls read this patient's card"), so each one
+    is a fact in the log, linked to its call by `caused_by` and to the card by `reader` and `session`. Never the
+    data itself."""
+
+    VERSION: ClassVar[int] = 1
+    kind: str
+    reader: str
+    session: int
 
 
 @dataclass(frozen=True, slots=True)
 class HcNotesUpdated:
     """`RealHc/Update` wrote the DC's notes onto the card, which is then logged out (HC -> 0)."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     reader: str
     session: int
 
@@ -473,6 +508,8 @@ Event = (
     | PhysicalSamIdentified
     | CorsHostAllowed
     | CorsHostRemoved
+    | CallRefused
+    | CardDataRead
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in get_args(Event)}
@@ -485,24 +522,45 @@ class UnknownEvent(ValueError):
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
+CAUSE: Final = "caused_by"
+"""The payload key of an event's causation (see the module's docstring)."""
+
+BORN_WITH_CAUSE: Final = frozenset({"CallRefused", "CardDataRead"})
+"""Types whose first version already had `caused_by`: no upcaster adds it."""
+
+
+def _caused_by_nothing(data: dict[str, Any]) -> dict[str, Any]:
+    """An event stored before causation was kept: no call is known to have caused it."""
+    return {**data, CAUSE: None}
+
+
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
     # CardInserted v1 -> v2: logs written before card pseudonyms did not know the card.
     ("CardInserted", 1): lambda data: {**data, "card_ref": None},
     # CardInserted v2 -> v3: logs written before card types were read did not know them.
     ("CardInserted", 2): lambda data: {**data, "card_type": None},
+    # Every type, the version before its current one -> current: `caused_by` (issue 22).
+    **{(name, cls.VERSION - 1): _caused_by_nothing for name, cls in EVENT_TYPES.items() if name not in BORN_WITH_CAUSE},
 }
 """(type, stored version) -> the payload one version up. Old events are never rewritten in the log
 (that would break its hash chain); they are upcast each time they are read."""
 
 
-def encode(event: Event) -> tuple[str, int, bytes]:
-    """The (type, version, payload) triple the event store keeps."""
-    payload = json.dumps(asdict(event), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def encode(event: Event, caused_by: str | None = None) -> tuple[str, int, bytes]:
+    """The (type, version, payload) triple the event store keeps; `caused_by` the call that made it, if any."""
+    data = asdict(event)
+    data[CAUSE] = caused_by
+    payload = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return type(event).__name__, type(event).VERSION, payload.encode("utf-8")
 
 
 def decode(type_name: str, version: int, payload: bytes) -> Event:
     """Rebuild an event from the store; raises UnknownEvent for types or versions we cannot read."""
+    return decode_with_cause(type_name, version, payload)[0]
+
+
+def decode_with_cause(type_name: str, version: int, payload: bytes) -> tuple[Event, str | None]:
+    """The event and the call that caused it (None: none did, or it was stored before causation was kept)."""
     cls = EVENT_TYPES.get(type_name)
     if cls is None:
         raise UnknownEvent(f"unknown event type {type_name!r}")
@@ -519,7 +577,10 @@ def decode(type_name: str, version: int, payload: bytes) -> Event:
         if upcast is None:
             raise UnknownEvent(f"{type_name} version {version} has no upcaster")
         data, version = upcast(data), version + 1
-    names = {field.name for field in fields(cls)}
+    names = {field.name for field in fields(cls)} | {CAUSE}
     if set(data) != names:
         raise UnknownEvent(f"{type_name} payload has fields {sorted(data)}, expected {sorted(names)}")
-    return cls(**data)
+    cause = data.pop(CAUSE)
+    if cause is not None and not isinstance(cause, str):
+        raise UnknownEvent(f"{type_name} payload's {CAUSE} is not a call's uuid")
+    return cls(**data), cause

@@ -14,8 +14,10 @@ from typing import Any
 
 from broker.domain.events import (
     CallRecordCleared,
+    CallRefused,
     CardAuthenticated,
     CardAuthenticationFailed,
+    CardDataRead,
     CardDetected,
     CardInserted,
     CardLoggedOut,
@@ -440,6 +442,8 @@ def _apply(state: ConsoleState, event: Event) -> ConsoleState:
         if event.reader not in state.sim_readers:
             return state
         return _with_sim_reader(state, event.reader, None)
+    if isinstance(event, CallRefused | CardDataRead):
+        return state  # the audit's facts: a refused request changed nothing; a read changes no level
     raise TypeError(f"not an event: {event!r}")
 
 

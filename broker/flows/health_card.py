@@ -19,6 +19,7 @@ from broker.credentials.session_secrets import VirtualHolder
 from broker.credentials.virtual_hc_token import TokenRefused, VirtualHcToken, card_data, verify_token
 from broker.dc.seam import DcError, ImportedVirtualHc
 from broker.domain.events import (
+    CardDataRead,
     CardLoggedOut,
     HcHpcAuthenticated,
     HcNotesUpdated,
@@ -102,6 +103,7 @@ def _health_card_data(ctx: HealthCardContext) -> Generator[Step, Any, tuple[dict
     reply: Reply = yield CardStep(reader, "ReadHcBasic", {"session": session})
     if reply.code != 0:
         raise FlowFailed(reply.code, str(reply.body.get("message", "the card could not be read")))
+    ctx.emit(CardDataRead(kind="hc", reader=reader, session=session))
     return dict(reply.body), (reader, session)
 
 

@@ -16,6 +16,7 @@ other command's APDUs land between two of its steps.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import logging
@@ -71,6 +72,8 @@ class FlowRun:
     on_done: Callable[[Outcome], None]
     held: set[str] = field(default_factory=set)
     readers: set[str] = field(default_factory=set)
+    cause: str | None = None
+    """The call that started the flow (its uuid), if any: every step of the flow runs as caused by it."""
 
 
 class FlowRunner:
@@ -87,10 +90,12 @@ class FlowRunner:
         send_card: Callable[[int, CardStep], None],
         submit_dc: Callable[[int, DcCall], None],
         release_readers: Callable[[int], None],
+        caused_by: Callable[[str | None], contextlib.AbstractContextManager[None]] | None = None,
     ) -> None:
         self._send_card = send_card
         self._submit_dc = submit_dc
         self._release_readers = release_readers
+        self._caused_by = caused_by or (lambda cause: contextlib.nullcontext())
         self._runs: dict[int, FlowRun] = {}
         self._ids = itertools.count(1)
         self._owners: dict[str, int] = {}
@@ -100,8 +105,8 @@ class FlowRunner:
     def active(self) -> int:
         return len(self._runs)
 
-    def start(self, flow: Flow, on_done: Callable[[Outcome], None]) -> int:
-        run = FlowRun(next(self._ids), flow, on_done)
+    def start(self, flow: Flow, on_done: Callable[[Outcome], None], cause: str | None = None) -> int:
+        run = FlowRun(next(self._ids), flow, on_done, cause=cause)
         self._runs[run.id] = run
         self._advance(run, lambda: next(run.flow))
         return run.id
@@ -121,7 +126,11 @@ class FlowRunner:
             self._advance(run, lambda: run.flow.send(result))
 
     def _advance(self, run: FlowRun, resume: Callable[[], Step]) -> None:
-        """Run the flow until it waits for something outside the loop, or ends."""
+        """Run the flow until it waits for something outside the loop, or ends: as caused by its call."""
+        with self._caused_by(run.cause):
+            self._run_until_waiting(run, resume)
+
+    def _run_until_waiting(self, run: FlowRun, resume: Callable[[], Step]) -> None:
         while True:
             try:
                 step = resume()

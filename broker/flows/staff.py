@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from broker.credentials.session_secrets import StaffHolder
 from broker.domain.events import (
+    CardDataRead,
     CardLoggedOut,
     HpcPinChanged,
     HpcPinRejected,
@@ -86,6 +87,7 @@ def current_staff_holder(ctx: StaffContext, failure: StatusCode) -> Generator[St
         if failure == StatusCode.HPC_LEVEL3_FAILED:
             raise _card_error(reply)
         raise FlowFailed(failure, "the staff card could not be read")
+    ctx.emit(CardDataRead(kind="hpc", reader=hpc.reader, session=hpc.session))
     holder = StaffHolder.read_from(hpc.card_ref, reply.body)
     ctx.secrets.hpc_holder = holder
     return holder

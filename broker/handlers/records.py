@@ -40,6 +40,15 @@ def clear_records(ctx: ConsoleContext, command: commands.ClearRecords) -> Answer
     return StatusCode.OK, {}
 
 
+@handles(commands.RecordRefusal)
+def record_refusal(ctx: ConsoleContext, command: commands.RecordRefusal) -> Answer:
+    """Kept as an event whatever the status (the API sends only `REFUSAL_STATUSES`); its cause is the request."""
+    if command.status not in commands.REFUSAL_STATUSES:
+        return StatusCode.BAD_PARAMETER, {"message": f"status must be one of {commands.REFUSAL_STATUSES}"}
+    ctx.emit(domain.CallRefused(url=command.url, caller=command.caller, status=command.status, reason=command.reason))
+    return StatusCode.OK, {}
+
+
 @handles(commands.RecordCall)
 def record_call(ctx: ConsoleContext, command: commands.RecordCall) -> Answer:
     return command.status_code, {}

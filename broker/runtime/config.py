@@ -51,6 +51,8 @@ class BrokerConfig:
     """The installation's key for card pseudonyms (made on first use); None: a throwaway key."""
     archive_dir: Path | None = None
     """Where sealed segments go; None: the log is never sealed."""
+    checkpoint_key: Path | None = None
+    """The installation's checkpoint key (made on first use); None: no checkpoints (broker/runtime/checkpointing.py)."""
     seal_max_live_rows: int | None = LogSettings.seal_max_rows
     seal_max_age_seconds: float | None = LogSettings().seal_max_age_seconds
     seal_check_interval: float = LogSettings.seal_check_interval
@@ -108,6 +110,7 @@ def broker_config(settings: Settings, *, restarted: bool) -> BrokerConfig:
         sim_backend=bench.reader_backend if bench is not None else None,
         sim_start=sim_start,
         pseudonym_key=where.pseudonym_key,
+        checkpoint_key=where.checkpoint_key,
         archive_dir=where.archive_dir,
         seal_max_live_rows=settings.log.seal_max_rows,
         seal_max_age_seconds=settings.log.seal_max_age_seconds,

@@ -41,6 +41,7 @@ from broker.domain.pseudonyms import Pseudonyms, load_or_create_key
 from broker.flows.runner import CardStep, DcCall, Flow, FlowRunner, Outcome
 from broker.handlers import StartFlow
 from broker.ledger import LedgerMark
+from broker.runtime.checkpointing import Checkpoints
 from broker.runtime.clock import Clock, SystemClock
 from broker.runtime.config import BrokerConfig, load_by_name
 from broker.runtime.dispatch import PendingCommand, ReaderQueues
@@ -231,6 +232,10 @@ class Broker:
         self._failed_turns = 0
         self._live_calls: set[_FlowCall] = set()
         self._seal: BackgroundSeal | None = None
+        self._checkpoints = (
+            Checkpoints(config.database, config.checkpoint_key, self._clock) if config.checkpoint_key else None
+        )
+        """Signed chain heads to the system log: at the first turn, hourly, after each seal, at a stop."""
         start = self.core.ledger.mark()
         if config.adopt_grace == 0:
             self.core.end_stale_session()
@@ -248,7 +253,9 @@ class Broker:
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
         os.set_blocking(self._wake_write, False)
-        self._runner = FlowRunner(self._send_flow_card_step, self._submit_dc_call, self._queues.release)
+        self._runner = FlowRunner(
+            self._send_flow_card_step, self._submit_dc_call, self._queues.release, self.core.ledger.caused_by
+        )
         self._replies: list[PendingAnswer] = []
         self._parked: list[_Parked] = []
         self._discovery: PcscDiscovery | None = None
@@ -329,6 +336,8 @@ class Broker:
                 if now >= next_seal_check:
                     self._seal_if_due()
                     next_seal_check = now + self._config.seal_check_interval
+                if self._checkpoints is not None:
+                    self._checkpoints.tick(now, self._seal)
                 for answer in self.take_answers():
                     self._send(self._frontend, answer.identity, build(answer.reply))
         finally:
@@ -366,7 +375,8 @@ class Broker:
             self._replies.append(PendingAnswer(identity, not_recorded(request.id, ran=False)))
             return
         try:
-            outcome = self.core.handle(request)
+            with ledger.caused_by(_cause_of(request)):
+                outcome = self.core.handle(request)
             if isinstance(outcome, StartFlow) and (self._degraded or self._store.write_failed):
                 outcome.flow.close()
                 self._undo(mark)
@@ -516,7 +526,7 @@ class Broker:
                 reply = Reply(id=request.id, code=code, body=body)
             self._replies.append(PendingAnswer(identity, reply, ran=True))
 
-        self._runner.start(flow, done)
+        self._runner.start(flow, done, cause=_cause_of(request))
 
     def _send_flow_card_step(self, flow_id: int, step: CardStep) -> None:
         pending = PendingCommand(
@@ -704,6 +714,9 @@ class Broker:
             self.core.commit()
         except StoreWriteError as error:  # nothing pending was answered: losing it is what a crash would do
             log.error("could not commit at stop: %s", error)
+        if self._checkpoints is not None:
+            self._checkpoints.write(self._clock.monotonic())  # the heads the next start will find
+            self._checkpoints.close()
         self._store.close()
         self._frontend.close(linger=0)
         self._backend.close(linger=0)
@@ -720,6 +733,11 @@ def _refuse_unwritable(data_dir: Path) -> None:
         refused = DataDirUnwritable(data_dir, error.strerror or str(error))
         log.error("%s; not restarting", refused.reason)
         raise refused
+
+
+def _cause_of(request: Request) -> str | None:
+    """The call a request's events are caused by: its record uuid (`X-Request-Id`), if the API sent one."""
+    return None if request.call is None else request.call.uuid
 
 
 def _nobody_waits(outcome: Outcome) -> None:

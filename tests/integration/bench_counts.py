@@ -26,7 +26,9 @@ class Counts:
     records: int
     """Rows of the call record (`calls`)."""
     events: int
-    """Rows of the event log (`events`)."""
+    """Rows of the event log (`events`), but the refusals."""
+    refusals: int = 0
+    """Refused requests kept in the log (`CallRefused` events, issue 22): what a refused request leaves, and all."""
 
     @property
     def card_commands(self) -> int:
@@ -39,7 +41,7 @@ class Counts:
         return Counts(*(mine + theirs for mine, theirs in zip(astuple(self), astuple(other), strict=True)))
 
 
-NOTHING = Counts(0, 0, 0, 0, 0)
+NOTHING = Counts(0, 0, 0, 0, 0, 0)
 
 
 def counts(console: RunningConsole) -> Counts:
@@ -54,5 +56,6 @@ def counts(console: RunningConsole) -> Counts:
         pcsc_commands=sum(int(reader["cardCommands"]) for reader in readers),
         dc_calls=int(dc["calls"]),
         records=int(console.database_rows("SELECT count(*) FROM calls")[0][0]),
-        events=int(console.database_rows("SELECT count(*) FROM events")[0][0]),
+        events=int(console.database_rows("SELECT count(*) FROM events WHERE type != 'CallRefused'")[0][0]),
+        refusals=int(console.database_rows("SELECT count(*) FROM events WHERE type = 'CallRefused'")[0][0]),
     )

@@ -128,6 +128,20 @@ class RunningConsole:
                     raise
         raise AssertionError("unreachable")
 
+    def send(
+        self, method: str, path: str, body: str | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One request exactly as given (headers such as Origin, Host, Content-Type; a body as text), on a fresh
+        connection, never resent: (HTTP status, lowercased headers, raw body)."""
+        connection = http.client.HTTPSConnection("localhost", self.port, context=self.ssl_context(), timeout=70)
+        try:
+            connection.request(method, path, body=None if body is None else body.encode(), headers=headers or {})
+            response = connection.getresponse()
+            payload = response.read()
+        finally:
+            connection.close()
+        return response.status, {name.lower(): value for name, value in response.getheaders()}, payload
+
     def status_ok(self) -> bool:
         try:
             answer = self.request("GET", "/api/common/v1/Status", timeout=2)

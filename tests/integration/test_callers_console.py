@@ -8,7 +8,6 @@ call record as they were.
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 from typing import Any
@@ -41,22 +40,17 @@ BODIES = {
 }
 
 
-def _counts(console: RunningConsole) -> tuple[int, int, int]:
+def _counts(console: RunningConsole) -> tuple[int, int, int, int]:
+    """Card commands, events (but refusals), calls, and refusals kept in the log (`CallRefused`, issue 22)."""
     card = console.request("GET", BENCH_NHI).body["cardCommands"]
-    events = console.database_rows("SELECT count(*) FROM events")[0][0]
+    events = console.database_rows("SELECT count(*) FROM events WHERE type != 'CallRefused'")[0][0]
     calls = console.database_rows("SELECT count(*) FROM calls")[0][0]
-    return int(card), int(events), int(calls)
+    refusals = console.database_rows("SELECT count(*) FROM events WHERE type = 'CallRefused'")[0][0]
+    return int(card), int(events), int(calls), int(refusals)
 
 
 def _send(console: RunningConsole, method: str, path: str, body: str | None, headers: dict[str, str]) -> Any:
-    connection = http.client.HTTPSConnection("localhost", console.port, context=console.ssl_context(), timeout=70)
-    try:
-        connection.request(method, path, body=None if body is None else body.encode(), headers=headers)
-        response = connection.getresponse()
-        payload = response.read()
-    finally:
-        connection.close()
-    return response.status, {name.lower(): value for name, value in response.getheaders()}, payload
+    return console.send(method, path, body, headers)
 
 
 @pytest.fixture
@@ -69,7 +63,7 @@ def session(console: RunningConsole) -> RunningConsole:
 
 
 def test_the_matrix(session: RunningConsole) -> None:
-    rows: list[tuple[str, str, str, int, int, int, int]] = []
+    rows: list[tuple[str, str, str, int, int, int, int, int]] = []
     for method, (path, fields) in ROUTES.items():
         for origin_name, origin in ORIGINS.items():
             for body_name, (content_type, encode) in BODIES.items():
@@ -83,11 +77,11 @@ def test_the_matrix(session: RunningConsole) -> None:
                 refused = origin_name in ("disallowed", "null")
                 if refused:
                     assert status == 403, (method, origin_name, body_name, payload)
-                    assert delta == (0, 0, 0), f"a refused call ran something: {rows[-1]}"
+                    assert delta == (0, 0, 0, 1), f"a refused call ran something (or was not kept): {rows[-1]}"
                     assert not [h for h in response_headers if h.startswith("access-control-allow")]
                 elif body_name != "json" and body:  # an empty form is no body: nothing to refuse
                     assert status == 415, (method, origin_name, body_name, payload)
-                    assert delta[:2] == (0, 0), f"a body that is not JSON ran something: {rows[-1]}"
+                    assert delta == (0, 0, 0, 1), f"a body that is not JSON ran something: {rows[-1]}"
                 else:
                     assert status == 200, (method, origin_name, payload)
                     assert delta[0] >= 1, f"the call should have reached the card: {rows[-1]}"
@@ -122,7 +116,14 @@ def test_a_host_that_is_not_this_machine_is_refused(session: RunningConsole) -> 
     before = _counts(session)
     status, _, _ = _send(session, "GET", "/api/hc/v1/Basic", None, {"Host": "rebound.example:5066"})
     assert status == 421
-    assert _counts(session) == before
+    card, events, calls, refusals = _counts(session)
+    assert (card, events, calls, refusals) == (*before[:3], before[3] + 1), "nothing ran; the refusal is kept"
+    [(payload,)] = session.database_rows(
+        "SELECT payload FROM events WHERE type = 'CallRefused' ORDER BY seq DESC LIMIT 1"
+    )
+    refusal = json.loads(payload)
+    assert (refusal["status"], refusal["caller"], refusal["url"]) == (421, "native", "/api/hc/v1/Basic")
+    assert "rebound" not in payload.decode() if isinstance(payload, bytes) else "rebound" not in payload
 
 
 def test_http_1_0_without_host_is_400_through_gunicorn(session: RunningConsole) -> None:

@@ -55,10 +55,19 @@ def lamp(page: Any, card: str) -> tuple[str, str]:
 
 
 def counts(console: RunningConsole) -> tuple[int, int]:
-    """(events, calls) in the console's log: what 'ran nothing' is measured by."""
-    [(events,)] = console.database_rows("SELECT count(*) FROM events")
+    """(events, calls) in the console's log: what 'ran nothing' is measured by. Refusals are left out: each is kept
+    as a `CallRefused` event (issue 22), which is the log noting that nothing ran."""
+    [(events,)] = console.database_rows("SELECT count(*) FROM events WHERE type != 'CallRefused'")
     [(calls,)] = console.database_rows("SELECT count(*) FROM calls")
     return events, calls
+
+
+def refusals(console: RunningConsole) -> list[tuple[int, str]]:
+    """The refusals kept in the log: (status, caller)."""
+    return console.database_rows(
+        "SELECT json_extract(CAST(payload AS TEXT), '$.status'), json_extract(CAST(payload AS TEXT), '$.caller')"
+        " FROM events WHERE type = 'CallRefused' ORDER BY seq"
+    )
 
 
 def test_swagger_ui_loads_from_the_console_and_lists_every_operation(console: RunningConsole, browser: Any) -> None:
@@ -162,4 +171,6 @@ def test_an_allowed_page_can_call_the_console_and_a_disallowed_one_runs_nothing(
         context.close()
     assert refused == ["refused TypeError"] * 4
     assert counts(console) == after_allowed  # no event, no record: nothing ran
+    # Each reached the console (the third as its preflight) and was kept as a refusal from that page.
+    assert refusals(console)[-4:] == [(403, f"http://127.0.0.1:{port}")] * 4
     assert console.request("GET", "/api/common/v1/Status").body["status"]["initialized"] is True

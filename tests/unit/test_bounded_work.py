@@ -35,9 +35,9 @@ from sim.oversized_keys import oversized_rsa_key, oversized_sam_file
 
 TS = "2024-05-23T15:38:00.2514272+08:00"
 OLD_RECORD_QUERY = (
-    "SELECT seq, url, uuid, timestamp, status_code FROM calls WHERE seq > ? ORDER BY seq DESC LIMIT ? OFFSET ?"
+    "SELECT seq, url, uuid, timestamp, status_code, caller FROM calls WHERE seq > ? ORDER BY seq DESC LIMIT ? OFFSET ?"
 )
-"""The Record's query before issue 19: the reference the new paging must agree with, row for row."""
+"""The Record's query before issue 19 (with issue 22's caller): the reference the new paging must agree with."""
 
 
 # --- the cloud SAM file's key -------------------------------------------------------------------------------

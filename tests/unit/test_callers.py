@@ -38,7 +38,16 @@ def client(core: FakeCore) -> falcon.testing.TestClient:
 
 
 def commands(core: FakeCore) -> list[str]:
-    return [sent.command for sent in core.sent if sent.command != "ListCorsHosts"]
+    """What the broker was asked to do: neither the allow-list lookup nor the keeping of a refusal."""
+    return [sent.command for sent in core.sent if sent.command not in ("ListCorsHosts", "RecordRefusal")]
+
+
+def refusals(core: FakeCore) -> list[tuple[int, str, str]]:
+    """The refusals sent to be kept in the log (issue 22): (status, caller, url); each under the uuid it answered."""
+    kept = [sent for sent in core.sent if sent.command == "RecordRefusal"]
+    for sent in kept:
+        assert sent.call is not None and sent.call.uuid, "the refusal travels under its request's uuid"
+    return [(sent.args["status"], sent.args["caller"], sent.args["url"]) for sent in kept]
 
 
 @pytest.mark.parametrize(
@@ -87,7 +96,9 @@ def test_a_host_header_not_naming_this_machine_is_refused_before_anything(
     response = client.simulate_get("/api/common/v1/Status", headers={"Host": host})
     assert response.status_code == 421
     assert "message" in response.json
-    assert core.sent == [], "not even the allow-list was asked for"
+    assert commands(core) == [] and refusals(core) == [(421, "native", "/api/common/v1/Status")]
+    assert [sent.command for sent in core.sent] == ["RecordRefusal"], "not even the allow-list was asked for"
+    assert response.headers["X-Request-Id"] == core.sent[0].call.uuid  # type: ignore[union-attr]
 
 
 def test_without_origin_a_program_is_served_without_cors_headers(
@@ -135,6 +146,7 @@ def test_a_disallowed_origin_runs_nothing(
     assert "message" in response.json
     assert not [name for name in response.headers if name.startswith("access-control-allow")]
     assert commands(core) == [], "no command reached the broker"
+    assert refusals(core) == [(403, origin, path)], "only the refusal, kept in the log"
 
 
 def test_preflight_from_an_allowed_origin(client: falcon.testing.TestClient, core: FakeCore) -> None:
@@ -177,7 +189,8 @@ def test_a_page_of_another_site_without_an_origin_runs_nothing(
     response = client.simulate_request(method, path, headers=headers)
     assert response.status_code == 403
     assert "message" in response.json
-    assert core.sent == [], "nothing reached the broker, not even the allow-list lookup"
+    assert [sent.command for sent in core.sent] == ["RecordRefusal"], "not even the allow-list lookup"
+    assert refusals(core) == [(403, "native", path.rstrip("/"))]  # the app strips a trailing slash
 
 
 @pytest.mark.parametrize("site", ["same-origin", "none", None])
@@ -230,6 +243,7 @@ def test_a_plain_http_origin_of_a_listed_site_runs_nothing(client: falcon.testin
         response = client.simulate_request(method, path, headers={"Origin": "http://www.nhi.gov.tw"})
         assert response.status_code == 403
     assert commands(core) == []
+    assert [status for status, _, _ in refusals(core)] == [403, 403, 403]
 
 
 def test_a_request_without_host_is_400(client: falcon.testing.TestClient, core: FakeCore) -> None:
@@ -280,6 +294,8 @@ def test_a_body_that_is_not_json_is_415_and_runs_nothing(
     assert response.status_code == 415
     assert "000000" not in response.text
     assert commands(core) == []
+    assert refusals(core) == [(415, "native", "/api/hc/v1/Pin")]
+    assert "000000" not in repr(core.sent), "the body is never kept"
 
 
 def test_json_with_a_charset_is_json(client: falcon.testing.TestClient, core: FakeCore) -> None:

@@ -333,7 +333,7 @@ def test_v1_database_is_migrated_in_place(tmp_path: Path) -> None:
     path = make_v1(tmp_path / "old.sqlite3", 2_500)  # more than one migration page
     store = SqliteEventStore(path)
     try:
-        assert store._conn.execute("PRAGMA user_version").fetchone() == (2,)  # noqa: SLF001
+        assert store._conn.execute("PRAGMA user_version").fetchone() == (3,)  # noqa: SLF001
         events = list(store.events())
         assert len(events) == 2_500
         assert events[41] == StoredEvent(42, TS, "type-42", 1, b'{"n":42}')

@@ -28,6 +28,7 @@ def test_command_names() -> None:
         "GetStateSnapshot",
         "GetStatus",
         "ListRecords",
+        "RecordRefusal",
         "ClearRecords",
         "RecordCall",
         "WaitForEvents",

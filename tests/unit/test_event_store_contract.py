@@ -366,7 +366,7 @@ def test_sqlite_schema(db_path: Path) -> None:
     SqliteEventStore(db_path).close()
     reader = _read_only(db_path)
     try:
-        assert reader.execute("PRAGMA user_version").fetchone() == (2,)
+        assert reader.execute("PRAGMA user_version").fetchone() == (3,)
         events = [row[1:4] + row[5:] for row in reader.execute("PRAGMA table_info(events)")]
         assert events == [
             ("seq", "INTEGER", 0, 1),
@@ -386,6 +386,7 @@ def test_sqlite_schema(db_path: Path) -> None:
             ("status_code", "INTEGER", 1, 0),
             ("prev_hash", "BLOB", 1, 0),
             ("hash", "BLOB", 1, 0),
+            ("caller", "TEXT", 0, 0),  # v3: added to the v2 table, as a migration adds it
         ]
         heads = [row[1:4] + row[5:] for row in reader.execute("PRAGMA table_info(chain_heads)")]
         assert heads == [("name", "TEXT", 0, 1), ("seq", "INTEGER", 1, 0), ("hash", "BLOB", 1, 0)]
@@ -475,7 +476,7 @@ def test_sqlite_reopen_existing_file_is_idempotent(db_path: Path) -> None:
 def test_sqlite_refuses_a_newer_schema(db_path: Path) -> None:
     SqliteEventStore(db_path).close()
     conn = sqlite3.connect(db_path)
-    conn.execute("PRAGMA user_version=3")
+    conn.execute("PRAGMA user_version=4")
     conn.close()
     with pytest.raises(RuntimeError, match="newer"):
         SqliteEventStore(db_path)

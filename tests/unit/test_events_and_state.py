@@ -16,10 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broker.domain.events import (
+    BORN_WITH_CAUSE,
     EVENT_TYPES,
     CallRecordCleared,
+    CallRefused,
     CardAuthenticated,
     CardAuthenticationFailed,
+    CardDataRead,
     CardDetected,
     CardInserted,
     CardLoggedOut,
@@ -68,6 +71,7 @@ from broker.domain.events import (
     VirtualHcVerified,
     WorkerLost,
     decode,
+    decode_with_cause,
     encode,
 )
 from broker.domain.state import (
@@ -201,8 +205,12 @@ ONE_OF_EACH: list[Event] = [
     VirtualHcExported(),
     VirtualHcExpired(),
     HcNotesUpdated(reader="Reader 0", session=4),
+    CardDataRead(kind="hc", reader="Reader 0", session=4),
     CorsHostAllowed(host="medvpn.nhi.gov.tw"),
     CorsHostRemoved(host="localhost"),
+    CallRefused(
+        url="/api/hc/v1/Basic", caller="https://evil.example", status=403, reason="origin not on the allow-list"
+    ),
     PhysicalSamIdentified(
         port="/dev/ttyUSB0",
         sam_id="000100000047",
@@ -241,13 +249,39 @@ def test_encode_decode_round_trip_any_event(event: Event) -> None:
     assert decode(*encode(event)) == event
 
 
+@pytest.mark.parametrize("event", ONE_OF_EACH, ids=lambda event: type(event).__name__)
+def test_the_cause_travels_beside_the_event(event: Event) -> None:
+    """`caused_by` is in the payload (for the audit views' SQL) and back out of it, never in the dataclass."""
+    type_name, version, payload = encode(event, "0b7e5a52-6c34-4a8e-9d4e-1f2a3b4c5d6e")
+    assert json.loads(payload)["caused_by"] == "0b7e5a52-6c34-4a8e-9d4e-1f2a3b4c5d6e"
+    assert decode_with_cause(type_name, version, payload) == (event, "0b7e5a52-6c34-4a8e-9d4e-1f2a3b4c5d6e")
+    assert decode(type_name, version, payload) == event
+
+
+@pytest.mark.parametrize("event", ONE_OF_EACH, ids=lambda event: type(event).__name__)
+def test_an_event_stored_before_causation_reads_as_caused_by_nothing(event: Event) -> None:
+    """The payload one version down, as a log written before issue 22 holds it: upcast, never rewritten."""
+    type_name, version, payload = encode(event)
+    if type_name in BORN_WITH_CAUSE:
+        return
+    old = json.loads(payload)
+    del old["caused_by"]
+    assert decode_with_cause(type_name, version - 1, canonical(old)) == (event, None)
+
+
+def test_a_cause_that_is_no_uuid_is_refused() -> None:
+    payload = canonical({"host": "localhost", "caused_by": 7})
+    with pytest.raises(UnknownEvent, match="caused_by"):
+        decode("CorsHostAllowed", CorsHostAllowed.VERSION, payload)
+
+
 @settings(max_examples=40, deadline=None)
 @given(EVENTS)
 def test_payload_is_canonical_json(event: Event) -> None:
     """Sorted keys, no spaces, UTF-8: the same event always gives the same bytes."""
     _, _, payload = encode(event)
     assert payload == canonical(json.loads(payload.decode("utf-8")))
-    assert json.loads(payload) == asdict(event)
+    assert json.loads(payload) == {**asdict(event), "caused_by": None}
 
 
 def test_payload_exact_bytes_keep_non_ascii_as_utf8() -> None:
@@ -255,10 +289,11 @@ def test_payload_exact_bytes_keep_non_ascii_as_utf8() -> None:
     event = CardInserted(reader="讀卡機 1", atr="3B", kind="hc", session=2)
     _, _, payload = encode(event)
     assert payload == (
-        '{"atr":"3B","card_ref":null,"card_type":null,"kind":"hc","reader":"讀卡機 1","session":2}'.encode()
+        '{"atr":"3B","card_ref":null,"card_type":null,"caused_by":null,"kind":"hc",'
+        '"reader":"讀卡機 1","session":2}'.encode()
     )
     assert b"\\u" not in payload
-    assert encode(CallRecordCleared(through_seq=5)) == ("CallRecordCleared", 1, b'{"through_seq":5}')
+    assert encode(CallRecordCleared(through_seq=5)) == ("CallRecordCleared", 2, b'{"caused_by":null,"through_seq":5}')
 
 
 @pytest.mark.parametrize("type_name", ["CardSwallowed", "", "cardinserted", "Event"])

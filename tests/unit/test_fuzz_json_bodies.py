@@ -232,7 +232,8 @@ def assert_contract(result: falcon.testing.Result, core: RecordingCore, body: by
             [("RecordCall", {"statusCode": BAD_PARAMETER})],
         ), "a refused body ran a command"
     elif result.status_code == 415:
-        assert core.sent == [], "a body that is not JSON must not even be recorded"
+        assert [request.command for request in core.sent] == ["RecordRefusal"], "only its refusal is kept (a log event)"
+        assert core.sent[0].call is not None and core.sent[0].args["status"] == 415
     else:
         assert result.status_code == 200, f"HTTP {result.status_code}: {result.text[:200]}"
         assert len(body) <= MAX_BODY_BYTES

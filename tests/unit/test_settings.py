@@ -115,6 +115,7 @@ def test_a_settings_object_with_every_field_set_round_trips(tmp_path: Path) -> N
             "ipc://w",
             tmp_path / "c.db",
             tmp_path / "k",
+            tmp_path / "ck",
             tmp_path / "arch",
             tmp_path / "sams",
             tmp_path / "s.pem",
@@ -140,7 +141,17 @@ def _minimal() -> dict[str, Any]:
         Settings(
             Path("/d"),
             Locations(
-                "a", "w", Path("/d/c"), Path("/d/k"), Path("/d/a"), Path("/d/s"), Path("/d/t"), Path("/d/u"), (), "x"
+                "a",
+                "w",
+                Path("/d/c"),
+                Path("/d/k"),
+                Path("/d/ck"),
+                Path("/d/a"),
+                Path("/d/s"),
+                Path("/d/t"),
+                Path("/d/u"),
+                (),
+                "x",
             ),
         ).to_json()
     )
