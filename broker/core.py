@@ -29,7 +29,7 @@ from broker.domain import events as domain
 from broker.domain.presence import presence_events
 from broker.domain.pseudonyms import Pseudonyms
 from broker.domain.routing import reader_for
-from broker.domain.state import SAM_CLOUD, SAM_PHYSICAL, ConsoleState
+from broker.domain.state import SAM_CLOUD, SAM_PHYSICAL, ConsoleState, inserted_again
 from broker.domain.stream import Position
 from broker.domain.stream import snapshot as stream_snapshot
 from broker.flows import health_card as health_card_flows
@@ -247,6 +247,10 @@ class ConsoleCore:
             self.context.emit(event)
             if isinstance(event, domain.CardInserted):
                 self._detect_inserted(event)
+            elif isinstance(event, domain.CardSessionResumed):
+                resumed = self.state.readers[event.reader].card
+                if resumed is not None:
+                    self._detect_inserted(inserted_again(event.reader, resumed))
         flows = [extension.on_report(self.context, report) for extension in self._extensions]
         return [flow for flow in flows if flow is not None]
 
@@ -266,6 +270,17 @@ class ConsoleCore:
     def worker_lost(self, reader: str, reason: str) -> None:
         if reader in self.state.readers:
             self.context.emit(domain.WorkerLost(reader=reader, reason=reason))
+
+    def agent_named(self, key_id: str) -> str | None:
+        """The enrolled agent whose key has this id (issue 23), if any."""
+        return next((name for name, key in self.state.agents.items() if key == key_id), None)
+
+    def enrolled_key_ids(self) -> frozenset[str]:
+        return frozenset(self.state.agents.values())
+
+    def agent_refused(self, key_id: str, address: str, attempts: int) -> None:
+        """A key not enrolled was refused at the agent endpoint (throttled by the caller)."""
+        self.context.emit(domain.AgentRefused(key_id=key_id, address=address, attempts=attempts))
 
     def reader_detached(self, reader: str, reason: str) -> None:
         if reader in self.state.readers:

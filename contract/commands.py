@@ -24,6 +24,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar, dataclass_transform
 
+from contract.agent_link import AGENT_NAME
 from contract.arguments import (
     MISSING,
     Argument,
@@ -491,6 +492,38 @@ class AllowCorsHost:
 @command()
 class RemoveCorsHost:
     host: str = argument(HostName(), "id")
+
+
+# --- reader agents (issue 23): the `nhi-console agents` commands, over the broker's local socket only --------------
+
+AGENT_NAME_RULE: Final = Pattern(max_length=32, pattern=AGENT_NAME.pattern, description="An agent's name")
+KEY_ID_RULE: Final = Pattern(max_length=64, pattern="[0-9a-f]{64}", description="SHA-256 of a public key, in hex")
+
+
+@command(recorded=False)
+class ListAgents:
+    """`nhi-console agents list`: the enrolled agents, their key ids and the readers they serve now."""
+
+
+@command(recorded=False)
+class EnrollAgent:
+    """`nhi-console agents add NAME KEY`: the key's id only (the key itself never reaches the console)."""
+
+    name: str = argument(AGENT_NAME_RULE, "name")
+    key_id: str = argument(KEY_ID_RULE, "keyId")
+
+
+@command(recorded=False)
+class ReplaceAgentKey:
+    """`nhi-console agents add NAME KEY --replace`: key rotation; the old key's connections are dropped."""
+
+    name: str = argument(AGENT_NAME_RULE, "name")
+    key_id: str = argument(KEY_ID_RULE, "keyId")
+
+
+@command(recorded=False)
+class RemoveAgent:
+    name: str = argument(AGENT_NAME_RULE, "name")
 
 
 COMMAND_NAMES: Final = command_names()

@@ -15,3 +15,8 @@ DATA_DIR_UNWRITABLE: Final = 73
 EXPOSURE_NOT_CONFIRMED: Final = 78
 """sysexits.h's EX_CONFIG: `serve --host` names an address other machines can reach, without the flag that says so
 (deploy/exposure.py); a restart would refuse the same way."""
+
+AGENT_REFUSED: Final = 77
+"""sysexits.h's EX_NOPERM: a reader agent's worker whose key the console refused (not enrolled, or removed). ZeroMQ
+does not retry a connection refused in its handshake, so the worker exits and its agent starts it again, with
+backoff: an enrolment made meanwhile lets the next one in."""

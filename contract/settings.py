@@ -82,6 +82,9 @@ class ReaderSettings:
     """NHI dedicated readers' ports to offer besides the ones the machine lists (a udev symlink)."""
     port_names: tuple[PortName, ...] = ()
     """Windows names given to ports, for HIS code written against the console on Windows (`COM3`)."""
+    agents: str | None = None
+    """`serve --agents tcp://ADDRESS:PORT`: where reader agents connect (CurveZMQ, enrolled keys only; issue 23);
+    None: nowhere, the default."""
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,9 @@ class Locations:
     """The API's listening addresses, `host:port` each."""
     console_command: str
     """The `nhi-console` executable, which the Version API reports as the console's location."""
+    agent_link_key: Path
+    """The console's key pair for the agent link (`secrets/agent-link.key_secret`; made and used only with
+    `serve --agents`); the keys never leave it."""
 
 
 @dataclass(frozen=True)

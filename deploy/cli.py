@@ -1,4 +1,4 @@
-"""The `nhi-console` command: serve, status, cert, doctor, log.
+"""The `nhi-console` command: serve, status, cert, doctor, log, reader-agent, agents.
 
 `serve` turns its command line into the one settings object (contract/settings.py), whose classes hold every
 default its flags show, writes it once to the run dir, and starts the children, which read it."""
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from broker.runtime.backoff import RestartBackoff
+from contract.agent_link import CONSOLE_KEY_NAME, AgentLinkError, check_agent_endpoint, ensure_key_pair
 from contract.exit_codes import DATA_DIR_UNWRITABLE, EXPOSURE_NOT_CONFIRMED
 from contract.serial_port_names import port_option
 from contract.settings import (
@@ -34,6 +35,7 @@ from contract.settings import (
     StaffSettings,
     SupervisorSettings,
 )
+from deploy.agent_cli import add_agent_commands
 from deploy.doctor import gather, report
 from deploy.exposure import EXPOSE_FLAG, exposes_beyond_loopback, exposure_refusal
 from deploy.log_cli import add_log_commands
@@ -102,6 +104,14 @@ def _live_link(link: Path) -> Callable[[], bool]:
     return ready
 
 
+def agent_endpoint_option(text: str) -> str:
+    """argparse's type for `--agents` and `reader-agent --console`."""
+    try:
+        return check_agent_endpoint(text)
+    except AgentLinkError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def serve_settings(args: argparse.Namespace, paths: ConsolePaths, tls: TlsFiles, dc_port: int) -> Settings:
     """The one settings object of this `serve`: its command line, resolved (the bench's data center and trust
     files, the installed trust files by default) and placed (the locations derived from the data dir).
@@ -145,6 +155,7 @@ def serve_settings(args: argparse.Namespace, paths: ConsolePaths, tls: TlsFiles,
             tls_key=tls.server_key,
             binds=tuple(_binds(args.host, args.port)),
             console_command=str(Path(sys.argv[0]).resolve()),
+            agent_link_key=paths.agent_link_key,
         ),
         api=ApiSettings(
             host=args.host,
@@ -161,6 +172,7 @@ def serve_settings(args: argparse.Namespace, paths: ConsolePaths, tls: TlsFiles,
             pcsc=args.pcsc,
             serial_ports=tuple(path for name, path in args.serial_port if name is None),
             port_names=tuple(PortName(name, path) for name, path in args.serial_port if name is not None),
+            agents=args.agents,
         ),
         log=LogSettings(
             durability=args.durability,
@@ -280,6 +292,8 @@ def serve(args: argparse.Namespace) -> int:
     tls = ensure_certificates(paths.data_dir)
     dc_port = (args.sim_dc_port or free_loopback_port(band=SIM_DC_PORT_BAND)) if args.sim else 0
     settings = serve_settings(args, paths, tls, dc_port)
+    if settings.readers.agents is not None:  # made here, once: a restarted broker only reads it
+        ensure_key_pair(settings.locations.agent_link_key.parent, CONSOLE_KEY_NAME)
     # Written once, before any child starts; every child reads it (a restarted broker reads it again).
     settings.write(paths.settings_file)
     children = _bench_children(settings.bench, paths) if settings.bench is not None else []
@@ -551,6 +565,14 @@ def _add_serve(commands: Subcommands, common: Callable[[argparse.ArgumentParser]
         "the bench's reader is COM1 unless given here)",
     )
     serve_parser.add_argument(
+        "--agents",
+        default=ReaderSettings.agents,
+        type=agent_endpoint_option,
+        metavar="tcp://ADDRESS:PORT",
+        help="listen there for reader agents on other machines (off by default; CurveZMQ, enrolled keys only: "
+        "docs/remote-readers.md)",
+    )
+    serve_parser.add_argument(
         "--sim-dc-port", type=int, default=BenchSettings.dc_port, help="the DC simulator's port (default: any free)"
     )
     serve_parser.set_defaults(handler=serve)
@@ -615,6 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_serve, _add_status, _add_cert, _add_doctor):
         add(commands, common)
     add_log_commands(commands, common)
+    add_agent_commands(commands, common)
     return parser
 
 

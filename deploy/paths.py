@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from contract.agent_link import CONSOLE_KEY_NAME
 from contract.settings import SETTINGS_FILE_NAME
 from eventlog.durable_files import write_atomically
 
@@ -52,6 +53,12 @@ class ConsolePaths:
         """The Ed25519 key that signs checkpoints (eventlog/checkpoint_key.py): one per installation, like the
         pseudonym key; a checkpoint of the bench's log never verifies against a clinic's log (other hashes)."""
         return self.data_dir / "secrets" / "checkpoint.key"
+
+    @property
+    def agent_link_key(self) -> Path:
+        """The console's Curve key pair for reader agents (contract/agent_link.py), made by the first
+        `serve --agents` or `agents console-key`; its public half is what an agent is told to trust."""
+        return self.data_dir / "secrets" / f"{CONSOLE_KEY_NAME}.key_secret"
 
     @property
     def archive_dir(self) -> Path:

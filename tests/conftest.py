@@ -19,6 +19,7 @@ PCSCD_MODULES = frozenset(
         "tests/integration/test_pcsc_console.py",
         "tests/integration/test_pcsc_stack.py",
         "tests/integration/test_recovery_console.py",
+        "tests/integration/test_remote_readers_pcsc.py",
     }
 )
 """The test modules that use the machine's pcscd: one xdist scope, so one worker runs them all."""

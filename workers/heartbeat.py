@@ -61,6 +61,7 @@ class HeartbeatThread:
         *,
         hung_after: float = HUNG_AFTER,
         clock: Callable[[], float] = time.monotonic,
+        configure: Callable[[zmq.Socket], None] | None = None,
     ) -> None:
         self._context = context
         self._endpoint = endpoint
@@ -68,6 +69,8 @@ class HeartbeatThread:
         self._interval = interval
         self._hung_after = hung_after
         self._clock = clock
+        self._configure = configure
+        """Options the main socket has too (an agent worker's Curve keys), set before connecting."""
         self._loop_turned = clock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
@@ -88,6 +91,8 @@ class HeartbeatThread:
         socket.setsockopt(zmq.ROUTING_ID, self._identity)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.SNDHWM, SEND_QUEUE)
+        if self._configure is not None:
+            self._configure(socket)
         socket.connect(self._endpoint)
         frames = build(Heartbeat())
         silenced = False

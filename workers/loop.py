@@ -29,6 +29,8 @@ from types import FrameType
 
 import zmq
 
+from contract.agent_link import AgentKeys, configure_agent_end
+from contract.exit_codes import AGENT_REFUSED
 from contract.protocol import (
     CardPresence,
     Disconnect,
@@ -62,6 +64,14 @@ class WorkerConfig:
     device: str | None = None
     """What the back-end opens, when it is not the reader's name: the device of a port named `COM3` (the reader
     and its messages keep the name); given to the back-end's factory as `device=` only then."""
+    link: AgentKeys | None = None
+    """A reader agent's worker (issue 23): `endpoint` is a console's agent endpoint over TCP, reached with these
+    Curve keys; it waits for that console however long it is away (`orphan_after` is then infinite)."""
+
+    def configure_socket(self, socket: zmq.Socket) -> None:
+        """Both of the worker's sockets: an agent worker's are Curve clients of the console (contract/agent_link.py)."""
+        if self.link is not None:
+            configure_agent_end(socket, self.link, self.heartbeat_interval)
 
 
 class Worker:
@@ -77,8 +87,14 @@ class Worker:
         self._dealer.setsockopt(zmq.LINGER, 0)
         identity = new_identity(os.getpid())
         self._dealer.setsockopt(zmq.ROUTING_ID, identity)  # named, so that the heartbeat socket can say whose
+        config.configure_socket(self._dealer)
         self._heartbeat = HeartbeatThread(
-            self._context, config.endpoint, identity, config.heartbeat_interval, hung_after=config.hung_after
+            self._context,
+            config.endpoint,
+            identity,
+            config.heartbeat_interval,
+            hung_after=config.hung_after,
+            configure=config.configure_socket,
         )
         self._presence_in = self._context.socket(zmq.PAIR)
         self._presence_address = f"inproc://presence-{id(self)}"
@@ -89,6 +105,13 @@ class Worker:
         self._long_command: threading.Thread | None = None
         self._deferred_changes: list[PresenceChanged] = []
         self._watcher_stop = threading.Event()
+        self.refused = False
+        """An agent worker the console refused in the handshake (contract/exit_codes.AGENT_REFUSED)."""
+        self._refusals: zmq.Socket | None = None
+        if config.link is not None:  # the handshake's outcome is told on a monitor socket only
+            self._refusals = self._dealer.get_monitor_socket(
+                zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+            )
 
     @property
     def _card(self) -> CardPresence | None:
@@ -107,6 +130,8 @@ class Worker:
         poller.register(self._dealer, zmq.POLLIN)
         poller.register(self._presence_in, zmq.POLLIN)
         poller.register(self._long_in, zmq.POLLIN)
+        if self._refusals is not None:
+            poller.register(self._refusals, zmq.POLLIN)
         interval = self._config.heartbeat_interval
         broker_heard = time.monotonic()
         next_status = 0.0
@@ -122,6 +147,13 @@ class Worker:
                 if self._dealer in ready:
                     broker_heard = time.monotonic()
                     self._take_broker_messages()
+                if self._refusals is not None and self._refusals in ready:
+                    log.error(
+                        "reader %r: the console refused this agent's key (is it enrolled? `nhi-console agents add`)",
+                        self._config.reader,
+                    )
+                    self.refused = True
+                    break
                 now = time.monotonic()
                 if now >= next_status:
                     self._send_status()
@@ -134,6 +166,9 @@ class Worker:
             self._watcher_stop.set()
             watcher.join(timeout=2)
             self._reader.close()
+            if self._refusals is not None:
+                self._dealer.disable_monitor()
+                self._refusals.close(linger=0)
             self._dealer.close(linger=0)
             self._presence_in.close(linger=0)
             self._long_in.close(linger=0)
@@ -279,3 +314,5 @@ def run(config: WorkerConfig) -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     worker.run()
+    if worker.refused:
+        raise SystemExit(AGENT_REFUSED)

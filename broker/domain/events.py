@@ -451,6 +451,49 @@ class CardDataRead:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentEnrolled:
+    """`nhi-console agents add`: the reader agent of this key may connect (`serve --agents`), its readers named
+    `name/...`. `key_id` is SHA-256 of the agent's public key (contract/agent_link.py): the key is never logged.
+    Enrolling a name again with `--replace` is this event with the new key: the old key's connections end."""
+
+    VERSION: ClassVar[int] = 1
+    name: str
+    key_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRemoved:
+    """`nhi-console agents remove`: the agent's connections end and its readers leave."""
+
+    VERSION: ClassVar[int] = 1
+    name: str
+    key_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRefused:
+    """A connection to the agent endpoint with a key not enrolled was refused in its handshake. Throttled
+    (broker/runtime/agent_routes.py): `attempts` counts the refusals of this key since the last one logged."""
+
+    VERSION: ClassVar[int] = 1
+    key_id: str
+    address: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class CardSessionResumed:
+    """A card an agent's reader held when the console lost it is reported back with the same insertion session:
+    the agent proves it never left (its worker saw no removal, and a restarted worker numbers a card anew), so
+    the session goes on instead of a new insertion. What the console had authenticated on it starts again;
+    a staff card's level 3 follows it back as after any removal."""
+
+    VERSION: ClassVar[int] = 1
+    reader: str
+    session: int
+
+
+@dataclass(frozen=True, slots=True)
 class HcNotesUpdated:
     """`RealHc/Update` wrote the DC's notes onto the card, which is then logged out (HC -> 0)."""
 
@@ -510,6 +553,10 @@ Event = (
     | CorsHostRemoved
     | CallRefused
     | CardDataRead
+    | AgentEnrolled
+    | AgentRemoved
+    | AgentRefused
+    | CardSessionResumed
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in get_args(Event)}
@@ -525,7 +572,9 @@ Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 CAUSE: Final = "caused_by"
 """The payload key of an event's causation (see the module's docstring)."""
 
-BORN_WITH_CAUSE: Final = frozenset({"CallRefused", "CardDataRead"})
+BORN_WITH_CAUSE: Final = frozenset(
+    {"CallRefused", "CardDataRead", "AgentEnrolled", "AgentRemoved", "AgentRefused", "CardSessionResumed"}
+)
 """Types whose first version already had `caused_by`: no upcaster adds it."""
 
 

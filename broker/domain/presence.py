@@ -10,9 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from broker.domain.events import CardInserted, CardRemoved, Event, ReaderAttached
-from broker.domain.state import ConsoleState
+from broker.domain.events import CardInserted, CardRemoved, CardSessionResumed, Event, ReaderAttached
+from broker.domain.state import CardInReader, ConsoleState
 from contract.protocol import WorkerStatus
+
+
+def _departed_as(departed: CardInReader | None, session: int, atr: str) -> CardInReader | None:
+    """`departed` if it is the card of that insertion session and ATR (the proof it never left), else None."""
+    if departed is not None and departed.session == session and departed.atr == atr:
+        return departed
+    return None
 
 
 def presence_events(
@@ -30,6 +37,11 @@ def presence_events(
     )
     if believed is not None and not same_card:
         events.append(CardRemoved(reader=report.reader, session=believed.session, reason="removed"))
+    departed = state.departed_cards.get(report.reader)
+    if believed is None and seen is not None and _departed_as(departed, seen.session, seen.atr) is not None:
+        # Its worker never saw it leave and never restarted (a new worker numbers a card anew): the same card.
+        events.append(CardSessionResumed(reader=report.reader, session=seen.session))
+        return events
     if seen is not None and not same_card:
         reference = card_ref(seen.card_number) if card_ref is not None and seen.card_number else None
         events.append(

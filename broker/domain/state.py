@@ -13,6 +13,8 @@ from types import MappingProxyType
 from typing import Any
 
 from broker.domain.events import (
+    AgentEnrolled,
+    AgentRemoved,
     CallRecordCleared,
     CallRefused,
     CardAuthenticated,
@@ -22,6 +24,7 @@ from broker.domain.events import (
     CardInserted,
     CardLoggedOut,
     CardRemoved,
+    CardSessionResumed,
     CloudSamImported,
     CloudSamRemoved,
     CorsHostAllowed,
@@ -165,6 +168,11 @@ class ConsoleState:
     """How far the bench moved the clock forward."""
     cors_hosts: tuple[str, ...] = DEFAULT_CORS_HOSTS
     """The CORS allow-list, in the order hosts were added (a fresh installation starts with the defaults)."""
+    agents: Mapping[str, str] = field(default_factory=_no_readers)
+    """Enrolled reader agents (issue 23): name -> key id."""
+    departed_cards: Mapping[str, CardInReader] = field(default_factory=_no_readers)
+    """The card each reader held when its worker was lost or the reader left: a report of the same insertion
+    session resumes it (`CardSessionResumed`); a new insertion in that reader forgets it."""
 
 
 def _with_reader(state: ConsoleState, reader: ReaderState) -> ConsoleState:
@@ -197,6 +205,35 @@ def _card_gone(state: ConsoleState, reader: str, session: int | None = None) -> 
     if hpc.reader == reader and (session is None or hpc.session == session):
         hpc = replace(hpc, reader=None, session=None) if hpc.status == 3 else HpcState()
     return replace(state, hc=hc, hpc=hpc)
+
+
+def _departing(state: ConsoleState, reader: str) -> ConsoleState:
+    """Remember the card a reader held as its worker goes: the same session may be reported back."""
+    held = state.readers.get(reader)
+    return state if held is None or held.card is None else _with_departed(state, reader, held.card)
+
+
+def _with_departed(state: ConsoleState, reader: str, card: CardInReader | None) -> ConsoleState:
+    if card is None and reader not in state.departed_cards:
+        return state
+    departed = dict(state.departed_cards)
+    if card is None:
+        departed.pop(reader, None)
+    else:
+        departed[reader] = card
+    return replace(state, departed_cards=MappingProxyType(departed))
+
+
+def inserted_again(reader: str, card: CardInReader) -> CardInserted:
+    """The insertion a resumed card was: what follows a card into a reader follows a resumed one."""
+    return CardInserted(
+        reader=reader,
+        atr=card.atr,
+        kind=card.kind,
+        session=card.session,
+        card_ref=card.card_ref,
+        card_type=card.card_type,
+    )
 
 
 def _staff_card_back(state: ConsoleState, event: CardInserted) -> ConsoleState:
@@ -413,15 +450,29 @@ def _apply(state: ConsoleState, event: Event) -> ConsoleState:
         card = existing.card if existing else None
         return _with_reader(state, ReaderState(event.reader, event.backend, card))
     if isinstance(event, ReaderDetached):
-        return _without_reader(_card_gone(state, event.reader), event.reader)
+        return _without_reader(_card_gone(_departing(state, event.reader), event.reader), event.reader)
     if isinstance(event, WorkerLost):
         reader = state.readers.get(event.reader)
-        state = _card_gone(state, event.reader)
+        state = _card_gone(_departing(state, event.reader), event.reader)
         return state if reader is None else _with_reader(state, replace(reader, card=None))
     if isinstance(event, CardInserted):
         reader = state.readers.get(event.reader) or ReaderState(event.reader, "unknown")
         card = CardInReader(event.atr, event.kind, event.session, event.card_ref, event.card_type)
+        state = _with_departed(state, event.reader, None)
         return _staff_card_back(_with_reader(state, replace(reader, card=card)), event)
+    if isinstance(event, CardSessionResumed):
+        departed = state.departed_cards.get(event.reader)
+        if departed is None or departed.session != event.session:
+            return state
+        reader = state.readers.get(event.reader) or ReaderState(event.reader, "unknown")
+        state = _with_reader(_with_departed(state, event.reader, None), replace(reader, card=departed))
+        return _staff_card_back(state, inserted_again(event.reader, departed))
+    if isinstance(event, AgentEnrolled):
+        return replace(state, agents=MappingProxyType({**state.agents, event.name: event.key_id}))
+    if isinstance(event, AgentRemoved):
+        agents = dict(state.agents)
+        agents.pop(event.name, None)
+        return replace(state, agents=MappingProxyType(agents))
     if isinstance(event, CardRemoved):
         reader = state.readers.get(event.reader)
         state = _card_gone(state, event.reader, event.session)
@@ -478,15 +529,7 @@ def snapshot(state: ConsoleState) -> dict[str, Any]:
         "readers": {
             name: {
                 "backend": reader.backend,
-                "card": None
-                if reader.card is None
-                else {
-                    "atr": reader.card.atr,
-                    "kind": reader.card.kind,
-                    "session": reader.card.session,
-                    "cardRef": reader.card.card_ref,
-                    "cardType": reader.card.card_type,
-                },
+                "card": None if reader.card is None else _card_data(reader.card),
             }
             for name, reader in sorted(state.readers.items())
         },
@@ -497,6 +540,8 @@ def snapshot(state: ConsoleState) -> dict[str, Any]:
         "lastDevice": state.last_device,
         "clockOffsetSeconds": state.clock_offset_seconds,
         "corsHosts": list(state.cors_hosts),
+        "agents": dict(sorted(state.agents.items())),
+        "departedCards": {name: _card_data(card) for name, card in sorted(state.departed_cards.items())},
         "physicalSam": None
         if state.sam.physical is None
         else {
@@ -516,6 +561,16 @@ def snapshot(state: ConsoleState) -> dict[str, Any]:
             },
         },
         "status": render_status(state),
+    }
+
+
+def _card_data(card: CardInReader) -> dict[str, Any]:
+    return {
+        "atr": card.atr,
+        "kind": card.kind,
+        "session": card.session,
+        "cardRef": card.card_ref,
+        "cardType": card.card_type,
     }
 
 
@@ -572,6 +627,10 @@ def restore(data: Mapping[str, Any]) -> ConsoleState:
         last_device=_opt_str(data["lastDevice"]),
         clock_offset_seconds=_int(data["clockOffsetSeconds"]),
         cors_hosts=tuple(_str(host) for host in _list(data["corsHosts"])),
+        agents=MappingProxyType({_str(name): _str(key) for name, key in _mapping(data["agents"]).items()}),
+        departed_cards=MappingProxyType(
+            {_str(name): _card(_mapping(card)) for name, card in _mapping(data["departedCards"]).items()}
+        ),
     )
 
 
@@ -579,17 +638,16 @@ def _reader(name: str, data: Mapping[str, Any]) -> ReaderState:
     card = data["card"]
     if card is None:
         return ReaderState(name, _str(data["backend"]))
-    card = _mapping(card)
-    return ReaderState(
-        name,
-        _str(data["backend"]),
-        CardInReader(
-            atr=_str(card["atr"]),
-            kind=_str(card["kind"]),
-            session=_int(card["session"]),
-            card_ref=_opt_str(card["cardRef"]),
-            card_type=_opt_int(card["cardType"]),
-        ),
+    return ReaderState(name, _str(data["backend"]), _card(_mapping(card)))
+
+
+def _card(card: Mapping[str, Any]) -> CardInReader:
+    return CardInReader(
+        atr=_str(card["atr"]),
+        kind=_str(card["kind"]),
+        session=_int(card["session"]),
+        card_ref=_opt_str(card["cardRef"]),
+        card_type=_opt_int(card["cardType"]),
     )
 
 

@@ -75,6 +75,10 @@ class BrokerConfig:
     mobile_hca_window_seconds: float = StaffSettings.mobile_hca_window_seconds
     vhc_issuer: Path | None = None
     """PEM certificate(s) of the virtual health card token issuers; None: no token verifies (1523)."""
+    agent_endpoint: str | None = None
+    """`serve --agents tcp://ADDRESS:PORT`: where reader agents connect (issue 23); None: nowhere."""
+    agent_link_key: Path | None = None
+    """The console's Curve key pair file for that endpoint."""
 
 
 @dataclass
@@ -124,4 +128,6 @@ def broker_config(settings: Settings, *, restarted: bool) -> BrokerConfig:
         vhc_issuer=settings.data_center.vhc_issuer,
         extra_serial_ports=list(settings.offered_serial_ports()),
         port_names={port.name: port.device for port in settings.offered_port_names()},
+        agent_endpoint=settings.readers.agents,
+        agent_link_key=where.agent_link_key if settings.readers.agents is not None else None,
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from contract.agent_link import LIVENESS_INTERVALS
 from contract.protocol import HEARTBEAT_SUFFIX
 
 ANSWER_WAIT_LIMIT = 150.0
@@ -48,22 +49,27 @@ class WorkerConnection:
     last_seen: float
     owed: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
     """Request ids sent to this reader's worker and not yet answered, with when they were sent."""
+    agent: str | None = None
+    """The reader agent the worker runs under (issue 23), None for the console's own: an agent's `pid` is a
+    process on another machine, which the broker never signals, and its loss is a reader leaving."""
 
 
 class WorkerRegistry:
-    def __init__(self, heartbeat_interval: float, intervals: int = 3) -> None:
+    def __init__(self, heartbeat_interval: float, intervals: int = LIVENESS_INTERVALS) -> None:
         self.heartbeat_interval = heartbeat_interval
         self.limit = heartbeat_interval * intervals
         self._by_reader: dict[str, WorkerConnection] = {}
         self._last_turn: float | None = None
 
-    def seen(self, identity: bytes, reader: str, pid: int, now: float) -> WorkerConnection | None:
+    def seen(
+        self, identity: bytes, reader: str, pid: int, now: float, agent: str | None = None
+    ) -> WorkerConnection | None:
         """Note a report; returns the connection it replaced, if another one held this reader."""
         previous = self._by_reader.get(reader)
         if previous is not None and previous.identity == identity:
             previous.pid, previous.last_seen = pid, now  # the same worker: what it still owes stays owed
             return None
-        self._by_reader[reader] = WorkerConnection(identity, reader, pid, now)
+        self._by_reader[reader] = WorkerConnection(identity, reader, pid, now, agent=agent)
         return previous
 
     def touch(self, identity: bytes, now: float) -> list[str]:
@@ -123,3 +129,11 @@ class WorkerRegistry:
 
     def connections(self) -> list[WorkerConnection]:
         return list(self._by_reader.values())
+
+    def local_connections(self) -> list[WorkerConnection]:
+        """The console's own workers: processes of this machine, whose pids mean something here."""
+        return [connection for connection in self._by_reader.values() if connection.agent is None]
+
+    def remote_readers(self) -> set[str]:
+        """The readers agents serve now (issue 23)."""
+        return {connection.reader for connection in self._by_reader.values() if connection.agent is not None}

@@ -21,11 +21,10 @@ import logging
 import os
 import queue
 import signal
-import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -41,12 +40,16 @@ from broker.domain.pseudonyms import Pseudonyms, load_or_create_key
 from broker.flows.runner import CardStep, DcCall, Flow, FlowRunner, Outcome
 from broker.handlers import StartFlow
 from broker.ledger import LedgerMark
+from broker.runtime.agent_endpoint import AgentEndpoint
+from broker.runtime.agent_routes import RefusalThrottle, agent_reader, remote_status, split_route
 from broker.runtime.checkpointing import Checkpoints
 from broker.runtime.clock import Clock, SystemClock
 from broker.runtime.config import BrokerConfig, load_by_name
 from broker.runtime.dispatch import PendingCommand, ReaderQueues
 from broker.runtime.liveness import WorkerRegistry, heartbeat_owner
+from broker.runtime.pcsc_discovery import PcscDiscovery
 from broker.runtime.worker_pool import ReaderSpec, WorkerPool, wanted_names
+from contract.agent_link import shown
 from contract.deadlines import CARD_STEP_SECONDS
 from contract.exit_codes import DATA_DIR_UNWRITABLE
 from contract.nhi_reader_slots import staff_slot_reader
@@ -169,44 +172,6 @@ def _with_extra_ports(listing: Callable[[], list[str]], extra: list[str]) -> Cal
     return ports
 
 
-class PcscDiscovery:
-    """Lists pcscd's readers every `interval` in a thread, so a hung pcscd never stalls the broker loop."""
-
-    def __init__(self, list_readers: Callable[[], list[str]], interval: float = 0.5) -> None:
-        self._list_readers = list_readers
-        self._interval = interval
-        self._readers: frozenset[str] = frozenset()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pcsc-discovery", daemon=True)
-
-    def start(self) -> None:
-        # The first listing before the broker serves anyone: a worker adopted after a broker restart
-        # must not report before its reader is known, or it would be told it is not wanted.
-        self._list_once()
-        self._thread.start()
-
-    def _list_once(self) -> None:
-        try:
-            found = frozenset(self._list_readers())
-        except Exception:  # a broken PC/SC stack must not kill discovery; readers vanish instead
-            log.exception("listing PC/SC readers failed")
-            found = frozenset()
-        with self._lock:
-            self._readers = found
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            self._list_once()
-
-    def readers(self) -> frozenset[str]:
-        with self._lock:
-            return self._readers
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
 class Broker:
     def __init__(self, config: BrokerConfig, clock: Clock | None = None) -> None:
         self._config = config
@@ -273,6 +238,13 @@ class Broker:
         self._backend = self._context.socket(zmq.ROUTER)
         self._backend.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self._backend.setsockopt(zmq.LINGER, 0)
+        self._agents: AgentEndpoint | None = None
+        """Reader agents' endpoint (`serve --agents`; issue 23): None unless configured."""
+        if config.agent_endpoint is not None and config.agent_link_key is not None:
+            self._agents = AgentEndpoint(
+                self._context, config.agent_endpoint, config.agent_link_key, config.heartbeat_interval
+            )
+        self._refusals = RefusalThrottle()
 
     def stop(self, *_: object) -> None:
         self._running = False
@@ -303,6 +275,10 @@ class Broker:
         poller = zmq.Poller()
         poller.register(self._frontend, zmq.POLLIN)
         poller.register(self._backend, zmq.POLLIN)
+        if self._agents is not None:
+            self._agents.gate.enrolled = self.core.enrolled_key_ids()
+            self._agents.start()
+            poller.register(self._agents.socket, zmq.POLLIN)
         poller.register(self._wake_read, zmq.POLLIN)
         interval = self._config.heartbeat_interval
         next_heartbeat = 0.0
@@ -316,7 +292,7 @@ class Broker:
                 turn = self.core.ledger.mark()  # nothing is pending here: undoing the turn is a ROLLBACK
                 if self._frontend in ready:
                     self._take_requests()
-                if self._backend in ready:
+                if self._backend in ready or (self._agents is not None and self._agents.socket in ready):
                     self._guarded("a worker's message", self._take_worker_messages)
                 if self._wake_read in ready:
                     self._guarded("a DC result", self._take_dc_results)
@@ -582,8 +558,10 @@ class Broker:
                 request = Request(
                     id=pending.worker_request_id, command=pending.command, args=pending.args, reader=pending.reader
                 )
+                if connection.agent is not None:  # an agent's worker knows its reader by its own name
+                    request = replace(request, reader=agent_reader(reader))
                 self._registry.sent(reader, request.id, self._clock.monotonic())
-                self._send(self._backend, connection.identity, build(request))
+                self._send_to_worker(connection.identity, build(request))
 
     def _fail(self, pending: PendingCommand, code: StatusCode, message: str) -> None:
         """A card step that got no answer from its worker: its flow goes on with this one."""
@@ -596,7 +574,8 @@ class Broker:
             self._fail(pending, StatusCode.PCSC_OTHER_ERROR, "the reader did not answer in time")
 
     def _take_worker_messages(self, limit: int | None = BATCH_LIMIT) -> None:
-        """Take the workers' messages waiting (all of them with `limit` None: before liveness is judged)."""
+        """Take the workers' messages waiting, the console's and the agents' (all of them with `limit` None:
+        before liveness is judged)."""
         taken = 0
         while limit is None or taken < limit:
             taken += 1
@@ -604,50 +583,72 @@ class Broker:
                 identity, *frames = self._backend.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 break
-            try:
-                message = parse(frames)
-            except ProtocolError as error:
-                log.warning("dropped a bad frame from a worker: %s", error)
+            self._take_worker_message(identity, frames, None)
+        taken = 0
+        while self._agents is not None and (limit is None or taken < limit):
+            taken += 1
+            received = self._agents.receive()
+            if received is None:
+                break
+            agent = self.core.agent_named(received.key_id) if received.key_id else None
+            if agent is None:  # its enrolment was removed (or rotated) since it connected: it is told to stop
+                if received.route:
+                    self._send_to_worker(received.route, build(Disconnect(reason="agent not enrolled")))
                 continue
-            now = self._clock.monotonic()
-            owner = heartbeat_owner(identity)
-            if owner is not None:  # a worker's heartbeat thread: a sign of life, and nothing else
-                if isinstance(message, Heartbeat):
-                    self._registry.touch(owner, now)  # an unregistered owner (not reported yet, replaced): none
-                continue
-            if isinstance(message, WorkerStatus):
-                if message.reader not in wanted_names(self._desired()):
-                    self._send(self._backend, identity, build(Disconnect(reason="reader not wanted")))
-                    continue
-                replaced = self._registry.seen(identity, message.reader, message.pid, now)
-                if replaced is not None:
-                    log.warning(
-                        "reader %r: worker pid %d replaced by pid %d", message.reader, replaced.pid, message.pid
-                    )
-                    self._send(self._backend, replaced.identity, build(Disconnect(reason="replaced")))
-                for flow in self.core.worker_reported(message):
-                    self._runner.start(flow, _nobody_waits)
-                continue
-            readers = self._registry.touch(identity, now)
-            if not readers:
-                log.warning("dropped a %s from an unregistered worker", type(message).__name__)
-            elif isinstance(message, Reply):
-                self._registry.answered(identity, message.id)  # in time or too late: its reader is free again
-                for reader in readers:
-                    pending = self._queues.complete(reader, message.id)
-                    if pending is not None:
-                        self._runner.card_done(pending.flow_id, message)
-                        break
+            self._take_worker_message(received.route, received.frames, agent)
+
+    def _take_worker_message(self, identity: bytes, frames: list[bytes], agent: str | None) -> None:
+        """One worker's message; `agent`: the enrolled agent it came from (issue 23), None from the console's own."""
+        try:
+            message = parse(frames)
+        except ProtocolError as error:
+            log.warning("dropped a bad frame from a worker: %s", error)
+            return
+        now = self._clock.monotonic()
+        owner = heartbeat_owner(identity)
+        if owner is not None:  # a worker's heartbeat thread: a sign of life, and nothing else
+            if isinstance(message, Heartbeat):
+                self._registry.touch(owner, now)  # an unregistered owner (not reported yet, replaced): none
+            return
+        if isinstance(message, WorkerStatus):
+            if agent is not None:
+                named = remote_status(agent, message)
+                if named is None:
+                    log.warning("agent %s: dropped a report of a reader whose name is too long", agent)
+                    return
+                message = named
+            elif message.reader not in wanted_names(self._desired()):
+                self._send_to_worker(identity, build(Disconnect(reason="reader not wanted")))
+                return
+            replaced = self._registry.seen(identity, message.reader, message.pid, now, agent=agent)
+            if replaced is not None:
+                log.warning("reader %r: worker pid %d replaced by pid %d", message.reader, replaced.pid, message.pid)
+                self._send_to_worker(replaced.identity, build(Disconnect(reason="replaced")))
+            for flow in self.core.worker_reported(message):
+                self._runner.start(flow, _nobody_waits)
+            return
+        readers = self._registry.touch(identity, now)
+        if not readers:
+            log.warning("dropped a %s from an unregistered worker", type(message).__name__)
+        elif isinstance(message, Reply):
+            self._registry.answered(identity, message.id)  # in time or too late: its reader is free again
+            for reader in readers:
+                pending = self._queues.complete(reader, message.id)
+                if pending is not None:
+                    self._runner.card_done(pending.flow_id, message)
+                    break
 
     def _reconcile(self, now: float) -> None:
         """Judge the workers on what they sent: every message waiting is taken first, and a stall of the
         broker's own loop is forgiven them (liveness.py), so that a broker that stood still kills no one."""
         self._take_worker_messages(limit=None)
+        self._judge_agents(now)
         forgiven = self._registry.turned(now)
         if forgiven:
             log.warning("the broker's loop stood still for %.1f s: not held against the workers", forgiven)
             self._pool.forgive(forgiven, now)
         desired = self._desired()
+        remote = self._registry.remote_readers()
         lost, unwanted = self._pool.reconcile(desired, now)
         for reader, reason in lost:
             log.warning("reader %r: %s", reader, reason)
@@ -656,13 +657,17 @@ class Broker:
                 # Its outcome is unknown (the card may have run it): answer an error, never resend.
                 self._fail(in_flight, StatusCode.PCSC_OTHER_ERROR, "the reader's worker stopped during the command")
         # The flows those failures ended may have let a port go (a failed `Initial`): what is wanted is read again.
-        wanted = wanted_names(self._desired()) if lost else wanted_names(desired)
+        wanted = (wanted_names(self._desired()) if lost else wanted_names(desired)) | self._registry.remote_readers()
+        leaving: dict[str, str] = {}
         for reader, reason in lost:
             if reader in wanted:  # it is restarted; a reader no one wants any more leaves below instead
                 self.core.worker_lost(reader, reason)
+            elif reader in remote:  # an agent's: it leaves the list, and comes back when its agent does
+                leaving[reader] = reason
         # A reader leaves the state when no one wants it, however its worker went: stopped by the pool just now,
         # or gone by itself before (told "not wanted" on a report, or dead), when the pool no longer knows it.
-        leaving = dict.fromkeys(unwanted, "reader no longer present")
+        for reader in unwanted:
+            leaving.setdefault(reader, "reader no longer present")
         for reader in self.core.readers_not_in(wanted):
             leaving.setdefault(reader, "reader no longer wanted")
         for reader, reason in leaving.items():
@@ -687,10 +692,56 @@ class Broker:
             self._seal = BackgroundSeal(Path(config.database), config.durability, what)
             self._seal.start()
 
+    def _judge_agents(self, now: float) -> None:
+        """The agent endpoint's turn: refusals to the log (throttled), the gate told the enrolled keys, and the
+        workers of an agent no longer enrolled (removed, or its key rotated) disconnected and forgotten."""
+        if self._agents is None:
+            return
+        while True:
+            try:
+                key, address = self._agents.gate.refusals.get_nowait()
+            except queue.Empty:
+                break
+            refusal = self._refusals.note(key, address, now)
+            if refusal is not None:
+                log.warning(
+                    "refused a reader agent's connection from %s: key id %s is not enrolled (%d attempt(s))",
+                    address or "an unknown address",
+                    shown(key),
+                    refusal.attempts,
+                )
+                self.core.agent_refused(refusal.key_id, refusal.address, refusal.attempts)
+        enrolled = self.core.enrolled_key_ids()
+        self._agents.gate.enrolled = enrolled
+        for connection in self._registry.connections():
+            routed = split_route(connection.identity)
+            if connection.agent is None or routed is None:
+                continue
+            if routed[0] not in enrolled or self.core.agent_named(routed[0]) != connection.agent:
+                self._registry.forget(connection.reader)
+                self._send_to_worker(connection.identity, build(Disconnect(reason="agent not enrolled")))
+                in_flight = self._queues.fail_in_flight(connection.reader)  # its outcome unknown: never resent
+                if in_flight is not None:
+                    self._fail(in_flight, StatusCode.PCSC_OTHER_ERROR, "the reader's agent was removed")
+                for pending in self._queues.drop_reader(connection.reader):
+                    self._fail(pending, StatusCode.READER_IN_USE_GONE, "the reader's agent was removed")
+                self.core.reader_detached(connection.reader, f"agent {connection.agent} removed")
+
     def _send_heartbeats(self) -> None:
         frames = build(Heartbeat())
         for connection in self._registry.connections():
-            self._send(self._backend, connection.identity, frames)
+            self._send_to_worker(connection.identity, frames)
+
+    def _send_to_worker(self, identity: bytes, frames: list[bytes]) -> None:
+        """To a console worker on the worker socket, or to an agent's on the agent endpoint (by its route)."""
+        routed = split_route(identity)
+        if routed is None:
+            self._send(self._backend, identity, frames)
+        elif self._agents is not None:
+            try:
+                self._agents.send(routed[1], frames)
+            except zmq.ZMQError as error:
+                log.warning("could not deliver to a reader agent: %s", error)
 
     def _send(self, socket: zmq.Socket, identity: bytes, frames: list[bytes]) -> None:
         try:
@@ -704,7 +755,7 @@ class Broker:
         log.info("broker stopping")
         if self._discovery is not None:
             self._discovery.stop()
-        for connection in self._registry.connections():
+        for connection in self._registry.local_connections():  # an agent's workers wait for the next console
             self._send(self._backend, connection.identity, build(Disconnect(reason="console stopping")))
         self._pool.stop_all()
         self._dc_pool.shutdown(wait=False, cancel_futures=True)
@@ -720,6 +771,8 @@ class Broker:
         self._store.close()
         self._frontend.close(linger=0)
         self._backend.close(linger=0)
+        if self._agents is not None:
+            self._agents.close()
         self._context.term()
 
 

@@ -109,6 +109,7 @@ class WorkerPool:
         *,
         adopt_until: float = 0.0,
         registration_timeout: float = REGISTRATION_TIMEOUT,
+        worker_args: tuple[str, ...] = (),
         spawn: Callable[[list[str]], WorkerProcess] = _spawn_process,
         send_signal: Callable[[int, int], None] = _send_signal,
         has_exited: Callable[[int], bool] = _has_exited,
@@ -116,6 +117,8 @@ class WorkerPool:
         self._endpoint = endpoint
         self._registry = registry
         self._registration_timeout = registration_timeout
+        self._worker_args = worker_args
+        """Added to every worker's command line (a reader agent's: where its key pair is)."""
         self._spawn_process = spawn
         self._signal = send_signal
         self._has_exited = has_exited
@@ -137,7 +140,7 @@ class WorkerPool:
                 lost.append((reader, f"worker exited with {code}"))
                 self._schedule_restart(reader, now - child.started, now)
         ours = {child.process.pid for child in self._children.values()}
-        for connection in self._registry.connections():
+        for connection in self._registry.local_connections():
             if connection.pid not in ours and self._has_exited(connection.pid):
                 # Adopted (or a dead child's companion reader): not ours to poll, so not left to the heartbeats.
                 self._registry.forget(connection.reader)
@@ -155,6 +158,9 @@ class WorkerPool:
                 self._schedule_restart(reader, now - child.started, now)
         for connection in self._registry.silent(now):
             self._registry.forget(connection.reader)
+            if connection.agent is not None:  # another machine's process: not ours to kill, nor to restart
+                lost.append((connection.reader, f"agent {connection.agent} stopped answering"))
+                continue
             self._signal(connection.pid, signal.SIGKILL)
             if connection.reader not in [reader for reader, _ in lost]:
                 lost.append((connection.reader, "worker stopped answering"))
@@ -165,7 +171,7 @@ class WorkerPool:
             self._schedule_restart(connection.reader, now - started, now)
         wanted = wanted_names(desired)
         unwanted = [
-            r for r in set(self._children) | {c.reader for c in self._registry.connections()} if r not in wanted
+            r for r in set(self._children) | {c.reader for c in self._registry.local_connections()} if r not in wanted
         ]
         for reader in unwanted:
             self._stop_reader(reader)
@@ -207,6 +213,7 @@ class WorkerPool:
             "--heartbeat",
             str(self._registry.heartbeat_interval),
             *(["--device", spec.device] if spec.device is not None else []),
+            *self._worker_args,
         ]
         process = self._spawn_process(command)
         self._children[spec.name] = _Child(process, now, now + self._registration_timeout)
@@ -228,7 +235,7 @@ class WorkerPool:
     def stop_all(self, grace: float = 3.0) -> None:
         """Stop every worker, ours and adopted; the ones that ignore SIGTERM get SIGKILL after `grace`."""
         pids = {child.process.pid for child in self._children.values()}
-        pids |= {connection.pid for connection in self._registry.connections()}
+        pids |= {connection.pid for connection in self._registry.local_connections()}
         for pid in pids:
             self._signal(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace

@@ -27,6 +27,10 @@ def test_command_names() -> None:
     assert {
         "GetStateSnapshot",
         "GetStatus",
+        "ListAgents",
+        "EnrollAgent",
+        "ReplaceAgentKey",
+        "RemoveAgent",
         "ListRecords",
         "RecordRefusal",
         "ClearRecords",

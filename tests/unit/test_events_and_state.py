@@ -18,6 +18,9 @@ from hypothesis import strategies as st
 from broker.domain.events import (
     BORN_WITH_CAUSE,
     EVENT_TYPES,
+    AgentEnrolled,
+    AgentRefused,
+    AgentRemoved,
     CallRecordCleared,
     CallRefused,
     CardAuthenticated,
@@ -27,6 +30,7 @@ from broker.domain.events import (
     CardInserted,
     CardLoggedOut,
     CardRemoved,
+    CardSessionResumed,
     CloudSamImported,
     CloudSamRemoved,
     CorsHostAllowed,
@@ -206,6 +210,10 @@ ONE_OF_EACH: list[Event] = [
     VirtualHcExpired(),
     HcNotesUpdated(reader="Reader 0", session=4),
     CardDataRead(kind="hc", reader="Reader 0", session=4),
+    AgentEnrolled(name="desk-2", key_id="ab" * 32),
+    AgentRemoved(name="desk-2", key_id="ab" * 32),
+    AgentRefused(key_id="cd" * 32, address="192.0.2.7", attempts=3),
+    CardSessionResumed(reader="desk-2/Reader 0", session=4),
     CorsHostAllowed(host="medvpn.nhi.gov.tw"),
     CorsHostRemoved(host="localhost"),
     CallRefused(

@@ -43,6 +43,19 @@ def test_the_openapi_document_is_the_one_kept(sim: bool) -> None:
     assert _ordered(_document(_app(sim=sim))) == _ordered(expected)
 
 
+NEWER_FIELDS: dict[str, Any] = {"agents": {}}
+"""State fields added after the fixture was made (issue 23), with what a log of that time folds to: no agent.
+(`departedCards`, also newer, is left out of the comparison: it is what the newer fold remembers of the old
+events, which the old code had no field for.)"""
+
+
+def _as_of_the_fixture(state: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]:
+    """The state with the fields the fixture knows, after checking the newer ones hold what an old log implies."""
+    for name, value in NEWER_FIELDS.items():
+        assert state[name] == value, name
+    return {name: value for name, value in state.items() if name in expected}
+
+
 def _old_states() -> dict[int, dict[str, Any]]:
     return {int(seq): state for seq, state in json.loads((FIXTURES / "old_log_state.json").read_text()).items()}
 
@@ -55,7 +68,8 @@ def test_an_old_log_replays_to_the_same_state_after_every_event() -> None:
     finally:
         reader.close()
     for seq, expected in states.items():
-        assert replayed_snapshot(FIXTURES / "old_log.db", seq) == expected, f"the state after event {seq}"
+        replayed = _as_of_the_fixture(replayed_snapshot(FIXTURES / "old_log.db", seq), expected)
+        assert replayed == expected, f"the state after event {seq}"
 
 
 def test_a_broker_core_started_on_an_old_log_holds_its_state(tmp_path: Path) -> None:
@@ -67,6 +81,7 @@ def test_a_broker_core_started_on_an_old_log_holds_its_state(tmp_path: Path) -> 
         core = ConsoleCore(store, ManualClock())
         states = _old_states()
         assert core.last_event_seq == max(states)
-        assert snapshot(core.state) == states[max(states)]
+        last = states[max(states)]
+        assert _as_of_the_fixture(snapshot(core.state), last) == last
     finally:
         store.close()

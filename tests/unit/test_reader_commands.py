@@ -213,7 +213,7 @@ def test_deadlines_and_a_dead_worker() -> None:
 def test_pcsc_discovery_knows_the_readers_as_soon_as_it_starts() -> None:
     import time
 
-    from broker.runtime.loop import PcscDiscovery
+    from broker.runtime.pcsc_discovery import PcscDiscovery
 
     def slow_listing() -> list[str]:
         time.sleep(0.2)  # with a listing only on the thread, start() would return before this
@@ -228,7 +228,7 @@ def test_pcsc_discovery_knows_the_readers_as_soon_as_it_starts() -> None:
 
 
 def test_pcsc_discovery_survives_a_failing_listing() -> None:
-    from broker.runtime.loop import PcscDiscovery
+    from broker.runtime.pcsc_discovery import PcscDiscovery
 
     def broken() -> list[str]:
         raise RuntimeError("pcscd fell over")

@@ -122,9 +122,10 @@ def test_a_settings_object_with_every_field_set_round_trips(tmp_path: Path) -> N
             tmp_path / "s-key.pem",
             ("127.0.0.1:1",),
             "/bin/x",
+            tmp_path / "agent-link.key_secret",
         ),
         api=ApiSettings("::1", 1, 3, 4, 5, 6.5, 7.5, 9),
-        readers=ReaderSettings(0.25, False, ("/dev/a", "/dev/b")),
+        readers=ReaderSettings(0.25, False, ("/dev/a", "/dev/b"), agents="tcp://*:5067"),
         log=LogSettings("normal", 20, 1.5, 0.5),
         staff=StaffSettings(1.5, 60.0),
         data_center=DataCenterSettings("https://dc.example", tmp_path / "ca", tmp_path / "hca", tmp_path / "vhc"),
@@ -152,6 +153,7 @@ def _minimal() -> dict[str, Any]:
                 Path("/d/u"),
                 (),
                 "x",
+                Path("/d/l"),
             ),
         ).to_json()
     )

@@ -32,6 +32,8 @@ OTHER_VALUES: dict[type, dict[str, Any]] = {
         "last_device": "901000000047",
         "clock_offset_seconds": 60,
         "cors_hosts": ("localhost",),
+        "agents": MappingProxyType({"desk-2": "ab" * 32}),
+        "departed_cards": MappingProxyType({"desk-2/R": CardInReader("3B00", "hpc", 9, "ref", 2)}),
     },
     SamState: {
         "status": 2,
