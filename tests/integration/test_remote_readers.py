@@ -182,8 +182,8 @@ def _answered(answers: list[CallOutcome]) -> bool:
 def test_a_slow_link_works_and_a_30_s_cut_loses_the_reader_never_the_pin_rule(
     tmp_path: Path, console: RunningConsole, agent_port: int, lab: Path
 ) -> None:
-    """200 ms round trip throughout; a cut of 30 s with a staff PIN VERIFY in flight at the card."""
-    proxy = DelayProxy(agent_port, delay=0.1)
+    """200 ms added each way (a 400 ms round trip) throughout; a 30 s cut with a PIN VERIFY in flight at the card."""
+    proxy = DelayProxy(agent_port, delay=0.2)
     public_key = init_agent(tmp_path / "agent")
     enrol(console.data_dir, AGENT, public_key)
     counts = tmp_path / "counts"
@@ -248,7 +248,7 @@ def test_a_slow_link_works_and_a_30_s_cut_loses_the_reader_never_the_pin_rule(
     finally:
         proxy.close()
     print(
-        f"\nagent over a 200 ms round trip: the caller of a VERIFY in flight at a cut answered"
+        f"\nagent with 200 ms added each way: the caller of a VERIFY in flight at a cut answered"
         f" {outcome.status_code} {answered_after:.1f} s after the cut; the readers back {back_after:.1f} s after"
         " the link was restored"
     )
