@@ -1,5 +1,6 @@
-"""Deploying the console: the systemd unit, browsers trusting it after `cert --install` (and not after
-`--uninstall`), the system store, and `nhi-console doctor` on a healthy bench and on broken ones.
+"""Deploying the console: the systemd units (the console's and a reader agent's), browsers trusting it after
+`cert --install` (and not after `--uninstall`), the system store, and `nhi-console doctor` on a healthy bench and
+on broken ones.
 
 Real parts throughout: systemd-analyze, certutil and NSS, Debian's Chromium with a fresh profile and no
 `--ignore-certificate-errors`, update-ca-certificates, pcscd. The user's NSS databases are a fresh $HOME's.
@@ -8,16 +9,20 @@ Real parts throughout: systemd-analyze, certutil and NSS, Debian's Chromium with
 from __future__ import annotations
 
 import os
+import select
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from zmq.utils import z85
 
 from tests.integration.browser import CHROMIUM_FLAGS, chromium_path
 from tests.integration.console import RunningConsole, running_console
@@ -27,6 +32,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "deploy" / "systemd" / "nhi-console.service"
+AGENT_UNIT = ROOT / "deploy" / "systemd" / "nhi-console-agent.service"
+INSTALLED_SCRIPT = "/opt/nhi-console/venv/bin/nhi-console"
 SCRIPT = Path(sys.executable).with_name("nhi-console")
 
 
@@ -54,14 +61,18 @@ def console(tmp_path: Path) -> Iterator[RunningConsole]:
         yield running
 
 
-def test_systemd_analyze_verify_passes_on_the_unit(tmp_path: Path) -> None:
+def assert_systemd_analyze_verify_passes(source: Path, tmp_path: Path) -> None:
     analyze = required("systemd-analyze")
-    unit = tmp_path / "nhi-console.service"
+    unit = tmp_path / source.name
     # The unit names the installed program's path (docs/deploy.md); here that is this checkout's venv.
-    unit.write_text(UNIT.read_text().replace("/opt/nhi-console/venv/bin/nhi-console", str(SCRIPT)))
+    unit.write_text(source.read_text().replace(INSTALLED_SCRIPT, str(SCRIPT)))
     run = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
     complaints = [line for line in (run.stdout + run.stderr).splitlines() if unit.name in line]
     assert run.returncode == 0 and complaints == [], run.stdout + run.stderr  # a directive it ignores is a warning
+
+
+def test_systemd_analyze_verify_passes_on_the_unit(tmp_path: Path) -> None:
+    assert_systemd_analyze_verify_passes(UNIT, tmp_path)
     for hardening in (
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
@@ -75,6 +86,89 @@ def test_systemd_analyze_verify_passes_on_the_unit(tmp_path: Path) -> None:
         "Wants=pcscd.socket",
     ):
         assert hardening in UNIT.read_text()
+
+
+def test_systemd_analyze_verify_passes_on_the_agent_unit(tmp_path: Path) -> None:
+    assert_systemd_analyze_verify_passes(AGENT_UNIT, tmp_path)
+    text = AGENT_UNIT.read_text()
+    for hardening in (
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "StateDirectory=nhi-console-agent",
+        "StateDirectoryMode=0700",
+        "PrivateTmp=yes",
+        "ProtectHome=yes",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+        "SupplementaryGroups=dialout",
+        "Wants=pcscd.socket network-online.target",
+        "Restart=always",
+        "RestartPreventExitStatus=2",
+    ):
+        assert hardening in text
+
+
+def _agent_exec_start(environment: dict[str, str]) -> list[str]:
+    """The agent unit's ExecStart as systemd would run it: `${NAME}` is one word, `$NAME` is split on spaces."""
+    line = next(line for line in AGENT_UNIT.read_text().splitlines() if line.startswith("ExecStart="))
+    argv: list[str] = []
+    for word in line.removeprefix("ExecStart=").split():
+        if word.startswith("${") and word.endswith("}"):
+            argv.append(environment[word[2:-1]])
+        elif word.startswith("$"):
+            argv.extend(environment.get(word[1:], "").split())
+        else:
+            argv.append(str(SCRIPT) if word == INSTALLED_SCRIPT else word)
+    return argv
+
+
+def test_the_agent_unit_runs_the_agent_and_a_missing_key_pair_is_the_exit_it_does_not_restart(
+    tmp_path: Path,
+) -> None:
+    """RestartPreventExitStatus=2 is right only if the unit's own command line parses and an agent with no key
+    pair exits 2 at once, saying what to do. After an --init in that directory the same line starts an agent,
+    which stops cleanly on SIGTERM (the unit's KillMode=mixed signals the agent first)."""
+    agent_dir = tmp_path / "agent"
+    console_key = z85.encode(bytes(32)).decode()  # well-formed; the agent never gets as far as using it
+    argv = _agent_exec_start({"CONSOLE": "tcp://127.0.0.1:9", "CONSOLE_KEY": console_key, "AGENT_OPTIONS": "--no-pcsc"})
+    argv[argv.index("/var/lib/nhi-console-agent")] = str(agent_dir)
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert f"no key pair in {agent_dir}: run with --init first" in run.stderr
+    init = subprocess.run(
+        [str(SCRIPT), "reader-agent", "--init", "--agent-dir", str(agent_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert init.returncode == 0 and "nhi-console agents add NAME " in init.stdout, init.stdout + init.stderr
+    assert oct((agent_dir / "agent.key_secret").stat().st_mode & 0o777) == "0o600"
+    agent = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = _stderr_until(agent, "reader agent serving its readers to tcp://127.0.0.1:9", timeout=30)
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=30) == 0, seen
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+
+
+def _stderr_until(process: subprocess.Popen[str], wanted: str, timeout: float) -> str:
+    """What the process wrote to stderr up to the line holding `wanted`; fails on its exit or at the deadline."""
+    assert process.stderr is not None
+    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stderr], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        line = process.stderr.readline()
+        if not line:
+            pytest.fail(f"it exited ({process.wait()}) before saying {wanted!r}: {''.join(seen)}")
+        seen.append(line)
+        if wanted in line:
+            return "".join(seen)
+    pytest.fail(f"not said in {timeout} s: {wanted!r}: {''.join(seen)}")
 
 
 def _status_in_chromium(console: RunningConsole, home: Path) -> str:
