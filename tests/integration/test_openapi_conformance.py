@@ -18,7 +18,7 @@ import re
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -34,7 +34,7 @@ STREAMING = {"/api/events/v1/Stream"}
 (tests/integration/test_event_stream.py), their schema included."""
 """About 1.6 s per example per operation on a 2-core machine; generous, since a slow run is not a finding."""
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(RUN_SECONDS + 120)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2 * RUN_SECONDS + 120)]  # a run, maybe one more
 
 
 @pytest.fixture
@@ -57,10 +57,29 @@ def _operation(method: str, url: str, templates: list[tuple[str, re.Pattern[str]
     return f"{method} (unrouted) {path}"
 
 
-def test_every_operation_conforms_to_the_document_under_fuzzing(fuzzed_console: RunningConsole, tmp_path: Path) -> None:
-    console = fuzzed_console
-    document = console.request("GET", "/api/swagger/v1/swagger.json").body
-    reports = tmp_path / "reports"
+ENGINE_INTERNALS = "/hypothesis/internal/"
+"""Where Hypothesis's own search engine lives. schemathesis 4.32 steers fuzzing with `hypothesis.target()`, and
+Hypothesis 6.170's target optimiser can raise IndexError inside itself (`optimiser.py`, `attempt.spans[j]`),
+which schemathesis reports as a "Runtime Error" of whichever operation it was fuzzing (seen once in CI, on
+`DELETE /api/sim/v1/Readers/{name}/Card`). Neither tool lets the target phase be switched off."""
+
+
+def _only_engine_crashes(report: Mapping[str, object], stdout: str) -> bool:
+    """Whether every problem the run reported is a crash inside Hypothesis's engine: no check failed, and each
+    error's traceback ends in Hypothesis's internals. Such a run says nothing about the console either way."""
+    errors = report["errors"]
+    if report["failures"] != [] or not isinstance(errors, list) or not errors:
+        return False
+    if any(not isinstance(error, dict) or error.get("title") != "Runtime Error" for error in errors):
+        return False
+    section = stdout[stdout.find("= ERRORS =") : stdout.find("= SUMMARY =")]
+    tracebacks = section.split("Traceback (most recent call last):")[1:]
+    frames = [re.findall(r'File "([^"]+)"', traceback) for traceback in tracebacks]
+    return len(tracebacks) >= len(errors) and all(found and ENGINE_INTERNALS in found[-1] for found in frames)
+
+
+def _fuzz(console: RunningConsole, reports: Path, cwd: Path) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """One schemathesis run over every operation; its JSON and HAR reports go to `reports`."""
     command = [
         str(Path(sys.executable).with_name("st")),
         "--config-file",
@@ -84,13 +103,24 @@ def test_every_operation_conforms_to_the_document_under_fuzzing(fuzzed_console: 
         "--report-dir",
         str(reports),
     ]
-    run = subprocess.run(
-        command, capture_output=True, text=True, timeout=RUN_SECONDS, cwd=tmp_path
-    )  # its cache goes there
-    summary = run.stdout[run.stdout.find("=== SUMMARY") :] if "=== SUMMARY" in run.stdout else run.stdout[-4000:]
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    run = subprocess.run(command, capture_output=True, text=True, timeout=RUN_SECONDS, cwd=cwd)  # its cache goes there
     [report_file] = reports.glob("json-*.json")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "report.json").write_bytes(report_file.read_bytes())
+    return run, report_file
+
+
+def test_every_operation_conforms_to_the_document_under_fuzzing(fuzzed_console: RunningConsole, tmp_path: Path) -> None:
+    console = fuzzed_console
+    document = console.request("GET", "/api/swagger/v1/swagger.json").body
+    reports = tmp_path / "reports"
+    run, report_file = _fuzz(console, reports, tmp_path)
+    if run.returncode != 0 and _only_engine_crashes(json.loads(report_file.read_text()), run.stdout):
+        # Not a finding: run once more, in full, and judge that run alone. Said in the output, so it is seen.
+        print("\nschemathesis: Hypothesis's engine crashed inside itself (no check failed); running once more")
+        reports = tmp_path / "reports-again"
+        run, report_file = _fuzz(console, reports, tmp_path)
+    summary = run.stdout[run.stdout.find("=== SUMMARY") :] if "=== SUMMARY" in run.stdout else run.stdout[-4000:]
     assert run.returncode == 0, f"schemathesis found problems:\n{run.stdout[-20000:]}\n{run.stderr[-4000:]}"
 
     report = json.loads(report_file.read_text())
@@ -128,3 +158,40 @@ def test_every_operation_conforms_to_the_document_under_fuzzing(fuzzed_console: 
     # The console survived it all, and nothing it logged was a crash.
     assert console.status_ok()
     assert "Traceback" not in console.log_path.read_text(errors="replace")
+
+
+ENGINE_CRASH_OUTPUT = """
+==================================== ERRORS ====================================
+____________________ DELETE /api/sim/v1/Readers/{name}/Card ____________________
+Runtime Error
+
+Index 25 out of range [-25, 25)
+
+    Traceback (most recent call last):
+      File "/v/site-packages/schemathesis/engine/run/unit/_hypothesis_executor.py", line 51, in run_test
+      File "/v/site-packages/hypothesis/internal/conjecture/optimiser.py", line 185, in attempt_replace
+        ex_attempt = attempt.spans[j]
+      File "/v/site-packages/hypothesis/internal/conjecture/data.py", line 579, in __getitem__
+        raise IndexError(f"Index {i} out of range [-{n}, {n})")
+    IndexError: Index 25 out of range [-25, 25)
+
+=================================== SUMMARY ====================================
+"""
+"""Trimmed from the CI run that showed it (frames between cut)."""
+
+
+def test_a_crash_inside_hypothesis_engine_is_told_from_a_finding() -> None:
+    crashed = {"failures": [], "errors": [{"title": "Runtime Error", "count": 1}]}
+    assert _only_engine_crashes(crashed, ENGINE_CRASH_OUTPUT)
+    # A failed check, another kind of error, or a traceback ending anywhere else is a finding, judged as one.
+    assert not _only_engine_crashes(
+        {**crashed, "failures": [{"title": "Server error", "count": 1}]}, ENGINE_CRASH_OUTPUT
+    )
+    assert not _only_engine_crashes(
+        {**crashed, "errors": [{"title": "Network Error", "count": 1}]}, ENGINE_CRASH_OUTPUT
+    )
+    elsewhere = ENGINE_CRASH_OUTPUT.replace("hypothesis/internal/conjecture/data.py", "schemathesis/checks.py")
+    assert not _only_engine_crashes(crashed, elsewhere)
+    two_errors = {**crashed, "errors": [{"title": "Runtime Error", "count": 1}] * 2}
+    assert not _only_engine_crashes(two_errors, ENGINE_CRASH_OUTPUT)  # one traceback cannot account for two
+    assert not _only_engine_crashes({"failures": [], "errors": []}, ENGINE_CRASH_OUTPUT)
