@@ -7,10 +7,12 @@ import datetime as dt
 import http.client
 import json
 import os
+import socket
 import ssl
 import stat
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,10 @@ from broker.dc.client import HttpsDataCenter
 from broker.dc.seam import DcError
 from contract.status_codes import StatusCode
 from sim.dc import BENCH_SAM_ID
-from sim.dc.tls import client_context
+from sim.dc.server import JsonRequestHandler, LoopbackHttpsServer
+from sim.dc.service import Reply
+from sim.dc.state import StateDir
+from sim.dc.tls import client_context, server_context
 from sim.pki import bench_pki
 from tests.integration.console import free_port
 from tests.waiting import wait_for
@@ -292,3 +297,30 @@ def test_the_server_is_only_trusted_through_its_own_ca(dc: RunningDc) -> None:
         finally:
             ip_connection.close()
     assert os.path.exists(dc.state_dir / "ca.pem")
+
+
+class _NodelayReportingHandler(JsonRequestHandler):
+    """Answers with what the accepted TLS socket's TCP_NODELAY is, as the bench servers' handlers leave it."""
+
+    def _serve(self) -> None:
+        nodelay = self.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        self._write(Reply(200, {"nodelay": bool(nodelay)}))
+
+
+def test_bench_https_servers_answer_without_nagle_delay(dc: RunningDc) -> None:
+    """The head and the body of an answer leave in two writes; with Nagle's algorithm on, the body waited for the
+    client's delayed ACK (about 40 ms a call, bench/dc_round_trip.py). The DC simulator and the web-API twin share
+    `JsonRequestHandler`, so its accepted sockets must have TCP_NODELAY set, over TLS."""
+    server = LoopbackHttpsServer(("127.0.0.1", 0), _NodelayReportingHandler, server_context(StateDir(dc.state_dir)))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread.start()
+    try:
+        connection = http.client.HTTPSConnection("localhost", server.port, context=dc.context, timeout=10)
+        connection.request("GET", "/")
+        response = connection.getresponse()
+        assert (response.status, json.loads(response.read())) == (200, {"nodelay": True})
+        connection.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
