@@ -307,15 +307,18 @@ class _NodelayReportingHandler(JsonRequestHandler):
         self._write(Reply(200, {"nodelay": bool(nodelay)}))
 
 
-def test_bench_https_servers_answer_without_nagle_delay(dc: RunningDc) -> None:
+def test_bench_https_servers_answer_without_nagle_delay(tmp_path: Path) -> None:
     """The head and the body of an answer leave in two writes; with Nagle's algorithm on, the body waited for the
     client's delayed ACK (about 40 ms a call, bench/dc_round_trip.py). The DC simulator and the web-API twin share
     `JsonRequestHandler`, so its accepted sockets must have TCP_NODELAY set, over TLS."""
-    server = LoopbackHttpsServer(("127.0.0.1", 0), _NodelayReportingHandler, server_context(StateDir(dc.state_dir)))
+    state_dir = tmp_path / "dc"
+    run_sim_dc("prepare", "--state-dir", str(state_dir))
+    server = LoopbackHttpsServer(("127.0.0.1", 0), _NodelayReportingHandler, server_context(StateDir(state_dir)))
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     try:
-        connection = http.client.HTTPSConnection("localhost", server.port, context=dc.context, timeout=10)
+        context = client_context(state_dir)
+        connection = http.client.HTTPSConnection("localhost", server.port, context=context, timeout=10)
         connection.request("GET", "/")
         response = connection.getresponse()
         assert (response.status, json.loads(response.read())) == (200, {"nodelay": True})
