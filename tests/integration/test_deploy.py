@@ -9,13 +9,11 @@ Real parts throughout: systemd-analyze, certutil and NSS, Debian's Chromium with
 from __future__ import annotations
 
 import os
-import select
 import shutil
 import signal
 import ssl
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -27,6 +25,7 @@ from zmq.utils import z85
 from tests.integration.browser import CHROMIUM_FLAGS, chromium_path
 from tests.integration.console import RunningConsole, running_console
 from tests.pcscd import Pcscd
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -142,33 +141,26 @@ def test_the_agent_unit_runs_the_agent_and_a_missing_key_pair_is_the_exit_it_doe
     )
     assert init.returncode == 0 and "nhi-console agents add NAME " in init.stdout, init.stdout + init.stderr
     assert oct((agent_dir / "agent.key_secret").stat().st_mode & 0o777) == "0o600"
-    agent = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "agent.log"
+    with log.open("wb") as log_file:
+        agent = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT)
     try:
-        seen = _stderr_until(agent, "reader agent serving its readers to tcp://127.0.0.1:9", timeout=30)
+        wait_for(lambda: _said(agent, log, "reader agent serving its readers to tcp://127.0.0.1:9"), 30, "the agent")
         agent.send_signal(signal.SIGTERM)
-        assert agent.wait(timeout=30) == 0, seen
+        assert agent.wait(timeout=30) == 0, log.read_text()
     finally:
         if agent.poll() is None:
             agent.kill()
             agent.wait()
 
 
-def _stderr_until(process: subprocess.Popen[str], wanted: str, timeout: float) -> str:
-    """What the process wrote to stderr up to the line holding `wanted`; fails on its exit or at the deadline."""
-    assert process.stderr is not None
-    deadline = time.monotonic() + timeout
-    seen: list[str] = []
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stderr], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            break
-        line = process.stderr.readline()
-        if not line:
-            pytest.fail(f"it exited ({process.wait()}) before saying {wanted!r}: {''.join(seen)}")
-        seen.append(line)
-        if wanted in line:
-            return "".join(seen)
-    pytest.fail(f"not said in {timeout} s: {wanted!r}: {''.join(seen)}")
+def _said(process: subprocess.Popen[bytes], log: Path, wanted: str) -> bool:
+    """Whether the process's log holds `wanted` yet; fails at once if it exited first."""
+    if wanted in log.read_text(errors="replace"):
+        return True
+    if process.poll() is not None:
+        pytest.fail(f"it exited ({process.returncode}) before saying {wanted!r}: {log.read_text(errors='replace')}")
+    return False
 
 
 def _status_in_chromium(console: RunningConsole, home: Path) -> str:
