@@ -13,7 +13,6 @@ simulator; the console's own run uses the simulator as the bench starts it.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -65,14 +64,6 @@ def dc_calls(state_dir: Path, calls: int, nagle: bool) -> dict[str, list[float]]
         DcRequestHandler.disable_nagle_algorithm = True
 
 
-def _health_card_in(console: RunningConsole, reader: str) -> bool:
-    rows = console.database_rows("SELECT payload FROM events WHERE type = 'CardInserted' ORDER BY seq DESC LIMIT 1")
-    if not rows:
-        return False
-    inserted = json.loads(rows[0][0])
-    return bool(inserted.get("reader") == reader and inserted.get("kind") == "hc")
-
-
 def _basic(console: RunningConsole) -> float:
     began = time.perf_counter()
     answer = console.request("GET", "/api/hc/v1/Basic", timeout=30)
@@ -87,7 +78,7 @@ def first_basic_after_a_switch(scratch: Path, switches: int) -> tuple[list[float
         # The bench's second reader holds a staff card; give it a health card, so that both readers can serve Basic.
         put = console.request("PUT", f"/api/sim/v1/Readers/{quote(READERS[1])}/Card", {"profile": "hc-basic"})
         assert put.status == 200, put
-        wait_for(lambda: _health_card_in(console, READERS[1]), 30, "the second health card")
+        wait_for(lambda: console.card_kinds().get(READERS[1]) == "hc", 30, "the second health card")
         assert console.request("POST", "/api/common/v1/Initial", timeout=70).body == {"statusCode": 0}
         for turn in range(switches + 1):
             reader = READERS[turn % 2]
