@@ -70,35 +70,37 @@ def assert_systemd_analyze_verify_passes(source: Path, tmp_path: Path) -> None:
     assert run.returncode == 0 and complaints == [], run.stdout + run.stderr  # a directive it ignores is a warning
 
 
+SHARED_HARDENING = (
+    "NoNewPrivileges=yes",
+    "ProtectSystem=strict",
+    "PrivateTmp=yes",
+    "ProtectHome=yes",
+    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+    "SupplementaryGroups=dialout",
+)
+"""What both units hold: the console's and a reader agent's."""
+
+
 def test_systemd_analyze_verify_passes_on_the_unit(tmp_path: Path) -> None:
     assert_systemd_analyze_verify_passes(UNIT, tmp_path)
+    text = UNIT.read_text()
     for hardening in (
-        "NoNewPrivileges=yes",
-        "ProtectSystem=strict",
+        *SHARED_HARDENING,
         "StateDirectory=nhi-console",
-        "PrivateTmp=yes",
-        "ProtectHome=yes",
-        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
         "IPAddressDeny=any",
         "IPAddressAllow=localhost",
-        "SupplementaryGroups=dialout",
         "Wants=pcscd.socket",
     ):
-        assert hardening in UNIT.read_text()
+        assert hardening in text
 
 
 def test_systemd_analyze_verify_passes_on_the_agent_unit(tmp_path: Path) -> None:
     assert_systemd_analyze_verify_passes(AGENT_UNIT, tmp_path)
     text = AGENT_UNIT.read_text()
     for hardening in (
-        "NoNewPrivileges=yes",
-        "ProtectSystem=strict",
+        *SHARED_HARDENING,
         "StateDirectory=nhi-console-agent",
         "StateDirectoryMode=0700",
-        "PrivateTmp=yes",
-        "ProtectHome=yes",
-        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
-        "SupplementaryGroups=dialout",
         "Wants=pcscd.socket network-online.target",
         "Restart=always",
         "RestartPreventExitStatus=2",
