@@ -28,6 +28,9 @@ from contract.status_codes import StatusCode
 from sim.card_commands import COUNTS_ENV, clear, counts_dir
 
 MAX_CLOCK_ADVANCE: Final = 10 * 366 * 24 * 3600
+MAX_BENCH_READERS: Final = 16
+"""Bench readers plugged in at once: each is a worker process, so a test script (or a fuzzer) plugging readers
+in a loop would otherwise fill a 2-core machine with them; a clinic's counters and desks fit several times over."""
 CONTROL_BACKEND = "ControlBackend"
 """The worker command that puts a card in a bench reader or takes it out (`workers.execute`)."""
 
@@ -85,6 +88,8 @@ def advance_clock(ctx: ConsoleContext, command: SimAdvanceClock) -> Answer:
 def plug_reader(ctx: ConsoleContext, command: SimPlugReader) -> Answer:
     if command.reader in ctx.state.sim_readers or command.reader in ctx.state.readers:
         return StatusCode.BAD_PARAMETER, {"message": "a reader of that name is already plugged in"}
+    if len(ctx.state.sim_readers) >= MAX_BENCH_READERS:
+        return StatusCode.BAD_PARAMETER, {"message": f"the bench holds {MAX_BENCH_READERS} readers at most: unplug one"}
     ctx.emit(domain.SimReaderPlugged(reader=command.reader))
     return StatusCode.OK, {}
 

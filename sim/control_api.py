@@ -94,7 +94,9 @@ SIM_READERS = bench_operation(
 
 
 SIM_PLUG_READER = bench_operation(
-    "Plug in a new empty virtual reader", body={"name": name_text(MAX_READER_NAME)}, required=("name",)
+    "Plug in a new empty virtual reader (400: a name in use, or the bench full)",
+    body={"name": name_text(MAX_READER_NAME)},
+    required=("name",),
 )
 
 

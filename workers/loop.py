@@ -25,6 +25,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
+from socket import socketpair
 from types import FrameType
 
 import zmq
@@ -105,6 +106,9 @@ class Worker:
         self._long_command: threading.Thread | None = None
         self._deferred_changes: list[PresenceChanged] = []
         self._watcher_stop = threading.Event()
+        self._wake_in, self._wake_out = socketpair()
+        """`stop()` writes a byte here so the loop's poll returns at once, not at its next status report."""
+        self._wake_out.setblocking(False)
         self.refused = False
         """An agent worker the console refused in the handshake (contract/exit_codes.AGENT_REFUSED)."""
         self._refusals: zmq.Socket | None = None
@@ -119,7 +123,14 @@ class Worker:
         return self._slots.cards.get(self._config.reader)
 
     def stop(self, *_: object) -> None:
+        """End the loop now: from SIGTERM's handler or another thread. The broker stops a worker when its reader
+        is unplugged, and a worker that kept polling until its next status report (a heartbeat interval)
+        would hold its reader from a successor that long (broker/runtime/worker_pool.py)."""
         self._running = False
+        try:
+            self._wake_out.send(b"\0")
+        except OSError:
+            pass  # its buffer is full of wake-ups already, or the loop has ended and closed it
 
     def run(self) -> None:
         self._dealer.connect(self._config.endpoint)
@@ -130,6 +141,7 @@ class Worker:
         poller.register(self._dealer, zmq.POLLIN)
         poller.register(self._presence_in, zmq.POLLIN)
         poller.register(self._long_in, zmq.POLLIN)
+        poller.register(self._wake_in, zmq.POLLIN)
         if self._refusals is not None:
             poller.register(self._refusals, zmq.POLLIN)
         interval = self._config.heartbeat_interval
@@ -173,6 +185,8 @@ class Worker:
             self._presence_in.close(linger=0)
             self._long_in.close(linger=0)
             self._context.term()
+            self._wake_in.close()
+            self._wake_out.close()
 
     def _watch(self) -> None:
         out = self._context.socket(zmq.PAIR)

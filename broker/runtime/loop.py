@@ -620,6 +620,8 @@ class Broker:
             elif message.reader not in wanted_names(self._desired()):
                 self._send_to_worker(identity, build(Disconnect(reason="reader not wanted")))
                 return
+            elif self._pool.is_stopping(message.pid):  # sent before it was told to stop; its reader waits for it
+                return
             replaced = self._registry.seen(identity, message.reader, message.pid, now, agent=agent)
             if replaced is not None:
                 log.warning("reader %r: worker pid %d replaced by pid %d", message.reader, replaced.pid, message.pid)

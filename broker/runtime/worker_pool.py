@@ -11,6 +11,13 @@ fails its command in flight at once, whoever started it.
 A worker is killed for silence only: its heartbeats come from a thread of
 their own, so a slow card command does not make it look dead, and a stall of
 the broker's own (`forgive`) is not held against it.
+
+Nothing here waits for a process: the broker's loop runs `reconcile()`, and a
+worker slow to exit (a loaded machine, a process stopped or stuck in the
+kernel) held every caller while the loop waited on it. A worker told to stop
+is signalled and kept aside; later turns reap it, kill it if it outlives
+`STOP_GRACE`, and start no new worker for its reader until it is gone, since
+a reader (a serial port above all) is opened by one process at a time.
 """
 
 from __future__ import annotations
@@ -83,6 +90,9 @@ def _has_exited(pid: int) -> bool:
     return state in ([b"Z"], [b"X"])
 
 
+STOP_GRACE = 3.0
+"""Seconds a worker told to stop (SIGTERM) has to close its reader and exit before it is killed."""
+
 REGISTRATION_TIMEOUT = 10.0
 """A new worker that has not reported within this long is hung (in start-up, or opening its reader)."""
 
@@ -93,6 +103,16 @@ class _Child:
     started: float
     report_by: float = 0.0
     """It is hung if it has not reported by then (moved on by the broker's own stalls)."""
+
+
+@dataclass
+class _Stopping:
+    """A child told to stop, not reaped yet: its reader gets no new worker until it is gone."""
+
+    process: WorkerProcess
+    reader: str
+    kill_at: float
+    killed: bool = False
 
 
 @dataclass
@@ -123,6 +143,7 @@ class WorkerPool:
         self._signal = send_signal
         self._has_exited = has_exited
         self._children: dict[str, _Child] = {}
+        self._stopping: list[_Stopping] = []
         self._slots: dict[str, _ReaderSlot] = {}
         self._adopt_until = adopt_until
         """Until then, wait for surviving workers to re-register instead of starting new ones."""
@@ -130,6 +151,7 @@ class WorkerPool:
     def reconcile(self, desired: dict[str, ReaderSpec], now: float) -> tuple[list[tuple[str, str]], list[str]]:
         """Act on the difference; returns (workers lost with a reason, readers no longer wanted)."""
         lost: list[tuple[str, str]] = []
+        self._reap(now)
         for reader, child in list(self._children.items()):
             code = child.process.poll()
             if code is not None:
@@ -151,9 +173,8 @@ class WorkerPool:
             connection = self._registry.get(reader)
             registered = connection is not None and connection.pid == child.process.pid
             if not registered and now > child.report_by:
-                self._signal(child.process.pid, signal.SIGKILL)
-                child.process.wait()
                 del self._children[reader]
+                self._end(child.process, reader, signal.SIGKILL, now)
                 lost.append((reader, "worker never reported"))
                 self._schedule_restart(reader, now - child.started, now)
         for connection in self._registry.silent(now):
@@ -161,12 +182,13 @@ class WorkerPool:
             if connection.agent is not None:  # another machine's process: not ours to kill, nor to restart
                 lost.append((connection.reader, f"agent {connection.agent} stopped answering"))
                 continue
-            self._signal(connection.pid, signal.SIGKILL)
             if connection.reader not in [reader for reader, _ in lost]:
                 lost.append((connection.reader, "worker stopped answering"))
             silent_child = self._children.pop(connection.reader, None)
-            if silent_child is not None:
-                silent_child.process.wait()  # ours: reap it now, or it lingers as a zombie
+            if silent_child is None or silent_child.process.pid != connection.pid:
+                self._signal(connection.pid, signal.SIGKILL)
+            if silent_child is not None:  # ours: killed, and reaped by a later turn, not waited on here
+                self._end(silent_child.process, connection.reader, signal.SIGKILL, now)
             started = silent_child.started if silent_child else now
             self._schedule_restart(connection.reader, now - started, now)
         wanted = wanted_names(desired)
@@ -174,14 +196,19 @@ class WorkerPool:
             r for r in set(self._children) | {c.reader for c in self._registry.local_connections()} if r not in wanted
         ]
         for reader in unwanted:
-            self._stop_reader(reader)
+            self._stop_reader(reader, now)
         if now >= self._adopt_until:
+            stopping = {entry.reader for entry in self._stopping}
             for reader, spec in desired.items():
-                if reader in self._children or self._registry.get(reader) is not None:
+                if reader in self._children or self._registry.get(reader) is not None or reader in stopping:
                     continue
                 if now >= self._slot(reader).not_before:
                     self._spawn(spec, now)
         return lost, unwanted
+
+    def is_stopping(self, pid: int) -> bool:
+        """Whether this pid is a worker told to stop: what it still reports is not a reader coming back."""
+        return any(entry.process.pid == pid for entry in self._stopping)
 
     def forgive(self, seconds: float, now: float) -> None:
         """The broker's loop stood still for `seconds` (`WorkerRegistry.turned`): the waits it times for
@@ -219,38 +246,57 @@ class WorkerPool:
         self._children[spec.name] = _Child(process, now, now + self._registration_timeout)
         log.info("started worker pid %d for reader %r", process.pid, spec.name)
 
-    def _stop_reader(self, reader: str) -> None:
+    def _end(self, process: WorkerProcess, reader: str, signum: int, now: float) -> None:
+        """Signal a child and keep it aside until a later turn reaps it (`_reap`): never wait for it here."""
+        self._signal(process.pid, signum)
+        killed = signum == signal.SIGKILL
+        self._stopping.append(_Stopping(process, reader, now if killed else now + STOP_GRACE, killed))
+
+    def _reap(self, now: float) -> None:
+        """Forget the children that have exited; kill those still there past their grace."""
+        for entry in list(self._stopping):
+            if entry.process.poll() is not None:
+                self._stopping.remove(entry)
+            elif not entry.killed and now >= entry.kill_at:
+                log.warning(
+                    "worker pid %d for reader %r did not stop within %.0f s: killed",
+                    entry.process.pid,
+                    entry.reader,
+                    STOP_GRACE,
+                )
+                self._signal(entry.process.pid, signal.SIGKILL)
+                entry.killed = True
+
+    def _stop_reader(self, reader: str, now: float) -> None:
         child = self._children.pop(reader, None)
         connection = self._registry.forget(reader)
         if child is not None:
-            self._signal(child.process.pid, signal.SIGTERM)
-            try:
-                child.process.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                self._signal(child.process.pid, signal.SIGKILL)
-                child.process.wait()
+            self._end(child.process, reader, signal.SIGTERM, now)
         elif connection is not None:
             self._signal(connection.pid, signal.SIGTERM)
 
     def stop_all(self, grace: float = 3.0) -> None:
         """Stop every worker, ours and adopted; the ones that ignore SIGTERM get SIGKILL after `grace`."""
-        pids = {child.process.pid for child in self._children.values()}
+        children = [child.process for child in self._children.values()]
+        children += [entry.process for entry in self._stopping]
+        pids = {process.pid for process in children}
         pids |= {connection.pid for connection in self._registry.local_connections()}
         for pid in pids:
             self._signal(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        for child in self._children.values():
+        for process in children:
             try:
-                child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                self._signal(child.process.pid, signal.SIGKILL)
-                child.process.wait()
-        for pid in pids - {child.process.pid for child in self._children.values()}:
+                self._signal(process.pid, signal.SIGKILL)
+                process.wait()
+        for pid in pids - {process.pid for process in children}:
             while _alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
             if _alive(pid):
                 self._signal(pid, signal.SIGKILL)
         self._children.clear()
+        self._stopping.clear()
 
 
 def _alive(pid: int) -> bool:

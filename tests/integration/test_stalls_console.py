@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -34,6 +35,7 @@ VERIFY = "/api/hpc/v1/Verification/Hpc"
 HPC_BASIC = "/api/hpc/v1/Basic"
 SAM_VERIFY = "/api/sam/v1/Verification"
 BENCH_NHI = "/api/sim/v1/NhiReader"
+BENCH_READERS = "/api/sim/v1/Readers"
 STAFF_READER = "NHI Sim Reader 1"
 HEARTBEAT = 1.0
 """`serve`'s default heartbeat interval: the broker gives up on a worker silent for three of them."""
@@ -68,6 +70,14 @@ def worker_of(console: RunningConsole, reader: str) -> int:
     """The pid of the worker serving `reader` (its command line names it)."""
     (pid,) = [pid for pid in console.processes()["worker"] if reader in cmdline(pid)]
     return pid
+
+
+def process_state(pid: int) -> str | None:
+    """A process's state letter from /proc (`T` stopped, `Z` a zombie), None once it is gone and reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0].decode()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
 
 
 def workers_lost(console: RunningConsole) -> list[dict[str, Any]]:
@@ -117,6 +127,30 @@ def test_a_broker_stopped_for_10_s_kills_no_worker_and_loses_no_session(console:
     assert workers_lost(console) == []
     assert hpc_status(console) == 3, "the staff card's verified PIN outlived the stall"
     assert call(console, "GET", HPC_BASIC)["statusCode"] == 0, "level 3 without a new PIN"
+
+
+@pytest.mark.timeout(90)
+def test_a_worker_slow_to_stop_holds_no_caller_and_its_reader_waits_for_it(console: RunningConsole) -> None:
+    """Unplugging a bench reader stops its worker. The broker used to wait for it, up to 3 s, in the loop that
+    answers every caller (a 503 under fuzzing in CI). A worker that does not stop (SIGSTOP here: SIGTERM stays
+    pending) is now let go at once, killed past its grace on a later turn, and its reader's next worker starts
+    only once it is gone."""
+    name = "Slow To Stop"
+    path = f"{BENCH_READERS}/{quote(name)}"
+    call(console, "POST", BENCH_READERS, {"name": name})
+    wait_for(lambda: name in console.attached_readers(), 30, "the new reader's worker reporting")
+    pid = worker_of(console, name)
+    os.kill(pid, signal.SIGSTOP)
+    call(console, "DELETE", path)
+    wait_for(lambda: name not in console.attached_readers(), 10, "the unplugged reader leaving the state")
+    assert process_state(pid) == "T", "the broker waited for the worker before it let the reader go"
+    assert console.status_ok()
+
+    call(console, "POST", BENCH_READERS, {"name": name})  # back before the old worker is gone: it waits for it
+    wait_for(lambda: process_state(pid) is None, 20, "the stopped worker killed and reaped")
+    wait_for(lambda: name in console.attached_readers(), 30, "the reader's next worker reporting")
+    assert worker_of(console, name) != pid
+    assert f"worker pid {pid} for reader {name!r} did not stop within" in console.log_path.read_text()
 
 
 @pytest.mark.timeout(60)

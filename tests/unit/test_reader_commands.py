@@ -17,7 +17,7 @@ from broker.runtime.dispatch import PendingCommand, ReaderQueues
 from contract.protocol import CallMeta, CardPresence, Reply, Request, WorkerStatus
 from contract.status_codes import StatusCode
 from eventlog.memory_store import MemoryEventStore
-from sim.bench import bench_extension, reset_bench
+from sim.bench import MAX_BENCH_READERS, bench_extension, reset_bench
 
 
 def request(command: str, args: dict[str, Any] | None = None, recorded: bool = True) -> Request:
@@ -147,6 +147,20 @@ def test_bench_readers_plug_unplug_and_cards(core: ConsoleCore) -> None:
     assert missing.code != 0 and missing.body["notFound"] is True
     assert answer(core, "SimUnplugReader", {"reader": "Bench A"}).code == 0
     assert answer(core, "SimListReaders").body == {"readers": []}
+
+
+def test_a_full_bench_refuses_another_reader_and_changes_nothing(core: ConsoleCore) -> None:
+    """Each bench reader is a worker process: a script plugging readers in a loop stops at the limit."""
+    for number in range(MAX_BENCH_READERS):
+        assert answer(core, "SimPlugReader", {"reader": f"Bench {number}"}).code == 0
+    events_before = len(list(core.ledger.store.events()))
+    refused = answer(core, "SimPlugReader", {"reader": "One Too Many"})
+    assert (
+        refused.code == StatusCode.BAD_PARAMETER and f"{MAX_BENCH_READERS} readers at most" in refused.body["message"]
+    )
+    assert "One Too Many" not in core.state.sim_readers and len(list(core.ledger.store.events())) == events_before
+    assert answer(core, "SimUnplugReader", {"reader": "Bench 0"}).code == 0
+    assert answer(core, "SimPlugReader", {"reader": "One Too Many"}).code == 0
 
 
 def test_bench_commands_outside_sim_mode_are_refused() -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 from dataclasses import dataclass, field
 
 import pytest
 
 from broker.runtime.liveness import WorkerRegistry
-from broker.runtime.worker_pool import ReaderSpec, WorkerPool
+from broker.runtime.worker_pool import STOP_GRACE, ReaderSpec, WorkerPool
 
 READER_A = ReaderSpec("Reader A", "sim.virtual_reader:open_reader")
 READER_B = ReaderSpec("Reader B", "sim.virtual_reader:open_reader")
@@ -19,13 +20,19 @@ class FakeProcess:
     pid: int
     argv: list[str]
     returncode: int | None = None
+    ignores_sigterm: bool = False
+    """Slow to exit (a loaded machine, a process stopped or stuck in the kernel): only SIGKILL ends it."""
+    waits: int = 0
 
     def poll(self) -> int | None:
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
+        self.waits += 1
+        if self.returncode is None and timeout is not None:
+            raise subprocess.TimeoutExpired(self.argv, timeout)
         if self.returncode is None:
-            raise AssertionError("waited on a process that was never told to stop")
+            raise AssertionError("waited, with no timeout, on a process still running: the pool would hang")
         return self.returncode
 
 
@@ -45,7 +52,7 @@ class FakeOs:
 
     def send_signal(self, pid: int, signum: int) -> None:
         self.signals.append((pid, signum))
-        if pid in self.processes:
+        if pid in self.processes and not (signum == signal.SIGTERM and self.processes[pid].ignores_sigterm):
             self.processes[pid].returncode = -signum
 
     def has_exited(self, pid: int) -> bool:
@@ -178,3 +185,37 @@ def test_an_unwanted_reader_is_stopped_and_reported(fake_os: FakeOs) -> None:
     assert (lost, unwanted) == ([], ["Reader A"])
     assert fake_os.signals == [(worker.pid, signal.SIGTERM)]
     assert pool.reconcile({}, now=0.6) == ([], [])
+
+
+def test_a_worker_slow_to_stop_is_never_waited_on_and_its_reader_waits_for_it(fake_os: FakeOs) -> None:
+    """The broker's loop runs reconcile(): a wait there held every caller (a 503 under fuzzing, issue 23's CI).
+    The worker is told, killed past its grace on a later turn, and its reader's next worker starts once it is
+    gone, never beside it."""
+    registry = WorkerRegistry(1.0)
+    pool = make_pool(fake_os, registry)
+    desired = {READER_A.name: READER_A}
+    pool.reconcile(desired, now=0.0)
+    [worker] = fake_os.running_for("Reader A")
+    register(registry, worker, "Reader A", 0.1)
+    worker.ignores_sigterm = True
+    assert pool.reconcile({}, now=0.5) == ([], ["Reader A"])
+    assert fake_os.signals == [(worker.pid, signal.SIGTERM)] and pool.is_stopping(worker.pid)
+    pool.reconcile(desired, now=0.5 + STOP_GRACE - 0.1)  # wanted again (plugged back) while it is still there
+    assert fake_os.running_for("Reader A") == [worker] and fake_os.signals[-1] == (worker.pid, signal.SIGTERM)
+    pool.reconcile(desired, now=0.5 + STOP_GRACE)
+    assert fake_os.signals[-1] == (worker.pid, signal.SIGKILL)
+    pool.reconcile(desired, now=0.5 + STOP_GRACE + 0.1)
+    [successor] = fake_os.running_for("Reader A")
+    assert successor.pid != worker.pid and not pool.is_stopping(worker.pid)
+    assert worker.waits == 0
+
+
+def test_stop_all_also_ends_the_workers_still_stopping(fake_os: FakeOs) -> None:
+    registry = WorkerRegistry(1.0)
+    pool = make_pool(fake_os, registry)
+    pool.reconcile({READER_A.name: READER_A}, now=0.0)
+    [worker] = fake_os.running_for("Reader A")
+    worker.ignores_sigterm = True
+    pool.reconcile({}, now=0.5)
+    pool.stop_all(grace=0.0)
+    assert fake_os.signals[-1] == (worker.pid, signal.SIGKILL) and not pool.is_stopping(worker.pid)
